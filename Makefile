@@ -1,0 +1,38 @@
+# ctdhub — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint bench clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create the virtual environment and install ctdhub with its dev tools
+
+demo: $(STAMP) ## Initialise the SQLite hub, load the CTDC data through the upload API, serve it
+	$(PY) -m hub.demo --host $(HOST) --port $(PORT)
+
+test: $(STAMP) ## Run the whole test suite (PostgreSQL too when CTDHUB_TEST_POSTGRES_URL is set)
+	$(PY) -m pytest
+
+lint: $(STAMP) ## Check formatting, lint rules and types
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) ## Run the benchmarks against their floors and peers, printing ratios
+	$(PY) -m bench
+
+clean: ## Remove the environment and local state
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pure privacy engineering on data frames: SDC, differential privacy, synthesis, evaluation."""

@@ -1,0 +1,78 @@
+"""The ctdhub application: ``create_app`` builds it; nothing happens at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from flask import send_from_directory
+from flask.typing import ResponseReturnValue
+
+__version__ = "0.1.0"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
+    """Create the hub: settings, database, errors, auth and the HTTP API.
+
+    :param overrides: settings that win over ``config/`` defaults and ``CTDHUB_*`` variables.
+    :raises hub.settings.SettingsError: if a setting is missing or invalid.
+    """
+    from hub import auth, crypto, db, errors, settings
+    from hub.api import register_api
+    from hub.services.snapshot import SnapshotCache
+
+    app = APIFlask(
+        __name__,
+        title="ctdhub",
+        version=__version__,
+        spec_path="/openapi.json",
+        docs_path="/docs",
+        json_errors=False,
+    )
+    app.config.update(settings.load_settings(overrides))
+    if not app.config["DATABASE_URL"]:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'ctdhub.sqlite3'}"
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
+    logging.getLogger("ctdhub").setLevel(app.config["LOG_LEVEL"].upper())
+
+    _serve_docs_assets(app)
+    app.info = {
+        "description": (
+            "ctdhub pools de-identified human-trafficking case records from partner "
+            "organisations and releases only what disclosure control has made safe."
+        )
+    }
+    app.security_schemes = {
+        "oauth2": {
+            "type": "oauth2",
+            "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": auth.SCOPES}},
+        }
+    }
+
+    db.init_app(app)
+    errors.init_app(app)
+    crypto.init_app(app)
+    app.extensions["ctdhub.snapshots"] = SnapshotCache(app.config["SNAPSHOT_CACHE_SIZE"])
+    auth.init_app(app)
+    register_api(app)
+    return app
+
+
+def _serve_docs_assets(app: APIFlask) -> None:
+    """Serve Swagger UI from the installed bundle: hubs run on closed networks, no CDN."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    assets = str(swagger_ui_path)
+    app.config["SWAGGER_UI_CSS"] = "/docs/assets/swagger-ui.css"
+    app.config["SWAGGER_UI_BUNDLE_JS"] = "/docs/assets/swagger-ui-bundle.js"
+    app.config["SWAGGER_UI_STANDALONE_PRESET_JS"] = "/docs/assets/swagger-ui-standalone-preset.js"
+    app.config["DOCS_FAVICON"] = "/docs/assets/favicon-32x32.png"
+
+    @app.get("/docs/assets/<path:filename>")
+    @app.doc(hide=True)
+    def docs_assets(filename: str) -> ResponseReturnValue:
+        return send_from_directory(assets, filename)

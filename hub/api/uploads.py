@@ -1,0 +1,150 @@
+"""Uploads of case records: ``/v1/uploads``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import Boolean, DateTime, Dict, Integer, List, Nested, String
+from apiflask.validators import Range
+from flask import current_app, request
+
+from hub.auth import current_principal, require_scope
+from hub.crypto import keyring
+from hub.db import get_session
+from hub.errors import InvalidInput
+from hub.models import Upload
+from hub.services import uploads as service
+
+bp = APIBlueprint("uploads", __name__, url_prefix="/v1/uploads", tag="Uploads")
+
+
+class ReceiptSchema(Schema):
+    """The receipt of an upload."""
+
+    id = String(metadata={"description": "The upload's id."})
+    organisation = String(metadata={"description": "Id of the uploading organisation."})
+    status = String(metadata={"description": "accepted, or withdrawn"})
+    sha256 = String(metadata={"description": "SHA-256 of the body as received (hex)."})
+    media_type = String()
+    size_bytes = Integer()
+    rows_total = Integer()
+    rows_accepted = Integer()
+    rows_rejected = Integer()
+    accept_valid = Boolean()
+    created_at = DateTime()
+    withdrawn_at = DateTime(allow_none=True)
+    report = Dict(metadata={"description": "Validation report: counts and row errors."})
+
+
+class ReceiptListSchema(Schema):
+    """A page of receipts."""
+
+    uploads = List(Nested(ReceiptSchema))
+
+
+class UploadQuerySchema(Schema):
+    """Query parameters of an upload."""
+
+    accept_valid = Boolean(
+        load_default=False,
+        metadata={"description": "Store the valid rows even if some rows fail (default: no)."},
+    )
+
+
+class PageQuerySchema(Schema):
+    """Paging of a list."""
+
+    limit = Integer(load_default=100, validate=Range(1, 1000))
+    offset = Integer(load_default=0, validate=Range(0))
+
+
+def receipt(upload: Upload) -> dict[str, Any]:
+    """Serialise an upload's receipt."""
+    return {
+        "id": upload.id,
+        "organisation": upload.organisation_id,
+        "status": "withdrawn" if upload.withdrawn_at is not None else "accepted",
+        "sha256": upload.sha256,
+        "media_type": upload.media_type,
+        "size_bytes": upload.size_bytes,
+        "rows_total": upload.rows_total,
+        "rows_accepted": upload.rows_accepted,
+        "rows_rejected": upload.rows_rejected,
+        "accept_valid": upload.accept_valid,
+        "created_at": upload.created_at,
+        "withdrawn_at": upload.withdrawn_at,
+        "report": upload.report,
+    }
+
+
+@bp.post("")
+@require_scope("records:write")
+@bp.input(UploadQuerySchema, location="query", arg_name="query")
+@bp.output(ReceiptSchema, status_code=201, description="Stored (200 if seen before)")
+@bp.doc(
+    summary="Upload case records (CSV, JSON or XLSX body)",
+    description=(
+        "The body is the file itself. Send `Idempotency-Key` to make retries safe and "
+        "`Content-Digest: sha-256=:<base64>:` to have the hub check the body arrived whole. "
+        "422 answers carry the validation report; nothing is stored unless every row passes "
+        "or `accept_valid=true`."
+    ),
+    responses={409: "Idempotency-Key reused", 413: "Too large", 422: "Validation failed"},
+)
+def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Receive, check, seal and store an upload."""
+    max_bytes = current_app.config["MAX_UPLOAD_BYTES"]
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise service.PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    body, sha = service.read_capped(iter(lambda: request.stream.read(1 << 16), b""), max_bytes)
+    if not body:
+        raise InvalidInput("the body is empty: send the file's bytes as the request body")
+    service.check_digest(request.headers.get("Content-Digest"), sha)
+    outcome = service.ingest(
+        get_session(),
+        current_principal(),
+        body,
+        sha,
+        media_type=request.headers.get("Content-Type", ""),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        accept_valid=query["accept_valid"],
+        keyring=keyring(),
+        max_reported_errors=current_app.config["MAX_REPORTED_ERRORS"],
+    )
+    return receipt(outcome.upload), 201 if outcome.created else 200
+
+
+@bp.get("")
+@require_scope("records:read")
+@bp.input(PageQuerySchema, location="query", arg_name="page")
+@bp.output(ReceiptListSchema)
+@bp.doc(summary="List your organisation's uploads, newest first")
+def list_uploads(page: dict[str, Any]) -> dict[str, Any]:
+    """List the caller's organisation's receipts."""
+    uploads = service.list_uploads(
+        get_session(), current_principal(), limit=page["limit"], offset=page["offset"]
+    )
+    return {"uploads": [receipt(u) for u in uploads]}
+
+
+@bp.get("/<upload_id>")
+@require_scope("records:read")
+@bp.output(ReceiptSchema)
+@bp.doc(summary="Show one of your organisation's uploads", responses={404: "Not found"})
+def get_upload(upload_id: str) -> dict[str, Any]:
+    """Show a receipt."""
+    return receipt(service.get_upload(get_session(), current_principal(), upload_id))
+
+
+@bp.delete("/<upload_id>")
+@require_scope("records:write")
+@bp.output(ReceiptSchema)
+@bp.doc(
+    summary="Withdraw an upload: its data key is destroyed; receipt and audit trail remain",
+    responses={404: "Not found"},
+)
+def withdraw_upload(upload_id: str) -> dict[str, Any]:
+    """Withdraw an upload."""
+    return receipt(service.withdraw(get_session(), current_principal(), upload_id))

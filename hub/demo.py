@@ -1,0 +1,140 @@
+"""``make demo``: a hub on SQLite, fed the real CTDC data through its own upload API.
+
+Three partner organisations share the CTDC 2021 k-anonymised file (the hotline records go to
+one, the case-management records are split deterministically between two); each uploads its
+share with the partner toolkit's client over HTTP, exactly as a partner would. The hub then keeps
+serving on 127.0.0.1 and prints where to look and the demo credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import waitress
+from sqlalchemy.orm import Session
+
+from contributors.client import HubClient
+from contributors.pseudonym import pseudonymise_column
+from hub import create_app, crypto, migrate
+from hub.db import session_factory
+
+CTDC_FILE = (
+    Path(__file__).resolve().parents[1].parent / "shared/data/ctdc/ctdc_global_kanon_2021.csv"
+)
+
+PARTNERS = {
+    "Demo Hotline Partner": "Hotline",
+    "Demo Case Management Partner A": "Case Management",
+    "Demo Case Management Partner B": "Case Management",
+}
+# Demo-only pseudonym keys: a real partner keeps its own secret key and never shares it.
+DEMO_PSEUDONYM_KEY = "demo-only pseudonym key: never use outside the demo"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A demo principal's organisation, role and client credentials."""
+
+    organisation: str
+    role: str
+    client_id: str
+    client_secret: str
+
+
+def partner_shares(path: Path) -> dict[str, pd.DataFrame]:
+    """Split the CTDC file between the demo partners: by Datasource, then row parity."""
+    frame = pd.read_csv(path, dtype="string", keep_default_na=False)
+    hotline = frame[frame["Datasource"] == "Hotline"]
+    case_management = frame[frame["Datasource"] != "Hotline"].reset_index(drop=True)
+    return {
+        "Demo Hotline Partner": hotline.reset_index(drop=True),
+        "Demo Case Management Partner A": case_management.iloc[0::2].reset_index(drop=True),
+        "Demo Case Management Partner B": case_management.iloc[1::2].reset_index(drop=True),
+    }
+
+
+def ensure_accounts(session: Session) -> list[Credentials]:
+    """Create (or reuse) the demo organisations and principals, with fresh client secrets."""
+    from hub.services import principals
+
+    wanted = [(name, "partner") for name in PARTNERS]
+    wanted += [("Demo Research Institute", "researcher"), ("Demo Governance Board", "board")]
+    made = []
+    for org_name, role in wanted:
+        organisation = principals.ensure_organisation(session, None, org_name)
+        principal = principals.ensure_principal(
+            session, None, organisation, f"{role} system", [role]
+        )
+        client, secret = principals.create_client(session, None, principal)
+        made.append(Credentials(org_name, role, client.client_id, secret))
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; serve until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--no-serve", action="store_true", help="stop after loading the data")
+    args = parser.parse_args(argv)
+    if not CTDC_FILE.exists():
+        print(f"demo: the CTDC file is missing at {CTDC_FILE}", file=sys.stderr)
+        return 2
+
+    app = create_app()
+    url = app.config["DATABASE_URL"]
+    print(f"demo: database {url}")
+    migrate.upgrade(url)
+    with app.app_context():
+        if crypto.load_keyring(app) is None:
+            crypto.write_keyring(app, crypto.Keyring.generate())
+            print(f"demo: created keyring {crypto.keyring_path(app)}")
+    with session_factory(app)() as session:
+        accounts = ensure_accounts(session)
+
+    server = waitress.create_server(app, host=args.host, port=args.port, threads=4)
+    base = f"http://{args.host}:{args.port}"
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    shares = partner_shares(CTDC_FILE)
+    for creds in accounts:
+        if creds.role != "partner":
+            continue
+        share = shares[creds.organisation].copy()
+        share["caseNo"] = pseudonymise_column(share["caseNo"], DEMO_PSEUDONYM_KEY)
+        body = share.to_csv(index=False).encode()
+        client = HubClient(base, creds.client_id, creds.client_secret)
+        receipt = client.upload(body, media_type="text/csv", progress=True)
+        state = "already stored" if receipt.replayed else "stored"
+        print(
+            f"demo: {creds.organisation}: {receipt.rows_accepted} of {receipt.rows_total} "
+            f"records {state} (upload {receipt.id})"
+        )
+
+    print(f"\nctdhub is serving on {base}")
+    print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
+    print("  Demo credentials (client secrets are shown once; a new pair each demo run):")
+    for creds in accounts:
+        line = f"{creds.role:<10} {creds.organisation:<32} {creds.client_id}  {creds.client_secret}"
+        print("    " + line)
+    print(
+        f"  Try: curl -u <client_id>:<secret> -d grant_type=client_credentials {base}/oauth/token"
+    )
+    if args.no_serve:
+        server.close()
+        return 0
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The hub's tables, as typed SQLAlchemy 2 models. Alembic migrations own the schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.db import Base
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """Return a fresh random identifier (a UUID4 string)."""
+    return str(uuid.uuid4())
+
+
+class Organisation(Base):
+    """A partner NGO, research institute or the hub's own operator."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    principals: Mapped[list[Principal]] = relationship(back_populates="organisation")
+
+
+class Principal(Base):
+    """A person or system acting for one organisation, with roles that map to scopes."""
+
+    __tablename__ = "principal"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisation.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Space-separated role names (partner, researcher, board, admin).
+    roles: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    organisation: Mapped[Organisation] = relationship(back_populates="principals")
+
+    __table_args__ = (UniqueConstraint("organisation_id", "name"),)
+
+
+class OAuthClient(Base):
+    """OAuth 2 client credentials of a principal; the secret is kept only as a hash."""
+
+    __tablename__ = "oauth_client"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    # Space-separated scopes this client may ask for (a subset of its principal's roles).
+    scopes: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    principal: Mapped[Principal] = relationship()
+
+
+class OAuthToken(Base):
+    """An issued access token; only its SHA-256 is stored."""
+
+    __tablename__ = "oauth_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_client.client_id"), index=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(500))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    principal: Mapped[Principal] = relationship()
+
+
+class Upload(Base):
+    """One accepted upload of case records, with its receipt and validation summary."""
+
+    __tablename__ = "upload"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisation.id"), index=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    rows_total: Mapped[int] = mapped_column(Integer)
+    rows_accepted: Mapped[int] = mapped_column(Integer)
+    rows_rejected: Mapped[int] = mapped_column(Integer)
+    accept_valid: Mapped[bool] = mapped_column(Boolean)
+    # The validation report (counts, row/field/value-class/reason; never a value).
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    batch: Mapped[RecordBatch | None] = relationship(back_populates="upload")
+
+    # A key names one upload of an organisation for good; a body is stored once among the
+    # organisation's live uploads (a withdrawn body may be uploaded again).
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "idempotency_key"),
+        Index(
+            "uq_upload_live_body",
+            "organisation_id",
+            "sha256",
+            unique=True,
+            sqlite_where=text("withdrawn_at IS NULL"),
+            postgresql_where=text("withdrawn_at IS NULL"),
+        ),
+    )
+
+
+class RecordBatch(Base):
+    """An upload's normalised records: one Parquet file sealed with AES-GCM.
+
+    The data key is wrapped by a key-encryption key named by ``key_id``; destroying
+    ``wrapped_key`` (withdrawal) makes the ciphertext unreadable for good.
+    """
+
+    __tablename__ = "record_batch"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("upload.id"), unique=True)
+    row_count: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    upload: Mapped[Upload] = relationship(back_populates="batch")
+
+
+class AuditEvent(Base):
+    """A typed audit event (``source:subject:action``); never holds record contents."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tag: Mapped[str] = mapped_column(String(100), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(String(36))
+    organisation_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # Counts, ids and codes only: no free text, so no record content can slip in.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

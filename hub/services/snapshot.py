@@ -1,0 +1,100 @@
+"""The analysis snapshot: every accepted, not withdrawn record, as one data frame.
+
+Disclosure control, queries and releases read this; it is decrypted in memory only and cached
+by the exact set of batches it was built from, so a new or withdrawn upload makes a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contributors.schema import load_schema
+from hub.crypto import Keyring
+from hub.models import RecordBatch, Upload
+from hub.services.uploads import open_record_batch
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Records of a fixed set of batches; ``snapshot_id`` names that set."""
+
+    snapshot_id: str
+    batch_ids: tuple[str, ...]
+    records: pd.DataFrame
+
+
+class SnapshotCache:
+    """A small LRU of snapshots keyed by their batch set, safe across request threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Snapshot] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, snapshot_id: str) -> Snapshot | None:
+        """Return a cached snapshot and mark it recently used."""
+        with self._lock:
+            item = self._items.get(snapshot_id)
+            if item is not None:
+                self._items.move_to_end(snapshot_id)
+            return item
+
+    def put(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot``, evicting the least recently used beyond the size."""
+        if self.size == 0:
+            return
+        with self._lock:
+            self._items[snapshot.snapshot_id] = snapshot
+            self._items.move_to_end(snapshot.snapshot_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def snapshot_id(batch_ids: tuple[str, ...]) -> str:
+    """Name a set of batches (order-independent).
+
+    >>> snapshot_id(("b", "a")) == snapshot_id(("a", "b"))
+    True
+    """
+    return hashlib.sha256("\n".join(sorted(batch_ids)).encode()).hexdigest()
+
+
+def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) -> Snapshot:
+    """Return all live records as one frame with the record schema's columns."""
+    rows = session.execute(
+        select(RecordBatch.id, Upload.organisation_id)
+        .join(Upload, Upload.id == RecordBatch.upload_id)
+        .where(Upload.withdrawn_at.is_(None), RecordBatch.wrapped_key.is_not(None))
+        .order_by(Upload.created_at, Upload.id)
+    ).all()
+    batch_ids = tuple(row[0] for row in rows)
+    key = snapshot_id(batch_ids)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    frames = []
+    for batch_id, organisation_id in rows:
+        batch = session.get_one(RecordBatch, batch_id)
+        frames.append(open_record_batch(keyring, batch, organisation_id))
+    if frames:
+        records = pd.concat(frames, ignore_index=True)
+    else:
+        records = _empty_frame()
+    snapshot = Snapshot(snapshot_id=key, batch_ids=batch_ids, records=records)
+    cache.put(snapshot)
+    return snapshot
+
+
+def _empty_frame() -> pd.DataFrame:
+    dtypes = {"string": "string", "integer": "Int64", "boolean": "boolean"}
+    schema = load_schema()
+    return pd.DataFrame(
+        {f.name: pd.Series([], dtype=dtypes.get(f.type, "string")) for f in schema.fields}
+    )

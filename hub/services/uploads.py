@@ -1,0 +1,345 @@
+"""Ingest, list and withdraw uploads of case records.
+
+An upload is stored whole or not at all: its receipt, validation report, sealed record batch and
+audit event are written in one transaction. A body is identified by its SHA-256, so a body sent
+twice is stored once, and an ``Idempotency-Key`` names one upload for good.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from contributors.formats import FormatError, read_table
+from contributors.identifiers import screen_identifiers
+from contributors.normalise import validate_records
+from contributors.schema import load_schema
+from hub import audit
+from hub.crypto import Keyring, SealedBatch, associated_data, open_batch, seal
+from hub.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthorized,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from hub.models import Principal, RecordBatch, Upload, new_id, utcnow
+
+MEDIA_TYPES = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/json": "json",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+_DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):")
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """The upload's receipt and whether this request stored it (False: seen before)."""
+
+    upload: Upload
+    created: bool
+
+
+def read_capped(chunks: Iterable[bytes], max_bytes: int) -> tuple[bytes, str]:
+    """Read a body chunk by chunk, hashing as it goes; refuse it past ``max_bytes``.
+
+    >>> body, digest = read_capped([b"ab", b"c"], 10)
+    >>> body, digest[:12]
+    (b'abc', 'ba7816bf8f01')
+    """
+    hasher = hashlib.sha256()
+    buffer = io.BytesIO()
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+        hasher.update(chunk)
+        buffer.write(chunk)
+    return buffer.getvalue(), hasher.hexdigest()
+
+
+def check_digest(header: str | None, sha256_hex: str) -> None:
+    """Compare an RFC 9530 ``Content-Digest`` header with the body's SHA-256, if one was sent."""
+    if not header:
+        return
+    match = _DIGEST.search(header)
+    if match is None:
+        raise InvalidInput(
+            "Content-Digest must carry a sha-256 digest, e.g. sha-256=:<base64>:",
+            field="Content-Digest",
+        )
+    try:
+        claimed = base64.b64decode(match.group(1), validate=True).hex()
+    except binascii.Error:
+        raise InvalidInput("Content-Digest's sha-256 is not valid base64") from None
+    if claimed != sha256_hex:
+        raise InvalidInput(
+            "the body's SHA-256 does not match Content-Digest: it was altered or truncated",
+            field="Content-Digest",
+        )
+
+
+def media_kind(media_type: str | None) -> str:
+    """Map a Content-Type header to the format the reader parses."""
+    base = (media_type or "").split(";", 1)[0].strip().lower()
+    if base not in MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {base or '(none)'!r} is not accepted; send one of: "
+            + ", ".join(MEDIA_TYPES)
+        )
+    return base
+
+
+def _require_partner(principal: Principal) -> None:
+    if "partner" not in principal.roles.split():
+        raise NotAuthorized("only a partner organisation's principal may upload case records")
+
+
+def _existing(session: Session, organisation_id: str, key: str | None, sha: str) -> Upload | None:
+    if key is not None:
+        by_key = session.scalar(
+            select(Upload).where(
+                Upload.organisation_id == organisation_id, Upload.idempotency_key == key
+            )
+        )
+        if by_key is not None:
+            if by_key.sha256 != sha:
+                raise Conflict(
+                    "this Idempotency-Key was used for a different body; use a new key for "
+                    "new content",
+                    upload_id=by_key.id,
+                )
+            return by_key
+    return session.scalar(
+        select(Upload).where(
+            Upload.organisation_id == organisation_id,
+            Upload.sha256 == sha,
+            Upload.withdrawn_at.is_(None),
+        )
+    )
+
+
+def encode_batch(records: pd.DataFrame) -> bytes:
+    """Serialise normalised records as Parquet, in memory."""
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(records, preserve_index=False), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def decode_batch(data: bytes) -> pd.DataFrame:
+    """Read a batch written by :func:`encode_batch` back into the same typed frame."""
+    frame: pd.DataFrame = pq.read_table(io.BytesIO(data)).to_pandas()
+    return frame
+
+
+def ingest(
+    session: Session,
+    principal: Principal,
+    body: bytes,
+    sha256_hex: str,
+    *,
+    media_type: str,
+    idempotency_key: str | None,
+    accept_valid: bool,
+    keyring: Keyring,
+    max_reported_errors: int = 1000,
+) -> IngestOutcome:
+    """Validate, seal and store an upload; return its receipt.
+
+    :raises ValidationFailed: (422) with the report when the identifier screen, the columns or
+        any row fails (unless ``accept_valid`` and some rows pass).
+    :raises Conflict: (409) when ``idempotency_key`` was used for a different body.
+    """
+    _require_partner(principal)
+    if idempotency_key is not None and not _KEY.match(idempotency_key):
+        raise InvalidInput(
+            "Idempotency-Key must be 1-200 visible ASCII characters", field="Idempotency-Key"
+        )
+    media = media_kind(media_type)
+    organisation_id = principal.organisation_id
+    seen = _existing(session, organisation_id, idempotency_key, sha256_hex)
+    if seen is not None:
+        return IngestOutcome(seen, created=False)
+
+    try:
+        frame = read_table(body, media_type=media)
+    except FormatError as error:
+        raise ValidationFailed(f"the file could not be read: {error}") from None
+
+    schema = load_schema()
+    findings = screen_identifiers(frame, schema)
+    if findings:
+        columns = sorted({f.column for f in findings})
+        raise ValidationFailed(
+            "the upload looks like it holds direct identifiers in column(s) "
+            + ", ".join(columns)
+            + "; remove them (the partner toolkit's `prepare` does) and upload again",
+            identifier_findings=[
+                {
+                    "column": f.column,
+                    "kind": f.kind,
+                    "rows_flagged": f.rows_flagged,
+                    "reason": f.reason,
+                }
+                for f in findings
+            ],
+        )
+
+    result = validate_records(frame, schema)
+    report = _bounded_report(result.report.as_dict(), max_reported_errors)
+    if result.report.unknown_columns:
+        raise ValidationFailed(
+            "the upload has column(s) that are not in the hub's record schema: "
+            + ", ".join(result.report.unknown_columns),
+            report=report,
+        )
+    if result.report.rows_rejected and not accept_valid:
+        raise ValidationFailed(
+            f"{result.report.rows_rejected} of {result.report.rows_total} rows failed "
+            "validation; nothing was stored (fix them, or send ?accept_valid=true to store "
+            "the valid rows)",
+            report=report,
+        )
+    if result.report.rows_accepted == 0:
+        raise ValidationFailed("the upload has no valid row to store", report=report)
+
+    upload_id = new_id()
+    sealed = seal(
+        keyring, encode_batch(result.records), associated_data(upload_id, organisation_id)
+    )
+    upload = Upload(
+        id=upload_id,
+        organisation_id=organisation_id,
+        principal_id=principal.id,
+        sha256=sha256_hex,
+        idempotency_key=idempotency_key,
+        media_type=media,
+        size_bytes=len(body),
+        rows_total=result.report.rows_total,
+        rows_accepted=result.report.rows_accepted,
+        rows_rejected=result.report.rows_rejected,
+        accept_valid=accept_valid,
+        report=report,
+    )
+    batch = RecordBatch(
+        upload_id=upload_id,
+        row_count=result.report.rows_accepted,
+        key_id=sealed.key_id,
+        wrapped_key=sealed.wrapped_key,
+        nonce=sealed.nonce,
+        ciphertext=sealed.ciphertext,
+    )
+    session.add(upload)
+    session.add(batch)
+    audit.record(
+        session,
+        "ingest:upload:accept",
+        actor=principal,
+        subject_id=upload_id,
+        details={
+            "rows_total": upload.rows_total,
+            "rows_accepted": upload.rows_accepted,
+            "rows_rejected": upload.rows_rejected,
+            "size_bytes": upload.size_bytes,
+            "sha256": sha256_hex,
+        },
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request stored the same key or body first: answer with its receipt.
+        session.rollback()
+        seen = _existing(session, organisation_id, idempotency_key, sha256_hex)
+        if seen is None:
+            raise
+        return IngestOutcome(seen, created=False)
+    return IngestOutcome(upload, created=True)
+
+
+def _bounded_report(report: dict[str, Any], limit: int) -> dict[str, Any]:
+    errors = report.get("errors", [])
+    if len(errors) > limit:
+        report = dict(report)
+        report["errors"] = errors[:limit]
+        report["errors_not_listed"] = report.get("errors_not_listed", 0) + len(errors) - limit
+    return report
+
+
+def list_uploads(
+    session: Session, principal: Principal, *, limit: int = 100, offset: int = 0
+) -> Sequence[Upload]:
+    """Return the principal's organisation's uploads, newest first."""
+    _require_reader(principal)
+    return session.scalars(
+        select(Upload)
+        .where(Upload.organisation_id == principal.organisation_id)
+        .order_by(Upload.created_at.desc(), Upload.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+
+
+def _require_reader(principal: Principal) -> None:
+    if "partner" not in principal.roles.split():
+        raise NotAuthorized("only a partner may read its uploads")
+
+
+def get_upload(session: Session, principal: Principal, upload_id: str) -> Upload:
+    """Return one of the principal's organisation's uploads; another's is not found."""
+    _require_reader(principal)
+    upload = session.get(Upload, upload_id)
+    # Another partner's upload answers exactly as a missing one: its existence is not shown.
+    if upload is None or upload.organisation_id != principal.organisation_id:
+        raise NotFound(f"no upload {upload_id} among your organisation's uploads")
+    return upload
+
+
+def withdraw(session: Session, principal: Principal, upload_id: str) -> Upload:
+    """Withdraw an upload: destroy its data key and ciphertext, keep receipt and audit trail."""
+    _require_partner(principal)
+    upload = get_upload(session, principal, upload_id)
+    if upload.withdrawn_at is not None:
+        return upload
+    now = utcnow()
+    upload.withdrawn_at = now
+    batch = upload.batch
+    if batch is not None:
+        batch.wrapped_key = None
+        batch.ciphertext = None
+        batch.destroyed_at = now
+    audit.record(session, "ingest:upload:withdraw", actor=principal, subject_id=upload.id)
+    session.commit()
+    return upload
+
+
+def open_record_batch(keyring: Keyring, batch: RecordBatch, organisation_id: str) -> pd.DataFrame:
+    """Decrypt one live batch into its normalised records."""
+    if batch.wrapped_key is None or batch.ciphertext is None:
+        raise NotFound(f"the records of upload {batch.upload_id} were withdrawn and destroyed")
+    sealed = SealedBatch(
+        ciphertext=batch.ciphertext,
+        nonce=batch.nonce,
+        wrapped_key=batch.wrapped_key,
+        key_id=batch.key_id,
+    )
+    plaintext = open_batch(keyring, sealed, associated_data(batch.upload_id, organisation_id))
+    return decode_batch(plaintext)

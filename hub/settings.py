@@ -1,0 +1,96 @@
+"""Load the hub's settings in layers and check them once, at start.
+
+Order: the declared defaults in ``config/settings.toml``, then ``CTDHUB_*`` environment
+variables, then the overrides given to :func:`hub.create_app` (tests use these).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+SETTINGS_FILE = CONFIG_DIR / "settings.toml"
+ENV_PREFIX = "CTDHUB_"
+
+
+class SettingsError(Exception):
+    """Raised when a setting is unknown, of the wrong type or out of range."""
+
+
+def declarations() -> dict[str, dict[str, Any]]:
+    """Return the declared settings: name -> {type, default, description}."""
+    with SETTINGS_FILE.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    if kind == "int":
+        if isinstance(value, bool):
+            raise SettingsError(f"{name} must be an integer, not a boolean")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be an integer, got {value!r}") from None
+    if kind == "str":
+        if not isinstance(value, str):
+            raise SettingsError(f"{name} must be a string")
+        return value
+    raise SettingsError(f"{name} is declared with an unknown type {kind!r}")
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, ``CTDHUB_*`` variables and overrides, and validate the result.
+
+    :param overrides: settings that win over everything else (e.g. from tests).
+    :param environ: the environment to read; ``os.environ`` by default.
+    :raises SettingsError: with a message naming the setting at fault.
+    """
+    declared = declarations()
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {name: spec["default"] for name, spec in declared.items()}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :]
+        if name.startswith("TEST_"):
+            continue  # the test suite's own variables, not hub settings
+        if name not in declared:
+            raise SettingsError(
+                f"unknown setting {key}; known settings: "
+                + ", ".join(ENV_PREFIX + n for n in sorted(declared))
+            )
+        values[name] = _coerce(key, declared[name]["type"], raw)
+    extra: dict[str, Any] = {}
+    for name, value in (overrides or {}).items():
+        if name in declared:
+            values[name] = _coerce(name, declared[name]["type"], value)
+        else:
+            extra[name] = value  # Flask's own keys (TESTING, ...) pass through untouched
+    _validate(values)
+    values.update(extra)
+    return values
+
+
+def _validate(values: Mapping[str, Any]) -> None:
+    if values["MAX_UPLOAD_BYTES"] < 1024:
+        raise SettingsError("MAX_UPLOAD_BYTES must be at least 1024 bytes")
+    if not 60 <= values["ACCESS_TOKEN_TTL"] <= 86400:
+        raise SettingsError("ACCESS_TOKEN_TTL must be between 60 s and 86400 s")
+    if values["SNAPSHOT_CACHE_SIZE"] < 0:
+        raise SettingsError("SNAPSHOT_CACHE_SIZE must not be negative")
+    if values["MAX_REPORTED_ERRORS"] < 1:
+        raise SettingsError("MAX_REPORTED_ERRORS must be at least 1")
+    url = values["DATABASE_URL"]
+    if url and not url.startswith(("sqlite", "postgresql")):
+        raise SettingsError(
+            "DATABASE_URL must be a SQLite or PostgreSQL SQLAlchemy URL "
+            "(sqlite:///path or postgresql+psycopg://user@host/db)"
+        )
+    if values["LOG_LEVEL"].upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
