@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from hub import create_app, crypto, migrate
+from hub.cli_admin import admin
 from hub.db import session_factory
 
 
@@ -102,12 +103,8 @@ def serve(host: str, port: int, threads: int) -> None:
     waitress.serve(current_app._get_current_object(), host=host, port=port, threads=threads)  # type: ignore[attr-defined]
 
 
-def _register_admin() -> None:
-    try:
-        from hub.cli_admin import admin
-    except ImportError:  # pragma: no cover - the admin commands ship with hub.auth
-        return
-    main.add_command(admin)
+main.add_command(admin)
 
 
-_register_admin()
+if __name__ == "__main__":
+    main()

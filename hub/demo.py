@@ -60,17 +60,27 @@ def partner_shares(path: Path) -> dict[str, pd.DataFrame]:
 
 def ensure_accounts(session: Session) -> list[Credentials]:
     """Create (or reuse) the demo organisations and principals, with fresh client secrets."""
+    from hub.errors import NotFound
     from hub.services import principals
 
     wanted = [(name, "partner") for name in PARTNERS]
     wanted += [("Demo Research Institute", "researcher"), ("Demo Governance Board", "board")]
     made = []
     for org_name, role in wanted:
-        organisation = principals.ensure_organisation(session, None, org_name)
-        principal = principals.ensure_principal(
-            session, None, organisation, f"{role} system", [role]
+        try:
+            organisation = principals.get_organisation(session, None, org_name)
+        except NotFound:
+            organisation = principals.create_organisation(session, None, org_name)
+        name = f"{role} system"
+        existing = [
+            p for p in principals.list_principals(session, None, organisation.id) if p.name == name
+        ]
+        principal = (
+            existing[0]
+            if existing
+            else principals.create_principal(session, None, organisation.id, name, [role])
         )
-        client, secret = principals.create_client(session, None, principal)
+        client, secret = principals.create_client(session, None, principal.id)
         made.append(Credentials(org_name, role, client.client_id, secret))
     return made
 

@@ -6,20 +6,28 @@ required); each test session migrates its own schema there and drops it at the e
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
+import waitress
 from apiflask import APIFlask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import create_app, migrate
 from hub.crypto import Keyring
 from hub.db import Base, make_engine
+from hub.models import Organisation, Principal
+from hub.services import principals
 
 POSTGRES_URL = os.environ.get("CTDHUB_TEST_POSTGRES_URL", "")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -115,3 +123,130 @@ def ctdc_file() -> Path:
     if not CTDC_FILE.exists():
         pytest.fail(f"the shared CTDC data is missing at {CTDC_FILE}")
     return CTDC_FILE
+
+
+#: make_client(org_name, roles, scopes=None) -> (client_id, secret, principal)
+MakeClient = Callable[..., tuple[str, str, Principal]]
+#: bearer(client_id, secret, scope=None) -> {"Authorization": "Bearer ..."}
+Bearer = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def make_client(db_session: Session) -> MakeClient:
+    """Create (or reuse) an organisation, a new principal in it and OAuth client credentials.
+
+    Goes through the real services, as the operator at the admin command line would.
+    """
+    serial = itertools.count(1)
+
+    def _make(
+        org_name: str, roles: Iterable[str], scopes: Iterable[str] | None = None
+    ) -> tuple[str, str, Principal]:
+        role_list = list(roles)
+        organisation = db_session.scalar(select(Organisation).where(Organisation.name == org_name))
+        if organisation is None:
+            organisation = principals.create_organisation(db_session, None, org_name)
+        principal = principals.create_principal(
+            db_session,
+            None,
+            organisation.id,
+            f"{'-'.join(role_list)} system {next(serial)}",
+            role_list,
+        )
+        client, secret = principals.create_client(
+            db_session, None, principal.id, list(scopes) if scopes is not None else None
+        )
+        return client.client_id, secret, principal
+
+    return _make
+
+
+@pytest.fixture
+def bearer(client: FlaskClient) -> Bearer:
+    """Get an access token from the real ``POST /oauth/token`` and return its header."""
+
+    def _bearer(client_id: str, secret: str, scope: str | None = None) -> dict[str, str]:
+        form = {"grant_type": "client_credentials"}
+        if scope is not None:
+            form["scope"] = scope
+        response = client.post("/oauth/token", data=form, auth=(client_id, secret))
+        if response.status_code != 200:
+            raise AssertionError(
+                f"token request failed: {response.status_code} {response.get_data(as_text=True)}"
+            )
+        return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+    return _bearer
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A partner principal with a valid bearer token."""
+
+    organisation_id: str
+    principal_id: str
+    client_id: str
+    client_secret: str
+    headers: dict[str, str]
+
+
+def _partner(make_client: MakeClient, bearer: Bearer, name: str) -> Partner:
+    client_id, secret, principal = make_client(name, ["partner"])
+    return Partner(
+        organisation_id=principal.organisation_id,
+        principal_id=principal.id,
+        client_id=client_id,
+        client_secret=secret,
+        headers=bearer(client_id, secret),
+    )
+
+
+@pytest.fixture
+def partner_a(make_client: MakeClient, bearer: Bearer) -> Partner:
+    """A partner organisation's upload system, authenticated."""
+    return _partner(make_client, bearer, "Partner A")
+
+
+@pytest.fixture
+def partner_b(make_client: MakeClient, bearer: Bearer) -> Partner:
+    """Another partner organisation, to prove partners are kept apart."""
+    return _partner(make_client, bearer, "Partner B")
+
+
+@dataclass
+class LiveHub:
+    """A hub served by waitress on a loopback port, with one partner's credentials."""
+
+    url: str
+    client_id: str
+    client_secret: str
+
+    def token(self, url: str | None = None, scope: str | None = None) -> str:
+        """Get an access token over HTTP (from this hub, or another serving the same data)."""
+        form = {"grant_type": "client_credentials"}
+        if scope is not None:
+            form["scope"] = scope
+        response = requests.post(
+            f"{url or self.url}/oauth/token",
+            data=form,
+            auth=(self.client_id, self.client_secret),
+            timeout=30,
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+
+@pytest.fixture
+def live_hub(app: APIFlask, make_client: MakeClient) -> Iterator[LiveHub]:
+    """Serve ``app`` for real on 127.0.0.1 (a free port) for end-to-end tests."""
+    client_id, secret, _principal = make_client("Live Partner", ["partner"])
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    port = server.effective_port  # type: ignore[union-attr]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield LiveHub(url=f"http://127.0.0.1:{port}", client_id=client_id, client_secret=secret)
+    finally:
+        server.close()
+        thread.join(timeout=10)

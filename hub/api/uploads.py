@@ -12,7 +12,7 @@ from flask import current_app, request
 from hub.auth import current_principal, require_scope
 from hub.crypto import keyring
 from hub.db import get_session
-from hub.errors import InvalidInput
+from hub.errors import InvalidInput, PayloadTooLarge
 from hub.models import Upload
 from hub.services import uploads as service
 
@@ -97,7 +97,7 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
     max_bytes = current_app.config["MAX_UPLOAD_BYTES"]
     length = request.content_length
     if length is not None and length > max_bytes:
-        raise service.PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     body, sha = service.read_capped(iter(lambda: request.stream.read(1 << 16), b""), max_bytes)
     if not body:
         raise InvalidInput("the body is empty: send the file's bytes as the request body")

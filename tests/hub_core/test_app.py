@@ -44,7 +44,9 @@ def test_openapi_and_docs_are_served_without_a_cdn(client: FlaskClient) -> None:
     assert "/docs/assets/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower() and "unpkg" not in page.lower()
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
-        assert client.get(f"/docs/assets/{asset}").status_code == 200
+        response = client.get(f"/docs/assets/{asset}")
+        assert response.status_code == 200
+        response.close()
 
 
 def test_health(client: FlaskClient) -> None:

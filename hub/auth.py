@@ -1,0 +1,700 @@
+"""Authentication and roles: the hub's OAuth 2 authorization server and its scope checks.
+
+Partner systems and API clients get short-lived bearer tokens by the client-credentials grant
+at ``POST /oauth/token``; they can revoke a token (RFC 7009) and introspect one (RFC 7662).
+Views declare what they need with :func:`require_scope`; services check the acting principal
+with :func:`authorize`. Client secrets are kept only as salted scrypt hashes and access tokens
+only as SHA-256 digests, so a copy of the database lets nobody act as a client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+from apiflask import APIBlueprint, APIFlask
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidClientError,
+    InvalidScopeError,
+    MissingAuthorizationError,
+    TokenMixin,
+)
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6750 import (
+    BearerTokenGenerator,
+    BearerTokenValidator,
+    InsufficientScopeError,
+    InvalidTokenError,
+)
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from flask import current_app, g, has_request_context
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from hub import audit
+from hub.db import get_session
+from hub.errors import InvalidInput, NotAuthorized, Unauthenticated
+from hub.models import OAuthClient, OAuthToken, Principal, utcnow
+
+log = logging.getLogger("ctdhub.auth")
+
+#: Every scope the hub knows, with the description shown in the OpenAPI document.
+SCOPES: dict[str, str] = {
+    "records:write": "Upload and withdraw your organisation's case records",
+    "records:read": "Read your organisation's upload receipts and validation reports",
+    "queries:run": "Run differentially private queries within your allowance",
+    "releases:read": "Read release candidates and published releases",
+    "policies:read": "Read release policies",
+    "policies:write": "Draft and revise release policies",
+    "policies:approve": "Approve a release policy (board quorum)",
+    "releases:approve": "Approve a release candidate for publication (board quorum)",
+    "admin:organisations": "Create and list organisations",
+    "admin:principals": "Create, list and disable principals",
+    "admin:clients": "Create, rotate, revoke and list OAuth clients; introspect any token",
+    "admin:keys": "Rotate key-encryption keys",
+}
+
+#: What each role lets its principal do. A client holds a subset of its principal's scopes.
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "partner": frozenset({"records:write", "records:read"}),
+    "researcher": frozenset({"queries:run", "releases:read"}),
+    "board": frozenset({"policies:read", "policies:write", "policies:approve", "releases:approve"}),
+    "admin": frozenset({"admin:organisations", "admin:principals", "admin:clients", "admin:keys"}),
+}
+
+GRANT_TYPE = "client_credentials"
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+# scrypt cost: 16 MiB and tens of milliseconds per check. Secrets are 256 random bits, so the
+# hash is slow to blunt a stolen table, not because the secrets could be guessed; the
+# parameters are stored with each hash so they can be raised without breaking old ones.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
+
+_OAUTH_SERVER = "ctdhub.oauth.server"
+_OAUTH_PROTECTOR = "ctdhub.oauth.protector"
+
+F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
+
+
+# --- scopes and roles -------------------------------------------------------------------------
+
+
+def parse_roles(roles: Iterable[str]) -> list[str]:
+    """Check role names and return them deduplicated, in the order given.
+
+    :param roles: role names, e.g. ``["partner"]``.
+    :raises hub.errors.InvalidInput: if there is none or one is unknown.
+
+    >>> parse_roles(["partner", "researcher", "partner"])
+    ['partner', 'researcher']
+    >>> parse_roles(["curator"])
+    Traceback (most recent call last):
+    ...
+    hub.errors.InvalidInput: unknown role 'curator'; known roles: admin, board, partner, researcher
+    """
+    unique = list(dict.fromkeys(r.strip() for r in roles if r.strip()))
+    if not unique:
+        raise InvalidInput("a principal needs at least one role; known roles: " + _known_roles())
+    for role in unique:
+        if role not in ROLE_SCOPES:
+            raise InvalidInput(f"unknown role {role!r}; known roles: " + _known_roles())
+    return unique
+
+
+def _known_roles() -> str:
+    return ", ".join(sorted(ROLE_SCOPES))
+
+
+def scopes_for_roles(roles: Iterable[str]) -> frozenset[str]:
+    """Return the scopes that the given roles grant together (unknown roles grant nothing).
+
+    :param roles: role names, e.g. ``"partner admin".split()``.
+
+    >>> sorted(scopes_for_roles(["partner"]))
+    ['records:read', 'records:write']
+    """
+    granted: set[str] = set()
+    for role in roles:
+        granted |= ROLE_SCOPES.get(role, frozenset())
+    return frozenset(granted)
+
+
+def principal_scopes(principal: Principal) -> frozenset[str]:
+    """Return the scopes a principal's roles grant it."""
+    return scopes_for_roles(principal.roles.split())
+
+
+def parse_scopes(scopes: Iterable[str]) -> list[str]:
+    """Check scope names and return them deduplicated and sorted.
+
+    :param scopes: scope names; a space-separated string counts as several.
+    :raises hub.errors.InvalidInput: if a scope is unknown.
+
+    >>> parse_scopes(["records:write records:read", "records:write"])
+    ['records:read', 'records:write']
+    >>> parse_scopes(["records:delete"])
+    Traceback (most recent call last):
+    ...
+    hub.errors.InvalidInput: unknown scope 'records:delete'; see hub.auth.SCOPES
+    """
+    names = sorted({name for item in scopes for name in item.split()})
+    for name in names:
+        if name not in SCOPES:
+            raise InvalidInput(f"unknown scope {name!r}; see hub.auth.SCOPES")
+    return names
+
+
+# --- secrets and tokens -----------------------------------------------------------------------
+
+
+def new_client_id() -> str:
+    """Return a fresh, unguessable client id (not a secret, but not a counter either)."""
+    return "ctdhub-" + secrets.token_hex(16)
+
+
+def new_secret() -> str:
+    """Return a fresh client secret: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """Hash a client secret with scrypt and a fresh salt, parameters included.
+
+    :param secret: the plaintext secret; it is never stored.
+
+    >>> stored = hash_secret("correct horse")
+    >>> stored.startswith("scrypt$16384$8$1$"), "correct horse" in stored
+    (True, False)
+    >>> hash_secret("correct horse") == stored  # a fresh salt each time
+    False
+    """
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        secret.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_LEN
+    )
+    return "$".join(
+        [
+            "scrypt",
+            str(_SCRYPT_N),
+            str(_SCRYPT_R),
+            str(_SCRYPT_P),
+            base64.b64encode(salt).decode("ascii"),
+            base64.b64encode(digest).decode("ascii"),
+        ]
+    )
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    """Tell whether ``secret`` matches the stored hash, comparing in constant time.
+
+    :param secret: the secret the client presented.
+    :param stored: a value made by :func:`hash_secret`.
+    :raises ValueError: if ``stored`` is not such a value (a corrupt row, not a wrong secret).
+
+    >>> stored = hash_secret("s3cret")
+    >>> verify_secret("s3cret", stored), verify_secret("s3cret ", stored)
+    (True, False)
+    """
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise ValueError("the stored client secret hash is not an scrypt hash made by the hub")
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt = base64.b64decode(parts[4], validate=True)
+        expected = base64.b64decode(parts[5], validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("the stored client secret hash has malformed parameters") from None
+    candidate = hashlib.scrypt(
+        secret.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=256 * r * n + (1 << 20),
+        dklen=len(expected),
+    )
+    return hmac.compare_digest(candidate, expected)
+
+
+def token_digest(token: str) -> str:
+    """Return the SHA-256 (hex) under which an access token is stored and looked up.
+
+    >>> token_digest("abc")
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands timezone-aware columns back naive; the hub only ever writes UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# --- Authlib adapters over our models ---------------------------------------------------------
+
+
+class HubClient(ClientMixin):  # type: ignore[misc]  # authlib ships no type hints
+    """An :class:`~hub.models.OAuthClient` as Authlib sees it: confidential, client credentials."""
+
+    def __init__(self, row: OAuthClient) -> None:
+        self.row = row
+
+    @property
+    def allowed_scopes(self) -> frozenset[str]:
+        """Return the scopes this client may ask for."""
+        return frozenset(self.row.scopes.split())
+
+    def get_client_id(self) -> str:
+        """Return the public client id."""
+        return self.row.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        """Return None: client credentials never redirect."""
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """Return the scope to grant: all of the client's if none was asked, else as asked.
+
+        None (Authlib's ``invalid_scope``) if more was asked than the client holds: a request
+        is refused, never narrowed.
+        """
+        if not scope or not scope.strip():
+            return " ".join(sorted(self.allowed_scopes))
+        requested = set(scope.split())
+        if not requested <= self.allowed_scopes:
+            return None
+        return " ".join(sorted(requested))
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Refuse every redirect URI: there is no authorization endpoint."""
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Verify the secret; a right secret on a revoked client is refused with the reason."""
+        if not verify_secret(client_secret, self.row.secret_hash):
+            log.info("client %s presented a wrong secret", self.row.client_id)
+            return False
+        # Told only to a caller who proved it holds the secret, so it leaks nothing to others.
+        if self.row.revoked_at is not None:
+            raise InvalidClientError(status_code=401, description="This client has been revoked.")
+        if self.row.principal.disabled_at is not None:
+            raise InvalidClientError(
+                status_code=401, description="The principal of this client has been disabled."
+            )
+        return True
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Accept HTTP Basic and form-field client authentication, never ``none``."""
+        return method in CLIENT_AUTH_METHODS
+
+    def check_response_type(self, response_type: str) -> bool:
+        """Refuse every response type: there is no authorization endpoint."""
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Allow only the client-credentials grant."""
+        return grant_type == GRANT_TYPE
+
+
+class HubToken(TokenMixin):  # type: ignore[misc]  # authlib ships no type hints
+    """An :class:`~hub.models.OAuthToken` with its client, as Authlib sees it."""
+
+    def __init__(self, row: OAuthToken, client: OAuthClient) -> None:
+        self.row = row
+        self.client = client
+
+    def check_client(self, client: HubClient) -> bool:
+        """Tell whether the token was issued to ``client``."""
+        return self.row.client_id == client.row.client_id
+
+    def get_scope(self) -> str:
+        """Return the granted scopes, space-separated."""
+        return self.row.scope
+
+    def get_expires_in(self) -> int:
+        """Return the lifetime the token was issued with, in seconds."""
+        return int((_as_utc(self.row.expires_at) - _as_utc(self.row.issued_at)).total_seconds())
+
+    def is_expired(self) -> bool:
+        """Tell whether the token's lifetime is over."""
+        return _as_utc(self.row.expires_at) <= utcnow()
+
+    def is_revoked(self) -> bool:
+        """Tell whether the token, its client or its principal has been withdrawn."""
+        return (
+            self.row.revoked_at is not None
+            or self.client.revoked_at is not None
+            or self.row.principal.disabled_at is not None
+        )
+
+    def get_user(self) -> Principal:
+        """Return the principal the token acts for."""
+        return self.row.principal
+
+    def get_client(self) -> HubClient:
+        """Return the client the token was issued to."""
+        return HubClient(self.client)
+
+
+def _query_client(client_id: str) -> HubClient | None:
+    row = (
+        get_session()
+        .scalars(
+            select(OAuthClient)
+            .where(OAuthClient.client_id == client_id)
+            .options(joinedload(OAuthClient.principal))
+        )
+        .first()
+    )
+    return HubClient(row) if row is not None else None
+
+
+def _find_token(token_string: str) -> HubToken | None:
+    found = (
+        get_session()
+        .execute(
+            select(OAuthToken, OAuthClient)
+            .join(OAuthClient, OAuthClient.client_id == OAuthToken.client_id)
+            .where(OAuthToken.token_hash == token_digest(token_string))
+            .options(joinedload(OAuthToken.principal).joinedload(Principal.organisation))
+        )
+        .first()
+    )
+    return HubToken(found[0], found[1]) if found is not None else None
+
+
+def _save_token(token: dict[str, Any], request: Any) -> None:
+    client: HubClient = request.client
+    session = get_session()
+    issued_at = utcnow()
+    row = OAuthToken(
+        token_hash=token_digest(token["access_token"]),
+        client_id=client.row.client_id,
+        principal_id=client.row.principal_id,
+        scope=token.get("scope", ""),
+        issued_at=issued_at,
+        expires_at=issued_at + timedelta(seconds=int(token["expires_in"])),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        "auth:token:issue",
+        actor=client.row.principal,
+        subject_id=str(row.id),
+        details={
+            "client_id": client.row.client_id,
+            "scope": row.scope.split(),
+            "expires_in": int(token["expires_in"]),
+        },
+    )
+    session.commit()
+
+
+class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]  # no type hints
+    TOKEN_ENDPOINT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
+
+    def validate_requested_scope(self) -> None:
+        """Refuse a scope the hub does not know or the client does not hold, naming it."""
+        requested = (self.request.payload.scope or "").split()
+        unknown = sorted(s for s in set(requested) if s not in SCOPES)
+        if unknown:
+            raise InvalidScopeError(description="Unknown scope: " + " ".join(unknown))
+        client: HubClient = self.request.client
+        lacking = sorted(set(requested) - client.allowed_scopes)
+        if lacking:
+            raise InvalidScopeError(
+                description="This client may not ask for scope: " + " ".join(lacking)
+            )
+
+
+class _RevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]  # no type hints
+    CLIENT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> HubToken | None:
+        """Find an access token by its digest (the hub issues no refresh tokens)."""
+        return _find_token(token_string)
+
+    def revoke_token(self, token: HubToken, request: Any) -> None:
+        """Mark the token revoked (kept, so its digest can never be issued again)."""
+        if token.row.revoked_at is not None:
+            return
+        session = get_session()
+        token.row.revoked_at = utcnow()
+        client: HubClient = request.client
+        audit.record(
+            session,
+            "auth:token:revoke",
+            actor=client.row.principal,
+            organisation_id=token.row.principal.organisation_id,
+            subject_id=str(token.row.id),
+            details={"client_id": token.row.client_id, "via": "revocation_endpoint"},
+        )
+        session.commit()
+
+
+class _IntrospectionEndpoint(IntrospectionEndpoint):  # type: ignore[misc]  # no type hints
+    CLIENT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> HubToken | None:
+        """Find an access token by its digest."""
+        return _find_token(token_string)
+
+    def check_permission(self, token: HubToken, client: HubClient, request: Any) -> bool:
+        """Let a client introspect its own tokens, and an admin client any token."""
+        if token.check_client(client):
+            return True
+        return "admin:clients" in client.allowed_scopes and "admin:clients" in principal_scopes(
+            client.row.principal
+        )
+
+    def introspect_token(self, token: HubToken) -> dict[str, Any]:
+        """Describe an active token (RFC 7662 section 2.2)."""
+        principal = token.row.principal
+        return {
+            "active": True,
+            "client_id": token.row.client_id,
+            "token_type": "Bearer",
+            "scope": token.row.scope,
+            "sub": principal.id,
+            "username": principal.name,
+            "organisation_id": principal.organisation_id,
+            "iat": int(_as_utc(token.row.issued_at).timestamp()),
+            "exp": int(_as_utc(token.row.expires_at).timestamp()),
+        }
+
+
+class _BearerTokenValidator(BearerTokenValidator):  # type: ignore[misc]  # no type hints
+    def authenticate_token(self, token_string: str) -> HubToken | None:
+        """Find the presented token by its digest."""
+        return _find_token(token_string)
+
+    def validate_token(self, token: HubToken | None, scopes: list[str], request: Any) -> None:
+        """Check that the token is live and carries every required scope, saying why not."""
+        if token is None:
+            raise InvalidTokenError(description="The access token is not known to this hub.")
+        if token.is_expired():
+            raise InvalidTokenError(description="The access token has expired.")
+        if token.row.revoked_at is not None:
+            raise InvalidTokenError(description="The access token has been revoked.")
+        if token.client.revoked_at is not None:
+            raise InvalidTokenError(description="The client of this token has been revoked.")
+        if token.row.principal.disabled_at is not None:
+            raise InvalidTokenError(description="The principal of this token has been disabled.")
+        held = _effective_scopes(token)
+        if self.scope_insufficient(" ".join(held), scopes):
+            lacking = sorted({s for group in scopes for s in group.split()} - set(held))
+            raise InsufficientScopeError(
+                description="The access token lacks scope: " + " ".join(lacking)
+            )
+
+
+def _effective_scopes(token: HubToken) -> list[str]:
+    # A token is worth no more than its principal's roles today.
+    granted = set(token.row.scope.split()) & principal_scopes(token.row.principal)
+    return sorted(granted)
+
+
+def _expires_in(client: HubClient, grant_type: str) -> int:
+    ttl: int = current_app.config["ACCESS_TOKEN_TTL"]
+    return ttl
+
+
+def _new_access_token(**_context: Any) -> str:
+    return secrets.token_urlsafe(32)
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def init_app(app: APIFlask) -> None:
+    """Give ``app`` its authorization server, resource protector and ``/oauth/*`` endpoints.
+
+    Each app gets its own server, so several apps (tests) in one process never share state.
+    """
+    server = AuthorizationServer()
+    server.init_app(app, query_client=_query_client, save_token=_save_token)
+    server.register_token_generator(
+        "default", BearerTokenGenerator(_new_access_token, None, _expires_in)
+    )
+    server.scopes_supported = sorted(SCOPES)
+    server.register_grant(_ClientCredentialsGrant)
+    server.register_endpoint(_RevocationEndpoint)
+    server.register_endpoint(_IntrospectionEndpoint)
+    protector = ResourceProtector()
+    protector.register_token_validator(_BearerTokenValidator(realm="ctdhub"))
+    app.extensions[_OAUTH_SERVER] = server
+    app.extensions[_OAUTH_PROTECTOR] = protector
+    app.register_blueprint(_oauth_blueprint())
+
+
+def _oauth_blueprint() -> APIBlueprint:
+    bp = APIBlueprint("oauth", __name__, url_prefix="/oauth", tag="OAuth 2")
+
+    @bp.post("/token")
+    @bp.doc(
+        summary="Issue an access token (client-credentials grant)",
+        description=(
+            "Form fields `grant_type=client_credentials` and optionally `scope` (space-separated;"
+            " omitted means all of the client's scopes). Authenticate the client with HTTP Basic"
+            " or the form fields `client_id` and `client_secret`. Asking for a scope the client"
+            " does not hold is refused with `invalid_scope`. Errors follow RFC 6749 section 5.2."
+        ),
+    )
+    def issue_token() -> ResponseReturnValue:
+        response: ResponseReturnValue = _server().create_token_response()
+        return response
+
+    @bp.post("/revoke")
+    @bp.doc(
+        summary="Revoke one of your access tokens (RFC 7009)",
+        description="Form field `token`; authenticate the client as for the token endpoint.",
+    )
+    def revoke_token() -> ResponseReturnValue:
+        response: ResponseReturnValue = _server().create_endpoint_response(
+            RevocationEndpoint.ENDPOINT_NAME
+        )
+        return response
+
+    @bp.post("/introspect")
+    @bp.doc(
+        summary="Describe an access token (RFC 7662)",
+        description=(
+            "Form field `token`. A client may introspect its own tokens; a client holding"
+            ' `admin:clients` may introspect any. Anything else answers `{"active": false}`.'
+        ),
+    )
+    def introspect_token() -> ResponseReturnValue:
+        response: ResponseReturnValue = _server().create_endpoint_response(
+            IntrospectionEndpoint.ENDPOINT_NAME
+        )
+        return response
+
+    return bp
+
+
+def _server() -> AuthorizationServer:
+    server: AuthorizationServer = current_app.extensions[_OAUTH_SERVER]
+    return server
+
+
+# --- protecting views -------------------------------------------------------------------------
+
+
+def require_scope(*scopes: str) -> Callable[[F], F]:
+    """Protect a view: a live bearer token carrying every one of ``scopes`` is required.
+
+    Place it directly under the route decorator, above ``input``/``output``/``doc``, so the
+    token is checked before anything else reads the request. The scopes are recorded on the
+    view (``_ctdhub_scopes``) and in its OpenAPI ``security``.
+
+    :param scopes: the scopes required, all of them; at least one.
+    :raises ValueError: at import time, for no scope or an unknown one.
+    """
+    if not scopes:
+        raise ValueError("require_scope needs at least one scope; public views are allowlisted")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"require_scope got unknown scope(s) {unknown}; see hub.auth.SCOPES")
+    required = tuple(dict.fromkeys(scopes))
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            _authenticate(required)
+            return view(*args, **kwargs)
+
+        # functools.wraps shares the inner view's APIFlask spec dict; copy it before editing.
+        spec = dict(getattr(view, "_spec", {}))
+        spec["security"] = [{"oauth2": list(required)}]
+        responses = spec.get("responses")
+        if responses is None or isinstance(responses, dict):
+            # APIFlask documents the 401 itself; the 403 for a token lacking a scope is ours.
+            spec["responses"] = {
+                **(responses or {}),
+                403: "The access token lacks a scope: " + " ".join(required),
+            }
+        guarded._spec = spec  # type: ignore[attr-defined]  # APIFlask reads it for OpenAPI
+        guarded._ctdhub_scopes = required  # type: ignore[attr-defined]  # read by route tests
+        return cast(F, guarded)
+
+    return decorator
+
+
+def _authenticate(required: tuple[str, ...]) -> None:
+    protector: ResourceProtector = current_app.extensions[_OAUTH_PROTECTOR]
+    try:
+        token: HubToken = protector.acquire_token([" ".join(required)])
+    except MissingAuthorizationError:
+        raise Unauthenticated(
+            "this endpoint needs an 'Authorization: Bearer <token>' header; "
+            "get a token from POST /oauth/token"
+        ) from None
+    except InsufficientScopeError as error:
+        raise NotAuthorized(_as_detail(error.description), required_scopes=list(required)) from None
+    except OAuth2Error as error:
+        raise Unauthenticated(_as_detail(error.description)) from None
+    g.ctdhub_principal = token.row.principal
+    g.ctdhub_token = token
+
+
+def _as_detail(description: str | None) -> str:
+    # Authlib's descriptions are sentences; problem details in the hub are lower-case clauses.
+    text = (description or "the access token is not valid").rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
+def current_principal() -> Principal:
+    """Return the principal acting in this request, with its organisation loaded.
+
+    :raises hub.errors.Unauthenticated: if the view is not protected by :func:`require_scope`.
+    """
+    principal: Principal | None = g.get("ctdhub_principal")
+    if principal is None:
+        raise Unauthenticated("no authenticated principal in this request")
+    return principal
+
+
+def current_scopes() -> frozenset[str]:
+    """Return the scopes the request's access token carries (empty outside a protected view)."""
+    token: HubToken | None = g.get("ctdhub_token")
+    return frozenset(_effective_scopes(token)) if token is not None else frozenset()
+
+
+def authorize(actor: Principal | None, scope: str) -> None:
+    """Check that ``actor`` may act under ``scope``; services call this before any change.
+
+    ``None`` is the hub's operator at the local admin command line, who may do anything (but
+    never inside an HTTP request). A
+    principal needs a role granting the scope and, when it is this request's principal, an
+    access token carrying it too.
+
+    :raises hub.errors.NotAuthorized: naming the scope that is missing.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    if actor is None:
+        if has_request_context():
+            # A view passing None by mistake must not inherit the operator's powers.
+            raise NotAuthorized("only the local admin command line may act without a principal")
+        return
+    if actor.disabled_at is not None:
+        raise NotAuthorized(f"principal {actor.id} is disabled")
+    if scope not in principal_scopes(actor):
+        raise NotAuthorized(f"principal {actor.id} has no role granting scope {scope!r}")
+    if has_request_context() and g.get("ctdhub_principal") is actor:
+        if scope not in current_scopes():
+            raise NotAuthorized(f"the access token does not carry scope {scope!r}")
