@@ -97,10 +97,11 @@ def keys_rewrap() -> None:
 @with_appcontext
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the hub with waitress."""
-    import waitress
+    from hub.serving import make_server
 
+    server = make_server(current_app._get_current_object(), host, port, threads)  # type: ignore[attr-defined]
     click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs)")
-    waitress.serve(current_app._get_current_object(), host=host, port=port, threads=threads)  # type: ignore[attr-defined]
+    server.run()
 
 
 main.add_command(admin)

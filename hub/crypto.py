@@ -157,7 +157,8 @@ def rewrap(keyring: Keyring, wrapped: bytes, key_id: str, aad: bytes) -> tuple[b
 
 def keyring_path(app: Flask) -> Path:
     """Return where the app's keyring file lives."""
-    return Path(app.instance_path) / app.config["KEYRING_FILE"]
+    name: str = app.config["KEYRING_FILE"]
+    return Path(app.instance_path) / name
 
 
 def load_keyring(app: Flask) -> Keyring | None:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import waitress
 from sqlalchemy.orm import Session
 
 from contributors.client import HubClient
 from contributors.pseudonym import pseudonymise_column
 from hub import create_app, crypto, migrate
 from hub.db import session_factory
+from hub.serving import make_server
 
 CTDC_FILE = (
     Path(__file__).resolve().parents[1].parent / "shared/data/ctdc/ctdc_global_kanon_2021.csv"
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     with session_factory(app)() as session:
         accounts = ensure_accounts(session)
 
-    server = waitress.create_server(app, host=args.host, port=args.port, threads=4)
+    server = make_server(app, args.host, args.port)
     base = f"http://{args.host}:{args.port}"
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

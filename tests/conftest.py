@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-import waitress
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -28,6 +27,7 @@ from hub.crypto import Keyring
 from hub.db import Base, make_engine
 from hub.models import Organisation, Principal
 from hub.services import principals
+from hub.serving import make_server
 
 POSTGRES_URL = os.environ.get("CTDHUB_TEST_POSTGRES_URL", "")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -241,7 +241,7 @@ class LiveHub:
 def live_hub(app: APIFlask, make_client: MakeClient) -> Iterator[LiveHub]:
     """Serve ``app`` for real on 127.0.0.1 (a free port) for end-to-end tests."""
     client_id, secret, _principal = make_client("Live Partner", ["partner"])
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    server = make_server(app, "127.0.0.1", 0, threads=8)
     port = server.effective_port  # type: ignore[union-attr]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
