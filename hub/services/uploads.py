@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contributors.formats import FormatError, read_table
-from contributors.identifiers import screen_identifiers
 from contributors.normalise import validate_records
 from contributors.schema import load_schema
 from hub import audit
@@ -185,27 +184,18 @@ def ingest(
     except FormatError as error:
         raise ValidationFailed(f"the file could not be read: {error}") from None
 
-    schema = load_schema()
-    findings = screen_identifiers(frame, schema)
+    result = validate_records(frame, load_schema())
+    report = _bounded_report(result.report.as_dict(), max_reported_errors)
+    findings = result.report.identifier_findings
     if findings:
         columns = sorted({f.column for f in findings})
         raise ValidationFailed(
             "the upload looks like it holds direct identifiers in column(s) "
             + ", ".join(columns)
             + "; remove them (the partner toolkit's `prepare` does) and upload again",
-            identifier_findings=[
-                {
-                    "column": f.column,
-                    "kind": f.kind,
-                    "rows_flagged": f.rows_flagged,
-                    "reason": f.reason,
-                }
-                for f in findings
-            ],
+            identifier_findings=report["identifier_findings"],
+            report=report,
         )
-
-    result = validate_records(frame, schema)
-    report = _bounded_report(result.report.as_dict(), max_reported_errors)
     if result.report.unknown_columns:
         raise ValidationFailed(
             "the upload has column(s) that are not in the hub's record schema: "

@@ -1,0 +1,595 @@
+"""Validate partner case records against the record schema and normalise them, vectorised.
+
+Rules, all driven by ``config/record_schema.json``:
+
+- whitespace around a cell is ignored; an empty cell, ``NULL`` or ``-99`` is missing;
+- codes match case-insensitively (and with any dash spelling in age bands) and are stored in their
+  canonical spelling; country fields take ISO 3166-1 alpha-2 or alpha-3 and store alpha-2 (``NA``
+  is Namibia);
+- the age-band field also takes an exact age in whole years, which is turned into its band and
+  never stored; the majority status must agree with the age and is filled in from it when missing;
+- booleans are ``1/0``, ``true/false`` or ``yes/no`` in any case; integers must lie in their range;
+- a required field must be present and a unique field unique within the upload; the pseudonym
+  field must not hold an e-mail address, phone number or date.
+
+A row with any bad cell is rejected whole. Error reports never echo a value: they give the row,
+the field, a coarse class of what was found and a specific reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from contributors.identifiers import (
+    IdentifierFinding,
+    classify_value,
+    factorize_cells,
+    identifier_kinds,
+    screen_column,
+)
+from contributors.schema import RecordSchema, SchemaField, load_schema
+
+__all__ = [
+    "ERROR_LIMIT",
+    "MAX_EXACT_AGE",
+    "RowError",
+    "ValidationReport",
+    "ValidationResult",
+    "format_records",
+    "validate_records",
+    "value_class",
+]
+
+#: At most this many row errors are listed per upload; the rest are only counted, so a huge bad
+#: file cannot produce a huge response.
+ERROR_LIMIT = 1000
+#: Exact ages above this many years are rejected as implausible rather than banded as 48+.
+MAX_EXACT_AGE = 120
+
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+_DASHES = re.compile(r"\s*[-\u2010-\u2015\u2212]+\s*")
+_WHOLE = re.compile(r"^[+-]?\d+$")
+_DECIMAL = re.compile(r"^[+-]?(\d+[.,]\d*|[.,]\d+)$")
+_ALPHABETIC = re.compile(r"^[^\W\d_]+$")
+_ALPHANUMERIC = re.compile(r"^[\w./+-]+$")
+
+# outcome of one distinct cell value: missing, normalised, or invalid
+_MISSING, _VALID, _INVALID = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One rejected cell.
+
+    :param row: the 1-based data row number (the header is not counted).
+    :param field: the schema field.
+    :param value_class: a coarse class of what the cell held (never the value itself).
+    :param reason: what is wrong, specifically.
+    """
+
+    row: int
+    field: str
+    value_class: str
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the error as a JSON-ready mapping."""
+        return {
+            "row": self.row,
+            "field": self.field,
+            "value_class": self.value_class,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class ValidationReport:
+    """What validation found in one upload.
+
+    :param rows_total: data rows received.
+    :param rows_accepted: rows with no bad cell.
+    :param rows_rejected: rows with at least one bad cell.
+    :param errors: the first :data:`ERROR_LIMIT` bad cells, by row then schema order.
+    :param unknown_columns: uploaded columns the schema does not have (the upload is refused).
+    :param missing_columns: schema columns the upload lacks (treated as all missing).
+    :param errors_not_listed: bad cells beyond those listed.
+    :param identifier_findings: columns that look like they carry direct identifiers.
+    :param schema_version: the schema version the upload was checked against.
+    """
+
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: int
+    errors: list[RowError]
+    unknown_columns: list[str]
+    missing_columns: list[str]
+    errors_not_listed: int = 0
+    identifier_findings: list[IdentifierFinding] = field(default_factory=list)
+    schema_version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.rows_total != self.rows_accepted + self.rows_rejected:
+            raise ValueError(
+                f"inconsistent report: {self.rows_total} rows is not {self.rows_accepted} "
+                f"accepted + {self.rows_rejected} rejected"
+            )
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the upload can be taken as it is: no bad row, column or identifier."""
+        return not (self.rows_rejected or self.unknown_columns or self.identifier_findings)
+
+    @property
+    def error_count(self) -> int:
+        """Return the number of bad cells, listed or not."""
+        return len(self.errors) + self.errors_not_listed
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as a JSON-ready mapping."""
+        return {
+            "ok": self.ok,
+            "schema_version": self.schema_version,
+            "rows_total": self.rows_total,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_rejected,
+            "unknown_columns": list(self.unknown_columns),
+            "missing_columns": list(self.missing_columns),
+            "identifier_findings": [finding.as_dict() for finding in self.identifier_findings],
+            "error_count": self.error_count,
+            "errors_not_listed": self.errors_not_listed,
+            "errors": [error.as_dict() for error in self.errors],
+        }
+
+
+@dataclass
+class ValidationResult:
+    """The normalised accepted rows, the report, and which input rows were accepted.
+
+    :param records: accepted rows, one column per schema field in schema order; strings have
+        dtype ``string``, integers ``Int64``, booleans ``boolean``; missing is ``<NA>``.
+    :param report: the validation report.
+    :param accepted_mask: one boolean per input row, ``True`` where the row was accepted.
+    """
+
+    records: pd.DataFrame
+    report: ValidationReport
+    accepted_mask: npt.NDArray[np.bool_]
+
+
+def value_class(text: str, *, coded: bool = False) -> str:
+    """Return a coarse class for a cell, safe to report where the value itself is not.
+
+    :param text: the cell, stripped.
+    :param coded: the cell belongs to a coded field, so a short word is reported as a code that
+        is not in the domain.
+
+    >>> [value_class(v) for v in ("a.b@example.org", "1990-02-03", "+44 20 7946 0000")]
+    ['email-like', 'date', 'phone-like']
+    >>> [value_class(v) for v in ("17", "17.5", "Femal", "AB12", "two words")]
+    ['integer', 'decimal', 'alphabetic', 'alphanumeric', 'text']
+    >>> value_class("Femal", coded=True)
+    'code-not-in-domain'
+    """
+    kind = classify_value(text, pseudonym=True)
+    if kind == "email":
+        return "email-like"
+    if kind == "date":
+        return "date"
+    if kind == "phone":
+        return "phone-like"
+    if _WHOLE.match(text):
+        return "integer"
+    if _DECIMAL.match(text):
+        return "decimal"
+    if coded and len(text) <= 40 and _ALPHANUMERIC.match(text):
+        return "code-not-in-domain"
+    if _ALPHABETIC.match(text):
+        return "alphabetic"
+    if _ALPHANUMERIC.match(text):
+        return "alphanumeric"
+    return "text"
+
+
+def _code_key(text: str) -> str:
+    """Return the matching key of a code: case-folded, dashes unified, spaces dropped.
+
+    >>> [_code_key(v) for v in ("18--20", " 18 - 20", "18\u201420", "Case management")]
+    ['18--20', '18--20', '18--20', 'casemanagement']
+    """
+    return re.sub(r"\s+", "", _DASHES.sub("--", text.strip())).casefold()
+
+
+@dataclass
+class _Outcomes:
+    """Per distinct value of one column: its state, normalised value, reason and class."""
+
+    state: list[int] = field(default_factory=list)
+    value: list[object] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+    value_class: list[str] = field(default_factory=list)
+    exact_age: list[bool] = field(default_factory=list)
+
+    def add(
+        self,
+        state: int,
+        value: object = None,
+        reason: str = "",
+        klass: str = "",
+        exact_age: bool = False,
+    ) -> None:
+        self.state.append(state)
+        self.value.append(value)
+        self.reason.append(reason)
+        self.value_class.append(klass)
+        self.exact_age.append(exact_age)
+
+
+def _not_in_domain(spec: SchemaField) -> str:
+    codes = spec.codes or ()
+    if spec.band_bounds is not None:
+        return f"not one of the {len(codes)} CTDC age bands, nor an exact age in whole years"
+    if spec.aliases:
+        return "not an ISO 3166-1 alpha-2 or alpha-3 country code listed in countries.csv"
+    if len(codes) <= 10:
+        return f"not one of the {len(codes)} codes of {spec.name}: {', '.join(codes)}"
+    return f"not one of the {len(codes)} codes of {spec.name}"
+
+
+def _band_of(age: int, spec: SchemaField) -> str | None:
+    for code, low, high in spec.band_bounds or ():
+        if age >= low and (high is None or age <= high):
+            return code
+    return None
+
+
+def _judge_coded(text: str, spec: SchemaField, lookup: dict[str, str], out: _Outcomes) -> None:
+    code = lookup.get(_code_key(text))
+    if code is not None:
+        out.add(_VALID, code)
+        return
+    if spec.band_bounds is not None and _WHOLE.match(text):
+        age = int(text)
+        band = _band_of(age, spec) if 0 <= age <= MAX_EXACT_AGE else None
+        if band is not None:
+            out.add(_VALID, band, exact_age=True)
+            return
+        reason = f"an exact age must be between 0 and {MAX_EXACT_AGE} years"
+        out.add(_INVALID, reason=reason, klass="integer")
+        return
+    out.add(_INVALID, reason=_not_in_domain(spec), klass=value_class(text, coded=True))
+
+
+def _judge_integer(text: str, spec: SchemaField, out: _Outcomes) -> None:
+    if not _WHOLE.match(text):
+        out.add(_INVALID, reason="not a whole number", klass=value_class(text))
+        return
+    number = int(text)
+    if spec.minimum is not None and number < spec.minimum:
+        out.add(_INVALID, reason=f"below the minimum of {spec.minimum}", klass="integer")
+    elif spec.maximum is not None and number > spec.maximum:
+        out.add(_INVALID, reason=f"above the maximum of {spec.maximum}", klass="integer")
+    else:
+        out.add(_VALID, number)
+
+
+def _judge_boolean(text: str, out: _Outcomes) -> None:
+    folded = text.casefold()
+    if folded in _TRUE:
+        out.add(_VALID, True)
+    elif folded in _FALSE:
+        out.add(_VALID, False)
+    else:
+        out.add(
+            _INVALID,
+            reason="not a yes/no value (1/0, true/false or yes/no)",
+            klass=value_class(text),
+        )
+
+
+@dataclass
+class _Column:
+    """One schema field: the verdict table of its distinct values and each row's entry in it.
+
+    Rows point into the table through ``codes``; a check that changes a row's verdict (a missing
+    required value, a duplicate, a contradiction, a derived value) adds a table entry and points
+    the row at it, so no per-row object arrays are ever built.
+    """
+
+    spec: SchemaField
+    codes: npt.NDArray[np.intp]
+    table: _Outcomes
+
+    def state(self) -> npt.NDArray[np.int8]:
+        """Return each row's state."""
+        return np.asarray(self.table.state, dtype=np.int8)[self.codes]
+
+    def values(self) -> npt.NDArray[np.object_]:
+        """Return each row's normalised value (``None`` unless valid)."""
+        return np.asarray(self.table.value, dtype=object)[self.codes]
+
+    def exact_age(self) -> npt.NDArray[np.bool_]:
+        """Return, per row, whether the value was given as an exact age."""
+        return np.asarray(self.table.exact_age, dtype=bool)[self.codes]
+
+    def repoint(
+        self,
+        rows: npt.NDArray[np.bool_] | npt.NDArray[np.intp],
+        state: int,
+        value: object = None,
+        reason: str = "",
+        klass: str = "",
+    ) -> None:
+        """Give ``rows`` a new verdict."""
+        self.table.add(state, value, reason, klass)
+        self.codes[rows] = len(self.table.state) - 1
+
+
+def _normalise_strings(uniques: pd.Series, spec: SchemaField, missing: frozenset[str]) -> _Outcomes:
+    """Judge the distinct values of a free string field (the pseudonym) without a Python loop
+    over every value: there may be one distinct value per row."""
+    size = len(uniques)
+    absent = uniques.str.casefold().isin(missing).to_numpy(dtype=bool)
+    state = np.where(absent, _MISSING, _VALID).astype(np.int8)
+    reason = [""] * size
+    klass = [""] * size
+    if spec.max_length is not None:
+        too_long = ~absent & (uniques.str.len().to_numpy(dtype=np.int64) > spec.max_length)
+        state[too_long] = _INVALID
+        for position in np.flatnonzero(too_long):
+            reason[position] = f"longer than {spec.max_length} characters"
+    if spec.role == "pseudonym":
+        positions = np.flatnonzero(state == _VALID)
+        kinds = identifier_kinds(uniques.iloc[positions], pseudonym=True)
+        for position, kind in zip(positions, kinds, strict=True):
+            if kind is not None:
+                # a raw contact detail or date here means the partner skipped pseudonymisation
+                article = "an e-mail address" if kind == "email" else f"a {kind}"
+                state[position] = _INVALID
+                reason[position] = (
+                    f"looks like {article}, not a case pseudonym; pseudonymise case ids before "
+                    "upload"
+                )
+    for position in np.flatnonzero(state == _INVALID):
+        klass[position] = value_class(str(uniques.iloc[position]))
+    values = np.asarray(uniques.astype(object).tolist(), dtype=object)
+    values[state != _VALID] = None
+    return _Outcomes(
+        state=state.tolist(),
+        value=values.tolist(),
+        reason=reason,
+        value_class=klass,
+        exact_age=[False] * size,
+    )
+
+
+def _normalise_column(
+    factorized: tuple[npt.NDArray[np.intp], pd.Series] | None,
+    spec: SchemaField,
+    rows: int,
+    missing: frozenset[str],
+) -> _Column:
+    if factorized is None:
+        codes = np.full(rows, -1, dtype=np.intp)
+        uniques = pd.Series(pd.array([], dtype="string"))
+    else:
+        # judge each distinct value once, then spread the verdicts over the rows: the CTDC
+        # columns have at most a few hundred distinct values among ~100,000 rows
+        codes, uniques = factorized
+    if spec.codes is None and spec.type == "string":
+        out = _normalise_strings(uniques, spec, missing)
+    else:
+        out = _Outcomes()
+        lookup: dict[str, str] = {}
+        if spec.codes is not None:
+            lookup = {_code_key(code): code for code in spec.codes}
+            for alias, code in spec.aliases:
+                lookup.setdefault(_code_key(alias), code)
+        for text in uniques.tolist():
+            if text.casefold() in missing:
+                out.add(_MISSING)
+            elif spec.codes is not None:
+                _judge_coded(text, spec, lookup, out)
+            elif spec.type == "integer":
+                _judge_integer(text, spec, out)
+            else:
+                _judge_boolean(text, out)
+    # a true NA cell (factorize's -1) is simply missing
+    out.add(_MISSING)
+    codes = np.where(codes < 0, len(out.state) - 1, codes)
+    return _Column(spec=spec, codes=codes, table=out)
+
+
+def _check_required_and_unique(column: _Column) -> None:
+    spec = column.spec
+    if spec.required:
+        absent = column.state() == _MISSING
+        if absent.any():
+            column.repoint(absent, _INVALID, reason="a value is required", klass="missing")
+    if spec.unique:
+        valid = np.flatnonzero(column.state() == _VALID)
+        repeated = pd.Series(column.values()[valid]).duplicated(keep=False).to_numpy()
+        if repeated.any():
+            reason = "occurs in more than one row of this upload"
+            column.repoint(valid[repeated], _INVALID, reason=reason, klass="duplicate")
+
+
+def _reconcile_derived(derived: _Column, source: _Column) -> None:
+    """Check a derived field (majority status) against its age source, and fill it where missing."""
+    rule = derived.spec.derived_from
+    if rule is None:
+        return
+    _, threshold, below, above = rule
+    minor_bands = [
+        code
+        for code, _, high in source.spec.band_bounds or ()
+        if high is not None and high < threshold
+    ]
+    age_known = source.state() == _VALID
+    age_below = age_known & np.isin(source.values(), minor_bands)
+    state = derived.state()
+    values = derived.values()
+    exact = source.exact_age()
+    for code, wrong_side in ((above, age_below), (below, age_known & ~age_below)):
+        clash = (state == _VALID) & (values == code) & wrong_side
+        if not clash.any():
+            continue
+        side = f"under {threshold}" if code == above else f"of {threshold} or over"
+        band_side = "a minor" if code == above else "an adult"
+        for rows, reason in (
+            (clash & exact, f"an exact age {side} contradicts {derived.spec.name} {code}"),
+            (clash & ~exact, f"{band_side} age band contradicts {derived.spec.name} {code}"),
+        ):
+            if rows.any():
+                derived.repoint(rows, _INVALID, reason=reason, klass="contradiction")
+    for code, side in ((below, age_below), (above, age_known & ~age_below)):
+        fill = (state == _MISSING) & side
+        if fill.any():
+            derived.repoint(fill, _VALID, value=code)
+
+
+def _typed_array(column: _Column, keep: npt.NDArray[np.bool_]) -> Any:
+    spec = column.spec
+    table = column.table
+    valid = np.asarray(table.state, dtype=np.int8) == _VALID
+    codes = column.codes[keep]
+    # build each distinct value's typed form once, then take it for every row
+    entries = [value if ok else None for value, ok in zip(table.value, valid, strict=True)]
+    if spec.type == "boolean":
+        flags = np.array([value is True for value in entries], dtype=bool)
+        return pd.arrays.BooleanArray(flags[codes], ~valid[codes])
+    if spec.type == "integer":
+        numbers = np.array([value if isinstance(value, int) else 0 for value in entries], np.int64)
+        return pd.arrays.IntegerArray(numbers[codes], ~valid[codes])
+    strings = pd.array(np.asarray(entries, dtype=object), dtype="string")
+    return strings.take(codes)
+
+
+def _collect_errors(
+    columns: list[_Column], bad: list[npt.NDArray[np.bool_]]
+) -> tuple[list[RowError], int]:
+    total = 0
+    candidates: list[tuple[int, int, RowError]] = []
+    for position, (column, mask) in enumerate(zip(columns, bad, strict=True)):
+        rows = np.flatnonzero(mask)
+        total += len(rows)
+        # only the earliest rows of each field can make the listed (first ERROR_LIMIT) errors
+        for row in rows[:ERROR_LIMIT]:
+            entry = column.codes[row]
+            error = RowError(
+                row=int(row) + 1,
+                field=column.spec.name,
+                value_class=column.table.value_class[entry],
+                reason=column.table.reason[entry],
+            )
+            candidates.append((int(row), position, error))
+    candidates.sort(key=lambda item: (item[0], item[1]))
+    listed = [error for _, _, error in candidates[:ERROR_LIMIT]]
+    return listed, total - len(listed)
+
+
+def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) -> ValidationResult:
+    """Validate a partner table and return its accepted rows, normalised and typed.
+
+    The identifier screen runs first; its findings, unknown columns and row errors all go into
+    the report, and :attr:`ValidationReport.ok` tells whether the upload can be taken as it is.
+
+    :param frame: a partner table as read by :func:`contributors.formats.read_table` (strings).
+    :param schema: the record schema; defaults to :func:`~contributors.schema.load_schema`.
+
+    >>> frame = pd.DataFrame(
+    ...     {"caseNo": ["c1", "c2"], "ageBroad": ["17", "30"], "majorityStatus": ["", "Minor"],
+    ...      "citizenship": ["nam", "NA"], "isForcedLabour": ["Yes", "0"]}, dtype="string")
+    >>> result = validate_records(frame)
+    >>> result.report.rows_accepted, result.report.rows_rejected
+    (1, 1)
+    >>> record = result.records.iloc[0]
+    >>> [record[name] for name in ("ageBroad", "majorityStatus", "citizenship")]
+    ['9--17', 'Minor', 'NA']
+    >>> result.records["isForcedLabour"].tolist()
+    [True]
+    >>> result.report.errors[0].as_dict()  # doctest: +NORMALIZE_WHITESPACE
+    {'row': 2, 'field': 'majorityStatus', 'value_class': 'contradiction',
+     'reason': 'an exact age of 18 or over contradicts majorityStatus Minor'}
+    """
+    schema = schema or load_schema()
+    rows = len(frame)
+    findings: list[IdentifierFinding] = []
+    by_name: dict[str, tuple[npt.NDArray[np.intp], pd.Series]] = {}
+    unknown: list[str] = []
+    for position in range(frame.shape[1]):
+        label = str(frame.columns[position])
+        # factorize once: the identifier screen and the normalisation share the distinct values
+        factorized = factorize_cells(frame.iloc[:, position])
+        findings.extend(screen_column(label, *factorized, schema))
+        name = label.strip()
+        if name in schema and name not in by_name:
+            by_name[name] = factorized
+        else:
+            unknown.append(label)
+    missing_columns = [name for name in schema.names if name not in by_name]
+    missing = frozenset(value.casefold() for value in schema.missing_values)
+
+    columns: dict[str, _Column] = {}
+    for spec in schema.fields:
+        columns[spec.name] = _normalise_column(by_name.get(spec.name), spec, rows, missing)
+    for column in columns.values():
+        _check_required_and_unique(column)
+        if column.spec.derived_from is not None:
+            _reconcile_derived(column, columns[column.spec.derived_from[0]])
+
+    ordered = [columns[name] for name in schema.names]
+    bad = [column.state() == _INVALID for column in ordered]
+    rejected = np.logical_or.reduce(bad) if bad else np.zeros(rows, dtype=bool)
+    accepted = ~np.asarray(rejected, dtype=bool)
+    errors, not_listed = _collect_errors(ordered, bad)
+    records = pd.DataFrame(
+        {column.spec.name: _typed_array(column, accepted) for column in ordered},
+        index=pd.RangeIndex(int(accepted.sum())),
+    )
+    report = ValidationReport(
+        rows_total=rows,
+        rows_accepted=int(accepted.sum()),
+        rows_rejected=rows - int(accepted.sum()),
+        errors=errors,
+        unknown_columns=unknown,
+        missing_columns=missing_columns,
+        errors_not_listed=not_listed,
+        identifier_findings=findings,
+        schema_version=schema.version,
+    )
+    return ValidationResult(records=records, report=report, accepted_mask=accepted)
+
+
+def format_records(records: pd.DataFrame, schema: RecordSchema | None = None) -> pd.DataFrame:
+    """Write normalised records back as strings in CTDC's spelling (booleans ``1``/``0``).
+
+    Validating the result gives back ``records``: normalisation is idempotent.
+
+    :param records: the ``records`` of a :class:`ValidationResult`.
+    :param schema: the record schema; defaults to :func:`~contributors.schema.load_schema`.
+
+    >>> records = validate_records(pd.DataFrame({"caseNo": ["7"], "isAbduction": ["yes"]})).records
+    >>> format_records(records)[["caseNo", "isAbduction", "gender"]].iloc[0].tolist()
+    ['7', '1', '']
+    """
+    schema = schema or load_schema()
+    text: dict[str, Any] = {}
+    for spec in schema.fields:
+        cells = records[spec.name]
+        present = cells.notna().to_numpy(dtype=bool)
+        if spec.type == "boolean":
+            flags = cells.fillna(False).to_numpy(dtype=bool)
+            strings = np.where(present, np.where(flags, "1", "0"), "")
+        else:
+            strings = np.where(
+                present, cells.astype("string").fillna("").to_numpy(dtype=object), ""
+            )
+        text[spec.name] = pd.array(strings.astype(object), dtype="string")
+    return pd.DataFrame(text, index=records.index)

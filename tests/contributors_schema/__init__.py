@@ -1,0 +1,1 @@
+"""Tests of the record schema, its validation and normalisation, and the identifier screen."""
