@@ -261,3 +261,25 @@ def test_whole_ctdc_file_round_trips_exactly(
     pd.testing.assert_frame_equal(
         stored.reset_index(drop=True), expected.reset_index(drop=True), check_exact=True
     )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def test_xlsx_and_ctdc_export_uploads(client: FlaskClient, partner_a: Any, ctdc_file: Path) -> None:
+    frame = pd.read_csv(
+        io.BytesIO(sample_csv(ctdc_file, step=400)), dtype="string", keep_default_na=False
+    )
+    workbook = io.BytesIO()
+    frame.to_excel(workbook, index=False)
+    response = post(client, partner_a.headers, workbook.getvalue(), media_type=XLSX)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["rows_accepted"] == len(frame)
+
+    # CTDC's website export: ';'-separated, a terms-of-use text as its first column.
+    export = frame.iloc[::-1].copy()
+    export.insert(0, "By using this data you agree to the CTDC terms of use", "")
+    body = export.to_csv(index=False, sep=";").encode()
+    response = post(client, partner_a.headers, body)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["rows_accepted"] == len(frame)
