@@ -1,0 +1,77 @@
+"""Integer encoding of columns and grouping into equivalence classes (internal helpers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+IntArray = npt.NDArray[np.int64]
+
+
+def column_codes(column: pd.Series) -> tuple[IntArray, int]:
+    """Return dense integer codes for a column (missing values get a code of their own).
+
+    :param column: any column; categorical columns reuse their codes.
+    :return: the codes and the number of distinct codes.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = np.asarray(column.cat.codes, dtype=np.int64)
+        size = len(column.cat.categories)
+        # Categorical NA has code -1; give it the next free code so it is a value of its own.
+        codes = np.where(codes < 0, size, codes)
+        return codes, size + 1
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), max(len(uniques), 1)
+
+
+def combine(codes: Sequence[IntArray], sizes: Sequence[int]) -> tuple[IntArray, int]:
+    """Return one dense code per row for the tuple of codes, and the number of distinct tuples.
+
+    Codes are packed into one int64 key in mixed radix while the product of the sizes fits, and
+    re-densified with a hash factorisation when it would not (so any number of columns works).
+
+    >>> ids, n = combine([np.array([0, 1, 0]), np.array([2, 2, 2])], [2, 3])
+    >>> ids.tolist(), n
+    ([0, 1, 0], 2)
+    """
+    n_rows = len(codes[0]) if codes else 0
+    if not codes:
+        return np.zeros(n_rows, dtype=np.int64), 1 if n_rows else 0
+    key = np.zeros(n_rows, dtype=np.int64)
+    span = 1
+    limit = 2**62
+    for column, size in zip(codes, sizes, strict=True):
+        if span * size >= limit:
+            dense, uniques = pd.factorize(key)
+            key = np.asarray(dense, dtype=np.int64)
+            span = max(len(uniques), 1)
+        key = key * size + column
+        span *= size
+    if n_rows == 0:
+        return key, 0
+    if span <= 4 * n_rows + 1024:
+        # Small key space: a bincount is cheaper than hashing.
+        present = np.bincount(key, minlength=span) > 0
+        remap = np.cumsum(present) - 1
+        return remap[key].astype(np.int64), int(present.sum())
+    dense, uniques = pd.factorize(key)
+    return np.asarray(dense, dtype=np.int64), len(uniques)
+
+
+def class_ids(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[IntArray, IntArray]:
+    """Return each row's equivalence-class id and the size of every class.
+
+    :param frame: the case records.
+    :param columns: the quasi-identifiers.
+    :raises KeyError: naming the columns the frame lacks.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"quasi-identifier(s) {missing} not among the columns of the data")
+    encoded = [column_codes(frame[c]) for c in columns]
+    ids, n_classes = combine([c for c, _ in encoded], [s for _, s in encoded])
+    sizes = np.bincount(ids, minlength=n_classes).astype(np.int64)
+    return ids, sizes

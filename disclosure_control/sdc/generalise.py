@@ -1,0 +1,690 @@
+"""Optimal full-domain generalisation with record suppression, and local (cell) suppression.
+
+The search works on the distinct combinations of quasi-identifier values (and of the sensitive
+attribute when l-diversity is asked for), weighted by how many records share them, so one node
+of the generalisation lattice costs a pass over those combinations rather than over the records.
+
+Nodes are visited in increasing order of a lower bound of their information loss (the loss the
+node would have with no record suppressed: suppressing a cell can only cost more than
+generalising it). The first bound that is not below the best loss found so far ends the search,
+which is therefore exact for the additive metrics (precision, loss, entropy). A node that fails
+the privacy model within the suppression budget makes every more specific node fail too when the
+model is monotone (k-anonymity, distinct l-diversity, the average-risk cap), so those nodes are
+never evaluated. Discernibility has no such bound: every node that may meet the model is tried.
+
+Node tables are rolled up from the smallest cached table of a more specific node,
+so nodes high in the lattice cost little. The local strategy (cell suppression) is greedy per
+node and tries the nodes of lowest bound, at most ``max_local_nodes`` of them: it is a
+heuristic, and the report says which strategy kept more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from disclosure_control.sdc._groups import IntArray, column_codes, combine
+from disclosure_control.sdc.hierarchies import TOP, Hierarchy
+from disclosure_control.sdc.measures import Diversity, Measures, measure
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Metric = Literal["precision", "loss", "entropy", "discernibility"]
+Strategy = Literal["full_domain", "local", "best"]
+METRICS: tuple[Metric, ...] = ("precision", "loss", "entropy", "discernibility")
+
+
+class AnonymisationError(ValueError):
+    """Raised when no generalisation meets the privacy model within the suppression budget."""
+
+
+@dataclass(frozen=True)
+class PrivacyModel:
+    """What a release must satisfy.
+
+    :param k: smallest equivalence class allowed (CTDC publishes with k = 11).
+    :param max_suppression: share of records that may be suppressed (0 to 1).
+    :param sensitive: the sensitive attribute for l-diversity and t-closeness, if any.
+    :param l: least diversity of the sensitive attribute in every class, if required.
+    :param l_kind: ``distinct`` or ``entropy`` l-diversity.
+    :param max_average_risk: highest average record risk (prosecutor: released classes over
+        released records) allowed, as in HDX's global-risk rule (below 0.03).
+    :param t: largest distance (total variation, the earth mover's distance with equal ground
+        distances) of a class's sensitive distribution to that of the whole input.
+    """
+
+    k: int = 11
+    max_suppression: float = 0.05
+    sensitive: str | None = None
+    l: float | None = None  # noqa: E741 - the privacy model is called l-diversity
+    l_kind: Diversity = "distinct"
+    t: float | None = None
+    max_average_risk: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if not 0.0 <= self.max_suppression <= 1.0:
+            raise ValueError(f"max_suppression must be within [0, 1], got {self.max_suppression}")
+        if (self.l is not None or self.t is not None) and self.sensitive is None:
+            raise ValueError("l-diversity and t-closeness need a sensitive attribute")
+        if self.max_average_risk is not None and not 0 < self.max_average_risk <= 1:
+            raise ValueError(f"max_average_risk must be within (0, 1], got {self.max_average_risk}")
+        if self.l_kind not in ("distinct", "entropy"):
+            raise ValueError(f"unknown l-diversity kind {self.l_kind!r}")
+
+    @property
+    def monotone(self) -> bool:
+        """Return whether generalising can never add suppressed records (pruning is exact)."""
+        return self.t is None and (self.l is None or self.l_kind == "distinct")
+
+
+@dataclass(frozen=True)
+class AnonymisationReport:
+    """What an anonymisation did, and what it cost.
+
+    :param strategy: ``full_domain`` (generalise, then suppress records) or ``local``
+        (generalise, then suppress single quasi-identifier values, records only as a last resort).
+    :param quasi_identifiers: the columns treated as quasi-identifiers.
+    :param levels: chosen level name per quasi-identifier.
+    :param level_indices: chosen level number per quasi-identifier.
+    :param records_in: records given.
+    :param records_kept: records released.
+    :param records_suppressed: records withheld.
+    :param cells_suppressed: quasi-identifier values replaced by ``*`` in released records.
+    :param classes: equivalence classes of the release.
+    :param before: measures of the input.
+    :param after: measures of the release.
+    :param information_loss: every metric (0 = nothing lost, 1 = everything withheld); the
+        ``precision`` entry is a loss, so Sweeney's precision is one minus it.
+    :param metric: the metric the search minimised.
+    :param nodes_evaluated: lattice nodes whose classes were computed.
+    :param lattice_size: nodes in the lattice.
+    :param alternatives: the minimised loss each strategy tried reached (for ``best``).
+    """
+
+    strategy: str
+    quasi_identifiers: tuple[str, ...]
+    levels: dict[str, str]
+    level_indices: dict[str, int]
+    records_in: int
+    records_kept: int
+    records_suppressed: int
+    cells_suppressed: int
+    classes: int
+    before: Measures
+    after: Measures
+    information_loss: dict[str, float]
+    metric: str
+    nodes_evaluated: int
+    lattice_size: int
+    alternatives: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> float:
+        """Return Sweeney's precision of the release (1 = no value generalised)."""
+        return 1.0 - self.information_loss["precision"]
+
+
+@dataclass(frozen=True)
+class AnonymisationResult:
+    """An anonymised release and its report.
+
+    :param data: the released records, quasi-identifiers generalised (strings), original index.
+    :param suppressed: index labels of the records withheld.
+    :param report: what was done.
+    """
+
+    data: pd.DataFrame
+    suppressed: pd.Index
+    report: AnonymisationReport
+
+
+@dataclass
+class _Table:
+    """The records at one lattice node, grouped into distinct rows (internal).
+
+    A row is a distinct combination of generalised quasi-identifier codes (and of the sensitive
+    value when the model has one), carrying how many records it stands for and, per
+    quasi-identifier, the sum over those records of -log2 of the leaf's frequency (which makes
+    the non-uniform entropy of any coarser level a per-row sum as well).
+    """
+
+    node: tuple[int, ...]
+    codes: IntArray  # quasi-identifier x row
+    values: IntArray | None
+    weights: FloatArray
+    info: FloatArray  # quasi-identifier x row
+
+
+@dataclass
+class _Outcome:
+    """The evaluation of one node under one strategy (internal)."""
+
+    node: tuple[int, ...]
+    loss: float
+    table: _Table
+    suppressed: BoolArray  # per row: records withheld
+    starred: BoolArray  # per quasi-identifier and row: value replaced by "*"
+
+
+class _Lattice:
+    """The generalisation lattice of one data set under one privacy model (internal)."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        quasi_identifiers: Sequence[str],
+        hierarchies: Mapping[str, Hierarchy],
+        model: PrivacyModel,
+        cache_rows: int = 1_000_000,
+    ) -> None:
+        missing = [q for q in quasi_identifiers if q not in hierarchies]
+        if missing:
+            raise KeyError(f"no generalisation hierarchy for quasi-identifier(s) {missing}")
+        absent = [q for q in quasi_identifiers if q not in frame.columns]
+        if model.sensitive is not None and model.sensitive not in frame.columns:
+            absent.append(model.sensitive)
+        if absent:
+            raise KeyError(f"column(s) {absent} not among the columns of the data")
+        self.model = model
+        self.n = len(frame)
+        self.hierarchies = [hierarchies[q] for q in quasi_identifiers]
+        self.heights = [h.height for h in self.hierarchies]
+        self.budget = math.floor(model.max_suppression * self.n + 1e-9)
+        self.record_leaves = (
+            np.stack(
+                [
+                    h.encode(frame[q], q).astype(np.int64)
+                    for q, h in zip(quasi_identifiers, self.hierarchies, strict=True)
+                ],
+                axis=0,
+            )
+            if quasi_identifiers
+            else np.zeros((0, self.n), dtype=np.int64)
+        )
+        self.n_values = 1
+        self.record_values: IntArray | None = None
+        if model.sensitive is not None:
+            self.record_values, self.n_values = column_codes(frame[model.sensitive])
+        # Label code at level b of each label at level a (levels nest, so this is a function).
+        self.up: list[list[list[IntArray]]] = []
+        self.label_cost: list[dict[str, list[FloatArray]]] = []
+        self.leaf_counts = [
+            np.bincount(self.record_leaves[i], minlength=len(h.leaves)).astype(np.float64)
+            for i, h in enumerate(self.hierarchies)
+        ]
+        for i, h in enumerate(self.hierarchies):
+            maps = []
+            for a in range(h.height + 1):
+                row = []
+                for b in range(h.height + 1):
+                    to = np.zeros(len(h.level_labels(a)), dtype=np.int64)
+                    to[h.level_codes(a)] = h.level_codes(b)
+                    row.append(to)
+                maps.append(row)
+            self.up.append(maps)
+            leaves_per_label = [
+                np.bincount(h.level_codes(level)).astype(np.float64)
+                for level in range(h.height + 1)
+            ]
+            records_per_label = [
+                np.bincount(h.level_codes(level), weights=self.leaf_counts[i])
+                for level in range(h.height + 1)
+            ]
+            with np.errstate(divide="ignore"):
+                entropy = [np.log2(np.maximum(c, 1.0)) for c in records_per_label]
+            self.label_cost.append(
+                {
+                    "precision": [
+                        np.full(len(c), level / h.height)
+                        for level, c in enumerate(leaves_per_label)
+                    ],
+                    "loss": [(c - 1) / max(len(h.leaves) - 1, 1) for c in leaves_per_label],
+                    "entropy": entropy,
+                }
+            )
+        self.bottom = self._bottom()
+        self._cache: dict[tuple[int, ...], _Table] = {self.bottom.node: self.bottom}
+        self._cache_rows = cache_rows
+        self._norm: dict[Metric, float] = {}
+        self._level_totals: dict[Metric, list[list[float]]] = {}
+        self.evaluated = 0
+
+    def _bottom(self) -> _Table:
+        """Return the table of the most specific node, straight from the records."""
+        node = tuple(0 for _ in self.hierarchies)
+        parts = [self.record_leaves[i] for i in range(len(self.hierarchies))]
+        sizes = [len(h.leaves) for h in self.hierarchies]
+        if self.record_values is not None:
+            parts.append(self.record_values)
+            sizes.append(self.n_values)
+        ids, rows = combine(parts, sizes)
+        weights = np.bincount(ids, minlength=rows).astype(np.float64)
+        first = np.full(rows, -1, dtype=np.int64)
+        first[ids[::-1]] = np.arange(self.n - 1, -1, -1)
+        codes = self.record_leaves[:, first]
+        with np.errstate(divide="ignore"):
+            info = (
+                np.stack(
+                    [
+                        weights * -np.log2(np.maximum(self.leaf_counts[i][codes[i]], 1.0))
+                        for i in range(len(self.hierarchies))
+                    ],
+                    axis=0,
+                )
+                if self.hierarchies
+                else np.zeros((0, rows))
+            )
+        values = self.record_values[first] if self.record_values is not None else None
+        return _Table(node, codes, values, weights, info)
+
+    def sizes(self, node: Sequence[int]) -> list[int]:
+        """Return the number of codes per quasi-identifier at ``node``, "*" included."""
+        return [len(h.level_labels(lv)) + 1 for h, lv in zip(self.hierarchies, node, strict=True)]
+
+    def table(self, node: tuple[int, ...]) -> _Table:
+        """Return the table of ``node``, rolled up from the smallest cached more specific one."""
+        if node in self._cache:
+            return self._cache[node]
+        source = min(
+            (
+                t
+                for n, t in self._cache.items()
+                if all(a <= b for a, b in zip(n, node, strict=True))
+            ),
+            key=lambda t: len(t.weights),
+        )
+        codes = np.stack(
+            [
+                self.up[i][a][b][source.codes[i]]
+                for i, (a, b) in enumerate(zip(source.node, node, strict=True))
+            ],
+            axis=0,
+        )
+        parts = [codes[i] for i in range(codes.shape[0])]
+        sizes = self.sizes(node)
+        if source.values is not None:
+            parts.append(source.values)
+            sizes.append(self.n_values)
+        ids, rows = combine(parts, sizes)
+        first = np.full(rows, -1, dtype=np.int64)
+        first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
+        info = (
+            np.stack(
+                [
+                    np.bincount(ids, weights=source.info[i], minlength=rows)
+                    for i in range(codes.shape[0])
+                ],
+                axis=0,
+            )
+            if codes.shape[0]
+            else np.zeros((0, rows))
+        )
+        table = _Table(
+            node,
+            codes[:, first],
+            source.values[first] if source.values is not None else None,
+            np.bincount(ids, weights=source.weights, minlength=rows).astype(np.float64),
+            np.asarray(info, dtype=np.float64),
+        )
+        # Keep tables for later roll-ups while they fit; the bottom one always stays.
+        held = sum(len(t.weights) for t in self._cache.values())
+        if held + rows <= self._cache_rows:
+            self._cache[node] = table
+        return table
+
+    def cell_costs(self, table: _Table, metric: Metric) -> tuple[FloatArray, FloatArray]:
+        """Return per row and quasi-identifier the cost at the table's level and at the top."""
+        level_cost = np.empty(table.codes.shape)
+        top_cost = np.empty(table.codes.shape)
+        for i, level in enumerate(table.node):
+            label = self.label_cost[i][metric][level][table.codes[i]]
+            if metric == "entropy":
+                level_cost[i] = table.info[i] + table.weights * label
+                top_cost[i] = table.info[i] + table.weights * math.log2(max(self.n, 1))
+            else:
+                level_cost[i] = table.weights * label
+                top_cost[i] = table.weights
+        return level_cost, top_cost
+
+    def norm(self, metric: Metric) -> float:
+        """Return the cost of withholding every value (the normaliser of a metric)."""
+        if metric not in self._norm:
+            _, top = self.cell_costs(self.bottom, metric)
+            total = float(top.sum())
+            self._norm[metric] = total if total > 0 else 1.0
+        return self._norm[metric]
+
+    def lower_bound(self, node: Sequence[int], metric: Metric) -> float:
+        """Return the loss of ``node`` if no value were suppressed (a lower bound)."""
+        if metric == "discernibility":
+            return 0.0
+        if metric not in self._level_totals:
+            # Per quasi-identifier and level, the cost of all records: the bound of a node is
+            # then a sum of a few scalars.
+            totals = []
+            for i, h in enumerate(self.hierarchies):
+                info = np.bincount(
+                    self.bottom.codes[i], weights=self.bottom.info[i], minlength=len(h.leaves)
+                )
+                per_level = []
+                for level in range(h.height + 1):
+                    label = self.label_cost[i][metric][level][h.level_codes(level)]
+                    cost = self.leaf_counts[i] @ label
+                    per_level.append(float(cost + (info.sum() if metric == "entropy" else 0.0)))
+                totals.append(per_level)
+            self._level_totals[metric] = totals
+        totals = self._level_totals[metric]
+        return sum(totals[i][level] for i, level in enumerate(node)) / self.norm(metric)
+
+    def failing(self, table: _Table, codes: IntArray | None = None) -> BoolArray:
+        """Return, per row of ``table``, whether its class breaks the model.
+
+        :param codes: the table's codes with some values replaced by "*", if any.
+        """
+        codes = table.codes if codes is None else codes
+        ids, n_classes = combine([codes[i] for i in range(codes.shape[0])], self.sizes(table.node))
+        class_size = np.bincount(ids, weights=table.weights, minlength=n_classes)
+        bad = class_size < self.model.k
+        model = self.model
+        if table.values is not None and (model.l is not None or model.t is not None):
+            pairs, n_pairs = combine([ids, table.values], [n_classes, self.n_values])
+            counts = np.bincount(pairs, weights=table.weights, minlength=n_pairs)
+            first = np.full(n_pairs, -1, dtype=np.int64)
+            first[pairs[::-1]] = np.arange(len(pairs) - 1, -1, -1)
+            classes, values = ids[first], table.values[first]
+            if model.l is not None:
+                if model.l_kind == "distinct":
+                    diversity = np.bincount(classes, minlength=n_classes).astype(np.float64)
+                else:
+                    share = counts / class_size[classes]
+                    entropy = np.bincount(
+                        classes, weights=-share * np.log(share), minlength=n_classes
+                    )
+                    diversity = np.exp(entropy)
+                bad |= diversity < model.l - 1e-9
+            if model.t is not None:
+                overall = np.bincount(values, weights=counts, minlength=self.n_values)
+                overall = overall / overall.sum()
+                share = counts / class_size[classes]
+                # Total variation distance: values absent from a class add their overall share,
+                # so sum |share - overall| - overall over the present ones and add 1.
+                gap = np.abs(share - overall[values]) - overall[values]
+                distance = 0.5 * (np.bincount(classes, weights=gap, minlength=n_classes) + 1.0)
+                bad |= distance > model.t + 1e-9
+        return np.asarray(bad[ids], dtype=np.bool_)
+
+    def loss(
+        self, table: _Table, suppressed: BoolArray, starred: BoolArray, metric: Metric
+    ) -> float:
+        """Return the information loss of an outcome under ``metric`` (0 to 1)."""
+        if metric == "discernibility":
+            sizes = self.sizes(table.node)
+            codes = np.where(starred, (np.array(sizes) - 1)[:, None], table.codes)
+            ids, n_classes = combine([codes[i] for i in range(codes.shape[0])], sizes)
+            kept = np.where(suppressed, 0.0, table.weights)
+            class_size = np.bincount(ids, weights=kept, minlength=n_classes)
+            withheld = float(table.weights[suppressed].sum())
+            return (float(class_size @ class_size) + withheld * self.n) / max(
+                float(self.n) ** 2, 1.0
+            )
+        level_cost, top_cost = self.cell_costs(table, metric)
+        top = starred | suppressed[None, :]
+        return float(np.where(top, top_cost, level_cost).sum()) / self.norm(metric)
+
+    def acceptable(self, table: _Table, suppressed: BoolArray, starred: BoolArray) -> bool:
+        """Return whether an outcome keeps within the suppression budget and the risk cap."""
+        withheld = float(table.weights[suppressed].sum())
+        if withheld > self.budget + 1e-9:
+            return False
+        if self.model.max_average_risk is None:
+            return True
+        kept = ~suppressed
+        if not kept.any():
+            return True
+        sizes = self.sizes(table.node)
+        codes = np.where(starred, (np.array(sizes) - 1)[:, None], table.codes)[:, kept]
+        _, classes = combine([codes[i] for i in range(codes.shape[0])], sizes)
+        return classes / (self.n - withheld) <= self.model.max_average_risk + 1e-12
+
+    def full_domain(self, node: tuple[int, ...], metric: Metric) -> _Outcome | None:
+        """Return the outcome of generalising to ``node`` and withholding failing records."""
+        self.evaluated += 1
+        table = self.table(node)
+        suppressed = self.failing(table)
+        starred = np.zeros(table.codes.shape, dtype=np.bool_)
+        if not self.acceptable(table, suppressed, starred):
+            return None
+        return _Outcome(
+            node, self.loss(table, suppressed, starred, metric), table, suppressed, starred
+        )
+
+    def local(self, node: tuple[int, ...], metric: Metric) -> _Outcome | None:
+        """Return the outcome of generalising to ``node`` and replacing single values by "*".
+
+        Greedy, like sdcMicro's local suppression: while some records are in failing classes,
+        withhold for them the quasi-identifier that rescues the most records per unit of lost
+        information; records still failing with every value withheld are suppressed whole.
+        A withheld value is a value of its own ("*"), never a wildcard, so the result is
+        k-anonymous under the plain definition.
+        """
+        self.evaluated += 1
+        table = self.table(node)
+        star_code = np.array(self.sizes(node), dtype=np.int64) - 1
+        level_cost, top_cost = self.cell_costs(
+            table, "loss" if metric == "discernibility" else metric
+        )
+        added_cost = top_cost - level_cost
+        starred = np.zeros(table.codes.shape, dtype=np.bool_)
+        offenders = self.failing(table)
+        while offenders.any():
+            current = np.where(starred, star_code[:, None], table.codes)
+            best: tuple[float, int, BoolArray] | None = None
+            for i in range(table.codes.shape[0]):
+                movable = offenders & ~starred[i]
+                if not movable.any():
+                    continue
+                trial = current.copy()
+                trial[i, movable] = star_code[i]
+                still = self.failing(table, trial)
+                rescued = float(table.weights[offenders & ~still].sum())
+                score = rescued / (float(added_cost[i, movable].sum()) + 1e-9)
+                if best is None or score > best[0]:
+                    best = (score, i, movable)
+            if best is None:
+                break
+            starred[best[1], best[2]] = True
+            offenders = self.failing(table, np.where(starred, star_code[:, None], table.codes))
+        suppressed = offenders
+        # Values withheld in records that end up suppressed are counted with the record.
+        starred &= ~suppressed[None, :]
+        if not self.acceptable(table, suppressed, starred):
+            return None
+        return _Outcome(
+            node, self.loss(table, suppressed, starred, metric), table, suppressed, starred
+        )
+
+    def record_rows(self, table: _Table) -> IntArray:
+        """Return, for every record, the row of ``table`` it belongs to."""
+        columns = [
+            np.concatenate([table.codes[i], self.up[i][0][level][self.record_leaves[i]]])
+            for i, level in enumerate(table.node)
+        ]
+        sizes = self.sizes(table.node)
+        if table.values is not None and self.record_values is not None:
+            columns.append(np.concatenate([table.values, self.record_values]))
+            sizes.append(self.n_values)
+        ids, n_ids = combine(columns, sizes)
+        rows = len(table.weights)
+        lookup = np.full(n_ids, -1, dtype=np.int64)
+        lookup[ids[:rows]] = np.arange(rows)
+        return lookup[ids[rows:]]
+
+
+def _search(
+    lattice: _Lattice, metric: Metric, strategy: Literal["full_domain", "local"], max_nodes: int
+) -> _Outcome:
+    """Return the outcome of least loss over the lattice for one strategy."""
+    nodes = list(itertools.product(*(range(h + 1) for h in lattice.heights)))
+    bounds = np.array([lattice.lower_bound(node, metric) for node in nodes])
+    # Among equal bounds (all of them for discernibility) specific nodes come first, so a
+    # node's predecessors are usually in the cache when it is rolled up.
+    order = np.lexsort((np.array([sum(n) for n in nodes]), bounds))
+    evaluate = lattice.full_domain if strategy == "full_domain" else lattice.local
+    failed: list[tuple[int, ...]] = []
+    best: _Outcome | None = None
+    tried = 0
+    for index in order.tolist():
+        node = nodes[index]
+        if best is not None and bounds[index] >= best.loss - 1e-12:
+            break
+        if best is not None and tried >= max_nodes:
+            break
+        if lattice.model.monotone and strategy == "full_domain" and failed:
+            if (np.array(failed) >= np.array(node)).all(axis=1).any():
+                continue
+        tried += 1
+        outcome = evaluate(node, metric)
+        if outcome is None:
+            failed.append(node)
+        elif best is None or outcome.loss < best.loss:
+            best = outcome
+    if best is None:
+        raise AnonymisationError(
+            f"no generalisation meets k={lattice.model.k}"
+            + (f", l={lattice.model.l}" if lattice.model.l is not None else "")
+            + (f", t={lattice.model.t}" if lattice.model.t is not None else "")
+            + (
+                f", average risk <= {lattice.model.max_average_risk}"
+                if lattice.model.max_average_risk is not None
+                else ""
+            )
+            + f" with at most {lattice.budget} of {lattice.n} records suppressed"
+        )
+    return best
+
+
+def _apply(
+    frame: pd.DataFrame,
+    quasi_identifiers: Sequence[str],
+    lattice: _Lattice,
+    outcome: _Outcome,
+) -> tuple[pd.DataFrame, pd.Index, int]:
+    """Return the released records, the suppressed index and the number of withheld cells."""
+    record_row = lattice.record_rows(outcome.table)
+    record_suppressed = outcome.suppressed[record_row]
+    kept_rows = np.flatnonzero(~record_suppressed)
+    kept_row = record_row[kept_rows]
+    released = frame.iloc[kept_rows].copy()
+    cells = 0
+    for i, (q, h) in enumerate(zip(quasi_identifiers, lattice.hierarchies, strict=True)):
+        level = outcome.node[i]
+        labels = pd.Series([*h.level_labels(level), TOP], dtype="string")
+        star = outcome.starred[i, kept_row]
+        codes = np.where(star, len(labels) - 1, outcome.table.codes[i, kept_row])
+        released[q] = labels.take(codes).array
+        cells += int(star.sum())
+    return released, frame.index[record_suppressed], cells
+
+
+def anonymise(
+    frame: pd.DataFrame,
+    quasi_identifiers: Sequence[str],
+    hierarchies: Mapping[str, Hierarchy],
+    model: PrivacyModel | None = None,
+    metric: Metric = "loss",
+    strategy: Strategy = "full_domain",
+    risk_threshold: float = 0.2,
+    max_local_nodes: int = 24,
+) -> AnonymisationResult:
+    """Return a release of the case records that satisfies the privacy model, and its report.
+
+    :param frame: the case records (quasi-identifiers as strings, missing as ``""``).
+    :param quasi_identifiers: the columns to protect, each with a hierarchy.
+    :param hierarchies: generalisation hierarchy per quasi-identifier.
+    :param model: what the release must satisfy (default: k = 11, 5 % suppression).
+    :param metric: information loss to minimise: ``precision`` (Sweeney), ``loss`` (Iyengar),
+        ``entropy`` (non-uniform entropy) or ``discernibility``.
+    :param strategy: ``full_domain`` (withhold whole records), ``local`` (withhold single
+        values first) or ``best`` (both, keeping the one with less loss; the report lists both).
+    :param risk_threshold: record-risk threshold of the measures in the report.
+    :param max_local_nodes: most lattice nodes the local strategy tries (it costs more per node).
+    :raises AnonymisationError: if no node meets the model within the suppression budget.
+    :raises HierarchyError: if a value is not covered by its hierarchy.
+    """
+    model = model if model is not None else PrivacyModel()
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: use one of {METRICS}")
+    if strategy not in ("full_domain", "local", "best"):
+        raise ValueError(f"unknown strategy {strategy!r}: use full_domain, local or best")
+    quasi_identifiers = tuple(quasi_identifiers)
+    lattice = _Lattice(frame, quasi_identifiers, hierarchies, model)
+    if lattice.n == 0:
+        raise AnonymisationError("there are no records to anonymise")
+    tried: dict[str, _Outcome] = {}
+    if strategy in ("full_domain", "best"):
+        tried["full_domain"] = _search(lattice, metric, "full_domain", max_nodes=10**9)
+    if strategy in ("local", "best"):
+        tried["local"] = _search(lattice, metric, "local", max_nodes=max_local_nodes)
+    chosen = min(tried, key=lambda name: tried[name].loss)
+    outcome = tried[chosen]
+    released, suppressed, cells = _apply(frame, quasi_identifiers, lattice, outcome)
+    before = measure(frame, quasi_identifiers, model.sensitive, risk_threshold)
+    after = measure(released, quasi_identifiers, model.sensitive, risk_threshold)
+    losses: dict[str, float] = {
+        name: lattice.loss(outcome.table, outcome.suppressed, outcome.starred, name)
+        for name in METRICS
+    }
+    report = AnonymisationReport(
+        strategy=chosen,
+        quasi_identifiers=quasi_identifiers,
+        levels={
+            q: h.level_names[level]
+            for q, h, level in zip(
+                quasi_identifiers, lattice.hierarchies, outcome.node, strict=True
+            )
+        },
+        level_indices=dict(zip(quasi_identifiers, outcome.node, strict=True)),
+        records_in=lattice.n,
+        records_kept=len(released),
+        records_suppressed=len(suppressed),
+        cells_suppressed=cells,
+        classes=after.classes,
+        before=before,
+        after=after,
+        information_loss=losses,
+        metric=metric,
+        nodes_evaluated=lattice.evaluated,
+        lattice_size=math.prod(h + 1 for h in lattice.heights),
+        alternatives={name: o.loss for name, o in tried.items()},
+    )
+    return AnonymisationResult(released, suppressed, report)
+
+
+def generalise(
+    frame: pd.DataFrame, levels: Mapping[str, int], hierarchies: Mapping[str, Hierarchy]
+) -> pd.DataFrame:
+    """Return a copy of the records with each named column generalised to the given level.
+
+    :param frame: the case records.
+    :param levels: level number per quasi-identifier.
+    :param hierarchies: generalisation hierarchy per quasi-identifier.
+
+    >>> from disclosure_control.sdc.hierarchies import Hierarchy
+    >>> h = Hierarchy.from_mapping("age", ["band", "majority", "any"],
+    ...                            {"0--8": ["Minor"], "18--20": ["Adult"]})
+    >>> generalise(pd.DataFrame({"age": ["0--8", ""]}), {"age": 1}, {"age": h})["age"].tolist()
+    ['Minor', '']
+    """
+    out = frame.copy()
+    for column, level in levels.items():
+        out[column] = hierarchies[column].generalise(frame[column], level)
+    return out

@@ -1,0 +1,644 @@
+"""Safe tables: frequency and magnitude tables with primary and secondary cell suppression.
+
+A table of one to four dimensions is built with all its margins (each dimension gets a
+``Total`` category), because what is published is the table *and* its totals: a suppressed cell
+that is the only one in its row is recovered by subtracting the published cells from the row
+total. Secondary suppression uses the hypercube method (as tau-ARGUS's GHMITER does): each
+primary cell is hidden with the other corners of a hypercube of cells, chosen so that moving
+value around the corners keeps every margin and leaves the primary cell free to take any value
+from zero up to the threshold. That freedom is what an attacker solving the linear bounds of the
+published table finds, so the protection is proven per cell rather than assumed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+#: Label of the margin category added to every dimension.
+TOTAL = "Total"
+_PUBLISHED, _PRIMARY, _SECONDARY, _UNPUBLISHED = 0, 1, 2, 3
+_STATUS_NAMES = ("published", "primary", "secondary", "unpublished")
+
+
+class TableError(ValueError):
+    """Raised when a table cannot be built or checked as asked."""
+
+
+@dataclass(frozen=True)
+class TablePolicy:
+    """How a table is protected.
+
+    :param threshold: a count below this is a primary cell (UK output checking uses 10).
+    :param suppress_zeros: also treat zero counts as primary cells (when a zero discloses, for
+        instance that no survivor of one nationality was recorded in one place).
+    :param rounding_base: apply controlled rounding to this base to the published cells
+        (``None``: none); the rounded cells still add up to the rounded totals.
+    :param dominance_n: magnitude tables: the top ``n`` contributors of a cell ...
+    :param dominance_k: ... may hold at most ``k`` percent of it (UK: top 2 under 90 %).
+    :param p_percent: magnitude tables: the rest of the cell, less the second contributor, must
+        be at least ``p`` percent of the largest contributor (UK: p = 10).
+    """
+
+    threshold: int = 10
+    suppress_zeros: bool = False
+    rounding_base: int | None = None
+    dominance_n: int = 2
+    dominance_k: float = 90.0
+    p_percent: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1:
+            raise TableError(f"threshold must be at least 1, got {self.threshold}")
+        if self.rounding_base is not None and self.rounding_base < 2:
+            raise TableError(f"rounding base must be at least 2, got {self.rounding_base}")
+        if not 0 < self.dominance_k <= 100 or self.dominance_n < 1:
+            raise TableError("dominance needs n >= 1 and 0 < k <= 100")
+        if self.p_percent < 0:
+            raise TableError(f"p must not be negative, got {self.p_percent}")
+
+
+@dataclass(frozen=True)
+class SafeTable:
+    """A protected table in long form, with its margins.
+
+    :param dimensions: the dimension columns.
+    :param categories: the categories of every dimension (without ``Total``).
+    :param cells: one row per cell, margins included (``Total`` in a dimension column); column
+        ``value`` holds the published value (``<NA>`` where suppressed, never 0), ``status`` is
+        ``published``, ``primary`` or ``secondary``.
+    :param values: the true values as an array with a trailing ``Total`` index per dimension
+        (kept for checks by the data holder; never publish it).
+    :param status: the status codes in the same shape (0 published, 1 primary, 2 secondary,
+        3 a total that is not published).
+    :param unprotected: cells whose protection interval could not be reached (should be empty).
+    """
+
+    dimensions: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]
+    cells: pd.DataFrame
+    values: FloatArray = field(repr=False)
+    status: npt.NDArray[np.int8] = field(repr=False)
+    unprotected: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def primary(self) -> int:
+        """Return the number of primary suppressed cells."""
+        return int((self.status == _PRIMARY).sum())
+
+    @property
+    def secondary(self) -> int:
+        """Return the number of secondary suppressed cells."""
+        return int((self.status == _SECONDARY).sum())
+
+
+def _categories(
+    frame: pd.DataFrame, dimensions: Sequence[str], domains: Mapping[str, Sequence[str]] | None
+) -> list[list[str]]:
+    """Return the categories of each dimension: the declared domain, or the values seen."""
+    result = []
+    for d in dimensions:
+        if d not in frame.columns:
+            raise TableError(f"dimension {d!r} is not a column of the data")
+        seen = frame[d].astype("string").fillna("").unique().tolist()
+        if domains is not None and d in domains:
+            declared = [str(v) for v in domains[d]]
+            outside = sorted(set(seen) - set(declared))
+            if outside:
+                raise TableError(f"dimension {d!r}: values {outside[:5]} are not in its domain")
+            cats = declared
+        else:
+            cats = sorted(str(v) for v in seen)
+        if TOTAL in cats:
+            raise TableError(f"dimension {d!r} has a category named {TOTAL!r}, the margin label")
+        result.append(cats)
+    return result
+
+
+def _with_margins(inner: FloatArray) -> FloatArray:
+    """Return the array with a trailing total along every axis (totals of totals included).
+
+    >>> _with_margins(np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 2.0, 3.0], [3.0, 4.0, 7.0], [4.0, 6.0, 10.0]]
+    """
+    out = inner
+    for axis in range(inner.ndim):
+        out = np.concatenate([out, out.sum(axis=axis, keepdims=True)], axis=axis)
+    return out
+
+
+def _inner_counts(
+    frame: pd.DataFrame, dimensions: Sequence[str], cats: list[list[str]]
+) -> FloatArray:
+    """Return the counts of every combination of categories as a dense array."""
+    codes = []
+    for d, c in zip(dimensions, cats, strict=True):
+        codes.append(
+            np.asarray(
+                pd.Categorical(frame[d].astype("string").fillna(""), categories=c).codes, np.int64
+            )
+        )
+    shape = tuple(len(c) for c in cats)
+    flat = np.ravel_multi_index(tuple(codes), shape) if codes else np.zeros(len(frame), np.int64)
+    return np.bincount(flat, minlength=math.prod(shape)).reshape(shape).astype(np.float64)
+
+
+def _hypercube_suppression(
+    values: FloatArray,
+    status: npt.NDArray[np.int8],
+    need_up: FloatArray,
+    need_down: FloatArray,
+    max_candidates: int = 64,
+    batch: int = 64,
+) -> list[tuple[int, ...]]:
+    """Suppress further cells so every primary cell can move by its needed amounts.
+
+    For a primary cell ``p`` and one alternative index ``a_j`` per dimension, the 2^d corners of
+    the hypercube can be changed by +e or -e each (the sign of a corner flips with every
+    dimension in which it takes the alternative, except when the pair includes the total, which
+    moves with its part) without changing any sum the table publishes. The primary cell can rise
+    by the smallest value at a minus corner and fall by the smallest at another plus corner.
+    Among hypercubes giving at least ``need_up`` and ``need_down``, the one whose newly
+    suppressed corners hold the least (margins made very costly) is chosen.
+
+    Primary cells are handled in batches, vectorised: the cells of one batch see the
+    suppressions of the batches before it (and reuse them for free), not each other's.
+
+    :return: the primary cells no hypercube could protect fully (they got the best one found).
+    """
+    shape = np.array(values.shape)
+    ndim = values.ndim
+    totals = shape - 1
+    # Candidates per dimension: small dimensions offer every category, the large ones share
+    # what is left of the budget.
+    budget = float(max_candidates * 2 ** max(ndim - 2, 0))
+    takes = [int(s) - 1 for s in shape]
+    large = list(range(ndim))
+    for j in sorted(range(ndim), key=lambda d: takes[d]):
+        share = budget ** (1.0 / len(large))
+        if takes[j] <= share:
+            budget /= max(takes[j], 1)
+            large.remove(j)
+        else:
+            break
+    for j in large:
+        takes[j] = max(2, min(takes[j], int(round(budget ** (1.0 / len(large))))))
+    primaries = np.argwhere(status == _PRIMARY)
+    # Margins first (their hypercubes involve other margins), then small cells first.
+    level = (primaries == totals).sum(axis=1)
+    primaries = primaries[np.lexsort((values[tuple(primaries.T)], -level))]
+    big = float(values.max() + 1.0) * 1e3
+    unprotected: list[tuple[int, ...]] = []
+    for start in range(0, len(primaries), batch):
+        ps = primaries[start : start + batch]  # primary x dimension
+        choices = []
+        for j in range(ndim):
+            take = takes[j]
+            # Every cell on the line through each primary along dimension j.
+            line = np.repeat(ps[:, None, :], shape[j], axis=1)
+            line[:, :, j] = np.arange(shape[j])[None, :]
+            line_values = values[tuple(np.moveaxis(line, 2, 0))]
+            line_status = status[tuple(np.moveaxis(line, 2, 0))]
+            # Prefer the total (the only partner in a two-category dimension), then cells
+            # already hidden (free), then the largest (most room); never the primary itself.
+            # Half the slots go to hidden cells, half to the largest, hidden or not: hidden but
+            # tiny partners alone could leave no hypercube with enough room.
+            largest = line_values.copy()
+            largest[:, -1] = np.inf
+            largest[np.arange(len(ps)), ps[:, j]] = -np.inf
+            hidden = np.where(line_status == _PUBLISHED, -big, 0.0) + largest
+            picks = [np.argsort(-largest, axis=1, kind="stable")[:, : take - take // 2]]
+            if take // 2:
+                picks.append(np.argsort(-hidden, axis=1, kind="stable")[:, : take // 2])
+            choices.append(np.concatenate(picks, axis=1))
+        corners, room_up, room_down, cost = _rooms(ps, choices, values, values, status, big)
+        up = need_up[tuple(ps.T)][:, None]
+        down = need_down[tuple(ps.T)][:, None]
+        feasible = (room_up >= up - 1e-9) & (room_down >= down - 1e-9) & np.isfinite(cost)
+        best = np.argmin(np.where(feasible, cost, np.inf), axis=1)
+        chosen = corners[np.arange(len(ps)), best].reshape(-1, ndim)
+        ok = feasible.any(axis=1)
+        hit = tuple(chosen.reshape(len(ps), -1, ndim)[ok].reshape(-1, ndim).T)
+        status[hit] = np.where(status[hit] == _PUBLISHED, _SECONDARY, status[hit])
+        for i in np.flatnonzero(~ok).tolist():
+            if not _several_hypercubes(
+                ps[i],
+                [c[i : i + 1] for c in choices],
+                values,
+                status,
+                big,
+                float(up[i, 0]),
+                float(down[i, 0]),
+            ):
+                unprotected.append(tuple(int(x) for x in ps[i]))
+    return unprotected
+
+
+def _rooms(
+    ps: npt.NDArray[np.int64],
+    choices: list[npt.NDArray[np.int64]],
+    up_values: FloatArray,
+    down_values: FloatArray,
+    status: npt.NDArray[np.int8],
+    big: float,
+) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, FloatArray]:
+    """Return every candidate hypercube of each primary cell: its corners, how far the primary
+    can rise and fall within it, and the cost of hiding its corners.
+
+    :param ps: the primary cells (primary x dimension).
+    :param choices: per dimension, the alternative indices offered to each primary.
+    :param up_values: the values that bound a rise (what the corners that fall can give).
+    :param down_values: the values that bound a fall.
+    """
+    ndim = len(choices)
+    totals = np.array(status.shape) - 1
+    corner_bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    mesh = np.meshgrid(*[np.arange(c.shape[1]) for c in choices], indexing="ij")
+    # grids[i, c, j]: alternative index in dimension j of candidate c of primary i.
+    grids = np.stack([np.take(choices[j], mesh[j].ravel(), axis=1) for j in range(ndim)], axis=2)
+    # corners[i, c, b, j]: coordinate j of corner b.
+    corners = np.where(
+        corner_bits[None, None, :, :] == 1, grids[:, :, None, :], ps[:, None, None, :]
+    )
+    where = tuple(np.moveaxis(corners, 3, 0))
+    corner_status = status[where]
+    pair_has_total = (grids == totals) | (ps == totals)[:, None, :]
+    flips = (corner_bits[None, None, :, :] == 1) & ~pair_has_total[:, :, None, :]
+    minus = flips.sum(axis=3) % 2 == 1
+    plus_others = ~minus & (np.arange(len(corner_bits)) > 0)[None, None, :]
+    room_up = np.where(minus, up_values[where], np.inf).min(axis=2)
+    room_down = np.where(plus_others, down_values[where], np.inf).min(axis=2)
+    room_down = np.minimum(room_down, down_values[tuple(ps.T)][:, None])
+    margin_coords = (corners == totals).sum(axis=3)
+    new = corner_status == _PUBLISHED
+    cost = np.where(new, up_values[where] + big * margin_coords, 0.0)
+    # Hiding the grand total would hide the size of the whole table: never as secondary.
+    cost = np.where(new & (margin_coords == ndim), np.inf, cost).sum(axis=2)
+    return corners, room_up, room_down, cost
+
+
+def _several_hypercubes(
+    p: npt.NDArray[np.int64],
+    choices: list[npt.NDArray[np.int64]],
+    values: FloatArray,
+    status: npt.NDArray[np.int8],
+    big: float,
+    need_up: float,
+    need_down: float,
+    rounds: int = 4,
+) -> bool:
+    """Protect one primary cell with several hypercubes when no single one has room enough.
+
+    Each hypercube adds the room it has left once what earlier ones use is taken off their
+    corners, so the rooms add up. Hides the corners used; returns whether the needs are met.
+    """
+    used_up = np.zeros(values.shape)
+    used_down = np.zeros(values.shape)
+    ndim = values.ndim
+    corner_bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    totals = np.array(values.shape) - 1
+    for _ in range(rounds):
+        if need_up <= 1e-9 and need_down <= 1e-9:
+            return True
+        corners, room_up, room_down, cost = _rooms(
+            p[None, :], choices, values - used_up, values - used_down, status, big
+        )
+        gain = np.minimum(room_up[0], need_up) / max(need_up, 1e-9) + np.minimum(
+            room_down[0], need_down
+        ) / max(need_down, 1e-9)
+        gain = np.where(np.isfinite(cost[0]), gain, -np.inf)
+        best = int(np.lexsort((cost[0], -gain))[0])
+        if gain[best] <= 0:
+            return False
+        rise = min(float(room_up[0, best]), need_up)
+        fall = min(float(room_down[0, best]), need_down)
+        cube = corners[0, best]
+        pair_has_total = (cube[-1] == totals) | (p == totals)
+        for bits, corner in zip(corner_bits, cube, strict=True):
+            index = tuple(int(c) for c in corner)
+            flipped = int(((bits == 1) & ~pair_has_total).sum()) % 2 == 1
+            if flipped:
+                used_up[index] += rise
+            elif bits.any():
+                used_down[index] += fall
+            if status[index] == _PUBLISHED:
+                status[index] = _SECONDARY
+        used_down[tuple(int(c) for c in p)] += fall
+        need_up -= rise
+        need_down -= fall
+    return need_up <= 1e-9 and need_down <= 1e-9
+
+
+def _long_form(
+    dimensions: Sequence[str],
+    cats: list[list[str]],
+    values: FloatArray,
+    status: npt.NDArray[np.int8],
+    published: FloatArray,
+) -> pd.DataFrame:
+    """Return one row per cell (margins included), suppressed values as ``<NA>``."""
+    labels = [np.array([*c, TOTAL], dtype=object) for c in cats]
+    index = np.indices(values.shape).reshape(values.ndim, -1)
+    data: dict[str, object] = {
+        d: pd.array(labels[j][index[j]], dtype="string") for j, d in enumerate(dimensions)
+    }
+    flat_status = status.ravel()
+    integral = bool(np.array_equal(published, np.round(published)))
+    shown = pd.Series(published.ravel(), dtype="Int64" if integral else "Float64")
+    data["value"] = shown.mask(flat_status != _PUBLISHED)
+    data["status"] = pd.Categorical.from_codes(
+        flat_status.astype(np.int64), categories=pd.Index(list(_STATUS_NAMES))
+    )
+    cells = pd.DataFrame(data)
+    # Totals that are not published are not cells of the release at all.
+    kept: pd.DataFrame = cells.loc[flat_status != _UNPUBLISHED].reset_index(drop=True)
+    return kept
+
+
+def _max_flow(n_nodes: int, edges: list[tuple[int, int, int]], source: int, sink: int) -> list[int]:
+    """Return the flow on every edge of a maximum flow from ``source`` to ``sink`` (Dinic).
+
+    :param n_nodes: number of nodes.
+    :param edges: (tail, head, capacity) triples.
+
+    >>> _max_flow(4, [(0, 1, 2), (0, 2, 1), (1, 3, 1), (2, 3, 2), (1, 2, 1)], 0, 3)
+    [2, 1, 1, 2, 1]
+    """
+    head: list[int] = []
+    capacity: list[int] = []
+    adjacency: list[list[int]] = [[] for _ in range(n_nodes)]
+    for tail, to, cap in edges:
+        adjacency[tail].append(len(head))
+        head.append(to)
+        capacity.append(cap)
+        adjacency[to].append(len(head))
+        head.append(tail)
+        capacity.append(0)
+    original = capacity.copy()
+    while True:
+        level = [-1] * n_nodes
+        level[source] = 0
+        queue = [source]
+        for node in queue:
+            for e in adjacency[node]:
+                if capacity[e] > 0 and level[head[e]] < 0:
+                    level[head[e]] = level[node] + 1
+                    queue.append(head[e])
+        if level[sink] < 0:
+            break
+        pointer = [0] * n_nodes
+        while True:
+            # Iterative depth-first search for one augmenting path in the level graph.
+            path: list[int] = []
+            node = source
+            while node != sink:
+                edges_here = adjacency[node]
+                while pointer[node] < len(edges_here):
+                    e = edges_here[pointer[node]]
+                    if capacity[e] > 0 and level[head[e]] == level[node] + 1:
+                        break
+                    pointer[node] += 1
+                else:
+                    if node == source:
+                        break
+                    level[node] = -1  # dead end: never enter it again in this phase
+                    node = head[path.pop() ^ 1]
+                    continue
+                path.append(edges_here[pointer[node]])
+                node = head[path[-1]]
+            if node != sink:
+                break
+            push = min(capacity[e] for e in path)
+            for e in path:
+                capacity[e] -= push
+                capacity[e ^ 1] += push
+    return [original[2 * i] - capacity[2 * i] for i in range(len(edges))]
+
+
+def _controlled_round(inner: FloatArray, base: int) -> FloatArray:
+    """Return the inner cells of a one- or two-dimensional table rounded to multiples of
+    ``base`` so that the rounded cells add up to rounded totals (controlled rounding).
+
+    Every cell and total moves to one of its two adjacent multiples (a multiple stays as it is).
+    Whether cell (i, j) is rounded up is a 0/1 flow from row i to column j; each row and column
+    must round up between the floor and the ceiling of its residuals over the base. The
+    fractional flow residual/base meets those bounds, so an integral one exists (the bounds of
+    a network flow are integral) and a maximum flow finds it.
+
+    >>> _controlled_round(np.array([[3.0, 4.0], [2.0, 6.0]]), 5).tolist()
+    [[5.0, 5.0], [0.0, 5.0]]
+    """
+    table = inner.reshape(1, -1) if inner.ndim == 1 else inner
+    counts = np.rint(table).astype(np.int64)
+    residual = counts % base
+    n_rows, n_cols = residual.shape
+    source, sink, super_source, super_sink = (
+        0,
+        n_rows + n_cols + 1,
+        n_rows + n_cols + 2,
+        n_rows + n_cols + 3,
+    )
+    bounded: list[tuple[int, int, int, int]] = []  # tail, head, lower, upper
+    for i, total in enumerate(residual.sum(axis=1).tolist()):
+        bounded.append((source, 1 + i, total // base, -(-total // base)))
+    cells = np.argwhere(residual > 0)
+    for i, j in cells.tolist():
+        bounded.append((1 + i, 1 + n_rows + j, 0, 1))
+    for j, total in enumerate(residual.sum(axis=0).tolist()):
+        bounded.append((1 + n_rows + j, sink, total // base, -(-total // base)))
+    grand = int(residual.sum())
+    bounded.append((sink, source, grand // base, -(-grand // base)))
+    # Lower bounds become demands served from a super source, the usual reduction.
+    excess = [0] * (n_rows + n_cols + 4)
+    edges = []
+    for tail, to, lower, upper in bounded:
+        edges.append((tail, to, upper - lower))
+        excess[to] += lower
+        excess[tail] -= lower
+    for node, amount in enumerate(excess):
+        if amount > 0:
+            edges.append((super_source, node, amount))
+        elif amount < 0:
+            edges.append((node, super_sink, -amount))
+    flow = _max_flow(n_rows + n_cols + 4, edges, super_source, super_sink)
+    if sum(f for (tail, _, _), f in zip(edges, flow, strict=True) if tail == super_source) != sum(
+        a for a in excess if a > 0
+    ):
+        raise TableError("controlled rounding found no solution (this should not happen)")
+    up = np.zeros_like(counts)
+    first_cell = n_rows
+    for k, (i, j) in enumerate(cells.tolist()):
+        up[i, j] = flow[first_cell + k]
+    rounded = counts - residual + base * up
+    return rounded.reshape(inner.shape).astype(np.float64)
+
+
+def _rounded(values: FloatArray, base: int | None) -> FloatArray:
+    """Return the table (margins included) with controlled rounding, or as it is."""
+    if base is None:
+        return values
+    if values.ndim > 2:
+        raise TableError("controlled rounding is available for tables of one or two dimensions")
+    inner = values[tuple(slice(0, s - 1) for s in values.shape)]
+    return _with_margins(_controlled_round(inner, base))
+
+
+def frequency_table(
+    frame: pd.DataFrame,
+    dimensions: Sequence[str],
+    policy: TablePolicy | None = None,
+    domains: Mapping[str, Sequence[str]] | None = None,
+    margins: bool = True,
+    secondary: bool = True,
+) -> SafeTable:
+    """Return the protected frequency table of the records over one to four dimensions.
+
+    :param frame: the case records.
+    :param dimensions: the columns to cross (1 to 4).
+    :param policy: threshold, zero rule and rounding (default: threshold 10, zeros published).
+    :param domains: categories of some dimensions, so that empty categories appear (as zeros);
+        a value outside its declared domain is an error.
+    :param margins: publish the totals too (``False``: inner cells only; the totals are then
+        marked ``unpublished`` and hidden like suppressed cells).
+    :param secondary: apply secondary suppression; ``False`` gives primary suppression alone,
+        which is NOT safe and exists to show (and test) what differencing recovers.
+    :raises TableError: for a bad dimension or a value outside its domain.
+    """
+    policy = policy if policy is not None else TablePolicy()
+    if not 1 <= len(dimensions) <= 4:
+        raise TableError(f"a table has 1 to 4 dimensions, got {len(dimensions)}")
+    cats = _categories(frame, dimensions, domains)
+    values = _with_margins(_inner_counts(frame, dimensions, cats))
+    small = values < policy.threshold
+    primary = small & ((values > 0) | policy.suppress_zeros)
+    totals = np.array(values.shape) - 1
+    margin = (np.indices(values.shape) == totals.reshape(-1, *([1] * values.ndim))).any(axis=0)
+    if not margins:
+        primary &= ~margin
+    status = np.where(primary, _PRIMARY, _PUBLISHED).astype(np.int8)
+    if not margins:
+        status[margin] = _UNPUBLISHED
+    unprotected: list[tuple[int, ...]] = []
+    if margins and values.flat[-1] < policy.threshold and primary.flat[-1]:
+        # The grand total itself is small: no arrangement of margins can hide it.
+        status[status == _PUBLISHED] = _SECONDARY
+        unprotected = [tuple(int(i) for i in np.unravel_index(values.size - 1, values.shape))]
+    elif primary.any() and secondary:
+        # A primary cell must be able to reach the threshold, so the margins never prove it
+        # small; an inner cell must also be able to reach zero, so they never prove anyone is
+        # there. A margin cell falls with its parts, which a hypercube moves one at a time, so
+        # it must only be able to fall by one (its parts are primary cells themselves).
+        need_up = np.maximum(policy.threshold - values, 1.0)
+        need_down = np.where(margin, np.minimum(values, 1.0), values)
+        unprotected = _hypercube_suppression(values, status, need_up, need_down)
+    published = _rounded(values, policy.rounding_base)
+    cells = _long_form(dimensions, cats, values, status, published)
+    labels = [[*c, TOTAL] for c in cats]
+    return SafeTable(
+        tuple(dimensions),
+        tuple(tuple(c) for c in cats),
+        cells,
+        values,
+        status,
+        tuple(tuple(labels[j][i] for j, i in enumerate(cell)) for cell in unprotected),
+    )
+
+
+def magnitude_table(
+    frame: pd.DataFrame,
+    dimensions: Sequence[str],
+    value: str,
+    contributor: str | None = None,
+    policy: TablePolicy | None = None,
+    domains: Mapping[str, Sequence[str]] | None = None,
+) -> SafeTable:
+    """Return the protected table of sums of ``value``, with threshold and dominance rules.
+
+    A cell is primary when it has fewer contributors than the threshold, when its ``n`` largest
+    contributors hold more than ``k`` percent of it, or when the second largest contributor
+    could estimate the largest within ``p`` percent (total - largest - second < p % of largest).
+    Secondary suppression then hides each such cell within p % of its largest contribution.
+
+    :param frame: the case records.
+    :param dimensions: the columns to cross (1 to 4).
+    :param value: the non-negative numeric column to sum.
+    :param contributor: the column naming who contributed each record (a partner, say); each
+        record is its own contributor when ``None``.
+    :param policy: threshold and dominance parameters.
+    :param domains: categories of some dimensions.
+    :raises TableError: for negative or non-numeric values.
+    """
+    policy = policy if policy is not None else TablePolicy()
+    if not 1 <= len(dimensions) <= 4:
+        raise TableError(f"a table has 1 to 4 dimensions, got {len(dimensions)}")
+    amounts = pd.to_numeric(frame[value], errors="coerce")
+    bad = amounts.isna() | (amounts < 0)
+    if bad.any():
+        row = frame.index[int(np.flatnonzero(bad.to_numpy())[0])]
+        raise TableError(
+            f"column {value!r}, row {row}: {frame[value].loc[row]!r} is not a non-negative number"
+        )
+    cats = _categories(frame, dimensions, domains)
+    shape = tuple(len(c) + 1 for c in cats)
+    codes = {
+        d: np.asarray(
+            pd.Categorical(frame[d].astype("string").fillna(""), categories=c).codes, np.int64
+        )
+        for d, c in zip(dimensions, cats, strict=True)
+    }
+    unit = np.arange(len(frame)) if contributor is None else pd.factorize(frame[contributor])[0]
+    totals = np.zeros(shape)
+    counts = np.zeros(shape)
+    top = np.zeros((policy.dominance_n + 1, *shape))
+    # Every margin is its own group-by: a contributor's share of a margin cell is the sum of
+    # its contributions over all the cells the margin adds up.
+    for mask in itertools.product((False, True), repeat=len(dimensions)):
+        coords = {
+            d: (np.full(len(frame), len(c)) if margin else codes[d])
+            for d, c, margin in zip(dimensions, cats, mask, strict=True)
+        }
+        grouped = (
+            pd.DataFrame({**coords, "__unit": unit, "__amount": amounts.to_numpy(float)})
+            .groupby([*dimensions, "__unit"], sort=False)["__amount"]
+            .sum()
+            .reset_index()
+            .sort_values("__amount", ascending=False, kind="stable")
+        )
+        keys = tuple(grouped[d].to_numpy(np.int64) for d in dimensions)
+        flat = np.ravel_multi_index(keys, shape)
+        np.add.at(totals.reshape(-1), flat, grouped["__amount"].to_numpy())
+        np.add.at(counts.reshape(-1), flat, 1.0)
+        rank = grouped.groupby(list(dimensions), sort=False).cumcount().to_numpy()
+        for r in range(policy.dominance_n + 1):
+            pick = rank == r
+            top[r].reshape(-1)[flat[pick]] = grouped["__amount"].to_numpy()[pick]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dominated = top[: policy.dominance_n].sum(axis=0) > policy.dominance_k / 100 * totals
+        p_rule = totals - top[0] - top[1] < policy.p_percent / 100 * top[0]
+    primary = (totals > 0) & ((counts < policy.threshold) | dominated | p_rule)
+    status = np.where(primary, _PRIMARY, _PUBLISHED).astype(np.int8)
+    need = np.maximum(policy.p_percent / 100 * top[0], 1e-9)
+    unprotected: list[tuple[int, ...]] = []
+    if primary.flat[-1]:
+        status[status == _PUBLISHED] = _SECONDARY
+        unprotected = [tuple(s - 1 for s in shape)]
+    elif primary.any():
+        unprotected = _hypercube_suppression(totals, status, need, np.minimum(need, totals))
+    published = _rounded(totals, policy.rounding_base)
+    labels = [[*c, TOTAL] for c in cats]
+    return SafeTable(
+        tuple(dimensions),
+        tuple(tuple(c) for c in cats),
+        _long_form(dimensions, cats, totals, status, published),
+        totals,
+        status,
+        tuple(tuple(labels[j][i] for j, i in enumerate(cell)) for cell in unprotected),
+    )
