@@ -1,0 +1,174 @@
+"""Benchmark the hub's DP synthesizer against peers on the CTDC file, side by side.
+
+Protocol (issue 4): a fixed random split of the CTDC records into a training half (what every
+synthesizer sees) and a held-out half. Utility is measured against the training half; the
+held-out half is scored too, as the floor (a fresh real sample of the same size), and an
+independent-columns table as the baseline to beat. Each synthesizer runs in its own process,
+so its wall time and peak resident memory are its own; peers run in ``bench/.venv-synth``
+(made by ``bench/peers_synth.sh``), never in the hub's environment.
+
+    .venv/bin/python bench/synth_bench.py                      # 25 and all columns, eps 1 and 4
+    .venv/bin/python bench/synth_bench.py --columns 25 --peers pac-synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CTDC_FILE = ROOT / ".." / "shared" / "data" / "ctdc" / "ctdc_global_kanon_2021.csv"
+OUT = ROOT / "bench" / "out"
+PEER_PYTHON = ROOT / "bench" / ".venv-synth" / "bin" / "python"
+DEMOGRAPHIC = [
+    "yearOfRegistration",
+    "Datasource",
+    "gender",
+    "ageBroad",
+    "majorityStatus",
+    "citizenship",
+    "CountryOfExploitation",
+]
+DELTA = 1e-6
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """Run one synthesizer on the training CSV and write its synthetic CSV and its costs."""
+    import pandas as pd  # imported here: the peer environment has pandas but not the hub
+
+    train = pd.read_csv(args.train, dtype="string", keep_default_na=False)
+    start = time.perf_counter()
+    if args.worker == "ctdhub":
+        from disclosure_control.synth import Domain, MarginalSynthesizer, rho_for_epsilon
+
+        domains = json.loads(Path(args.domains).read_text())
+        domain = Domain.from_schema({k: tuple(v) for k, v in domains.items()}, list(train.columns))
+        model = MarginalSynthesizer(domain, rho_for_epsilon(args.epsilon, DELTA)).fit(train)
+        synthetic = model.sample(len(train), seed=0)
+        extra = {"rho": model.spend.rho, "epsilon": model.spend.epsilon}
+    elif args.worker == "pac-synth":
+        import pacsynth
+
+        rows = [list(train.columns), *train.astype(str).values.tolist()]
+        parameters = (
+            pacsynth.DpAggregateSeededParametersBuilder()
+            .reporting_length(3)
+            .epsilon(args.epsilon)
+            .delta(DELTA)
+            .build()
+        )
+        synthesizer = pacsynth.DpAggregateSeededSynthesizer(parameters)
+        synthesizer.fit(pacsynth.Dataset(rows))
+        produced = synthesizer.sample()
+        synthetic = pd.DataFrame(produced[1:], columns=produced[0], dtype="string")
+        extra = {}
+    else:
+        raise SystemExit(f"unknown synthesizer {args.worker!r}")
+    seconds = time.perf_counter() - start
+    synthetic.to_csv(args.out, index=False)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, **extra}))
+
+
+def _run(name: str, python: Path, train: Path, domains: Path, epsilon: float, tag: str) -> dict:
+    """Run one synthesizer in a child process and return its costs and output path."""
+    out = OUT / f"{tag}-{name}-eps{epsilon:g}.csv"
+    command = [
+        str(python), __file__, "--worker", name, "--train", str(train),
+        "--domains", str(domains), "--epsilon", str(epsilon), "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        return {"name": name, "error": done.stderr.strip().splitlines()[-1:]}
+    return {"name": name, "out": out, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def main() -> None:
+    """Run the benchmark and print utility, time and memory side by side."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker")
+    parser.add_argument("--train")
+    parser.add_argument("--domains")
+    parser.add_argument("--out")
+    parser.add_argument("--epsilon", type=float, nargs="*", default=[1.0, 4.0])
+    parser.add_argument("--columns", choices=["25", "all", "both"], default="both")
+    parser.add_argument("--peers", nargs="*", default=["pac-synth"])
+    parser.add_argument("--train-size", type=int, default=50_000)
+    args = parser.parse_args()
+    if args.worker:
+        args.epsilon = args.epsilon[0] if isinstance(args.epsilon, list) else args.epsilon
+        _worker(args)
+        return
+
+    import numpy as np
+    import pandas as pd
+
+    from disclosure_control.evaluate import evaluate_release
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    records = pd.read_csv(CTDC_FILE, dtype="string", keep_default_na=False).drop(columns=["caseNo"])
+    order = np.random.default_rng(2021).permutation(len(records))
+    half = min(args.train_size, len(records) // 2)
+    training_all = records.iloc[order[:half]].reset_index(drop=True)
+    held_out_all = records.iloc[order[half : 2 * half]].reset_index(drop=True)
+    indicators = [c for c in records.columns if c not in DEMOGRAPHIC]
+    # The 25-column subset: the demographic columns and the 18 most often recorded indicators.
+    top = (training_all[indicators] != "").sum().sort_values(ascending=False).index[:18]
+    subsets = {"25": DEMOGRAPHIC + list(top), "all": list(records.columns)}
+    chosen = ["25", "all"] if args.columns == "both" else [args.columns]
+    # Stand-in for the record schema's domains: every code the whole file uses.
+    domains = {c: sorted(set(records[c]) - {""}) for c in records.columns}
+    domains_file = OUT / "domains.json"
+    domains_file.write_text(json.dumps(domains))
+    for label in chosen:
+        columns = subsets[label]
+        training, held_out = training_all[columns], held_out_all[columns]
+        train_file = OUT / f"train-{label}.csv"
+        training.to_csv(train_file, index=False)
+        rng = np.random.default_rng(0)
+        independent = pd.DataFrame(
+            {c: training[c].to_numpy()[rng.permutation(len(training))] for c in columns}
+        )
+        floor = evaluate_release(training, held_out, n_three_way=300, queries=())
+        baseline = evaluate_release(training, independent, n_three_way=300, queries=())
+        print(f"\n== {label} columns ({len(columns)}), {len(training)} training records ==")
+        print(f"{'synthesizer':<24}{'eps':>5}{'1-way':>8}{'2-way':>8}{'3-way':>8}"
+              f"{'3-max':>8}{'seconds':>9}{'peak MB':>9}")  # fmt: skip
+        for name, rep in (("held-out floor", floor), ("independent", baseline)):
+            tvd = rep.utility.tvd
+            print(f"{name:<24}{'-':>5}" + "".join(f"{s.mean:>8.4f}" for s in tvd)
+                  + f"{tvd[2].max:>8.4f}")  # fmt: skip
+        for epsilon in args.epsilon:
+            runs = [_run("ctdhub", Path(sys.executable), train_file, domains_file, epsilon, label)]
+            for peer in args.peers:
+                if not PEER_PYTHON.exists():
+                    print(f"{peer}: run bench/peers_synth.sh first")
+                    continue
+                runs.append(_run(peer, PEER_PYTHON, train_file, domains_file, epsilon, label))
+            for run in runs:
+                if "error" in run:
+                    print(f"{run['name']:<24}{epsilon:>5g}  failed: {run['error']}")
+                    continue
+                synthetic = pd.read_csv(run["out"], dtype="string", keep_default_na=False)
+                report = evaluate_release(
+                    training, synthetic[columns], held_out,
+                    metadata={"synthesizer": run["name"], "epsilon": epsilon, "delta": DELTA},
+                    references={"held-out floor": held_out, "independent columns": independent},
+                    n_three_way=300, n_attacks=200,
+                )  # fmt: skip
+                stem = OUT / f"report-{label}-{run['name']}-eps{epsilon:g}"
+                stem.with_suffix(".json").write_text(report.to_json())
+                stem.with_suffix(".md").write_text(report.to_markdown())
+                tvd = report.utility.tvd
+                costs = f"{run['seconds']:>9.1f}{run['peak_mb']:>9.0f}"
+                means = "".join(f"{s.mean:>8.4f}" for s in tvd)
+                print(f"{run['name']:<24}{epsilon:>5g}{means}{tvd[2].max:>8.4f}{costs}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Privacy-loss arithmetic of synthetic releases, computed by OpenDP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import opendp.prelude as dp
+
+dp.enable_features("contrib")
+
+
+def _unit_zcdp(rho: float) -> dp.Measurement:
+    """Return a Gaussian measurement whose privacy loss at distance 1 is ``rho``."""
+    domain = dp.atom_domain(T=float, nan=False)
+    return dp.m.make_gaussian(domain, dp.absolute_distance(T=float), scale=(0.5 / rho) ** 0.5)
+
+
+def epsilon_for_rho(rho: float, delta: float) -> float:
+    """Return the epsilon that rho-zCDP implies at a given delta, by OpenDP's conversion.
+
+    :param rho: the zero-concentrated DP loss.
+    :param delta: the approximate-DP delta.
+
+    >>> round(epsilon_for_rho(0.5, 1e-6), 2)
+    5.22
+    """
+    if rho <= 0 or not 0 < delta < 1:
+        raise ValueError("rho must be positive and delta in (0, 1)")
+    converted = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(_unit_zcdp(rho)), delta)
+    epsilon, _ = converted.map(1.0)  # type: ignore[no-untyped-call]  # opendp is untyped
+    return float(epsilon)
+
+
+def rho_for_epsilon(epsilon: float, delta: float) -> float:
+    """Return the largest rho whose (epsilon, delta) conversion stays within ``epsilon``.
+
+    :param epsilon: the approximate-DP epsilon.
+    :param delta: the approximate-DP delta.
+
+    >>> rho = rho_for_epsilon(1.0, 1e-6)
+    >>> round(rho, 4), epsilon_for_rho(rho, 1e-6) <= 1.0
+    (0.0244, True)
+    """
+    if epsilon <= 0 or not 0 < delta < 1:
+        raise ValueError("epsilon must be positive and delta in (0, 1)")
+    low, high = 0.0, epsilon
+    for _ in range(100):
+        middle = (low + high) / 2
+        if middle > 0 and epsilon_for_rho(middle, delta) <= epsilon:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+@dataclass
+class PrivacySpend:
+    """The privacy loss a synthetic run used, for the hub's ledger.
+
+    :param rho: the run's total zero-concentrated DP loss, from OpenDP's composition.
+    :param delta: the delta at which ``epsilon`` is stated.
+    :param epsilon: the epsilon of the (epsilon, delta) conversion of ``rho``.
+    :param measurements: each measurement's label and rho, in order.
+    """
+
+    rho: float
+    delta: float
+    epsilon: float
+    measurements: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spend as JSON-ready data."""
+        return {
+            "rho": self.rho,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "measurements": [{"label": k, "rho": v} for k, v in self.measurements],
+        }
