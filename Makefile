@@ -31,8 +31,8 @@ lint: $(STAMP) ## Check formatting, lint rules and types
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) ## Run the benchmarks against their floors and peers, printing ratios
-	$(PY) -m bench
+bench: $(STAMP) ## Run the benchmarks against their floors and peers (BENCH="upload sdc dp synth")
+	$(PY) -m bench $(BENCH)
 
 clean: ## Remove the environment and local state
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
