@@ -21,7 +21,7 @@ from contributors.client import HubClient
 from contributors.pseudonym import pseudonymise_column
 from hub import create_app, crypto, migrate
 from hub.db import session_factory
-from hub.serving import make_server
+from hub.serving import make_server, stop_server
 
 CTDC_FILE = (
     Path(__file__).resolve().parents[1].parent / "shared/data/ctdc/ctdc_global_kanon_2021.csv"
@@ -137,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         f"  Try: curl -u <client_id>:<secret> -d grant_type=client_credentials {base}/oauth/token"
     )
     if args.no_serve:
-        server.close()
+        stop_server(server)
         return 0
     try:
         thread.join()
     except KeyboardInterrupt:
-        server.close()
+        stop_server(server)
     return 0
 
 

@@ -26,3 +26,18 @@ def make_server(
         "ident": "ctdhub",
     }
     return waitress.create_server(app, **options)
+
+
+def stop_server(server: BaseWSGIServer | MultiSocketServer, timeout: float = 10.0) -> None:
+    """Stop a server running in another thread, closing its sockets from its own loop.
+
+    Closing sockets from a foreign thread races the event loop ("Bad file descriptor"); the
+    trigger runs the close inside the loop, which then ends because nothing is left to watch.
+    """
+
+    def close_everything() -> None:
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_everything)
+    server.task_dispatcher.shutdown(timeout=timeout)

@@ -27,7 +27,7 @@ from hub.crypto import Keyring
 from hub.db import Base, make_engine
 from hub.models import Organisation, Principal
 from hub.services import principals
-from hub.serving import make_server
+from hub.serving import make_server, stop_server
 
 POSTGRES_URL = os.environ.get("CTDHUB_TEST_POSTGRES_URL", "")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -248,5 +248,6 @@ def live_hub(app: APIFlask, make_client: MakeClient) -> Iterator[LiveHub]:
     try:
         yield LiveHub(url=f"http://127.0.0.1:{port}", client_id=client_id, client_secret=secret)
     finally:
-        server.close()
+        stop_server(server)
         thread.join(timeout=10)
+        assert not thread.is_alive(), "the live hub did not stop"

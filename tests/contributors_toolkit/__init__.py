@@ -1,0 +1,1 @@
+"""Tests of the partner toolkit: HTCDS mapping, pseudonyms, the client and the CLI."""
