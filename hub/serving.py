@@ -39,5 +39,6 @@ def stop_server(server: BaseWSGIServer | MultiSocketServer, timeout: float = 10.
         for channel in list(server._map.values()):
             channel.close()
 
-    server.trigger.pull_trigger(close_everything)
+    # Workers first: a worker finishing a request pulls the trigger, which must still be open.
     server.task_dispatcher.shutdown(timeout=timeout)
+    server.trigger.pull_trigger(close_everything)
