@@ -138,6 +138,29 @@ def init_app(app: Flask) -> None:
             "internal-error",
         )
 
+    processor = getattr(app, "error_processor", None)
+    if processor is not None:
+        # APIFlask's own errors (request parsing against the declared schemas).
+        def _api_error(error: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
+            status = int(error.status_code)
+            body: dict[str, Any] = {
+                "type": f"urn:ctdhub:problem:{'invalid-input' if status == 422 else 'error'}",
+                "title": "Invalid input" if status == 422 else str(error.message),
+                "status": status,
+                "detail": "the request's parameters do not match the API's schema"
+                if status == 422
+                else str(error.message),
+                "instance": request.path,
+                "request_id": request_id(),
+            }
+            if error.detail:
+                body["errors"] = error.detail
+            headers = dict(error.headers or {})
+            headers["Content-Type"] = PROBLEM_JSON
+            return body, status, headers
+
+        processor(_api_error)
+
     @app.after_request
     def _tag(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()

@@ -61,3 +61,13 @@ def test_migrations_match_the_models(database_url: str) -> None:
         differences = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_parameter_errors_are_problem_json(client: FlaskClient, partner_a: object) -> None:
+    headers = partner_a.headers  # type: ignore[attr-defined]
+    response = client.get("/v1/uploads?limit=0", headers=headers)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "limit" in body["errors"]["query"]
