@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [upload|sdc|dp|synth ...]`` (default: all but synth).
+"""Run the benchmarks: ``python -m bench [upload|sdc|dp|query|synth ...]`` (default: all but synth).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
@@ -14,9 +14,10 @@ BENCHES = {
     "upload": "bench.upload_bench",
     "sdc": "bench.sdc_bench",
     "dp": "bench.dp_bench",
+    "query": "bench.query_bench",
     "synth": "bench.synth_bench",
 }
-DEFAULT = ("upload", "sdc", "dp")
+DEFAULT = ("upload", "sdc", "dp", "query")
 
 
 def main(argv: list[str]) -> int:

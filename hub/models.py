@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     text,
@@ -192,3 +193,59 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     # Counts, ids and codes only: no free text, so no record content can slip in.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PrivacyLedger(Base):
+    """The privacy ledger of one dataset: everything DP releases and queries charged to it.
+
+    Spends are zero-concentrated DP (rho) plus key selection's additive delta, kept as exact
+    fractions (``"numerator/denominator"`` of the sum of every charged float), so a cap is never
+    crossed by float rounding. The row is locked by every charge.
+    """
+
+    __tablename__ = "privacy_ledger"
+
+    dataset: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spent_rho: Mapped[str] = mapped_column(Text, default="0")
+    spent_delta: Mapped[str] = mapped_column(Text, default="0")
+    charges: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ResearcherAllowance(Base):
+    """What one researcher has spent of their allowance within a dataset's ledger (exact)."""
+
+    __tablename__ = "researcher_allowance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("privacy_ledger.dataset"))
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    spent_rho: Mapped[str] = mapped_column(Text, default="0")
+    spent_delta: Mapped[str] = mapped_column(Text, default="0")
+    charges: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("dataset", "principal_id"),)
+
+
+class QueryAnswer(Base):
+    """A DP answer given to a researcher, re-served free for the same spec and snapshot.
+
+    ``answer`` holds released (noisy) values only; it is never written to a log or audit event.
+    """
+
+    __tablename__ = "query_answer"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    dataset: Mapped[str] = mapped_column(ForeignKey("privacy_ledger.dataset"))
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    snapshot_id: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the canonical JSON spec: the key under which the answer is re-served.
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rho: Mapped[str] = mapped_column(Text)
+    delta: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("principal_id", "dataset", "snapshot_id", "spec_sha256"),)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,31 @@ def _validate(values: Mapping[str, Any]) -> None:
         )
     if values["LOG_LEVEL"].upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    _validate_privacy_budget(values)
+
+
+def _exact(name: str, text: str) -> Fraction:
+    """Parse a budget setting as an exact rational (a decimal string: "0.25", "1e-6")."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise SettingsError(f"{name} must be a decimal number such as 0.25, got {text!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than 0, got {text!r}")
+    return value
+
+
+def _validate_privacy_budget(values: Mapping[str, Any]) -> None:
+    rho_cap = _exact("DP_DATASET_RHO_CAP", values["DP_DATASET_RHO_CAP"])
+    delta_cap = _exact("DP_DATASET_DELTA_CAP", values["DP_DATASET_DELTA_CAP"])
+    rho_allowance = _exact("DP_RESEARCHER_RHO_ALLOWANCE", values["DP_RESEARCHER_RHO_ALLOWANCE"])
+    delta_allowance = _exact(
+        "DP_RESEARCHER_DELTA_ALLOWANCE", values["DP_RESEARCHER_DELTA_ALLOWANCE"]
+    )
+    display_delta = _exact("DP_DISPLAY_DELTA", values["DP_DISPLAY_DELTA"])
+    if rho_allowance > rho_cap:
+        raise SettingsError("DP_RESEARCHER_RHO_ALLOWANCE must not exceed DP_DATASET_RHO_CAP")
+    if delta_allowance > delta_cap:
+        raise SettingsError("DP_RESEARCHER_DELTA_ALLOWANCE must not exceed DP_DATASET_DELTA_CAP")
+    if delta_cap >= 1 or display_delta >= 1:
+        raise SettingsError("DP_DATASET_DELTA_CAP and DP_DISPLAY_DELTA must be below 1")

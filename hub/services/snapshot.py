@@ -66,14 +66,25 @@ def snapshot_id(batch_ids: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(batch_ids)).encode()).hexdigest()
 
 
-def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) -> Snapshot:
-    """Return all live records as one frame with the record schema's columns."""
+def live_batches(session: Session) -> list[tuple[str, str]]:
+    """Return (batch id, organisation id) of every live batch, oldest upload first."""
     rows = session.execute(
         select(RecordBatch.id, Upload.organisation_id)
         .join(Upload, Upload.id == RecordBatch.upload_id)
         .where(Upload.withdrawn_at.is_(None), RecordBatch.wrapped_key.is_not(None))
         .order_by(Upload.created_at, Upload.id)
     ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def live_snapshot_id(session: Session) -> str:
+    """Name the current set of live record batches without decrypting any of them."""
+    return snapshot_id(tuple(batch_id for batch_id, _ in live_batches(session)))
+
+
+def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) -> Snapshot:
+    """Return all live records as one frame with the record schema's columns."""
+    rows = live_batches(session)
     batch_ids = tuple(row[0] for row in rows)
     key = snapshot_id(batch_ids)
     cached = cache.get(key)

@@ -1,0 +1,320 @@
+"""The privacy ledger: one per dataset, in zero-concentrated DP, charged atomically.
+
+Every charge locks the dataset's ledger row and then the researcher's allowance row (always in
+that order, so two charges cannot deadlock), compares the exact rational sums with the caps,
+and either adds the charge or refuses it having changed nothing. The lock is taken by a write
+(``UPDATE``/``INSERT``), so it holds on SQLite, which has no ``SELECT ... FOR UPDATE`` but
+serialises writers, as on PostgreSQL, where concurrent charges from several worker processes
+queue on the row lock. Spends are kept as exact fractions of the charged floats, so a cap can
+never be crossed by rounding, not even by one unit in the last place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from disclosure_control.dp import PrivacySpend, to_epsilon_delta
+from hub.errors import HubError
+from hub.models import PrivacyLedger, ResearcherAllowance, utcnow
+
+DATASET = "ctdc"
+"""The one dataset for now: every accepted, not withdrawn case record."""
+
+
+class BudgetExceeded(HubError):
+    """A charge would take a ledger past its cap; nothing was charged."""
+
+    status, slug, title = 409, "privacy-budget-exceeded", "Privacy budget exceeded"
+
+
+def exact(text: str) -> Fraction:
+    """Read an exact spend stored as ``"numerator/denominator"`` (or a decimal).
+
+    :param text: the stored text
+
+    >>> exact("3/4") + exact("0.25")
+    Fraction(1, 1)
+    """
+    return Fraction(text)
+
+
+def as_text(value: Fraction) -> str:
+    """Write an exact spend as ``"numerator/denominator"``.
+
+    :param value: the exact spend
+
+    >>> as_text(Fraction(3, 4))
+    '3/4'
+    >>> exact(as_text(Fraction(0.1) + Fraction(0.2))) > Fraction(3, 10)
+    True
+    """
+    return f"{value.numerator}/{value.denominator}"
+
+
+def floor_float(value: Fraction) -> float:
+    """Return the largest float <= ``value``, at least 0 (what is left, never overstated).
+
+    :param value: an exact amount
+
+    >>> floor_float(Fraction(1, 3)) <= 1 / 3, floor_float(Fraction(-1))
+    (True, 0.0)
+    """
+    if value <= 0:
+        return 0.0
+    nearest = float(value)
+    return nearest if Fraction(nearest) <= value else math.nextafter(nearest, 0.0)
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """The caps of the active release policy (for now taken from settings).
+
+    :param dataset_rho: the dataset's total cap in rho
+    :param dataset_delta: the dataset's cap on key-selection delta
+    :param researcher_rho: each researcher's allowance in rho, within the dataset's cap
+    :param researcher_delta: each researcher's allowance of key-selection delta
+    :param display_delta: the delta at which epsilon is shown beside rho
+    """
+
+    dataset_rho: Fraction
+    dataset_delta: Fraction
+    researcher_rho: Fraction
+    researcher_delta: Fraction
+    display_delta: float
+
+    @classmethod
+    def from_settings(cls, config: Any) -> BudgetPolicy:
+        """Build the policy from the hub's (already validated) settings.
+
+        :param config: a mapping with the ``DP_*`` settings
+
+        >>> policy = BudgetPolicy.from_settings({"DP_DATASET_RHO_CAP": "1.0",
+        ...     "DP_DATASET_DELTA_CAP": "1e-7", "DP_RESEARCHER_RHO_ALLOWANCE": "0.1",
+        ...     "DP_RESEARCHER_DELTA_ALLOWANCE": "1e-8", "DP_DISPLAY_DELTA": "1e-6"})
+        >>> policy.researcher_rho
+        Fraction(1, 10)
+        """
+        return cls(
+            dataset_rho=Fraction(config["DP_DATASET_RHO_CAP"]),
+            dataset_delta=Fraction(config["DP_DATASET_DELTA_CAP"]),
+            researcher_rho=Fraction(config["DP_RESEARCHER_RHO_ALLOWANCE"]),
+            researcher_delta=Fraction(config["DP_RESEARCHER_DELTA_ALLOWANCE"]),
+            display_delta=float(Fraction(config["DP_DISPLAY_DELTA"])),
+        )
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One ledger's state: its cap, what it has spent (exact) and what is left.
+
+    :param cap_rho: the cap in rho
+    :param cap_delta: the cap on key-selection delta
+    :param spent_rho: charged so far, in rho
+    :param spent_delta: key-selection delta charged so far
+    :param charges: how many charges it holds
+    """
+
+    cap_rho: Fraction
+    cap_delta: Fraction
+    spent_rho: Fraction
+    spent_delta: Fraction
+    charges: int
+
+    @property
+    def remaining_rho(self) -> Fraction:
+        """Return the rho left (never negative)."""
+        return max(self.cap_rho - self.spent_rho, Fraction(0))
+
+    @property
+    def remaining_delta(self) -> Fraction:
+        """Return the key-selection delta left (never negative)."""
+        return max(self.cap_delta - self.spent_delta, Fraction(0))
+
+    def fits(self, charge: PrivacySpend) -> bool:
+        """Return True when ``charge`` stays within both caps, compared exactly.
+
+        :param charge: the spend of one query
+
+        >>> Balance(Fraction(3, 10), Fraction(0), Fraction(0.2), Fraction(0), 1).fits(
+        ...     PrivacySpend(0.1))
+        False
+        """
+        return (
+            self.spent_rho + Fraction(charge.rho) <= self.cap_rho
+            and self.spent_delta + Fraction(charge.delta) <= self.cap_delta
+        )
+
+    def as_json(self, display_delta: float) -> dict[str, Any]:
+        """Serialise the balance: floats for reading, exact fractions beside them."""
+        shown: dict[str, Any] = {}
+        for name, amount, key_delta in (
+            ("allowance", self.cap_rho, self.cap_delta),
+            ("spent", self.spent_rho, self.spent_delta),
+            ("remaining", self.remaining_rho, self.remaining_delta),
+        ):
+            rho = floor_float(amount) if name == "remaining" else float(amount)
+            delta = floor_float(key_delta) if name == "remaining" else float(key_delta)
+            epsilon, total_delta = to_epsilon_delta(PrivacySpend(rho, delta), display_delta)
+            shown[name] = {
+                "rho": rho,
+                "rho_exact": as_text(amount),
+                "key_selection_delta": delta,
+                "epsilon": epsilon,
+                "delta": total_delta,
+            }
+        shown["charges"] = self.charges
+        return shown
+
+
+def _insert_missing(session: Session, model: Any, values: dict[str, Any], keys: list[str]) -> None:
+    """Insert a row unless one with the same ``keys`` exists (no error, no race)."""
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    session.execute(
+        module.insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    )
+
+
+def _new_row(**extra: Any) -> dict[str, Any]:
+    return {"spent_rho": "0", "spent_delta": "0", "charges": 0, "updated_at": utcnow(), **extra}
+
+
+def lock(session: Session, principal_id: str, dataset: str = DATASET) -> None:
+    """Create the dataset's ledger and the researcher's allowance if new, and lock both rows.
+
+    Holds until the caller's transaction ends. Call it before reading balances for a charge.
+
+    :param principal_id: the researcher
+    :param dataset: the dataset's ledger
+    """
+    _insert_missing(session, PrivacyLedger, _new_row(dataset=dataset), ["dataset"])
+    # A write takes the row lock (and SQLite's write lock) whatever the database.
+    session.execute(
+        update(PrivacyLedger)
+        .where(PrivacyLedger.dataset == dataset)
+        .values(charges=PrivacyLedger.charges)
+    )
+    _insert_missing(
+        session,
+        ResearcherAllowance,
+        _new_row(dataset=dataset, principal_id=principal_id),
+        ["dataset", "principal_id"],
+    )
+    session.execute(
+        update(ResearcherAllowance)
+        .where(
+            ResearcherAllowance.dataset == dataset,
+            ResearcherAllowance.principal_id == principal_id,
+        )
+        .values(charges=ResearcherAllowance.charges)
+    )
+
+
+def balances(
+    session: Session, principal_id: str, policy: BudgetPolicy, dataset: str = DATASET
+) -> tuple[Balance, Balance]:
+    """Return the (dataset, researcher) balances as stored (zero for a ledger not yet made).
+
+    :param principal_id: the researcher
+    :param policy: the caps
+    :param dataset: the dataset's ledger
+    """
+    ledger = session.execute(
+        select(PrivacyLedger)
+        .where(PrivacyLedger.dataset == dataset)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    allowance = session.execute(
+        select(ResearcherAllowance)
+        .where(
+            ResearcherAllowance.dataset == dataset,
+            ResearcherAllowance.principal_id == principal_id,
+        )
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+    def balance(row: Any, cap_rho: Fraction, cap_delta: Fraction) -> Balance:
+        if row is None:
+            return Balance(cap_rho, cap_delta, Fraction(0), Fraction(0), 0)
+        return Balance(
+            cap_rho, cap_delta, exact(row.spent_rho), exact(row.spent_delta), row.charges
+        )
+
+    return (
+        balance(ledger, policy.dataset_rho, policy.dataset_delta),
+        balance(allowance, policy.researcher_rho, policy.researcher_delta),
+    )
+
+
+def refuse_unless_fits(
+    charge: PrivacySpend, dataset: Balance, researcher: Balance, display_delta: float
+) -> None:
+    """Raise :class:`BudgetExceeded`, saying what is left, if ``charge`` fits either balance not.
+
+    :param charge: what the query costs
+    :param dataset: the dataset's balance
+    :param researcher: the researcher's balance
+    :param display_delta: the delta at which epsilon is shown
+    """
+    for name, balance in (("your allowance", researcher), ("the dataset's cap", dataset)):
+        if balance.fits(charge):
+            continue
+        left_rho = floor_float(balance.remaining_rho)
+        left_delta = floor_float(balance.remaining_delta)
+        epsilon, delta = to_epsilon_delta(PrivacySpend(left_rho, left_delta), display_delta)
+        raise BudgetExceeded(
+            f"this query costs rho={charge.rho!r} (key-selection delta={charge.delta!r}) but "
+            f"{name} has only rho={left_rho!r} (key-selection delta={left_delta!r}) left, "
+            f"epsilon={epsilon:.4g} at delta={delta:.3g}; nothing was charged",
+            ledger="researcher" if balance is researcher else "dataset",
+            requested={"rho": charge.rho, "key_selection_delta": charge.delta},
+            remaining={
+                "rho": left_rho,
+                "rho_exact": as_text(balance.remaining_rho),
+                "key_selection_delta": left_delta,
+                "epsilon": epsilon,
+                "delta": delta,
+            },
+        )
+
+
+def charge(
+    session: Session, principal_id: str, spend: PrivacySpend, dataset: str = DATASET
+) -> None:
+    """Add ``spend`` to the (locked) dataset ledger and researcher allowance, exactly.
+
+    The caller has called :func:`lock` and :func:`refuse_unless_fits` in this transaction.
+
+    :param principal_id: the researcher
+    :param spend: the charge
+    :param dataset: the dataset's ledger
+    """
+    now = utcnow()
+    rows: list[PrivacyLedger | ResearcherAllowance] = [
+        session.execute(
+            select(PrivacyLedger)
+            .where(PrivacyLedger.dataset == dataset)
+            .execution_options(populate_existing=True)
+        ).scalar_one(),
+        session.execute(
+            select(ResearcherAllowance)
+            .where(
+                ResearcherAllowance.dataset == dataset,
+                ResearcherAllowance.principal_id == principal_id,
+            )
+            .execution_options(populate_existing=True)
+        ).scalar_one(),
+    ]
+    for row in rows:
+        row.spent_rho = as_text(exact(row.spent_rho) + Fraction(spend.rho))
+        row.spent_delta = as_text(exact(row.spent_delta) + Fraction(spend.delta))
+        row.charges += 1
+        row.updated_at = now
+    session.flush()
