@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import requests
 from sqlalchemy.orm import Session
 
 from contributors.client import HubClient
@@ -85,6 +86,35 @@ def ensure_accounts(session: Session) -> list[Credentials]:
     return made
 
 
+def demo_query(base: str, creds: Credentials) -> None:
+    """Ask one differentially private question as the demo researcher, over HTTP."""
+    token = requests.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds.client_id, creds.client_secret),
+        timeout=30,
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    spec = {"measure": {"kind": "count"}, "group_by": ["gender"], "spend": {"rho": 0.005}}
+    response = requests.post(
+        f"{base}/v1/queries?nonnegative_counts=true", json=spec, headers=headers, timeout=120
+    )
+    if response.status_code not in (200, 201):
+        print(f"demo: the researcher's query was refused: {response.json().get('detail')}")
+        return
+    print("demo: researcher's DP count of case records by gender (rho 0.005):")
+    for cell in response.json()["cells"]:
+        low, high = cell["interval"]
+        gender = cell["key"]["gender"] or "(not recorded)"
+        print(f"    {gender:<28} {cell['value']:>8}   95% [{low:.0f}, {high:.0f}]")
+    budget = requests.get(f"{base}/v1/budget", headers=headers, timeout=30).json()
+    left = budget["researcher"]["remaining"]
+    print(
+        f"demo: the researcher has rho {left['rho']:.4f} left "
+        f"(epsilon {left['epsilon']:.2f} at delta {left['delta']:.0e})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; serve until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -126,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             f"demo: {creds.organisation}: {receipt.rows_accepted} of {receipt.rows_total} "
             f"records {state} (upload {receipt.id})"
         )
+
+    researcher = next(c for c in accounts if c.role == "researcher")
+    demo_query(base, researcher)
 
     print(f"\nctdhub is serving on {base}")
     print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
