@@ -6,21 +6,31 @@ The method, in the family of PrivBayes, MST and AIM (the winners on categorical 
    count is under three noise deviations) into one bucket, as MST implementations do;
 2. select a maximum spanning tree of strongly associated column pairs with the exponential
    mechanism (noisy max), one edge per round;
-3. give each column, beside its tree parent, a second parent chosen by noisy max among the
-   columns placed before it (or none), so 3-way structure along the tree is modelled;
+3. give each column a parent set by noisy max: its tree parent plus up to two columns placed
+   before it, scored by how far the child's counts given the set lie from its released 1-way
+   distribution, less the noise the larger marginal costs (so 3- and 4-way structure is
+   modelled where the budget affords it);
 4. measure each column's marginal with its parents with the Gaussian mechanism;
 5. turn the noisy marginals into a Bayesian network of smoothed conditional tables and sample.
 
 Every access to the real records is an OpenDP measurement inside one OpenDP adaptive
-composition under rho-zCDP, so the run's privacy loss is OpenDP's figure. The noise comes from
-OpenDP's samplers, which cannot be seeded (by design); the fitted model holds only noisy,
-released values, and sampling from it is deterministic given a seed.
+composition under rho-zCDP, so the run's privacy loss is OpenDP's figure.
+
+Determinism, and its limit: OpenDP 0.16 draws all noise (Gaussian and noisy max alike) from
+the operating system's cryptographically secure generator and offers no seed or deterministic
+mode (by design: a seeded generator would let anyone who learns the seed subtract the noise).
+So two fits of the same records differ by their noise, and a fit cannot be replayed. Everything
+after the measurements is deterministic: compression, tree rooting and ordering, tie-breaks
+(lowest column index), candidate order, estimation; and sampling a fitted model is
+deterministic given its seed. To reproduce a release, keep its fitted model (which holds only
+released, noisy values), not the seed of the fit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from math import pi, prod, sqrt
 from typing import Any
 
@@ -51,18 +61,18 @@ class BudgetShares:
 
     :param one_way: 1-way marginals (domain compression and smoothing priors).
     :param tree: the noisy-max choice of tree edges.
-    :param second_parent: the noisy-max choice of each column's second parent.
+    :param parent_sets: the noisy-max choice of each column's parent set.
     :param model: the Gaussian measurement of each column with its parents.
     """
 
     one_way: float = 0.15
     tree: float = 0.1
-    second_parent: float = 0.1
+    parent_sets: float = 0.1
     model: float = 0.65
 
     def __post_init__(self) -> None:
         """Refuse shares that are not positive or do not add up to one."""
-        parts = (self.one_way, self.tree, self.second_parent, self.model)
+        parts = (self.one_way, self.tree, self.parent_sets, self.model)
         if min(parts) <= 0 or abs(sum(parts) - 1.0) > 1e-9:
             raise ValueError(f"budget shares must be positive and add up to 1, got {parts}")
 
@@ -169,6 +179,7 @@ class MarginalSynthesizer:
     :param delta: the delta at which the spend is also stated as (epsilon, delta).
     :param shares: how rho is split between the kinds of measurement.
     :param max_cells: the largest marginal (in compressed cells) the model measures.
+    :param max_parents: the most parents a column may have (its tree parent included).
     """
 
     def __init__(
@@ -179,6 +190,7 @@ class MarginalSynthesizer:
         delta: float = 1e-6,
         shares: BudgetShares | None = None,
         max_cells: int = 20_000,
+        max_parents: int = 3,
     ) -> None:
         """Keep the run's settings; nothing touches data until :meth:`fit`."""
         if rho <= 0:
@@ -190,6 +202,9 @@ class MarginalSynthesizer:
         self.delta = delta
         self.shares = shares or BudgetShares()
         self.max_cells = max_cells
+        if max_parents < 1:
+            raise ValueError("every column but the first needs at least its tree parent")
+        self.max_parents = max_parents
 
     def fit(
         self, records: pd.DataFrame, progress: ProgressCallback | None = None
@@ -211,7 +226,7 @@ class MarginalSynthesizer:
         # The run's budget is cut a hair below rho so float rounding in the sum of the parts
         # can never take the composition over it.
         budget = self.rho * (1 - 1e-9)
-        n_rounds = {"one_way": d, "tree": d - 1, "second_parent": d - 2, "model": d - 1}
+        n_rounds = {"one_way": d, "tree": d - 1, "parent_sets": d - 2, "model": d - 1}
         per_round = {
             kind: budget * getattr(self.shares, kind) / count
             for kind, count in n_rounds.items()
@@ -244,15 +259,21 @@ class MarginalSynthesizer:
             )
             return _calibrate(lambda s: counts >> dp.m.then_gaussian(scale=s), 1, rho)
 
-        def select_query(score: Callable[[IntMatrix], list[float]], rho: float) -> dp.Measurement:
-            """Noisy max over scores each of which moves by at most 1 per added/removed record."""
+        def select_query(
+            score: Callable[[IntMatrix], list[float]], rho: float, sensitivity: float = 1.0
+        ) -> dp.Measurement:
+            """Return a noisy max over scores that move by at most ``sensitivity`` per record.
+
+            A record added or removed moves every score by at most ``sensitivity``; each score
+            function argues its own bound.
+            """
             scores = dp.t.make_user_transformation(
                 records_domain,
                 metric,
                 dp.vector_domain(dp.atom_domain(T=float, nan=False)),
                 dp.linf_distance(T=float),
                 function=score,
-                stability_map=lambda d_in: float(d_in),
+                stability_map=lambda d_in: sensitivity * float(d_in),
             )
             return _calibrate(
                 lambda s: scores >> dp.m.then_noisy_max(dp.zero_concentrated_divergence(), s),
@@ -265,7 +286,7 @@ class MarginalSynthesizer:
         probe_model = count_query([0], identity, per_round["model"])
         d_mids = [_loss(probe_one_way, 1)] * d
         d_mids += [per_round["tree"]] * (d - 1)
-        d_mids += [per_round["second_parent"]] * (d - 2)
+        d_mids += [per_round["parent_sets"]] * (d - 2)
         d_mids += [_loss(probe_model, 1)] * (d - 1)
         composition = dp.c.make_adaptive_composition(
             records_domain, metric, dp.zero_concentrated_divergence(), d_in=1, d_mids=d_mids
@@ -313,6 +334,16 @@ class MarginalSynthesizer:
         penalty = sqrt(2 / pi) * model_sigma
 
         cache: dict[str, FloatArray] = {}
+        mapped_cache: dict[int, IntMatrix] = {}
+
+        def compressed(matrix: IntMatrix) -> IntMatrix:
+            """Return the records in compressed codes (computed once per run)."""
+            if id(matrix) not in mapped_cache:
+                mapped_cache.clear()
+                mapped_cache[id(matrix)] = np.column_stack(
+                    [lookups[j][matrix[:, j]] for j in range(d)]
+                )
+            return mapped_cache[id(matrix)]
 
         def pair_scores(matrix: IntMatrix) -> FloatArray:
             """L1 distance of each real pair marginal from independence under the noisy 1-ways.
@@ -321,7 +352,7 @@ class MarginalSynthesizer:
             leaves the (already released) independence prediction fixed: sensitivity 1.
             """
             if "pairs" not in cache:
-                mapped = np.column_stack([lookups[j][matrix[:, j]] for j in range(d)])
+                mapped = compressed(matrix)
                 table = np.zeros((d, d))
                 for a in range(d):
                     for b in range(a + 1, d):
@@ -367,42 +398,40 @@ class MarginalSynthesizer:
                     tree_parent[child] = node
                     order.append(child)
 
-        # 3. Second parents by noisy max: a placed column, or none.
+        # 3. Each column's parent set by noisy max: its tree parent, plus up to
+        # ``max_parents - 1`` columns placed before it, scored by how far the child's real
+        # counts given the set lie from the child's released 1-way distribution, less the
+        # noise the larger marginal would cost.
         parents: dict[int, tuple[int, ...]] = {root: ()}
         for position, child in enumerate(order[1:], start=1):
             parent = tree_parent[child]
             if position == 1:
                 parents[child] = (parent,)
                 continue
-            options: list[int | None] = [None]
-            options += [
-                q
-                for q in order[:position]
-                if q != parent and sizes[child] * sizes[parent] * sizes[q] <= self.max_cells
-            ]
-            bias = np.array(
-                [
-                    -penalty * sizes[child] * sizes[parent] * (1 if q is None else sizes[q])
-                    for q in options
-                ]
+            options = _parent_sets(
+                parent,
+                [q for q in order[:position] if q != parent],
+                [sizes[q] for q in range(d)],
+                self.max_parents,
+                self.max_cells // sizes[child],
             )
+            bias = np.array([-penalty * sizes[child] * prod(sizes[q] for q in s) for s in options])
 
-            def second_score(
+            def set_score(
                 matrix: IntMatrix,
-                opts: list[int | None] = options,
+                opts: list[tuple[int, ...]] = options,
                 b: FloatArray = bias,
                 c: int = child,
             ) -> list[float]:
-                table = pair_scores(matrix)
-                scores = np.array([0.0 if q is None else table[c, q] for q in opts]) + b
-                return [float(v) for v in scores]
+                mapped = compressed(matrix)
+                scores = [_dependence(mapped, s, c, sizes, priors[c]) for s in opts]
+                return [float(v) for v in np.array(scores) + b]
 
             chosen = release(
-                f"second parent of {names[child]}",
-                select_query(second_score, per_round["second_parent"]),
+                f"parents of {names[child]}",
+                select_query(set_score, per_round["parent_sets"], sensitivity=2),
             )
-            q = options[int(chosen)]
-            parents[child] = (parent,) if q is None else (parent, q)
+            parents[child] = options[int(chosen)]
 
         # 4. Measure each column with its parents; 5. smooth into conditional tables.
         factors = [_Factor(root, (), priors[root][None, :])]
@@ -459,3 +488,61 @@ def _conditional(counts: FloatArray, prior: FloatArray, pseudo: float) -> FloatA
     flat = counts.reshape(-1, k)
     table = np.where(flat > pseudo, flat, 0.0) + pseudo * base_rows
     return np.asarray(table / table.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _parent_sets(
+    parent: int, others: Sequence[int], sizes: Sequence[int], max_parents: int, max_cells: int
+) -> list[tuple[int, ...]]:
+    """List a column's candidate parent sets, smallest first.
+
+    Each set is the tree parent plus up to ``max_parents - 1`` of the other placed columns,
+    with at most ``max_cells`` parent configurations.
+
+    :param parent: the column's tree parent, in every set.
+    :param others: the other columns placed before it.
+    :param sizes: every column's number of (compressed) values.
+    :param max_parents: the largest set.
+    :param max_cells: the most parent configurations a set may have.
+
+    >>> _parent_sets(0, [1, 2], [2, 3, 4], 3, 100)
+    [(0,), (0, 1), (0, 2), (0, 1, 2)]
+    >>> _parent_sets(0, [1, 2], [2, 3, 4], 3, 10)
+    [(0,), (0, 1), (0, 2)]
+    """
+    sets: list[tuple[int, ...]] = [(parent,)]
+    for extra in range(1, max_parents):
+        for chosen in combinations(others, extra):
+            candidate = (parent, *chosen)
+            if prod(sizes[q] for q in candidate) <= max_cells:
+                sets.append(candidate)
+    return sets
+
+
+def _dependence(
+    mapped: IntMatrix, parents: Sequence[int], child: int, sizes: Sequence[int], prior: FloatArray
+) -> float:
+    """Return how far a column's counts given a parent set lie from its released distribution.
+
+    The score is the L1 distance between the real counts of (parents, child) and what the
+    parents' real counts times the child's released 1-way distribution predict. Adding or
+    removing one record moves one count by one and one row of the prediction by a vector
+    summing to one: the score moves by at most 2 (its sensitivity). Refining the parent set
+    never lowers it.
+
+    :param mapped: the records, in compressed codes.
+    :param parents: the parent set.
+    :param child: the column.
+    :param sizes: every column's number of compressed values.
+    :param prior: the child's released (noisy) 1-way distribution.
+
+    >>> m = np.array([[0, 0], [0, 0], [1, 1], [1, 1]])
+    >>> _dependence(m, [0], 1, [2, 2], np.array([0.5, 0.5]))
+    4.0
+    """
+    config = _cells(mapped, parents, sizes)
+    k = sizes[child]
+    joint = np.bincount(
+        config * k + mapped[:, child], minlength=prod(sizes[q] for q in parents) * k
+    )
+    table = joint.reshape(-1, k).astype(np.float64)
+    return float(np.abs(table - np.outer(table.sum(axis=1), prior)).sum())
