@@ -9,6 +9,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from hub import create_app, crypto, migrate
 from hub.cli_admin import admin
 from hub.db import session_factory
+from hub.errors import HubError
 
 
 @click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=False)
@@ -69,7 +70,7 @@ def keys_rotate(key_id: str) -> None:
         )
     try:
         ring = crypto.keyring().with_new_active_key(key_id)
-    except crypto.KeyringError as error:
+    except (crypto.KeyringError, HubError) as error:
         raise click.ClickException(str(error)) from None
     # Write the new keyring first: old keys stay in it, so every batch stays readable
     # whether or not the re-wrap below completes.
@@ -85,8 +86,12 @@ def keys_rewrap() -> None:
     """Re-wrap every data key under the keyring's active key."""
     from hub.services.keys import rewrap_all
 
+    try:
+        ring = crypto.keyring()
+    except HubError as error:
+        raise click.ClickException(str(error)) from None
     with session_factory()() as session:
-        count = rewrap_all(session, crypto.keyring())
+        count = rewrap_all(session, ring)
     click.echo(f"re-wrapped {count} data key(s)")
 
 

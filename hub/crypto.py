@@ -18,6 +18,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, current_app
 
+from hub.errors import ServiceUnavailable
+
 NONCE_BYTES = 12
 KEY_BYTES = 32
 
@@ -177,10 +179,10 @@ def init_app(app: Flask) -> None:
 
 
 def keyring() -> Keyring:
-    """Return the running app's keyring, or raise a :class:`KeyringError` saying how to make one."""
+    """Return the running app's keyring; without one, refuse (503) and say how to make one."""
     ring: Keyring | None = current_app.extensions.get("ctdhub.keyring")
     if ring is None:
-        raise KeyringError(
+        raise ServiceUnavailable(
             "no key-encryption key is configured: run `ctdhub keys init` or set CTDHUB_KEYRING"
         )
     return ring

@@ -74,6 +74,12 @@ class UnsupportedMediaType(HubError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
+class ServiceUnavailable(HubError):
+    """The hub is not configured to do this (e.g. it has no key-encryption key)."""
+
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
 class ValidationFailed(HubError):
     """The records do not pass the record schema or the identifier screen."""
 

@@ -85,8 +85,6 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise SettingsError("ACCESS_TOKEN_TTL must be between 60 s and 86400 s")
     if values["SNAPSHOT_CACHE_SIZE"] < 0:
         raise SettingsError("SNAPSHOT_CACHE_SIZE must not be negative")
-    if values["MAX_REPORTED_ERRORS"] < 1:
-        raise SettingsError("MAX_REPORTED_ERRORS must be at least 1")
     url = values["DATABASE_URL"]
     if url and not url.startswith(("sqlite", "postgresql")):
         raise SettingsError(

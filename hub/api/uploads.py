@@ -12,7 +12,6 @@ from flask import current_app, request
 from hub.auth import current_principal, require_scope
 from hub.crypto import keyring
 from hub.db import get_session
-from hub.errors import InvalidInput, PayloadTooLarge
 from hub.models import Upload
 from hub.services import uploads as service
 
@@ -94,14 +93,12 @@ def receipt(upload: Upload) -> dict[str, Any]:
 )
 def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Receive, check, seal and store an upload."""
-    max_bytes = current_app.config["MAX_UPLOAD_BYTES"]
-    length = request.content_length
-    if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
-    body, sha = service.read_capped(iter(lambda: request.stream.read(1 << 16), b""), max_bytes)
-    if not body:
-        raise InvalidInput("the body is empty: send the file's bytes as the request body")
-    service.check_digest(request.headers.get("Content-Digest"), sha)
+    body, sha = service.receive_body(
+        iter(lambda: request.stream.read(1 << 16), b""),
+        request.content_length,
+        request.headers.get("Content-Digest"),
+        current_app.config["MAX_UPLOAD_BYTES"],
+    )
     outcome = service.ingest(
         get_session(),
         current_principal(),
@@ -111,7 +108,6 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
         idempotency_key=request.headers.get("Idempotency-Key"),
         accept_valid=query["accept_valid"],
         keyring=keyring(),
-        max_reported_errors=current_app.config["MAX_REPORTED_ERRORS"],
     )
     return receipt(outcome.upload), 201 if outcome.created else 200
 

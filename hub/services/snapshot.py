@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contributors.normalise import validate_records
 from contributors.schema import load_schema
 from hub.crypto import Keyring
 from hub.models import RecordBatch, Upload
@@ -104,8 +105,7 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
 
 
 def _empty_frame() -> pd.DataFrame:
-    dtypes = {"string": "string", "integer": "Int64", "boolean": "boolean"}
+    # Typed by the normaliser itself, so an empty snapshot has exactly a batch's dtypes.
     schema = load_schema()
-    return pd.DataFrame(
-        {f.name: pd.Series([], dtype=dtypes.get(f.type, "string")) for f in schema.fields}
-    )
+    strings = pd.DataFrame({name: pd.Series([], dtype="string") for name in schema.names})
+    return validate_records(strings, schema).records

@@ -14,7 +14,6 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -74,6 +73,23 @@ def read_capped(chunks: Iterable[bytes], max_bytes: int) -> tuple[bytes, str]:
         hasher.update(chunk)
         buffer.write(chunk)
     return buffer.getvalue(), hasher.hexdigest()
+
+
+def receive_body(
+    chunks: Iterable[bytes], content_length: int | None, digest: str | None, max_bytes: int
+) -> tuple[bytes, str]:
+    """Read an upload body under the size cap, hash it, and check the client's digest.
+
+    :returns: the body and its SHA-256 (hex).
+    :raises PayloadTooLarge: before reading, if the declared length is over the cap.
+    """
+    if content_length is not None and content_length > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    body, sha = read_capped(chunks, max_bytes)
+    if not body:
+        raise InvalidInput("the body is empty: send the file's bytes as the request body")
+    check_digest(digest, sha)
+    return body, sha
 
 
 def check_digest(header: str | None, sha256_hex: str) -> None:
@@ -160,7 +176,6 @@ def ingest(
     idempotency_key: str | None,
     accept_valid: bool,
     keyring: Keyring,
-    max_reported_errors: int = 1000,
 ) -> IngestOutcome:
     """Validate, seal and store an upload; return its receipt.
 
@@ -185,7 +200,7 @@ def ingest(
         raise ValidationFailed(f"the file could not be read: {error}") from None
 
     result = validate_records(frame, load_schema())
-    report = _bounded_report(result.report.as_dict(), max_reported_errors)
+    report = result.report.as_dict()
     findings = result.report.identifier_findings
     if findings:
         columns = sorted({f.column for f in findings})
@@ -263,15 +278,6 @@ def ingest(
             raise
         return IngestOutcome(seen, created=False)
     return IngestOutcome(upload, created=True)
-
-
-def _bounded_report(report: dict[str, Any], limit: int) -> dict[str, Any]:
-    errors = report.get("errors", [])
-    if len(errors) > limit:
-        report = dict(report)
-        report["errors"] = errors[:limit]
-        report["errors_not_listed"] = report.get("errors_not_listed", 0) + len(errors) - limit
-    return report
 
 
 def list_uploads(

@@ -283,3 +283,14 @@ def test_xlsx_and_ctdc_export_uploads(client: FlaskClient, partner_a: Any, ctdc_
     response = post(client, partner_a.headers, body)
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["rows_accepted"] == len(frame)
+
+
+def test_a_hub_without_a_keyring_refuses_uploads_clearly(
+    app: APIFlask, client: FlaskClient, partner_a: Any, ctdc_file: Path, db_session: Session
+) -> None:
+    app.extensions["ctdhub.keyring"] = None
+    response = post(client, partner_a.headers, sample_csv(ctdc_file))
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert "ctdhub keys init" in response.get_json()["detail"]
+    assert count(db_session, Upload) == 0
