@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from disclosure_control.evaluate.charts import grouped_bar_chart
 from disclosure_control.evaluate.privacy import PrivacyReport, evaluate_privacy
 from disclosure_control.evaluate.utility import (
     CTDC_ANALYST_QUERIES,
@@ -71,73 +75,292 @@ class EvaluationReport:
         """Return the report as JSON text (NaN written as ``null``)."""
         return json.dumps(_nan_to_none(self.to_dict()), indent=2, sort_keys=True)
 
-    def to_markdown(self) -> str:
-        """Return the report as Markdown, with text bar charts."""
-        lines = ["# Synthetic release: utility and risk report", ""]
-        lines += [f"- **{k}**: {v}" for k, v in self.metadata.items()]
-        lines += ["", "## Utility: total-variation distance of marginals (lower is better)", ""]
+    def figures(self) -> dict[str, str]:
+        """Return the report's charts as standalone SVG elements, by figure id.
+
+        ``tvd-by-order``: mean total-variation distance of marginals by order, for the
+        synthetic table and each reference table. ``attacks`` (when privacy was measured):
+        each attack's success on training records, on held-out records and the naive
+        baseline's.
+        """
+        tables: list[tuple[str, UtilityReport]] = [("synthetic", self.utility)]
+        tables += list(self.references.items())
+        orders = [s.order for s in self.utility.tvd]
+        means = [
+            [next((s.mean for s in report.tvd if s.order == o), math.nan) for o in orders]
+            for _, report in tables
+        ]
+        figures = {
+            "tvd-by-order": grouped_bar_chart(
+                "Mean total-variation distance by marginal order (lower is better)",
+                [f"{o}-way" for o in orders],
+                [label for label, _ in tables],
+                means,
+                y_label="mean TVD",
+                figure_id="tvd-by-order",
+                digits=4,
+            )
+        }
+        if self.privacy is not None and self.privacy.attacks:
+            attacks = self.privacy.attacks
+            figures["attacks"] = grouped_bar_chart(
+                "Attack success on training records against the baselines",
+                [a.name for a in attacks],
+                ["on training records", "on held-out records", "naive baseline"],
+                [
+                    [a.main_rate for a in attacks],
+                    [a.control_rate for a in attacks],
+                    [a.baseline_rate for a in attacks],
+                ],
+                y_label="success rate",
+                figure_id="attacks",
+            )
+        return figures
+
+    def _blocks(self) -> list[_Block]:
+        """Return the report's content as blocks, rendered as Markdown or as HTML."""
+        figures = self.figures()
+        blocks: list[_Block] = [
+            _Block("h1", "Synthetic release: utility and risk report"),
+            _Block("list", items=[f"**{k}**: {v}" for k, v in self.metadata.items()]),
+            _Block("h2", "Utility: total-variation distance of marginals (lower is better)"),
+        ]
         rows: list[tuple[str, UtilityReport]] = [("synthetic", self.utility)]
         rows += list(self.references.items())
-        lines += ["| table | order | marginals | mean | max | chart of mean (full = 0.25) |"]
-        lines += ["|---|---:|---:|---:|---:|---|"]
-        for label, report in rows:
-            for s in report.tvd:
-                lines.append(
-                    f"| {label} | {s.order} | {s.n_marginals} | {_number(s.mean)} | "
-                    f"{_number(s.max)} | `{bar(s.mean, 0.25)}` |"
-                )
+        blocks.append(
+            _Block(
+                "table",
+                header=[
+                    "table",
+                    "order",
+                    "marginals",
+                    "mean",
+                    "max",
+                    "chart of mean (full = 0.25)",
+                ],
+                align="lrrrrl",
+                rows=[
+                    [
+                        label,
+                        str(s.order),
+                        str(s.n_marginals),
+                        _number(s.mean),
+                        _number(s.max),
+                        f"`{bar(s.mean, 0.25)}`",
+                    ]
+                    for label, report in rows
+                    for s in report.tvd
+                ],
+            )
+        )
+        blocks.append(_Block("figure", figures["tvd-by-order"]))
         worst = self.utility.tvd[-1].worst if self.utility.tvd else ()
         if worst:
-            lines += ["", f"Worst {len(worst)}-way marginal: {', '.join(worst)}."]
-        lines += ["", "## Utility: attribute combinations by length (SDS-style)", ""]
-        lines += [
-            "| length | real combinations | synthetic | mean count error | mean relative error "
-            "| preserved | fabricated |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for c in self.utility.combinations:
-            lines.append(
-                f"| {c.length} | {c.real_combinations} | {c.synthetic_combinations} | "
-                f"{c.mean_count_error:.2f} | {c.mean_relative_error:.3f} | "
-                f"{c.preserved_share:.1%} | {c.fabricated_share:.1%} |"
+            blocks.append(_Block("p", f"Worst {len(worst)}-way marginal: {', '.join(worst)}."))
+        blocks.append(_Block("h2", "Utility: attribute combinations by length (SDS-style)"))
+        blocks.append(
+            _Block(
+                "table",
+                header=[
+                    "length",
+                    "real combinations",
+                    "synthetic",
+                    "mean count error",
+                    "mean relative error",
+                    "preserved",
+                    "fabricated",
+                ],
+                align="rrrrrrr",
+                rows=[
+                    [
+                        str(c.length),
+                        str(c.real_combinations),
+                        str(c.synthetic_combinations),
+                        f"{c.mean_count_error:.2f}",
+                        f"{c.mean_relative_error:.3f}",
+                        f"{c.preserved_share:.1%}",
+                        f"{c.fabricated_share:.1%}",
+                    ]
+                    for c in self.utility.combinations
+                ],
             )
-        lines += ["", "## Utility: analyst queries", ""]
-        lines += ["| query | status | mean error | max error | chart (full = 0.1) |"]
-        lines += ["|---|---|---:|---:|---|"]
-        for q in self.utility.queries:
-            lines.append(
-                f"| {q.name} | {q.status} | {_number(q.mean_error)} | {_number(q.max_error)} | "
-                f"`{bar(q.mean_error, 0.1)}` |"
+        )
+        blocks.append(_Block("h2", "Utility: analyst queries"))
+        blocks.append(
+            _Block(
+                "table",
+                header=["query", "status", "mean error", "max error", "chart (full = 0.1)"],
+                align="llrrl",
+                rows=[
+                    [
+                        q.name,
+                        q.status,
+                        _number(q.mean_error),
+                        _number(q.max_error),
+                        f"`{bar(q.mean_error, 0.1)}`",
+                    ]
+                    for q in self.utility.queries
+                ],
             )
+        )
         if self.privacy is not None:
             p = self.privacy
             d = p.distance
-            lines += ["", "## Privacy", ""]
-            lines += [
-                f"- Synthetic records identical to a training record: "
-                f"{p.exact_match_share:.2%} (held-out real records: "
-                f"{p.control_exact_match_share:.2%}).",
-                f"- Distance to closest training record (columns differing, {d.n_sampled} "
-                f"sampled): synthetic median {d.synthetic_median:g}, mean "
-                f"{d.synthetic_mean:.2f}; held-out median {d.control_median:g}, mean "
-                f"{d.control_mean:.2f}.",
-                "",
-                "| attack | attacks | on training | on held-out | naive baseline | risk |",
-                "|---|---:|---:|---:|---:|---|",
-            ]
-            for a in p.attacks:
-                lines.append(
-                    f"| {a.name} | {a.n_attacks} | {a.main_rate:.3f} "
-                    f"[{a.main_interval[0]:.3f}, {a.main_interval[1]:.3f}] | "
-                    f"{a.control_rate:.3f} | {a.baseline_rate:.3f} | "
-                    f"{a.risk:.3f} `{bar(a.risk, 1.0, 20)}` |"
+            blocks.append(_Block("h2", "Privacy"))
+            blocks.append(
+                _Block(
+                    "list",
+                    items=[
+                        f"Synthetic records identical to a training record: "
+                        f"{p.exact_match_share:.2%} (held-out real records: "
+                        f"{p.control_exact_match_share:.2%}).",
+                        f"Distance to closest training record (columns differing, {d.n_sampled} "
+                        f"sampled): synthetic median {d.synthetic_median:g}, mean "
+                        f"{d.synthetic_mean:.2f}; held-out median {d.control_median:g}, mean "
+                        f"{d.control_mean:.2f}.",
+                    ],
                 )
-            lines += [
-                "",
-                "Risk is the success on training records beyond the success on held-out "
-                "records, (main - control) / (1 - control).",
-            ]
+            )
+            blocks.append(
+                _Block(
+                    "table",
+                    header=["attack", "attacks", "on training", "on held-out", "naive baseline"]
+                    + ["risk"],
+                    align="lrrrrl",
+                    rows=[
+                        [
+                            a.name,
+                            str(a.n_attacks),
+                            f"{a.main_rate:.3f} [{a.main_interval[0]:.3f}, "
+                            f"{a.main_interval[1]:.3f}]",
+                            f"{a.control_rate:.3f}",
+                            f"{a.baseline_rate:.3f}",
+                            f"{a.risk:.3f} `{bar(a.risk, 1.0, 20)}`",
+                        ]
+                        for a in p.attacks
+                    ],
+                )
+            )
+            if "attacks" in figures:
+                blocks.append(_Block("figure", figures["attacks"]))
+            blocks.append(
+                _Block(
+                    "p",
+                    "Risk is the success on training records beyond the success on held-out "
+                    "records, (main - control) / (1 - control).",
+                )
+            )
+        return blocks
+
+    def to_markdown(self) -> str:
+        """Return the report as Markdown, with text bars and inline SVG charts.
+
+        The charts are raw HTML blocks (CommonMark allows them); viewers that strip SVG still
+        show the tables and text bars, and :meth:`to_html` shows everything.
+        """
+        lines: list[str] = []
+        for block in self._blocks():
+            if lines:
+                lines.append("")
+            lines += block.markdown()
         return "\n".join(lines) + "\n"
+
+    def to_html(self) -> str:
+        """Return the report as one self-contained HTML page with its SVG charts."""
+        body = "\n".join(block.html() for block in self._blocks())
+        return (
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            "<title>Synthetic release: utility and risk report</title>\n<style>\n"
+            "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}\n"
+            "table{border-collapse:collapse;margin:1em 0}\n"
+            "th,td{border:1px solid #ccc;padding:.2em .5em}\n"
+            "td.r,th.r{text-align:right}\nfigure{margin:1em 0}\n"
+            "</style>\n</head>\n<body>\n" + body + "\n</body>\n</html>\n"
+        )
+
+    def write(self, directory: str | Path, stem: str = "report") -> dict[str, Path]:
+        """Write the report as ``<stem>.json``, ``<stem>.md`` and ``<stem>.html``.
+
+        :param directory: an existing directory.
+        :param stem: the files' common name.
+        :return: the written paths by format (``json``, ``markdown``, ``html``).
+        """
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise ValueError(f"report directory {str(folder)!r} does not exist")
+        paths = {
+            "json": folder / f"{stem}.json",
+            "markdown": folder / f"{stem}.md",
+            "html": folder / f"{stem}.html",
+        }
+        paths["json"].write_text(self.to_json() + "\n", encoding="utf-8")
+        paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
+        paths["html"].write_text(self.to_html(), encoding="utf-8")
+        return paths
+
+
+@dataclass
+class _Block:
+    """One piece of the readable report: a heading, paragraph, list, table or figure.
+
+    :param kind: ``h1``, ``h2``, ``p``, ``list``, ``table`` or ``figure``.
+    :param text: the heading's or paragraph's text, or the figure's SVG.
+    :param items: the list's items.
+    :param header: the table's column names.
+    :param align: per column, ``l`` or ``r``.
+    :param rows: the table's rows.
+    """
+
+    kind: str
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    align: str = ""
+    rows: list[list[str]] = field(default_factory=list)
+
+    def markdown(self) -> list[str]:
+        """Render the block as Markdown lines."""
+        if self.kind == "h1":
+            return [f"# {self.text}"]
+        if self.kind == "h2":
+            return [f"## {self.text}"]
+        if self.kind == "list":
+            return [f"- {item}" for item in self.items]
+        if self.kind == "table":
+            rule = ["---:" if a == "r" else "---" for a in self.align]
+            return [
+                "| " + " | ".join(self.header) + " |",
+                "|" + "|".join(rule) + "|",
+                *("| " + " | ".join(row) + " |" for row in self.rows),
+            ]
+        return [self.text]
+
+    def html(self) -> str:
+        """Render the block as HTML."""
+        if self.kind in ("h1", "h2", "p"):
+            return f"<{self.kind}>{_inline_html(self.text)}</{self.kind}>"
+        if self.kind == "list":
+            return "<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in self.items) + "</ul>"
+        if self.kind == "table":
+            cls = [' class="r"' if a == "r" else "" for a in self.align]
+            head = "".join(
+                f"<th{c}>{_inline_html(h)}</th>" for c, h in zip(cls, self.header, strict=True)
+            )
+            body = "".join(
+                "<tr>"
+                + "".join(f"<td{c}>{_inline_html(v)}</td>" for c, v in zip(cls, row, strict=True))
+                + "</tr>"
+                for row in self.rows
+            )
+            return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f"<figure>{self.text}</figure>"
+
+
+def _inline_html(text: str) -> str:
+    """Escape text for HTML, turning Markdown's ``**bold**`` and ```code``` into tags."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
 def _nan_to_none(value: Any) -> Any:

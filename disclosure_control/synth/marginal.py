@@ -16,18 +16,36 @@ The method, in the family of PrivBayes, MST and AIM (the winners on categorical 
 Every access to the real records is an OpenDP measurement inside one OpenDP adaptive
 composition under rho-zCDP, so the run's privacy loss is OpenDP's figure.
 
+What OpenDP proves and what this module argues: the noise (``make_gaussian``,
+``make_noisy_max``), the counting (``make_count_by_categories`` with its L2 sensitivity) and
+the composition are OpenDP's own. Three steps are user transformations, under OpenDP's
+"honest-but-curious" flag, each a module-level pure function whose stated stability is checked
+by property tests on neighbouring record sets (``tests/synth/test_stability.py``):
+:func:`marginal_cells` (record -> marginal cell, 1-stable in the symmetric distance),
+:func:`tree_score` (L-inf sensitivity 1) and :func:`parent_set_score` (L-inf sensitivity 2).
+OpenDP 0.16 can count marginals natively (a Polars plan: ``replace_strict`` for the
+compression, ``group_by(...).agg(dp.len(...))`` joined to the public cells), but then the
+composition's input is a LazyFrame that OpenDP hands to every Python score function by
+serialising the whole table: measured 0.7 s per score call for 50,000 x 54 Int32 columns
+(0.85 s for 97,750), times about 105 score releases, against about 27 s for the whole fit
+of 50,000 records today. So the counts stay on the encoded matrix.
+
 Determinism, and its limit: OpenDP 0.16 draws all noise (Gaussian and noisy max alike) from
 the operating system's cryptographically secure generator and offers no seed or deterministic
 mode (by design: a seeded generator would let anyone who learns the seed subtract the noise).
 So two fits of the same records differ by their noise, and a fit cannot be replayed. Everything
 after the measurements is deterministic: compression, tree rooting and ordering, tie-breaks
 (lowest column index), candidate order, estimation; and sampling a fitted model is
-deterministic given its seed. To reproduce a release, keep its fitted model (which holds only
-released, noisy values), not the seed of the fit.
+deterministic given its seed. A release is therefore reproduced from its saved model and its
+seed: :meth:`SynthesisModel.to_json` writes the model (released, noisy values only, floats
+exactly), :meth:`SynthesisModel.from_json` reads it back against the schema domain, and
+``sample(n, seed)`` on the loaded model gives exactly the released table.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -43,7 +61,7 @@ from disclosure_control.synth.accounting import PrivacySpend, epsilon_for_rho
 from disclosure_control.synth.domain import Domain, IntMatrix
 
 # User transformations (record codes -> cells, records -> selection scores) need this flag;
-# their stability is argued in each function's docstring.
+# their stability is argued in each function's docstring and checked by property tests.
 dp.enable_features("contrib", "honest-but-curious")
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,6 +123,238 @@ def _calibrate(make: Callable[[float], dp.Measurement], d_in: Any, rho: float) -
     return measurement
 
 
+def encoded_records_domain(n_columns: int) -> dp.Domain:
+    """Return the OpenDP domain of encoded case records: integer matrices of ``n_columns``.
+
+    :param n_columns: the number of domain columns.
+    """
+    return dp.user_domain(
+        f"EncodedCaseRecords{n_columns}",
+        member=lambda x: isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == n_columns,
+    )
+
+
+def compress_records(matrix: IntMatrix, lookups: Sequence[IntMatrix]) -> IntMatrix:
+    """Map every field of every record through its column's lookup, row by row.
+
+    :param matrix: encoded records, one column per domain column.
+    :param lookups: per column, the compressed code of each schema code.
+
+    >>> compress_records(np.array([[0, 2], [1, 0]]), [np.array([0, 0]), np.array([1, 0, 2])])
+    array([[0, 2],
+           [0, 1]])
+    """
+    return np.column_stack([lookups[j][matrix[:, j]] for j in range(len(lookups))]).astype(
+        np.int64, copy=False
+    )
+
+
+def marginal_cells(
+    matrix: IntMatrix, columns: Sequence[int], lookups: Sequence[IntMatrix]
+) -> list[int]:
+    """Return each record's cell of the marginal over some columns, in compressed codes.
+
+    Each record's cell depends on that record alone, so adding or removing records adds or
+    removes as many cells: the map is 1-stable in the symmetric distance.
+
+    :param matrix: encoded records.
+    :param columns: the marginal's columns (first column slowest in the cell number).
+    :param lookups: per column, the compressed code of each schema code.
+
+    >>> marginal_cells(np.array([[0, 2], [1, 0]]), [0, 1], [np.arange(2), np.arange(3)])
+    [2, 3]
+    """
+    cells = np.zeros(len(matrix), dtype=np.int64)
+    for j in columns:
+        cells = cells * (int(lookups[j].max()) + 1) + lookups[j][matrix[:, j]]
+    return [int(v) for v in cells]
+
+
+def make_marginal_counts(
+    records_domain: dp.Domain, columns: Sequence[int], lookups: Sequence[IntMatrix]
+) -> dp.Transformation:
+    """Return the transformation from records to the count vector of one marginal.
+
+    The record-to-cell map is a user transformation (1-stable, see :func:`marginal_cells`);
+    the counting is OpenDP's ``make_count_by_categories``, which states the count vector's
+    L2 sensitivity itself (1 per record added or removed).
+
+    :param records_domain: the domain of encoded records.
+    :param columns: the marginal's columns.
+    :param lookups: per column, the compressed code of each schema code.
+    """
+    n_cells = prod(int(lookups[j].max()) + 1 for j in columns)
+    cells = dp.t.make_user_transformation(
+        records_domain,
+        dp.symmetric_distance(),
+        dp.vector_domain(dp.atom_domain(T=int)),
+        dp.symmetric_distance(),
+        function=lambda matrix: marginal_cells(matrix, columns, lookups),
+        stability_map=lambda d_in: d_in,
+    )
+    counts: dp.Transformation = cells >> dp.t.then_count_by_categories(
+        categories=list(range(n_cells)), null_category=False, MO="L2Distance<int>"
+    )
+    return counts
+
+
+def make_score_transformation(
+    records_domain: dp.Domain, score: Callable[[IntMatrix], list[float]], sensitivity: float
+) -> dp.Transformation:
+    """Return the user transformation from records to a vector of selection scores.
+
+    OpenDP is told that ``k`` records added or removed move every score by at most
+    ``k * sensitivity`` (an L-inf bound); each score function argues its own sensitivity and
+    the property tests check it on neighbouring record sets.
+
+    :param records_domain: the domain of encoded records.
+    :param score: the scores of a record matrix, one per candidate.
+    :param sensitivity: the most one record added or removed moves any score.
+    """
+    return dp.t.make_user_transformation(
+        records_domain,
+        dp.symmetric_distance(),
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+        dp.linf_distance(T=float),
+        function=score,
+        stability_map=lambda d_in: sensitivity * float(d_in),
+    )
+
+
+class RecordStatistics:
+    """Statistics of one record matrix that several selection scores share, computed once.
+
+    A value is reused only for the very matrix object it was computed from, and only while
+    that matrix is read-only (``fit`` freezes its matrix); the statistics hold a reference to
+    it, so its ``id`` cannot pass to another matrix. Any other matrix, a neighbour included,
+    gets freshly computed values.
+
+    :param lookups: per column, the compressed code of each schema code.
+    :param priors: per column, its released (noisy) 1-way distribution in compressed codes.
+    :param n_hat: the released (noisy) number of records.
+    """
+
+    def __init__(
+        self, lookups: Sequence[IntMatrix], priors: Sequence[FloatArray], n_hat: float
+    ) -> None:
+        """Keep the released values the statistics are computed against."""
+        self.lookups = list(lookups)
+        self.sizes = [int(lk.max()) + 1 for lk in lookups]
+        self.priors = list(priors)
+        self.n_hat = n_hat
+        self._matrix: IntMatrix | None = None
+        self._values: dict[str, Any] = {}
+        self.computed = 0  # how many values were computed rather than reused, for the tests
+
+    def _remembered(self, matrix: IntMatrix, key: str, compute: Callable[[], Any]) -> Any:
+        """Return a value of ``matrix``, reusing it only for the same frozen matrix."""
+        if matrix.flags.writeable:
+            self.computed += 1
+            return compute()
+        if self._matrix is not matrix:
+            self._matrix, self._values = matrix, {}
+        if key not in self._values:
+            self.computed += 1
+            self._values[key] = compute()
+        return self._values[key]
+
+    def compressed(self, matrix: IntMatrix) -> IntMatrix:
+        """Return the records in compressed codes."""
+        result: IntMatrix = self._remembered(
+            matrix, "compressed", lambda: compress_records(matrix, self.lookups)
+        )
+        return result
+
+    def pair_distances(self, matrix: IntMatrix) -> FloatArray:
+        """Return every column pair's distance from independence (see :func:`pair_distances`)."""
+        result: FloatArray = self._remembered(
+            matrix,
+            "pairs",
+            lambda: pair_distances(self.compressed(matrix), self.sizes, self.priors, self.n_hat),
+        )
+        return result
+
+
+def pair_distances(
+    mapped: IntMatrix, sizes: Sequence[int], priors: Sequence[FloatArray], n_hat: float
+) -> FloatArray:
+    """Return the L1 distance of each real pair marginal from independence.
+
+    Independence is predicted from released values only (the noisy record count times the
+    product of the noisy 1-way distributions). Adding or removing one record moves one cell of
+    each pair's counts by one and leaves the prediction fixed: every entry moves by at most 1.
+
+    :param mapped: the records, in compressed codes.
+    :param sizes: every column's number of compressed values.
+    :param priors: every column's released 1-way distribution.
+    :param n_hat: the released number of records.
+
+    >>> m = np.array([[0, 0], [1, 1]])
+    >>> pair_distances(m, [2, 2], [np.array([0.5, 0.5])] * 2, 2.0).tolist()
+    [[0.0, 2.0], [2.0, 0.0]]
+    """
+    d = len(sizes)
+    table = np.zeros((d, d))
+    for a in range(d):
+        for b in range(a + 1, d):
+            counts = np.bincount(
+                mapped[:, a] * sizes[b] + mapped[:, b], minlength=sizes[a] * sizes[b]
+            )
+            expected = n_hat * np.outer(priors[a], priors[b]).ravel()
+            table[a, b] = table[b, a] = np.abs(counts - expected).sum()
+    return table
+
+
+def tree_score(
+    statistics: RecordStatistics, candidates: Sequence[tuple[int, int]], bias: FloatArray
+) -> Callable[[IntMatrix], list[float]]:
+    """Return the score function of one round of the tree's noisy max (sensitivity 1).
+
+    Each candidate edge scores its pair's distance from independence plus a fixed (public)
+    bias, so the scores move as the distances do: by at most 1 per record.
+
+    :param statistics: the shared statistics of the records.
+    :param candidates: the candidate edges.
+    :param bias: each candidate's fixed bias.
+    """
+    pairs = list(candidates)
+    offsets = np.asarray(bias, dtype=np.float64)
+
+    def score(matrix: IntMatrix) -> list[float]:
+        table = statistics.pair_distances(matrix)
+        return [float(v) for v in np.array([table[x, y] for x, y in pairs]) + offsets]
+
+    return score
+
+
+def parent_set_score(
+    statistics: RecordStatistics,
+    options: Sequence[tuple[int, ...]],
+    child: int,
+    bias: FloatArray,
+) -> Callable[[IntMatrix], list[float]]:
+    """Return the score function of a column's parent-set noisy max (sensitivity 2).
+
+    Each candidate set scores :func:`_dependence` plus a fixed (public) bias, so the scores
+    move by at most 2 per record.
+
+    :param statistics: the shared statistics of the records.
+    :param options: the candidate parent sets.
+    :param child: the column whose parents are chosen.
+    :param bias: each candidate's fixed bias.
+    """
+    sets = list(options)
+    offsets = np.asarray(bias, dtype=np.float64)
+
+    def score(matrix: IntMatrix) -> list[float]:
+        mapped = statistics.compressed(matrix)
+        prior = statistics.priors[child]
+        scores = [_dependence(mapped, s, child, statistics.sizes, prior) for s in sets]
+        return [float(v) for v in np.array(scores) + offsets]
+
+    return score
+
+
 @dataclass
 class _Factor:
     """One column's conditional distribution given its parents, in compressed codes."""
@@ -117,6 +367,9 @@ class _Factor:
 @dataclass
 class SynthesisModel:
     """A fitted synthesizer: released (noisy) information only, safe to keep and to publish.
+
+    Keep it with :meth:`to_json` and read it back with :meth:`from_json`: the loaded model
+    samples exactly as the original for the same seed, which is how a release is reproduced.
 
     :param domain: the schema domain of the synthetic columns.
     :param order: columns in sampling order.
@@ -138,6 +391,86 @@ class SynthesisModel:
         """Return each column's parents in the model, by name."""
         names = self.domain.columns
         return {names[f.child]: tuple(names[p] for p in f.parents) for f in self.factors}
+
+    def to_json(self) -> str:
+        """Return the model as JSON text, to keep a release reproducible.
+
+        The text holds a format name and version, the domain (columns and their codes), the
+        sampling order, every conditional table, the expansion of compressed codes, the
+        privacy spend and the tree, with a SHA-256 digest of all of it. Every float is written
+        as its exact hexadecimal form (``float.hex``), so a loaded model samples exactly as
+        the original. Read it back with :meth:`from_json`.
+        """
+        payload = {
+            "domain": {
+                "columns": list(self.domain.columns),
+                "codes": [list(c) for c in self.domain.codes],
+            },
+            "order": [int(j) for j in self.order],
+            "factors": [
+                {
+                    "child": int(f.child),
+                    "parents": [int(q) for q in f.parents],
+                    "shape": [int(n) for n in f.table.shape],
+                    "table": _hex_floats(f.table),
+                }
+                for f in self.factors
+            ],
+            "expand": [
+                {
+                    "kept": [int(v) for v in kept],
+                    "rare": [int(v) for v in rare],
+                    "weights": _hex_floats(weights),
+                }
+                for kept, rare, weights in self.expand
+            ],
+            "spend": {
+                "rho": float(self.spend.rho).hex(),
+                "delta": float(self.spend.delta).hex(),
+                "epsilon": float(self.spend.epsilon).hex(),
+                "measurements": [[label, float(r).hex()] for label, r in self.spend.measurements],
+            },
+            "tree": [[a, b] for a, b in self.tree],
+        }
+        return json.dumps(
+            {
+                "format": MODEL_FORMAT,
+                "version": MODEL_VERSION,
+                "sha256": _digest(payload),
+                "model": payload,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, domain: Domain) -> SynthesisModel:
+        """Load a model written by :meth:`to_json`, checking it against the expected domain.
+
+        :param text: the model's JSON text.
+        :param domain: the schema domain the model must have been fitted over.
+        :raises ValueError: if the text is not a model file of this version, is truncated or
+            altered (its digest does not match), or was fitted over another domain.
+        """
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"synthesis model: not valid JSON (truncated?): {error}") from None
+        if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+            raise ValueError(f"synthesis model: not a {MODEL_FORMAT!r} file")
+        if document.get("version") != MODEL_VERSION:
+            raise ValueError(
+                f"synthesis model: format version {document.get('version')!r} is not "
+                f"supported (this code reads version {MODEL_VERSION})"
+            )
+        payload = document.get("model")
+        if not isinstance(payload, dict) or document.get("sha256") != _digest(payload):
+            raise ValueError("synthesis model: content does not match its SHA-256 digest")
+        try:
+            return _model_from_payload(payload, domain)
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            if isinstance(error, ValueError) and str(error).startswith("synthesis model"):
+                raise
+            raise ValueError(f"synthesis model: malformed content ({error!r})") from None
 
     def sample(self, n_records: int, seed: int) -> pd.DataFrame:
         """Draw synthetic case records from the model; the same seed gives the same table.
@@ -169,6 +502,104 @@ class SynthesisModel:
             if rare.size and in_bucket.any():
                 codes[in_bucket, j] = rng.choice(rare, size=int(in_bucket.sum()), p=weights)
         return self.domain.decode(codes)
+
+
+#: The name and version written into every saved model.
+MODEL_FORMAT = "ctdhub-synthesis-model"
+MODEL_VERSION = 1
+
+
+def _hex_floats(values: FloatArray) -> list[str]:
+    """Write floats exactly, as hexadecimal strings (row-major)."""
+    return [float(v).hex() for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def _read_floats(values: Any, what: str) -> FloatArray:
+    """Read floats written by :func:`_hex_floats`."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"synthesis model: {what} must be a list of hexadecimal floats")
+    return np.array([float.fromhex(v) for v in values], dtype=np.float64)
+
+
+def _read_ints(values: Any, what: str) -> IntMatrix:
+    """Read a list of integers."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"synthesis model: {what} must be a list of integers")
+    return np.array(values, dtype=np.int64).reshape(len(values))
+
+
+def _digest(payload: Any) -> str:
+    """Return the SHA-256 digest of a model's canonical JSON form."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _model_from_payload(payload: dict[str, Any], domain: Domain) -> SynthesisModel:
+    """Rebuild a model from its checked JSON payload, refusing any inconsistency."""
+    saved = payload["domain"]
+    columns, codes = list(saved["columns"]), [list(c) for c in saved["codes"]]
+    if columns != list(domain.columns):
+        raise ValueError(
+            f"synthesis model: fitted over columns {columns}, not the expected "
+            f"{list(domain.columns)}"
+        )
+    for column, mine, theirs in zip(columns, domain.codes, codes, strict=True):
+        if list(mine) != theirs:
+            raise ValueError(
+                f"synthesis model: column {column!r} was fitted over other codes than the "
+                "expected domain's"
+            )
+    d = len(columns)
+    order = [int(j) for j in _read_ints(payload["order"], "order")]
+    if sorted(order) != list(range(d)):
+        raise ValueError("synthesis model: order is not a permutation of the columns")
+    expand: list[tuple[IntMatrix, IntMatrix, FloatArray]] = []
+    for j, entry in enumerate(payload["expand"]):
+        kept = _read_ints(entry["kept"], f"expand[{j}].kept")
+        rare = _read_ints(entry["rare"], f"expand[{j}].rare")
+        weights = _read_floats(entry["weights"], f"expand[{j}].weights")
+        if sorted([*kept.tolist(), *rare.tolist()]) != list(range(domain.cardinalities[j])):
+            raise ValueError(f"synthesis model: expand[{j}] does not cover column {j}'s codes")
+        if kept.size == 0 or weights.size != rare.size:
+            raise ValueError(f"synthesis model: expand[{j}] is inconsistent")
+        if rare.size and ((weights < 0).any() or not np.isclose(weights.sum(), 1.0)):
+            raise ValueError(f"synthesis model: expand[{j}] weights are not a distribution")
+        expand.append((kept, rare, weights))
+    if len(expand) != d:
+        raise ValueError("synthesis model: expand must have one entry per column")
+    sizes = [len(kept) + (1 if rare.size else 0) for kept, rare, _ in expand]
+    factors: list[_Factor] = []
+    placed: set[int] = set()
+    for position, entry in enumerate(payload["factors"]):
+        child = int(entry["child"])
+        parents = tuple(int(q) for q in _read_ints(entry["parents"], "factor parents"))
+        if position >= d or child != order[position] or not set(parents) <= placed:
+            raise ValueError(
+                f"synthesis model: factor {position} does not follow the sampling order"
+            )
+        shape = (prod(sizes[q] for q in parents), sizes[child])
+        if [int(n) for n in entry["shape"]] != list(shape):
+            raise ValueError(f"synthesis model: factor {position} has the wrong shape")
+        table = _read_floats(entry["table"], f"factor {position} table").reshape(shape)
+        if (table < 0).any() or not np.allclose(table.sum(axis=1), 1.0):
+            raise ValueError(f"synthesis model: factor {position} rows are not distributions")
+        factors.append(_Factor(child, parents, table))
+        placed.add(child)
+    if len(factors) != d:
+        raise ValueError("synthesis model: there must be one factor per column")
+    saved_spend = payload["spend"]
+    spend = PrivacySpend(
+        float.fromhex(saved_spend["rho"]),
+        float.fromhex(saved_spend["delta"]),
+        float.fromhex(saved_spend["epsilon"]),
+        [(str(label), float.fromhex(r)) for label, r in saved_spend["measurements"]],
+    )
+    tree = [(str(a), str(b)) for a, b in payload["tree"]]
+    if not all(a in columns and b in columns for a, b in tree):
+        raise ValueError("synthesis model: a tree edge names a column outside the domain")
+    return SynthesisModel(domain, order, factors, expand, spend, tree)
 
 
 class MarginalSynthesizer:
@@ -218,10 +649,7 @@ class MarginalSynthesizer:
         data = self.domain.encode(records)
         d = len(self.domain.columns)
         full_sizes = self.domain.cardinalities
-        records_domain = dp.user_domain(
-            "EncodedCaseRecords",
-            member=lambda x: isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == d,
-        )
+        records_domain = encoded_records_domain(d)
         metric = dp.symmetric_distance()
         # The run's budget is cut a hair below rho so float rounding in the sum of the parts
         # can never take the composition over it.
@@ -233,65 +661,42 @@ class MarginalSynthesizer:
             if count > 0
         }
 
-        def to_cells(columns: Sequence[int], lookups: Sequence[IntMatrix]) -> dp.Transformation:
-            """Map each record to its cell of a marginal: a row-by-row map, so 1-stable."""
-            sizes = [int(lk.max()) + 1 for lk in lookups]
-
-            def function(matrix: IntMatrix) -> list[int]:
-                mapped = np.column_stack([lookups[j][matrix[:, j]] for j in range(d)])
-                return [int(v) for v in _cells(mapped, columns, sizes)]
-
-            return dp.t.make_user_transformation(
-                records_domain,
-                metric,
-                dp.vector_domain(dp.atom_domain(T=int)),
-                metric,
-                function=function,
-                stability_map=lambda d_in: d_in,
-            )
-
         def count_query(
             columns: Sequence[int], lookups: Sequence[IntMatrix], rho: float
         ) -> dp.Measurement:
-            n_cells = prod(int(lookups[j].max()) + 1 for j in columns)
-            counts = to_cells(columns, lookups) >> dp.t.then_count_by_categories(
-                categories=list(range(n_cells)), null_category=False, MO="L2Distance<int>"
-            )
+            counts = make_marginal_counts(records_domain, columns, lookups)
             return _calibrate(lambda s: counts >> dp.m.then_gaussian(scale=s), 1, rho)
 
         def select_query(
             score: Callable[[IntMatrix], list[float]], rho: float, sensitivity: float = 1.0
         ) -> dp.Measurement:
-            """Return a noisy max over scores that move by at most ``sensitivity`` per record.
-
-            A record added or removed moves every score by at most ``sensitivity``; each score
-            function argues its own bound.
-            """
-            scores = dp.t.make_user_transformation(
-                records_domain,
-                metric,
-                dp.vector_domain(dp.atom_domain(T=float, nan=False)),
-                dp.linf_distance(T=float),
-                function=score,
-                stability_map=lambda d_in: sensitivity * float(d_in),
-            )
+            scores = make_score_transformation(records_domain, score, sensitivity)
             return _calibrate(
                 lambda s: scores >> dp.m.then_noisy_max(dp.zero_concentrated_divergence(), s),
                 1,
                 rho,
             )
 
+        def constant_score(matrix: IntMatrix) -> list[float]:
+            return [0.0]
+
         identity = [np.arange(k, dtype=np.int64) for k in full_sizes]
         probe_one_way = count_query([0], identity, per_round["one_way"])
         probe_model = count_query([0], identity, per_round["model"])
+        # A measurement's loss depends only on its noise scale and sensitivity, so these
+        # probes state each round's loss exactly as the round's own measurement will.
         d_mids = [_loss(probe_one_way, 1)] * d
-        d_mids += [per_round["tree"]] * (d - 1)
-        d_mids += [per_round["parent_sets"]] * (d - 2)
+        d_mids += [_loss(select_query(constant_score, per_round["tree"]), 1)] * (d - 1)
+        if d > 2:
+            probe_sets = select_query(constant_score, per_round["parent_sets"], sensitivity=2)
+            d_mids += [_loss(probe_sets, 1)] * (d - 2)
         d_mids += [_loss(probe_model, 1)] * (d - 1)
         composition = dp.c.make_adaptive_composition(
             records_domain, metric, dp.zero_concentrated_divergence(), d_in=1, d_mids=d_mids
         )
         total_steps = len(d_mids)
+        # Frozen, so the score cache below can tell this exact matrix from any other.
+        data.setflags(write=False)
         queryable = composition(data)
         ledger: list[tuple[str, float]] = []
         names = self.domain.columns
@@ -332,37 +737,7 @@ class MarginalSynthesizer:
 
         model_sigma = sqrt(0.5 / d_mids[-1])
         penalty = sqrt(2 / pi) * model_sigma
-
-        cache: dict[str, FloatArray] = {}
-        mapped_cache: dict[int, IntMatrix] = {}
-
-        def compressed(matrix: IntMatrix) -> IntMatrix:
-            """Return the records in compressed codes (computed once per run)."""
-            if id(matrix) not in mapped_cache:
-                mapped_cache.clear()
-                mapped_cache[id(matrix)] = np.column_stack(
-                    [lookups[j][matrix[:, j]] for j in range(d)]
-                )
-            return mapped_cache[id(matrix)]
-
-        def pair_scores(matrix: IntMatrix) -> FloatArray:
-            """L1 distance of each real pair marginal from independence under the noisy 1-ways.
-
-            Adding or removing one record moves one cell of each pair's counts by one and
-            leaves the (already released) independence prediction fixed: sensitivity 1.
-            """
-            if "pairs" not in cache:
-                mapped = compressed(matrix)
-                table = np.zeros((d, d))
-                for a in range(d):
-                    for b in range(a + 1, d):
-                        counts = np.bincount(
-                            mapped[:, a] * sizes[b] + mapped[:, b], minlength=sizes[a] * sizes[b]
-                        )
-                        expected = n_hat * np.outer(priors[a], priors[b]).ravel()
-                        table[a, b] = table[b, a] = np.abs(counts - expected).sum()
-                cache["pairs"] = table
-            return cache["pairs"]
+        statistics = RecordStatistics(lookups, priors, n_hat)
 
         # 2. Maximum spanning tree by noisy max (Kruskal's rule: join two components per round).
         component = list(range(d))
@@ -372,14 +747,10 @@ class MarginalSynthesizer:
                 (a, b) for a in range(d) for b in range(a + 1, d) if component[a] != component[b]
             ]
             bias = np.array([-penalty * sizes[a] * sizes[b] for a, b in candidates])
-
-            def tree_score(
-                matrix: IntMatrix, cands: list[tuple[int, int]] = candidates, b: FloatArray = bias
-            ) -> list[float]:
-                table = pair_scores(matrix)
-                return [float(v) for v in np.array([table[x, y] for x, y in cands]) + b]
-
-            chosen = release("tree edge", select_query(tree_score, per_round["tree"]))
+            chosen = release(
+                "tree edge",
+                select_query(tree_score(statistics, candidates, bias), per_round["tree"]),
+            )
             a, b = candidates[int(chosen)]
             tree.append((a, b))
             old, new = component[b], component[a]
@@ -416,20 +787,13 @@ class MarginalSynthesizer:
                 self.max_cells // sizes[child],
             )
             bias = np.array([-penalty * sizes[child] * prod(sizes[q] for q in s) for s in options])
-
-            def set_score(
-                matrix: IntMatrix,
-                opts: list[tuple[int, ...]] = options,
-                b: FloatArray = bias,
-                c: int = child,
-            ) -> list[float]:
-                mapped = compressed(matrix)
-                scores = [_dependence(mapped, s, c, sizes, priors[c]) for s in opts]
-                return [float(v) for v in np.array(scores) + b]
-
             chosen = release(
                 f"parents of {names[child]}",
-                select_query(set_score, per_round["parent_sets"], sensitivity=2),
+                select_query(
+                    parent_set_score(statistics, options, child, bias),
+                    per_round["parent_sets"],
+                    sensitivity=2,
+                ),
             )
             parents[child] = options[int(chosen)]
 
