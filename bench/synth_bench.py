@@ -215,8 +215,12 @@ def main() -> None:
     top = (training_all[indicators] != "").sum().sort_values(ascending=False).index[:18]
     subsets = {"25": DEMOGRAPHIC + list(top), "all": list(records.columns)}
     chosen = ["25", "all"] if args.columns == "both" else [args.columns]
-    # Stand-in for the record schema's domains: every code the whole file uses.
-    domains = {c: sorted(set(records[c]) - {""}) for c in records.columns}
+    # Every column's domain comes from the record schema, never from the data (as in the hub).
+    from contributors.schema import load_schema
+    from hub.services.releases import synthesis_domain
+
+    domain = synthesis_domain(load_schema(), list(records.columns))
+    domains = dict(zip(domain.columns, domain.codes, strict=True))
     domains_file = OUT / "domains.json"
     domains_file.write_text(json.dumps(domains))
     for label in chosen:

@@ -57,6 +57,7 @@ SCOPES: dict[str, str] = {
     "records:read": "Read your organisation's upload receipts and validation reports",
     "queries:run": "Run differentially private queries within your allowance",
     "releases:read": "Read release candidates and published releases",
+    "releases:create": "Build release candidates (DP synthetic data) on the dataset's ledger",
     "policies:read": "Read release policies",
     "policies:write": "Draft and revise release policies",
     "policies:approve": "Approve a release policy (board quorum)",
@@ -71,7 +72,16 @@ SCOPES: dict[str, str] = {
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "partner": frozenset({"records:write", "records:read"}),
     "researcher": frozenset({"queries:run", "releases:read"}),
-    "board": frozenset({"policies:read", "policies:write", "policies:approve", "releases:approve"}),
+    "board": frozenset(
+        {
+            "policies:read",
+            "policies:write",
+            "policies:approve",
+            "releases:read",
+            "releases:create",
+            "releases:approve",
+        }
+    ),
     "admin": frozenset({"admin:organisations", "admin:principals", "admin:clients", "admin:keys"}),
 }
 

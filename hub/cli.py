@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
+
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
@@ -10,6 +13,7 @@ from hub import create_app, crypto, migrate
 from hub.cli_admin import admin
 from hub.db import session_factory
 from hub.errors import HubError
+from hub.models import ReleaseCandidate
 
 
 @click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=False)
@@ -107,6 +111,116 @@ def serve(host: str, port: int, threads: int) -> None:
     server = make_server(current_app._get_current_object(), host, port, threads)  # type: ignore[attr-defined]
     click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs)")
     server.run()
+
+
+@main.group()
+def release() -> None:
+    """Build and inspect release candidates (for the governance board; nothing is published)."""
+
+
+def _candidate_line(row: ReleaseCandidate) -> str:
+    epsilon = (row.spend or {}).get("epsilon")
+    shown = (
+        f"epsilon {epsilon:.3g}" if epsilon is not None else f"rho {float(Fraction(row.rho)):.4g}"
+    )
+    return f"{row.id}  {row.kind}  {row.status:<9}  {shown}  snapshot {row.snapshot_id[:12]}"
+
+
+@release.command("synthetic")
+@click.option("--records", required=True, type=int, help="Synthetic records to draw.")
+@click.option("--epsilon", type=float, help="Privacy loss as epsilon at --delta.")
+@click.option(
+    "--rho", type=float, help="Privacy loss in zero-concentrated DP (instead of epsilon)."
+)
+@click.option("--delta", default=1e-6, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--holdout",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="Share held out for the risk report.",
+)
+@click.option(
+    "--column", "columns", multiple=True, help="A column to synthesise (repeat); all by default."
+)
+@with_appcontext
+def release_synthetic(
+    records: int,
+    epsilon: float | None,
+    rho: float | None,
+    delta: float,
+    seed: int,
+    holdout: float,
+    columns: tuple[str, ...],
+) -> None:
+    """Build a DP synthetic release candidate, charged to the dataset's privacy ledger."""
+    from tqdm import tqdm
+
+    from hub.services import ledger, releases
+
+    request = releases.SyntheticRequest(
+        records=records, epsilon=epsilon, rho=rho, delta=delta, seed=seed, holdout=holdout,
+        columns=columns,
+    )  # fmt: skip
+    bar = tqdm(total=0, unit="measurement", disable=None)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        with session_factory()() as session:
+            row = releases.build_synthetic(
+                session,
+                None,
+                request,
+                keyring=crypto.keyring(),
+                snapshots=current_app.extensions["ctdhub.snapshots"],
+                policy=ledger.BudgetPolicy.from_settings(current_app.config),
+                directory=releases_directory(),
+                progress=progress,
+            )
+            line = _candidate_line(row)
+    except HubError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    click.echo(line)
+    click.echo(f"files in {releases_directory() / row.id}")
+
+
+@release.command("list")
+@with_appcontext
+def release_list() -> None:
+    """List release candidates, newest first."""
+    from hub.services import releases
+
+    with session_factory()() as session:
+        for row in releases.list_candidates(session, None):
+            click.echo(_candidate_line(row))
+
+
+@release.command("redraw")
+@click.argument("candidate_id")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def release_redraw(candidate_id: str, out: Path) -> None:
+    """Draw a synthetic candidate's table again from its stored model and seed (no new spend)."""
+    from hub.services import releases
+
+    try:
+        with session_factory()() as session:
+            table = releases.redraw(releases.get_candidate(session, None, candidate_id))
+    except HubError as error:
+        raise click.ClickException(str(error)) from None
+    table.to_csv(out, index=False)
+    click.echo(f"wrote {len(table)} records to {out}")
+
+
+def releases_directory() -> Path:
+    """Return where release candidates' files are kept (the RELEASE_DIRECTORY setting)."""
+    return Path(current_app.instance_path) / str(current_app.config["RELEASE_DIRECTORY"])
 
 
 main.add_command(admin)

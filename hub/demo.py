@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import requests
+from apiflask import APIFlask
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contributors.client import HubClient
@@ -115,6 +117,53 @@ def demo_query(base: str, creds: Credentials) -> None:
     )
 
 
+def demo_synthetic_release(app: APIFlask) -> None:
+    """Build a DP synthetic release candidate as the demo board, charged to the ledger."""
+    from tqdm import tqdm
+
+    from hub.models import Principal
+    from hub.services import ledger, releases
+
+    request = releases.SyntheticRequest(records=100_000, epsilon=1.0, delta=1e-6, seed=2021)
+    directory = Path(app.instance_path) / app.config["RELEASE_DIRECTORY"]
+    print("demo: the board builds a DP synthetic release candidate (epsilon 1, delta 1e-6):")
+    with session_factory(app)() as session, tqdm(unit="measurement") as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        board = (
+            session.execute(
+                select(Principal).where(Principal.name == "board system").order_by(Principal.id)
+            )
+            .scalars()
+            .first()
+        )
+        ring = crypto.load_keyring(app)
+        if ring is None:
+            raise RuntimeError("the demo makes the keyring before loading the data")
+        try:
+            row = releases.build_synthetic(
+                session,
+                board,
+                request,
+                keyring=ring,
+                snapshots=app.extensions["ctdhub.snapshots"],
+                policy=ledger.BudgetPolicy.from_settings(app.config),
+                directory=directory,
+                progress=progress,
+            )
+        except ledger.BudgetExceeded as refusal:
+            print(f"demo: the synthetic release was refused: {refusal}")
+            return
+        candidate_id, report = row.id, row.report or {}
+    tvd = report.get("utility", {}).get("tvd", [])
+    means = ", ".join(f"{i + 1}-way {part['mean']:.3f}" for i, part in enumerate(tvd))
+    print(f"demo: candidate {candidate_id}: mean total-variation distance {means}")
+    print(f"demo: its files (table, model, report.html and .md) are in {directory / candidate_id}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; serve until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -159,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     researcher = next(c for c in accounts if c.role == "researcher")
     demo_query(base, researcher)
+    demo_synthetic_release(app)
 
     print(f"\nctdhub is serving on {base}")
     print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")

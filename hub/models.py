@@ -249,3 +249,32 @@ class QueryAnswer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("principal_id", "dataset", "snapshot_id", "spec_sha256"),)
+
+
+class ReleaseCandidate(Base):
+    """A release built from one snapshot, awaiting the governance board (never public as is).
+
+    A DP synthetic candidate holds its fitted model (released, noisy values only) and the seed
+    of its draw, so its table can be drawn again exactly; its spend is on the dataset's ledger.
+    ``report`` is the evaluation report, computed against the real records: it is for the board
+    and is not itself DP.
+    """
+
+    __tablename__ = "release_candidate"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str] = mapped_column(ForeignKey("privacy_ledger.dataset"))
+    snapshot_id: Mapped[str] = mapped_column(String(64))
+    # building -> candidate, or failed (the charge stands: the records may have been measured).
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("principal.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rho: Mapped[str] = mapped_column(Text)
+    spend: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    artefacts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(200))

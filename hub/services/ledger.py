@@ -186,12 +186,9 @@ def _new_row(**extra: Any) -> dict[str, Any]:
     return {"spent_rho": "0", "spent_delta": "0", "charges": 0, "updated_at": utcnow(), **extra}
 
 
-def lock(session: Session, principal_id: str, dataset: str = DATASET) -> None:
-    """Create the dataset's ledger and the researcher's allowance if new, and lock both rows.
+def lock_dataset(session: Session, dataset: str = DATASET) -> None:
+    """Create the dataset's ledger if new, and lock its row until the transaction ends.
 
-    Holds until the caller's transaction ends. Call it before reading balances for a charge.
-
-    :param principal_id: the researcher
     :param dataset: the dataset's ledger
     """
     _insert_missing(session, PrivacyLedger, _new_row(dataset=dataset), ["dataset"])
@@ -201,6 +198,17 @@ def lock(session: Session, principal_id: str, dataset: str = DATASET) -> None:
         .where(PrivacyLedger.dataset == dataset)
         .values(charges=PrivacyLedger.charges)
     )
+
+
+def lock(session: Session, principal_id: str, dataset: str = DATASET) -> None:
+    """Create the dataset's ledger and the researcher's allowance if new, and lock both rows.
+
+    Holds until the caller's transaction ends. Call it before reading balances for a charge.
+
+    :param principal_id: the researcher
+    :param dataset: the dataset's ledger
+    """
+    lock_dataset(session, dataset)
     _insert_missing(
         session,
         ResearcherAllowance,
@@ -217,6 +225,26 @@ def lock(session: Session, principal_id: str, dataset: str = DATASET) -> None:
     )
 
 
+def _balance(row: Any, cap_rho: Fraction, cap_delta: Fraction) -> Balance:
+    if row is None:
+        return Balance(cap_rho, cap_delta, Fraction(0), Fraction(0), 0)
+    return Balance(cap_rho, cap_delta, exact(row.spent_rho), exact(row.spent_delta), row.charges)
+
+
+def dataset_balance(session: Session, policy: BudgetPolicy, dataset: str = DATASET) -> Balance:
+    """Return the dataset's balance as stored (zero for a ledger not yet made).
+
+    :param policy: the caps
+    :param dataset: the dataset's ledger
+    """
+    row = session.execute(
+        select(PrivacyLedger)
+        .where(PrivacyLedger.dataset == dataset)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    return _balance(row, policy.dataset_rho, policy.dataset_delta)
+
+
 def balances(
     session: Session, principal_id: str, policy: BudgetPolicy, dataset: str = DATASET
 ) -> tuple[Balance, Balance]:
@@ -226,11 +254,6 @@ def balances(
     :param policy: the caps
     :param dataset: the dataset's ledger
     """
-    ledger = session.execute(
-        select(PrivacyLedger)
-        .where(PrivacyLedger.dataset == dataset)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
     allowance = session.execute(
         select(ResearcherAllowance)
         .where(
@@ -239,38 +262,38 @@ def balances(
         )
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-
-    def balance(row: Any, cap_rho: Fraction, cap_delta: Fraction) -> Balance:
-        if row is None:
-            return Balance(cap_rho, cap_delta, Fraction(0), Fraction(0), 0)
-        return Balance(
-            cap_rho, cap_delta, exact(row.spent_rho), exact(row.spent_delta), row.charges
-        )
-
     return (
-        balance(ledger, policy.dataset_rho, policy.dataset_delta),
-        balance(allowance, policy.researcher_rho, policy.researcher_delta),
+        dataset_balance(session, policy, dataset),
+        _balance(allowance, policy.researcher_rho, policy.researcher_delta),
     )
 
 
 def refuse_unless_fits(
-    charge: PrivacySpend, dataset: Balance, researcher: Balance, display_delta: float
+    charge: PrivacySpend,
+    dataset: Balance,
+    researcher: Balance | None,
+    display_delta: float,
+    what: str = "this query",
 ) -> None:
     """Raise :class:`BudgetExceeded`, saying what is left, if ``charge`` fits either balance not.
 
     :param charge: what the query costs
     :param dataset: the dataset's balance
-    :param researcher: the researcher's balance
+    :param researcher: the researcher's balance, or ``None`` for a release (dataset only)
     :param display_delta: the delta at which epsilon is shown
+    :param what: what is being charged, as the message names it
     """
-    for name, balance in (("your allowance", researcher), ("the dataset's cap", dataset)):
+    checks = [("the dataset's cap", dataset)]
+    if researcher is not None:
+        checks.insert(0, ("your allowance", researcher))
+    for name, balance in checks:
         if balance.fits(charge):
             continue
         left_rho = floor_float(balance.remaining_rho)
         left_delta = floor_float(balance.remaining_delta)
         epsilon, delta = to_epsilon_delta(PrivacySpend(left_rho, left_delta), display_delta)
         raise BudgetExceeded(
-            f"this query costs rho={charge.rho!r} (key-selection delta={charge.delta!r}) but "
+            f"{what} costs rho={charge.rho!r} (key-selection delta={charge.delta!r}) but "
             f"{name} has only rho={left_rho!r} (key-selection delta={left_delta!r}) left, "
             f"epsilon={epsilon:.4g} at delta={delta:.3g}; nothing was charged",
             ledger="researcher" if balance is researcher else "dataset",
@@ -286,13 +309,14 @@ def refuse_unless_fits(
 
 
 def charge(
-    session: Session, principal_id: str, spend: PrivacySpend, dataset: str = DATASET
+    session: Session, principal_id: str | None, spend: PrivacySpend, dataset: str = DATASET
 ) -> None:
     """Add ``spend`` to the (locked) dataset ledger and researcher allowance, exactly.
 
-    The caller has called :func:`lock` and :func:`refuse_unless_fits` in this transaction.
+    The caller has called :func:`lock` (or :func:`lock_dataset` for a release, which charges
+    the dataset's ledger alone) and :func:`refuse_unless_fits` in this transaction.
 
-    :param principal_id: the researcher
+    :param principal_id: the researcher, or ``None`` for a release charged to the dataset only
     :param spend: the charge
     :param dataset: the dataset's ledger
     """
@@ -302,16 +326,19 @@ def charge(
             select(PrivacyLedger)
             .where(PrivacyLedger.dataset == dataset)
             .execution_options(populate_existing=True)
-        ).scalar_one(),
-        session.execute(
-            select(ResearcherAllowance)
-            .where(
-                ResearcherAllowance.dataset == dataset,
-                ResearcherAllowance.principal_id == principal_id,
-            )
-            .execution_options(populate_existing=True)
-        ).scalar_one(),
+        ).scalar_one()
     ]
+    if principal_id is not None:
+        rows.append(
+            session.execute(
+                select(ResearcherAllowance)
+                .where(
+                    ResearcherAllowance.dataset == dataset,
+                    ResearcherAllowance.principal_id == principal_id,
+                )
+                .execution_options(populate_existing=True)
+            ).scalar_one()
+        )
     for row in rows:
         row.spent_rho = as_text(exact(row.spent_rho) + Fraction(spend.rho))
         row.spent_delta = as_text(exact(row.spent_delta) + Fraction(spend.delta))
