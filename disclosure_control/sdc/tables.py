@@ -8,6 +8,10 @@ primary cell is hidden with the other corners of a hypercube of cells, chosen so
 value around the corners keeps every margin and leaves the primary cell free to take any value
 from zero up to the threshold. That freedom is what an attacker solving the linear bounds of the
 published table finds, so the protection is proven per cell rather than assumed.
+
+Controlled rounding to a base then moves every cell and margin to an adjacent multiple so that
+the table still adds up: by a maximum flow for one or two dimensions (one always exists), by a
+0/1 integer program for three or four (one may not exist, and the table is then refused).
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ class TablePolicy:
     :param suppress_zeros: also treat zero counts as primary cells (when a zero discloses, for
         instance that no survivor of one nationality was recorded in one place).
     :param rounding_base: apply controlled rounding to this base to the published cells
-        (``None``: none); the rounded cells still add up to the rounded totals.
+        (``None``: none); the rounded cells still add up to the rounded totals. Suppressed
+        cells stay suppressed (the whole table is rounded, then they are hidden). A table of
+        three or four dimensions may have no controlled rounding to a base: it is then refused
+        with a :class:`TableError`, never published half-rounded.
     :param dominance_n: magnitude tables: the top ``n`` contributors of a cell ...
     :param dominance_k: ... may hold at most ``k`` percent of it (UK: top 2 under 90 %).
     :param p_percent: magnitude tables: the rest of the cell, less the second contributor, must
@@ -481,14 +488,137 @@ def _controlled_round(inner: FloatArray, base: int) -> FloatArray:
     return rounded.reshape(inner.shape).astype(np.float64)
 
 
+def _round_by_integer_program(inner: FloatArray, base: int) -> FloatArray:
+    """Return the inner cells of a table of any dimension rounded to multiples of ``base`` so
+    that the rounded cells add up to rounded totals in every direction (controlled rounding).
+
+    From three dimensions on, a controlled rounding need not exist (Causey, Cox & Ernst, 1985),
+    so it is found, or shown not to exist, by a 0/1 integer program solved with HiGHS
+    (``scipy.optimize.milp``), as tau-ARGUS does. Every cell, margin or inner, whose count is
+    not a multiple of the base gets one binary: rounded down (0) or up (1); a multiple stays.
+    One equality per line of the table (all cells that differ in one coordinate only, totals
+    included) says that the rounded parts add up to their rounded total; together these make
+    every margin the sum of its rounded inner cells.
+
+    The program is a feasibility problem, with no objective, so the result is *a* controlled
+    rounding, not the closest one: minimising the total absolute change as well took HiGHS 5 to
+    200 s here on a 4-dimensional CTDC table (gender x age x year x sub-region) whose
+    feasibility it settles in 0.05 s, for a total change 10-17 % smaller. As a tie-break, each
+    binary says whether its cell goes *away* from its nearest multiple, which leans the search
+    towards nearest multiples; on that table it cut the total change by 14 % at base 10, 1 % at
+    base 5 and not at all at base 3, so it is a hint, not a promise. HiGHS is deterministic
+    (checked across runs): the same table always gets the same rounding (two roundings of one
+    table, published apart, could be averaged).
+
+    :param inner: the inner cells (no margins), counts.
+    :param base: the rounding base (at least 2).
+    :raises TableError: when no controlled rounding exists, or HiGHS stops undecided.
+
+    >>> _round_by_integer_program(np.array([[[3.0, 4.0], [2.0, 6.0]]]), 5).tolist()
+    [[[5.0, 5.0], [0.0, 5.0]]]
+
+    Three cells of 5 in a 2 x 2 x 2 table, base 10: each pair shares a plane whose sum (10) is a
+    multiple and must stay, so of each pair one cell goes up and the other down, which three
+    cells cannot all do.
+
+    >>> cube = np.zeros((2, 2, 2))
+    >>> cube[0, 0, 0] = cube[0, 1, 1] = cube[1, 1, 0] = 5
+    >>> _round_by_integer_program(cube, 10)
+    Traceback (most recent call last):
+    ...
+    disclosure_control.sdc.tables.TableError: no controlled rounding to base 10 exists ...
+    """
+    # Imported here: only tables of three or more dimensions need the solver.
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_array
+
+    full = _with_margins(np.rint(inner)).astype(np.int64)
+    residual = full % base
+    free = residual > 0
+    n_free = int(free.sum())
+    variable = np.full(full.shape, -1, np.int64)
+    variable[free] = np.arange(n_free)
+    # x = 1 rounds up; y = 1 rounds away from the nearest multiple (up when the residual is
+    # under half the base). x = y, or x = 1 - y for the cells whose nearest multiple is above.
+    above = (2 * residual[free] > base).astype(np.int64)
+    sign = 1 - 2 * above
+    rows, columns, coefficients, targets = [], [], [], []
+    n_rows = 0
+    for axis in range(full.ndim):
+        size = full.shape[axis]
+        lines = np.moveaxis(variable, axis, -1).reshape(-1, size)
+        line_residuals = np.moveaxis(residual, axis, -1).reshape(-1, size)
+        # sum of parts - total, in steps of the base: the up-roundings of the parts less that
+        # of the total must make up for the residuals the floors leave out.
+        target = line_residuals[:, :-1].sum(axis=1) - line_residuals[:, -1]
+        used = (lines >= 0).any(axis=1)
+        lines, target = lines[used], target[used] // base
+        line, position = np.nonzero(lines >= 0)
+        cell = lines[line, position]
+        coefficient = np.where(position == size - 1, -1, 1)
+        rows.append(line + n_rows)
+        columns.append(cell)
+        coefficients.append(coefficient * sign[cell])
+        # Substituting x = 1 - y moves the constant to the right-hand side.
+        targets.append(target - np.bincount(line, coefficient * above[cell], len(lines)))
+        n_rows += len(lines)
+    shape_text = " x ".join(str(s) for s in inner.shape)
+    where = f"{inner.ndim}-dimensional table ({shape_text} categories)"
+    if n_free:
+        matrix = csr_array(
+            (
+                np.concatenate(coefficients).astype(np.float64),
+                (np.concatenate(rows), np.concatenate(columns)),
+            ),
+            shape=(n_rows, n_free),
+        )
+        rhs = np.concatenate(targets).astype(np.float64)
+        result = milp(
+            np.zeros(n_free),
+            constraints=LinearConstraint(matrix, rhs, rhs),
+            integrality=np.ones(n_free),
+            bounds=Bounds(0.0, 1.0),
+        )
+        if result.status == 2:
+            raise TableError(
+                f"no controlled rounding to base {base} exists for this {where}: no choice of"
+                " adjacent multiples makes the rounded cells add up to the rounded margins in"
+                " every direction; publish it unrounded, round to another base, or drop a"
+                " dimension"
+            )
+        if result.x is None:
+            raise TableError(
+                f"controlled rounding to base {base} of this {where} was not decided by the"
+                f" solver: {result.message}"
+            )
+        away = np.rint(result.x).astype(np.int64)
+        up = np.where(above == 1, 1 - away, away)
+    else:
+        up = np.zeros(0, np.int64)
+    rounded = full - residual
+    rounded[free] += base * up
+    inner_index = tuple(slice(0, s) for s in inner.shape)
+    # The solver works in floating point: check the one promise made before keeping it.
+    result_inner = rounded[inner_index].astype(np.float64)
+    if not np.array_equal(_with_margins(result_inner), rounded):
+        raise TableError(f"controlled rounding to base {base} of this {where} failed to add up")
+    return result_inner
+
+
 def _rounded(values: FloatArray, base: int | None) -> FloatArray:
-    """Return the table (margins included) with controlled rounding, or as it is."""
+    """Return the table (margins included) with controlled rounding, or as it is.
+
+    Tables of one or two dimensions always have a controlled rounding, found exactly by a
+    maximum flow; larger ones need the integer program, which may prove there is none.
+
+    :raises TableError: for a table of three or more dimensions with no controlled rounding.
+    """
     if base is None:
         return values
-    if values.ndim > 2:
-        raise TableError("controlled rounding is available for tables of one or two dimensions")
     inner = values[tuple(slice(0, s - 1) for s in values.shape)]
-    return _with_margins(_controlled_round(inner, base))
+    if values.ndim <= 2:
+        return _with_margins(_controlled_round(inner, base))
+    return _with_margins(_round_by_integer_program(inner, base))
 
 
 def frequency_table(
@@ -510,7 +640,8 @@ def frequency_table(
         marked ``unpublished`` and hidden like suppressed cells).
     :param secondary: apply secondary suppression; ``False`` gives primary suppression alone,
         which is NOT safe and exists to show (and test) what differencing recovers.
-    :raises TableError: for a bad dimension or a value outside its domain.
+    :raises TableError: for a bad dimension, a value outside its domain, or a rounding base
+        to which a table of three or four dimensions has no controlled rounding.
     """
     policy = policy if policy is not None else TablePolicy()
     if not 1 <= len(dimensions) <= 4:
@@ -574,7 +705,8 @@ def magnitude_table(
         record is its own contributor when ``None``.
     :param policy: threshold and dominance parameters.
     :param domains: categories of some dimensions.
-    :raises TableError: for negative or non-numeric values.
+    :raises TableError: for negative or non-numeric values, or a rounding base to which a
+        table of three or four dimensions has no controlled rounding.
     """
     policy = policy if policy is not None else TablePolicy()
     if not 1 <= len(dimensions) <= 4:
