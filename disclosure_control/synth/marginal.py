@@ -3,7 +3,8 @@
 The method, in the family of PrivBayes, MST and AIM (the winners on categorical data):
 
 1. measure every column's 1-way marginal; merge each column's rare values (those whose noisy
-   count is under three noise deviations) into one bucket, as MST implementations do;
+   count is under three noise deviations) into one bucket, as MST implementations do, or drop
+   them as absent when the bucket's counts are no more than noise (:func:`_compress`);
 2. select a maximum spanning tree of strongly associated column pairs with the exponential
    mechanism (noisy max), one edge per round;
 3. give each column a parent set by noisy max: its tree parent plus up to two columns placed
@@ -560,8 +561,12 @@ def _model_from_payload(payload: dict[str, Any], domain: Domain) -> SynthesisMod
         kept = _read_ints(entry["kept"], f"expand[{j}].kept")
         rare = _read_ints(entry["rare"], f"expand[{j}].rare")
         weights = _read_floats(entry["weights"], f"expand[{j}].weights")
-        if sorted([*kept.tolist(), *rare.tolist()]) != list(range(domain.cardinalities[j])):
-            raise ValueError(f"synthesis model: expand[{j}] does not cover column {j}'s codes")
+        listed = [*kept.tolist(), *rare.tolist()]
+        if len(set(listed)) != len(listed) or not set(listed) <= set(
+            range(domain.cardinalities[j])
+        ):
+            # Codes in neither list are values the fit found absent: never drawn.
+            raise ValueError(f"synthesis model: expand[{j}] lists codes outside column {j}'s")
         if kept.size == 0 or weights.size != rare.size:
             raise ValueError(f"synthesis model: expand[{j}] is inconsistent")
         if rare.size and ((weights < 0).any() or not np.isclose(weights.sum(), 1.0)):
@@ -713,27 +718,18 @@ class MarginalSynthesizer:
         for j in range(d):
             noisy = release(f"1-way {names[j]}", count_query([j], identity, per_round["one_way"]))
             one_way.append(np.asarray(noisy, dtype=np.float64))
-        n_hat = max(float(np.mean([c.sum() for c in one_way])), 1.0)
+        # The record count, from every column's noisy total weighted by the inverse of its
+        # noise variance (a total over k cells has k times one cell's variance).
+        weights = np.array([1.0 / c.size for c in one_way])
+        totals = np.array([c.sum() for c in one_way])
+        n_hat = max(float((weights * totals).sum() / weights.sum()), 1.0)
         lookups, expand, sizes, priors = [], [], [], []
-        for j in range(d):
-            counts = one_way[j]
-            kept = np.flatnonzero(counts >= 3 * one_way_sigma)
-            if kept.size == 0:
-                kept = np.array([int(np.argmax(counts))])
-            rare = np.setdiff1d(np.arange(full_sizes[j]), kept)
-            if rare.size == 1:
-                kept, rare = np.sort(np.append(kept, rare)), rare[:0]
-            lookup = np.full(full_sizes[j], len(kept), dtype=np.int64)
-            lookup[kept] = np.arange(len(kept))
-            clipped = np.clip(counts, 0, None)
-            rare_weights = clipped[rare] + 1e-9
-            expand.append(
-                (kept.astype(np.int64), rare.astype(np.int64), rare_weights / rare_weights.sum())
-            )
-            lookups.append(lookup)
-            sizes.append(len(kept) + (1 if rare.size else 0))
-            prior = np.append(clipped[kept], clipped[rare].sum() if rare.size else [])
-            priors.append((prior + 1e-9) / (prior + 1e-9).sum())
+        for counts in one_way:
+            column = _compress(counts, one_way_sigma, n_hat)
+            lookups.append(column.lookup)
+            expand.append((column.kept, column.rare, column.weights))
+            sizes.append(column.size)
+            priors.append(column.prior)
 
         model_sigma = sqrt(0.5 / d_mids[-1])
         penalty = sqrt(2 / pi) * model_sigma
@@ -910,3 +906,88 @@ def _dependence(
     )
     table = joint.reshape(-1, k).astype(np.float64)
     return float(np.abs(table - np.outer(table.sum(axis=1), prior)).sum())
+
+
+def _rare_weights(noisy: FloatArray, sigma: float) -> FloatArray:
+    """Return how a column's rare-value bucket is shared out among its values when sampling.
+
+    The bucket holds the values whose noisy count was under three noise deviations, most of
+    them (for a schema domain of 250 countries) values no record has. Sharing by the clipped
+    noisy counts would hand most of the bucket to such values; so only values whose noisy count
+    clears two deviations (about 2% of empty values do, by noise alone) take a share, in
+    proportion to it, and the bucket is shared by clipped counts only when none does.
+
+    :param noisy: the noisy 1-way counts of the bucket's values.
+    :param sigma: the noise deviation of those counts.
+
+    >>> _rare_weights(np.array([5.0, -1.0, 0.5, 3.0]), 1.0).round(3).tolist()
+    [0.625, 0.0, 0.0, 0.375]
+    >>> _rare_weights(np.array([1.0, -1.0, 0.0, 1.0]), 1.0).round(3).tolist()
+    [0.5, 0.0, 0.0, 0.5]
+    """
+    if noisy.size == 0:
+        return noisy.astype(np.float64)
+    weights = np.where(noisy > 2 * sigma, noisy, 0.0)
+    if weights.sum() <= 0:
+        weights = np.clip(noisy, 0, None)
+    weights = weights + 1e-12
+    return np.asarray(weights / weights.sum(), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Compressed:
+    """One column's domain compression, decided from its released 1-way counts alone."""
+
+    lookup: IntMatrix  # schema code -> compressed code
+    kept: IntMatrix  # schema codes with a compressed code of their own
+    rare: IntMatrix  # schema codes sharing the last compressed code (the bucket)
+    weights: FloatArray  # how a drawn bucket is shared among the rare codes
+    prior: FloatArray  # the column's distribution over compressed codes
+
+    @property
+    def size(self) -> int:
+        """Return the number of compressed codes."""
+        return len(self.kept) + (1 if self.rare.size else 0)
+
+
+def _compress(counts: FloatArray, sigma: float, n_hat: float) -> _Compressed:
+    """Compress a column's domain from its noisy 1-way counts (post-processing only).
+
+    Values counted at three noise deviations or more keep a code of their own; the others
+    share one bucket code. When the bucket's noisy counts add up to no more than their noise
+    (twice its deviation), as for a boolean's "false" where records say only "true" or
+    nothing, its values are treated as absent: no code of their own, never drawn, and a record
+    that has one is counted with the most frequent value. The bucket's mass is what the kept
+    values leave of the record count: summing its values' own noisy counts would add the noise
+    of every (mostly empty) schema value, and clipping them first 0.4 deviations each.
+
+    :param counts: the column's noisy 1-way counts, one per schema code.
+    :param sigma: their noise deviation.
+    :param n_hat: the estimated number of records.
+
+    >>> c = _compress(np.array([900.0, 1.0, -2.0, 500.0]), 10.0, 1400.0)
+    >>> c.kept.tolist(), c.rare.tolist(), c.lookup.tolist()
+    ([0, 3], [], [0, 0, 0, 1])
+    >>> c = _compress(np.array([900.0, 25.0, 20.0, 500.0]), 10.0, 1450.0)
+    >>> c.kept.tolist(), c.rare.tolist(), c.lookup.tolist(), c.prior.round(3).tolist()
+    ([0, 3], [1, 2], [0, 2, 2, 1], [0.621, 0.345, 0.034])
+    """
+    kept = np.flatnonzero(counts >= 3 * sigma)
+    if kept.size == 0:
+        kept = np.array([int(np.argmax(counts))])
+    rare = np.setdiff1d(np.arange(counts.size), kept)
+    lookup = np.full(counts.size, len(kept), dtype=np.int64)
+    if rare.size and counts[rare].sum() < 2 * sigma * sqrt(rare.size):
+        lookup[rare] = int(np.argmax(counts[kept]))
+        rare = rare[:0]
+    lookup[kept] = np.arange(len(kept))
+    clipped = np.clip(counts, 0, None)
+    bucket = [max(n_hat - float(clipped[kept].sum()), 0.0)] if rare.size else []
+    prior = np.append(clipped[kept], bucket) + 1e-9
+    return _Compressed(
+        lookup=lookup,
+        kept=kept.astype(np.int64),
+        rare=rare.astype(np.int64),
+        weights=_rare_weights(counts[rare], sigma),
+        prior=np.asarray(prior / prior.sum(), dtype=np.float64),
+    )
