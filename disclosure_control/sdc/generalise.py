@@ -7,15 +7,20 @@ of the generalisation lattice costs a pass over those combinations rather than o
 Nodes are visited in increasing order of a lower bound of their information loss (the loss the
 node would have with no record suppressed: suppressing a cell can only cost more than
 generalising it). The first bound that is not below the best loss found so far ends the search,
-which is therefore exact for the additive metrics (precision, loss, entropy). A node that fails
-the privacy model within the suppression budget makes every more specific node fail too when the
-model is monotone (k-anonymity, distinct l-diversity, the average-risk cap), so those nodes are
-never evaluated. Discernibility has no such bound: every node that may meet the model is tried.
+which is therefore exact for the additive metrics (precision, loss, entropy). Discernibility has
+no such bound: every node that may meet the model is tried.
 
-Node tables are rolled up from the smallest cached table of a more specific node,
-so nodes high in the lattice cost little. The local strategy (cell suppression) is greedy per
-node and tries the nodes of lowest bound, at most ``max_local_nodes`` of them: it is a
-heuristic, and the report says which strategy kept more.
+Levels of a hierarchy need not nest (year -> 2-year -> 5-year periods does not), so "more
+specific" is the partial order :meth:`Hierarchy.generalises` computes from the hierarchy's table,
+never the order of the level numbers: node ``m`` is below node ``n`` when, on every
+quasi-identifier, ``n``'s level generalises ``m``'s. Every class of ``m`` then lies inside a
+class of ``n``, so when ``n`` suppresses more records than the budget allows under a monotone
+model (k-anonymity, distinct l-diversity), so does ``m``, and ``m`` is never evaluated.
+
+Node tables are rolled up from the smallest cached table of a node below them in that order
+(the bottom node always qualifies), so nodes high in the lattice cost little. The local strategy
+(cell suppression) is greedy per node and tries the nodes of lowest bound, at most
+``max_local_nodes`` of them: it is a heuristic, and the report says which strategy kept more.
 """
 
 from __future__ import annotations
@@ -82,7 +87,11 @@ class PrivacyModel:
 
     @property
     def monotone(self) -> bool:
-        """Return whether generalising can never add suppressed records (pruning is exact)."""
+        """Return whether generalising can never add suppressed records (pruning is exact).
+
+        The average-risk cap does not enter: it prunes nothing, since a more specific node may
+        suppress a small class entirely and so lower its average risk.
+        """
         return self.t is None and (self.l is None or self.l_kind == "distinct")
 
 
@@ -95,6 +104,7 @@ class AnonymisationReport:
     :param quasi_identifiers: the columns treated as quasi-identifiers.
     :param levels: chosen level name per quasi-identifier.
     :param level_indices: chosen level number per quasi-identifier.
+    :param heights: height (levels less one) of each quasi-identifier's hierarchy.
     :param records_in: records given.
     :param records_kept: records released.
     :param records_suppressed: records withheld.
@@ -126,11 +136,32 @@ class AnonymisationReport:
     nodes_evaluated: int
     lattice_size: int
     alternatives: dict[str, float] = field(default_factory=dict)
+    heights: dict[str, int] = field(default_factory=dict)
 
     @property
     def precision(self) -> float:
-        """Return Sweeney's precision of the release (1 = no value generalised)."""
+        """Return Sweeney's precision of the release (1 = no value generalised).
+
+        It is ARX's: one minus the mean over records and quasi-identifiers of the chosen level
+        over the hierarchy's height, where a suppressed record counts as fully generalised (level
+        = height) on every quasi-identifier. That is ARX's default precision metric
+        (``Metric.createPrecisionMetric()``, the non-monotonic ``MetricMDNMPrecision`` with the
+        arithmetic mean and generalisation/suppression factor 0.5, which weighs both by 1). A
+        value withheld by the local strategy counts as fully generalised too.
+        """
         return 1.0 - self.information_loss["precision"]
+
+    @property
+    def generalisation_precision(self) -> float:
+        """Return one minus the mean of level over height per quasi-identifier, suppression ignored.
+
+        This is ARX's monotonic precision (``Metric.createPrecisionMetric(true)``,
+        ``MetricMDPrecision``), which scores the node alone; it is never below :attr:`precision`.
+        """
+        if not self.heights:
+            return 1.0
+        generalised = sum(self.level_indices[q] / h for q, h in self.heights.items())
+        return 1.0 - generalised / len(self.heights)
 
 
 @dataclass(frozen=True)
@@ -175,6 +206,18 @@ class _Outcome:
     starred: BoolArray  # per quasi-identifier and row: value replaced by "*"
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A node that breaks the model (internal).
+
+    :param over_budget: whether it withholds more records than the budget allows (the one
+        failure that, under a monotone model, every node below it shares).
+    """
+
+    node: tuple[int, ...]
+    over_budget: bool
+
+
 class _Lattice:
     """The generalisation lattice of one data set under one privacy model (internal)."""
 
@@ -214,23 +257,25 @@ class _Lattice:
         self.record_values: IntArray | None = None
         if model.sensitive is not None:
             self.record_values, self.n_values = column_codes(frame[model.sensitive])
-        # Label code at level b of each label at level a (levels nest, so this is a function).
-        self.up: list[list[list[IntArray]]] = []
+        # Label code at level b of each label at level a, only where b generalises a (then it
+        # is a function); elsewhere None, and codes at b come from the leaves.
+        self.order = [h.generalisation_order() for h in self.hierarchies]
+        self.up: list[list[list[IntArray | None]]] = []
         self.label_cost: list[dict[str, list[FloatArray]]] = []
         self.leaf_counts = [
             np.bincount(self.record_leaves[i], minlength=len(h.leaves)).astype(np.float64)
             for i, h in enumerate(self.hierarchies)
         ]
         for i, h in enumerate(self.hierarchies):
-            maps = []
-            for a in range(h.height + 1):
-                row = []
-                for b in range(h.height + 1):
-                    to = np.zeros(len(h.level_labels(a)), dtype=np.int64)
-                    to[h.level_codes(a)] = h.level_codes(b)
-                    row.append(to)
-                maps.append(row)
-            self.up.append(maps)
+            self.up.append(
+                [
+                    [
+                        h.level_map(a, b) if h.generalises(a, b) else None
+                        for b in range(h.height + 1)
+                    ]
+                    for a in range(h.height + 1)
+                ]
+            )
             leaves_per_label = [
                 np.bincount(h.level_codes(level)).astype(np.float64)
                 for level in range(h.height + 1)
@@ -290,26 +335,37 @@ class _Lattice:
         """Return the number of codes per quasi-identifier at ``node``, "*" included."""
         return [len(h.level_labels(lv)) + 1 for h, lv in zip(self.hierarchies, node, strict=True)]
 
+    def below(self, lower: Sequence[int], upper: Sequence[int]) -> bool:
+        """Return whether node ``upper`` generalises node ``lower`` on every quasi-identifier."""
+        return all(bool(order[a, b]) for order, a, b in zip(self.order, lower, upper, strict=True))
+
+    def lift(self, i: int, codes: IntArray, a: int, b: int) -> IntArray:
+        """Return label codes at level ``a`` of quasi-identifier ``i`` mapped to level ``b``."""
+        if a == b:
+            return codes
+        to = self.up[i][a][b]
+        if to is None:
+            # The search only rolls up along the generalisation order; reaching here is a bug.
+            raise AssertionError(
+                f"quasi-identifier {i}: level {b} does not generalise level {a}, map from leaves"
+            )
+        return to[codes]
+
     def table(self, node: tuple[int, ...]) -> _Table:
-        """Return the table of ``node``, rolled up from the smallest cached more specific one."""
+        """Return the table of ``node``, rolled up from the smallest cached table below it."""
         if node in self._cache:
             return self._cache[node]
+        # Only a node below in the generalisation order has classes that roll up; the bottom
+        # node (the leaves) is below every node and always cached.
         source = min(
-            (
-                t
-                for n, t in self._cache.items()
-                if all(a <= b for a, b in zip(n, node, strict=True))
-            ),
+            (t for n, t in self._cache.items() if self.below(n, node)),
             key=lambda t: len(t.weights),
         )
-        codes = np.stack(
-            [
-                self.up[i][a][b][source.codes[i]]
-                for i, (a, b) in enumerate(zip(source.node, node, strict=True))
-            ],
-            axis=0,
-        )
-        parts = [codes[i] for i in range(codes.shape[0])]
+        parts = [
+            self.lift(i, source.codes[i], a, b)
+            for i, (a, b) in enumerate(zip(source.node, node, strict=True))
+        ]
+        n_qis = len(parts)
         sizes = self.sizes(node)
         if source.values is not None:
             parts.append(source.values)
@@ -317,28 +373,29 @@ class _Lattice:
         ids, rows = combine(parts, sizes)
         first = np.full(rows, -1, dtype=np.int64)
         first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
-        info = (
-            np.stack(
-                [
-                    np.bincount(ids, weights=source.info[i], minlength=rows)
-                    for i in range(codes.shape[0])
-                ],
-                axis=0,
-            )
-            if codes.shape[0]
-            else np.zeros((0, rows))
-        )
+        codes = np.empty((n_qis, rows), dtype=np.int64)
+        info = np.empty((n_qis, rows), dtype=np.float64)
+        for i in range(n_qis):
+            np.take(parts[i], first, out=codes[i])
+            info[i] = np.bincount(ids, weights=source.info[i], minlength=rows)
         table = _Table(
             node,
-            codes[:, first],
+            codes,
             source.values[first] if source.values is not None else None,
             np.bincount(ids, weights=source.weights, minlength=rows).astype(np.float64),
-            np.asarray(info, dtype=np.float64),
+            info,
         )
-        # Keep tables for later roll-ups while they fit; the bottom one always stays.
+        # Keep tables for later roll-ups, dropping the largest first when they no longer fit: a
+        # roll-up costs a pass over its source, so small tables are the useful ones. The bottom
+        # one always stays (it is below every node).
+        self._cache[node] = table
         held = sum(len(t.weights) for t in self._cache.values())
-        if held + rows <= self._cache_rows:
-            self._cache[node] = table
+        while held > self._cache_rows and len(self._cache) > 1:
+            largest = max(
+                (n for n in self._cache if n != self.bottom.node),
+                key=lambda n: len(self._cache[n].weights),
+            )
+            held -= len(self._cache.pop(largest).weights)
         return table
 
     def cell_costs(self, table: _Table, metric: Metric) -> tuple[FloatArray, FloatArray]:
@@ -390,6 +447,10 @@ class _Lattice:
 
         :param codes: the table's codes with some values replaced by "*", if any.
         """
+        if codes is None and table.values is None:
+            # The rows of a table are its distinct quasi-identifier combinations, so without a
+            # sensitive attribute each row is a class and no grouping is needed.
+            return np.asarray(table.weights < self.model.k, dtype=np.bool_)
         codes = table.codes if codes is None else codes
         ids, n_classes = combine([codes[i] for i in range(codes.shape[0])], self.sizes(table.node))
         class_size = np.bincount(ids, weights=table.weights, minlength=n_classes)
@@ -440,34 +501,37 @@ class _Lattice:
         top = starred | suppressed[None, :]
         return float(np.where(top, top_cost, level_cost).sum()) / self.norm(metric)
 
-    def acceptable(self, table: _Table, suppressed: BoolArray, starred: BoolArray) -> bool:
-        """Return whether an outcome keeps within the suppression budget and the risk cap."""
+    def refusal(self, table: _Table, suppressed: BoolArray, starred: BoolArray) -> _Refused | None:
+        """Return why an outcome breaks the suppression budget or the risk cap, or ``None``."""
         withheld = float(table.weights[suppressed].sum())
         if withheld > self.budget + 1e-9:
-            return False
+            return _Refused(table.node, over_budget=True)
         if self.model.max_average_risk is None:
-            return True
+            return None
         kept = ~suppressed
         if not kept.any():
-            return True
+            return None
         sizes = self.sizes(table.node)
         codes = np.where(starred, (np.array(sizes) - 1)[:, None], table.codes)[:, kept]
         _, classes = combine([codes[i] for i in range(codes.shape[0])], sizes)
-        return classes / (self.n - withheld) <= self.model.max_average_risk + 1e-12
+        if classes / (self.n - withheld) <= self.model.max_average_risk + 1e-12:
+            return None
+        return _Refused(table.node, over_budget=False)
 
-    def full_domain(self, node: tuple[int, ...], metric: Metric) -> _Outcome | None:
+    def full_domain(self, node: tuple[int, ...], metric: Metric) -> _Outcome | _Refused:
         """Return the outcome of generalising to ``node`` and withholding failing records."""
         self.evaluated += 1
         table = self.table(node)
         suppressed = self.failing(table)
         starred = np.zeros(table.codes.shape, dtype=np.bool_)
-        if not self.acceptable(table, suppressed, starred):
-            return None
+        refused = self.refusal(table, suppressed, starred)
+        if refused is not None:
+            return refused
         return _Outcome(
             node, self.loss(table, suppressed, starred, metric), table, suppressed, starred
         )
 
-    def local(self, node: tuple[int, ...], metric: Metric) -> _Outcome | None:
+    def local(self, node: tuple[int, ...], metric: Metric) -> _Outcome | _Refused:
         """Return the outcome of generalising to ``node`` and replacing single values by "*".
 
         Greedy, like sdcMicro's local suppression: while some records are in failing classes,
@@ -489,6 +553,10 @@ class _Lattice:
             current = np.where(starred, star_code[:, None], table.codes)
             best: tuple[float, int, BoolArray] | None = None
             for i in range(table.codes.shape[0]):
+                if node[i] == self.heights[i]:
+                    # Already "*" at this level: withholding it again changes nothing released
+                    # and would only split a class on a code nobody sees.
+                    continue
                 movable = offenders & ~starred[i]
                 if not movable.any():
                     continue
@@ -506,8 +574,9 @@ class _Lattice:
         suppressed = offenders
         # Values withheld in records that end up suppressed are counted with the record.
         starred &= ~suppressed[None, :]
-        if not self.acceptable(table, suppressed, starred):
-            return None
+        refused = self.refusal(table, suppressed, starred)
+        if refused is not None:
+            return refused
         return _Outcome(
             node, self.loss(table, suppressed, starred, metric), table, suppressed, starred
         )
@@ -515,7 +584,7 @@ class _Lattice:
     def record_rows(self, table: _Table) -> IntArray:
         """Return, for every record, the row of ``table`` it belongs to."""
         columns = [
-            np.concatenate([table.codes[i], self.up[i][0][level][self.record_leaves[i]]])
+            np.concatenate([table.codes[i], self.lift(i, self.record_leaves[i], 0, level)])
             for i, level in enumerate(table.node)
         ]
         sizes = self.sizes(table.node)
@@ -529,6 +598,14 @@ class _Lattice:
         return lookup[ids[rows:]]
 
 
+def _below_any(lattice: _Lattice, node: Sequence[int], others: IntArray) -> bool:
+    """Return whether some row of ``others`` (node levels) generalises ``node`` on every QI."""
+    below = np.ones(len(others), dtype=np.bool_)
+    for i, level in enumerate(node):
+        below &= lattice.order[i][level, others[:, i]]
+    return bool(below.any())
+
+
 def _search(
     lattice: _Lattice, metric: Metric, strategy: Literal["full_domain", "local"], max_nodes: int
 ) -> _Outcome:
@@ -539,7 +616,9 @@ def _search(
     # node's predecessors are usually in the cache when it is rolled up.
     order = np.lexsort((np.array([sum(n) for n in nodes]), bounds))
     evaluate = lattice.full_domain if strategy == "full_domain" else lattice.local
-    failed: list[tuple[int, ...]] = []
+    prune = lattice.model.monotone and strategy == "full_domain"
+    # Levels of the nodes found over budget, one row per node, to test "below" for all at once.
+    failed = np.zeros((0, len(lattice.heights)), dtype=np.int64)
     best: _Outcome | None = None
     tried = 0
     for index in order.tolist():
@@ -548,13 +627,13 @@ def _search(
             break
         if best is not None and tried >= max_nodes:
             break
-        if lattice.model.monotone and strategy == "full_domain" and failed:
-            if (np.array(failed) >= np.array(node)).all(axis=1).any():
-                continue
+        if prune and len(failed) and _below_any(lattice, node, failed):
+            continue
         tried += 1
         outcome = evaluate(node, metric)
-        if outcome is None:
-            failed.append(node)
+        if isinstance(outcome, _Refused):
+            if outcome.over_budget:
+                failed = np.vstack([failed, np.array(node, dtype=np.int64)[None, :]])
         elif best is None or outcome.loss < best.loss:
             best = outcome
     if best is None:
@@ -665,6 +744,7 @@ def anonymise(
         nodes_evaluated=lattice.evaluated,
         lattice_size=math.prod(h + 1 for h in lattice.heights),
         alternatives={name: o.loss for name, o in tried.items()},
+        heights=dict(zip(quasi_identifiers, lattice.heights, strict=True)),
     )
     return AnonymisationResult(released, suppressed, report)
 

@@ -1,9 +1,14 @@
 """Generalisation hierarchies for quasi-identifiers, and their loader.
 
 A hierarchy maps every original (leaf) value of a quasi-identifier to one label per level, from
-the value itself (level 0) to ``"*"`` (the top level, which reveals nothing). Each level must be
-a function of the level below it, so that generalising never splits an equivalence class: the
-search in :mod:`disclosure_control.sdc.generalise` relies on that to prune the lattice.
+the value itself (level 0) to ``"*"`` (the top level, which reveals nothing), as ARX's hierarchy
+tables do: one row per value, one column per level. A level's classes are the leaves sharing a
+label, computed from the leaves; levels need not nest. Year -> 2-year -> 5-year periods is such a
+hierarchy: a 5-year period does not contain whole 2-year periods. What the search in
+:mod:`disclosure_control.sdc.generalise` may rely on is the partial order
+:meth:`Hierarchy.generalises` computes: level ``b`` generalises level ``a`` when every class of
+``a`` lies inside one class of ``b``. Level 0 is generalised by every level, and every level by
+the top.
 
 A missing value (the empty string) is a value of its own: it stays missing at every level but
 the top, so a record without an age band is never mixed into a band it may not belong to.
@@ -18,8 +23,9 @@ configuration. Three declarations are understood:
     ``{"path": "file.csv", "columns": ["leaf column", "level 1 column", ...]}``, a CSV read with
     every cell as a string and no NA guessing (``NA`` is Namibia).
 ``periods``
-    ``{"first": 1990, "last": 2039, "origin": 1990, "widths": [2, 10]}``: integer values
-    generalised to periods of the given widths counted from ``origin``.
+    ``{"first": 1990, "last": 2039, "origin": 2000, "widths": [2, 5]}``: integer values
+    generalised to periods of the given widths counted from ``origin`` (widths need not divide
+    one another).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class Hierarchy:
     labels: tuple[tuple[str, ...], ...]
     _codes: tuple[npt.NDArray[np.int32], ...] = field(init=False, repr=False, compare=False)
     _level_labels: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+    _order: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         height = len(self.level_names)
@@ -80,6 +87,11 @@ class Hierarchy:
                     f"hierarchy {self.name!r}: value {leaf!r} must start with itself and end "
                     f"with {TOP!r}"
                 )
+            if TOP in row[1:-1]:
+                raise HierarchyError(
+                    f"hierarchy {self.name!r}: value {leaf!r} has the label {TOP!r} below the "
+                    f"top level; {TOP!r} is reserved for a withheld value"
+                )
         codes: list[npt.NDArray[np.int32]] = []
         level_labels: list[tuple[str, ...]] = []
         for level in range(height):
@@ -88,20 +100,18 @@ class Hierarchy:
             position = {label: i for i, label in enumerate(uniques)}
             codes.append(np.array([position[label] for label in column], dtype=np.int32))
             level_labels.append(uniques)
-        # Nesting: a label at one level must always lead to the same label one level up, or
-        # generalising could split a class and the lattice would not be monotone.
-        for level in range(1, height):
-            parent: dict[str, str] = {}
-            for row in self.labels:
-                seen = parent.setdefault(row[level - 1], row[level])
-                if seen != row[level]:
-                    raise HierarchyError(
-                        f"hierarchy {self.name!r}: label {row[level - 1]!r} at level "
-                        f"{self.level_names[level - 1]!r} generalises to both {seen!r} and "
-                        f"{row[level]!r} at level {self.level_names[level]!r}; levels must nest"
-                    )
+        # Level b generalises level a when the label at a decides the label at b, i.e. there are
+        # as many distinct (a, b) label pairs as labels at a. Levels need not nest, so this is a
+        # partial order computed here rather than assumed from the level numbers.
+        order = np.zeros((height, height), dtype=np.bool_)
+        for a in range(height):
+            for b in range(height):
+                pairs = np.unique(codes[a].astype(np.int64) * len(self.leaves) + codes[b])
+                order[a, b] = len(pairs) == len(level_labels[a])
+        order.flags.writeable = False
         object.__setattr__(self, "_codes", tuple(codes))
         object.__setattr__(self, "_level_labels", tuple(level_labels))
+        object.__setattr__(self, "_order", order)
 
     @property
     def height(self) -> int:
@@ -115,6 +125,40 @@ class Hierarchy:
     def level_labels(self, level: int) -> tuple[str, ...]:
         """Return the distinct labels of ``level``, indexed by the codes of :meth:`level_codes`."""
         return self._level_labels[level]
+
+    def generalises(self, a: int, b: int) -> bool:
+        """Return whether level ``b`` generalises ``a``: every class of ``a`` is in one of ``b``.
+
+        This is the partial order the lattice search prunes by; it holds for ``a == b``, for
+        ``a == 0`` and for ``b`` the top, and otherwise only when the hierarchy's table says so.
+
+        >>> h = Hierarchy.from_mapping("y", ["year", "2-year", "3-year", "any"], {
+        ...     "1": ["1-2", "1-3"], "2": ["1-2", "1-3"], "3": ["3-4", "1-3"], "4": ["3-4", "4-6"]})
+        >>> h.generalises(0, 2), h.generalises(1, 3), h.generalises(1, 2), h.generalises(2, 1)
+        (True, True, False, False)
+        """
+        if not (0 <= a <= self.height and 0 <= b <= self.height):
+            raise HierarchyError(f"hierarchy {self.name!r}: no level pair ({a}, {b})")
+        return bool(self._order[a, b])
+
+    def generalisation_order(self) -> npt.NDArray[np.bool_]:
+        """Return the matrix of :meth:`generalises`: entry ``[a, b]`` for every pair of levels."""
+        return self._order
+
+    def level_map(self, a: int, b: int) -> npt.NDArray[np.int64]:
+        """Return, for each label code at level ``a``, the code of its label at level ``b``.
+
+        :raises HierarchyError: if level ``b`` does not generalise level ``a`` (then a label at
+            ``a`` may lead to several labels at ``b``, and only the leaves decide).
+        """
+        if not self.generalises(a, b):
+            raise HierarchyError(
+                f"hierarchy {self.name!r}: level {self.level_names[b]!r} does not generalise "
+                f"level {self.level_names[a]!r}; map from the leaves instead"
+            )
+        to = np.zeros(len(self._level_labels[a]), dtype=np.int64)
+        to[self._codes[a]] = self._codes[b]
+        return to
 
     def leaf_counts(self, level: int) -> npt.NDArray[np.int64]:
         """Return, for each leaf, how many leaves share its label at ``level``."""

@@ -243,7 +243,7 @@ def test_average_risk_cap_holds_in_the_release(
 ) -> None:
     model = PrivacyModel(k=11, sensitive="exploitationType", l=2, max_average_risk=0.03)
     for strategy in ("full_domain", "local"):
-        result = anonymise(ctdc_sample, quasi_identifiers, hierarchies, model, strategy=strategy)  # type: ignore[arg-type]
+        result = anonymise(ctdc_sample, quasi_identifiers, hierarchies, model, strategy=strategy)
         released = result.data
         classes = released.groupby(quasi_identifiers, dropna=False).ngroups
         assert classes / len(released) <= 0.03
@@ -301,3 +301,16 @@ def test_release_is_l_diverse_or_refused(
         else:
             assert float(np.exp(-(shares * np.log(shares)).sum())) >= l_value - 1e-9
     assert_release_consistent(frame, result, qis, TOY)
+
+
+def test_local_strategy_never_withholds_a_value_already_at_the_top() -> None:
+    # Found by the property test above: at a node where "a" is already "*", withholding "a"
+    # again cost nothing, so the greedy step chose it, counted cells no one could see and split
+    # a class on an invisible code.
+    rows = [("1", "x", "p")] * 3 + [("1", "x", "q"), ("1", "y", "p"), ("1", "y", "q")]
+    frame = pd.DataFrame([*rows, ("3", "x", "p")], columns=["a", "b", "c"], dtype="string")
+    model = PrivacyModel(k=3, max_suppression=0.0)
+    result = anonymise(frame, ["a", "b", "c"], TOY, model, metric="entropy", strategy="local")
+    assert result.report.level_indices["a"] == 2
+    assert_release_consistent(frame, result, ["a", "b", "c"], TOY)
+    assert independent_k(result.data, ["a", "b", "c"]) >= 3
