@@ -1,8 +1,10 @@
-"""Run the benchmarks: ``python -m bench [upload|sdc|dp|query|synth ...]`` (default: all but synth).
+"""Run the benchmarks: ``python -m bench [upload|sdc|dp|query|synth|anon ...]`` (default: all
+but synth and anon).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
-(``bench/peers_synth.sh``), so it runs only when named.
+(``bench/peers_synth.sh``), so it runs only when named; so does the Anonymeter cross-check of
+the privacy attacks (``bench/peers_anon.sh``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ BENCHES = {
     "dp": "bench.dp_bench",
     "query": "bench.query_bench",
     "synth": "bench.synth_bench",
+    "anon": "bench.anon_check",
 }
 DEFAULT = ("upload", "sdc", "dp", "query")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CTDC_FILE = ROOT / ".." / "shared" / "data" / "ctdc" / "ctdc_global_kanon_2021.csv"
-OUT = ROOT / "bench" / "out"
+#: Where runs write their tables and reports (SYNTH_BENCH_OUT lets two runs go side by side).
+OUT = Path(os.environ.get("SYNTH_BENCH_OUT", str(ROOT / "bench" / "out")))
 PEER_PYTHON = ROOT / "bench" / ".venv-synth" / "bin" / "python"
 DEMOGRAPHIC = [
     "yearOfRegistration",

@@ -96,24 +96,34 @@ class AttackResult:
     """One attack's success against training and control records and its naive baseline.
 
     :param name: the attack.
-    :param n_attacks: attacks made per target set.
+    :param n_attacks: attacks made per target set: the rates' denominator.
+    :param n_requested: attacks asked for; singling out makes fewer when its attempt budget
+        runs out first, the other attacks when the training or control table is smaller.
     :param main_rate: success rate against training records.
     :param control_rate: success rate against control records.
     :param baseline_rate: success rate of the naive attack that ignores the synthetic table.
     :param main_interval: 95 % Wilson interval of ``main_rate``.
     :param risk: ``(main - control) / (1 - control)``, floored at 0.
+    :param risk_interval: the risk at the ends of the two rates' 95 % Wilson intervals (lowest
+        main with highest control, and the reverse); it holds the risk whenever both intervals
+        hold their rates, so (by the union bound, attacks taken as independent trials) at least
+        about 90 % of the time.
     """
 
     name: str
     n_attacks: int
+    n_requested: int
     main_rate: float
     control_rate: float
     baseline_rate: float
     main_interval: tuple[float, float]
     risk: float
+    risk_interval: tuple[float, float]
 
     @classmethod
-    def from_counts(cls, name: str, n: int, main: int, control: int, baseline: int) -> AttackResult:
+    def from_counts(
+        cls, name: str, n: int, main: int, control: int, baseline: int, requested: int
+    ) -> AttackResult:
         """Build a result from success counts out of ``n`` attacks each.
 
         :param name: the attack.
@@ -121,16 +131,37 @@ class AttackResult:
         :param main: successes against training records.
         :param control: successes against control records.
         :param baseline: successes of the naive attack.
+        :param requested: attacks asked for.
+
+        >>> r = AttackResult.from_counts("test", 100, 60, 20, 5, 100)
+        >>> round(r.risk, 3), [round(x, 3) for x in r.risk_interval]
+        (0.5, [0.3, 0.643])
         """
+        main_interval = wilson_interval(main, n)
+        control_interval = wilson_interval(control, n)
         return cls(
             name=name,
             n_attacks=n,
+            n_requested=requested,
             main_rate=main / n,
             control_rate=control / n,
             baseline_rate=baseline / n,
-            main_interval=wilson_interval(main, n),
+            main_interval=main_interval,
             risk=excess_risk(main / n, control / n),
+            risk_interval=(
+                excess_risk(main_interval[0], control_interval[1]),
+                excess_risk(main_interval[1], control_interval[0]),
+            ),
         )
+
+    @classmethod
+    def none_made(cls, name: str, requested: int) -> AttackResult:
+        """Build the result of an attack that found nothing to attack with: nothing is known.
+
+        :param name: the attack.
+        :param requested: attacks asked for.
+        """
+        return cls(name, 0, requested, 0.0, 0.0, 0.0, (0.0, 1.0), 0.0, (0.0, 1.0))
 
 
 def _unique_matches(matrix: IntMatrix, columns: Sequence[int], values: Sequence[int]) -> int:
@@ -141,6 +172,55 @@ def _unique_matches(matrix: IntMatrix, columns: Sequence[int], values: Sequence[
     return int(mask.sum())
 
 
+def _same_size_samples(
+    training: IntMatrix, control: IntMatrix, rng: np.random.Generator
+) -> tuple[IntMatrix, IntMatrix]:
+    """Return training and control records at the smaller table's size.
+
+    The smaller table is kept whole; the larger one is a uniform random sample of that size
+    (without replacement), so a sorted table is not cut to its first rows.
+    """
+    size = min(len(training), len(control))
+
+    def cut(matrix: IntMatrix) -> IntMatrix:
+        if len(matrix) == size:
+            return matrix
+        return matrix[np.sort(rng.choice(len(matrix), size, replace=False))]
+
+    return cut(training), cut(control)
+
+
+#: Default singling-out attempt budget per requested predicate. Each attempt (a random
+#: synthetic record and random columns) is kept only if it describes exactly one synthetic
+#: record; on the CTDC records, where most rows are duplicates, as few as 1 in 700 attempts is
+#: kept (25 columns, 4 per predicate), so a budget of 20 per predicate made 9-221 of 500. The
+#: whole default budget for 500 predicates, spent on 10,000 synthetic records, takes about 2 s.
+SINGLING_OUT_ATTEMPTS_PER_PREDICATE = 2000
+
+#: Bytes of packed row sets examined per batch of singling-out attempts, and the most attempts
+#: per batch (its random column choices take 8 bytes per column and attempt).
+_BATCH_BYTES = 8_000_000
+_BATCH_ATTEMPTS = 4096
+
+
+def _packed_row_sets(
+    matrix: IntMatrix, cardinalities: Sequence[int]
+) -> tuple[npt.NDArray[np.uint8], IntMatrix]:
+    """Return, for every (column, code), the set of rows holding it, packed as bits.
+
+    :return: the packed sets, one row per code of every column in turn, and each column's
+        first row in them.
+    """
+    offsets = np.concatenate([[0], np.cumsum(cardinalities)[:-1]]).astype(np.int64)
+    rows = np.arange(len(matrix))
+    blocks = []
+    for j, size in enumerate(cardinalities):
+        holds = np.zeros((size, len(matrix)), dtype=bool)
+        holds[matrix[:, j], rows] = True
+        blocks.append(np.packbits(holds, axis=1))
+    return np.concatenate(blocks), offsets
+
+
 def singling_out(
     training: IntMatrix,
     synthetic: IntMatrix,
@@ -149,44 +229,72 @@ def singling_out(
     n_attacks: int,
     n_columns: int,
     rng: np.random.Generator,
+    *,
+    max_attempts: int | None = None,
 ) -> AttackResult:
     """Score multivariate singling out: predicates unique in the synthetic table.
 
-    The attacker takes a synthetic record and a random set of ``n_columns`` columns; if those
-    values describe exactly one synthetic record, the attacker guesses they describe exactly one
-    real person. Success: the predicate matches exactly one training record (main) or one
-    control record (control; the control set is cut to the training set's size). The baseline
-    draws each predicate value uniformly from the column's domain.
+    The attacker takes a random synthetic record and a random set of ``n_columns`` columns
+    (one attempt); if those values describe exactly one synthetic record, they make a
+    predicate, and the attacker guesses it describes exactly one real person. Attempts go on
+    until ``n_attacks`` predicates are made or ``max_attempts`` are spent; the rates are out
+    of the predicates made (``n_attacks`` of the result), beside the number asked for
+    (``n_requested``). Success: the predicate matches exactly one training record (main) or
+    exactly one control record (control). Whether a predicate is unique depends on the size
+    of the table, so both are scored at the smaller one's size: the smaller table whole, and
+    a seeded uniform random sample (without replacement) of the larger. The baseline draws each
+    predicate value uniformly from the column's codes present in the three tables (training,
+    synthetic, control; the column's full domain is not known here), and succeeds when that
+    predicate matches exactly one record of the training sample.
 
     :param training: encoded training records.
     :param synthetic: encoded synthetic records.
     :param control: encoded control records.
     :param cardinalities: number of codes of every column.
-    :param n_attacks: predicates to try.
+    :param n_attacks: predicates asked for.
     :param n_columns: columns per predicate.
     :param rng: source of randomness.
+    :param max_attempts: attempts allowed in all; by default
+        ``SINGLING_OUT_ATTEMPTS_PER_PREDICATE * n_attacks``.
     """
+    budget = (
+        SINGLING_OUT_ATTEMPTS_PER_PREDICATE * n_attacks if max_attempts is None else max_attempts
+    )
+    if budget < 1:
+        raise ValueError(f"singling out: max_attempts must be at least 1, not {budget}")
+    if n_columns < 1:
+        raise ValueError(f"singling out: a predicate needs at least one column, not {n_columns}")
     d = training.shape[1]
-    size = min(len(training), len(control))
-    training_part, control_part = training[:size], control[:size]
-    main = control_hits = baseline = made = 0
+    k = min(n_columns, d)
+    training_part, control_part = _same_size_samples(training, control, rng)
+    sets, offsets = _packed_row_sets(synthetic, cardinalities)
+    batch = max(16, min(_BATCH_ATTEMPTS, _BATCH_BYTES // (k * sets.shape[1])))
+    predicates: list[tuple[list[int], list[int]]] = []
     tries = 0
-    while made < n_attacks and tries < 20 * n_attacks:
-        tries += 1
-        row = synthetic[rng.integers(len(synthetic))]
-        cols = rng.choice(d, size=min(n_columns, d), replace=False)
-        values = row[cols]
-        if _unique_matches(synthetic, cols, values) != 1:
-            continue
-        made += 1
-        main += _unique_matches(training_part, cols, values) == 1
-        control_hits += _unique_matches(control_part, cols, values) == 1
-        guess = [rng.integers(cardinalities[j]) for j in cols]
-        baseline += _unique_matches(training_part, cols, guess) == 1
-    if made == 0:
+    while len(predicates) < n_attacks and tries < budget:
+        size = min(batch, budget - tries)
+        rows = rng.integers(len(synthetic), size=size)
+        # The first k of a random permutation of the columns: k columns without replacement.
+        cols = np.argsort(rng.random((size, d)), axis=1)[:, :k]
+        values = synthetic[rows[:, None], cols]
+        matching = np.bitwise_and.reduce(sets[offsets[cols] + values], axis=1)
+        unique = np.flatnonzero(np.bitwise_count(matching).sum(axis=1, dtype=np.int64) == 1)
+        kept = unique[: n_attacks - len(predicates)]
+        predicates.extend((cols[i].tolist(), values[i].tolist()) for i in kept)
+        # Attempts after the last predicate needed were never made.
+        tries += int(kept[-1]) + 1 if len(predicates) == n_attacks else size
+    if not predicates:
         # No synthetic record is unique on any tried predicate: nothing to single out with.
-        return AttackResult("singling out", 0, 0.0, 0.0, 0.0, (0.0, 1.0), 0.0)
-    return AttackResult.from_counts("singling out", made, main, control_hits, baseline)
+        return AttackResult.none_made("singling out", n_attacks)
+    main = control_hits = baseline = 0
+    sizes = np.asarray(cardinalities)
+    for columns, predicate in predicates:
+        main += _unique_matches(training_part, columns, predicate) == 1
+        control_hits += _unique_matches(control_part, columns, predicate) == 1
+        guess = rng.integers(sizes[columns]).tolist()
+        baseline += _unique_matches(training_part, columns, guess) == 1
+    made = len(predicates)
+    return AttackResult.from_counts("singling out", made, main, control_hits, baseline, n_attacks)
 
 
 def _mismatches(block: IntMatrix, reference: IntMatrix, columns: Sequence[int]) -> IntMatrix:
@@ -195,6 +303,21 @@ def _mismatches(block: IntMatrix, reference: IntMatrix, columns: Sequence[int]) 
     for j in columns:
         counts += block[:, j, None] != reference[None, :, j]
     return counts
+
+
+def _random_nearest(distances: IntMatrix, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    """Return, for each row, the column of its smallest value, ties broken uniformly at random.
+
+    :param distances: one row of distances per query.
+    :param rng: source of randomness.
+
+    >>> _random_nearest(np.array([[2, 0, 1]]), np.random.default_rng(0)).tolist()
+    [1]
+    """
+    # The largest of independent uniform keys is equally likely to sit on any tied column.
+    keys = rng.random(distances.shape)
+    keys[distances != distances.min(axis=1, keepdims=True)] = -1.0
+    return np.asarray(keys.argmax(axis=1), dtype=np.int64)
 
 
 def linkability(
@@ -206,10 +329,24 @@ def linkability(
 ) -> AttackResult:
     """Score linkability: can two halves of a record be joined through the synthetic table?
 
-    The columns are split at random into two halves, as if held by two different data holders.
-    For each target, the attacker takes the synthetic records closest to each half (all of them
-    when several tie, as categorical records often do); success is a synthetic record closest
-    to both halves. The baseline draws one random synthetic record for each half.
+    The columns are split at random into two halves, as if held by two different data holders
+    (the split is the generator's first draw, so a caller can repeat it). For each target, the
+    attacker takes the synthetic record closest to each half, one record per half, ties broken
+    uniformly at random; success is the same synthetic record for both halves. The baseline
+    draws one uniformly random synthetic record for each half, and so succeeds with probability
+    1/n for n synthetic records.
+
+    Attack and baseline are like for like. If the synthetic table says nothing about how the
+    halves go together (its two halves independent, each with rows in random order), the two
+    picks are independent, and each is equally likely to be any synthetic row, because ties
+    are broken at random: the attack then succeeds with probability exactly 1/n, as the
+    baseline does. Breaking ties by row order would pile both picks onto the first rows and
+    beat the baseline by itself; so would counting a success when ANY of the tied closest
+    records is closest to both halves (categorical records tie often: most CTDC rows are
+    duplicates), which also rewards an attacker for naming many links at once. A baseline of
+    random sets of the tie sets' sizes would match that variant, but a success then no longer
+    names one link, and it nears certainty for any record with a copy in the synthetic table,
+    held out or not. One neighbour per half is also Anonymeter's choice for this comparison.
 
     :param training: encoded training records.
     :param synthetic: encoded synthetic records.
@@ -229,18 +366,18 @@ def linkability(
         hits = 0
         for start in range(0, len(targets), _CHUNK):
             block = targets[start : start + _CHUNK]
-            a = _mismatches(block, synthetic, first)
-            b = _mismatches(block, synthetic, second)
-            closest_a = a == a.min(axis=1, keepdims=True)
-            closest_b = b == b.min(axis=1, keepdims=True)
-            hits += int((closest_a & closest_b).any(axis=1).sum())
+            nearest_first = _random_nearest(_mismatches(block, synthetic, first), rng)
+            nearest_second = _random_nearest(_mismatches(block, synthetic, second), rng)
+            hits += int((nearest_first == nearest_second).sum())
         return hits
 
-    main = linked(training[rng.choice(len(training), n, replace=False)])
-    control_hits = linked(control[rng.choice(len(control), n, replace=False)])
+    main_targets = training[rng.choice(len(training), n, replace=False)]
+    control_targets = control[rng.choice(len(control), n, replace=False)]
+    main = linked(main_targets)
+    control_hits = linked(control_targets)
     draws = rng.integers(len(synthetic), size=(2, n))
     baseline = int((draws[0] == draws[1]).sum())
-    return AttackResult.from_counts("linkability", n, main, control_hits, baseline)
+    return AttackResult.from_counts("linkability", n, main, control_hits, baseline, n_attacks)
 
 
 def inference(
@@ -276,7 +413,7 @@ def inference(
     control_hits = guessed(control[rng.choice(len(control), n, replace=False)])
     draws = synthetic[rng.integers(len(synthetic), size=n), secret]
     baseline = int((draws == main_targets[:, secret]).sum())
-    return AttackResult.from_counts("inference", n, main, control_hits, baseline)
+    return AttackResult.from_counts("inference", n, main, control_hits, baseline, n_attacks)
 
 
 @dataclass(frozen=True)
@@ -323,7 +460,11 @@ class PrivacyReport:
             "exact_match_share": self.exact_match_share,
             "control_exact_match_share": self.control_exact_match_share,
             "distance_to_closest_record": vars(self.distance),
-            "attacks": [vars(a) | {"main_interval": list(a.main_interval)} for a in self.attacks],
+            "attacks": [
+                vars(a)
+                | {"main_interval": list(a.main_interval), "risk_interval": list(a.risk_interval)}
+                for a in self.attacks
+            ],
         }
 
 
@@ -354,6 +495,7 @@ def evaluate_privacy(
     n_attacks: int = 500,
     n_distance_sample: int = 500,
     singling_out_columns: int = 4,
+    singling_out_attempts: int | None = None,
     secrets: Sequence[str] = (),
     seed: int = 0,
 ) -> PrivacyReport:
@@ -366,6 +508,10 @@ def evaluate_privacy(
     :param n_attacks: attacks per attack type and target set.
     :param n_distance_sample: records sampled for the distance to closest record.
     :param singling_out_columns: columns per singling-out predicate.
+    :param singling_out_attempts: singling-out attempts allowed in all (see ``singling_out``);
+        by default ``SINGLING_OUT_ATTEMPTS_PER_PREDICATE`` (2000) per predicate asked for. The
+        singling-out result's ``n_attacks`` says how many predicates were made, its
+        ``n_requested`` how many were asked for.
     :param secrets: columns to infer; by default the first column.
     :param seed: seed of every sample and attack.
     """
@@ -373,6 +519,8 @@ def evaluate_privacy(
     for label, frame in (("training", training), ("synthetic", synthetic), ("control", control)):
         if len(frame) == 0:
             raise ValueError(f"privacy evaluation: the {label} table is empty")
+    if n_attacks < 1:
+        raise ValueError(f"privacy evaluation: n_attacks must be at least 1, not {n_attacks}")
     unknown = [s for s in secrets if s not in chosen]
     if unknown:
         raise ValueError(f"privacy evaluation: secret column(s) {unknown} are not compared")
@@ -405,6 +553,7 @@ def evaluate_privacy(
             n_attacks,
             singling_out_columns,
             rng,
+            max_attempts=singling_out_attempts,
         ),
         linkability(train_m, synth_m, control_m, n_attacks, rng),
     ]
