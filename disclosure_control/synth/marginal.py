@@ -12,7 +12,10 @@ The method, in the family of PrivBayes, MST and AIM (the winners on categorical 
    distribution, less the noise the larger marginal costs (so 3- and 4-way structure is
    modelled where the budget affords it);
 4. measure each column's marginal with its parents with the Gaussian mechanism;
-5. turn the noisy marginals into a Bayesian network of smoothed conditional tables and sample.
+5. turn the noisy marginals into a Bayesian network of smoothed conditional tables;
+6. rake each column's conditional table so its marginal moves to the inverse-variance
+   combination of the network's marginal and its own 1-way measurement (:func:`_rake`), and
+   sample.
 
 Every access to the real records is an OpenDP measurement inside one OpenDP adaptive
 composition under rho-zCDP, so the run's privacy loss is OpenDP's figure.
@@ -482,19 +485,8 @@ class SynthesisModel:
         if n_records < 0:
             raise ValueError("the number of synthetic records cannot be negative")
         rng = np.random.default_rng(seed)
-        d = len(self.domain.columns)
-        compressed = np.zeros((n_records, d), dtype=np.int64)
         sizes = [len(kept) + (1 if rare.size else 0) for kept, rare, _ in self.expand]
-        for factor in self.factors:
-            config = _cells(compressed, factor.parents, sizes)
-            cdf = np.cumsum(factor.table, axis=1)
-            cdf[:, -1] = 1.0
-            u = rng.random(n_records)
-            drawn = np.empty(n_records, dtype=np.int64)
-            for start in range(0, n_records, 65536):
-                part = slice(start, start + 65536)
-                drawn[part] = (cdf[config[part]] < u[part, None]).sum(axis=1)
-            compressed[:, factor.child] = drawn
+        compressed = _draw_compressed(self.factors, sizes, n_records, rng)
         codes = np.empty_like(compressed)
         for j, (kept, rare, weights) in enumerate(self.expand):
             column = compressed[:, j]
@@ -806,6 +798,13 @@ class MarginalSynthesizer:
                 _Factor(child, parents[child], _conditional(counts, priors[child], model_sigma))
             )
 
+        # 6. Post-processing: pull each column's marginal towards its 1-way measurement,
+        # weighting the two estimates by the inverse of their noise variance.
+        one_way_var = [one_way_sigma**2] * d
+        model_var = [one_way_sigma**2 if f.child == root else model_sigma**2 * len(f.table)
+                     for f in factors]  # fmt: skip
+        factors = _rake(factors, sizes, priors, one_way_var, model_var)
+
         rho_spent = _loss(composition, 1)
         spend = PrivacySpend(rho_spent, self.delta, epsilon_for_rho(rho_spent, self.delta), ledger)
         return SynthesisModel(
@@ -991,3 +990,64 @@ def _compress(counts: FloatArray, sigma: float, n_hat: float) -> _Compressed:
         weights=_rare_weights(counts[rare], sigma),
         prior=np.asarray(prior / prior.sum(), dtype=np.float64),
     )
+
+
+def _draw_compressed(
+    factors: Sequence[_Factor], sizes: Sequence[int], n_records: int, rng: np.random.Generator
+) -> IntMatrix:
+    """Draw records in compressed codes from a Bayesian network's factors, in their order."""
+    compressed = np.zeros((n_records, len(sizes)), dtype=np.int64)
+    for factor in factors:
+        config = _cells(compressed, factor.parents, sizes)
+        cdf = np.cumsum(factor.table, axis=1)
+        cdf[:, -1] = 1.0
+        u = rng.random(n_records)
+        drawn = np.empty(n_records, dtype=np.int64)
+        for start in range(0, n_records, 65536):
+            part = slice(start, start + 65536)
+            drawn[part] = (cdf[config[part]] < u[part, None]).sum(axis=1)
+        compressed[:, factor.child] = drawn
+    return compressed
+
+
+#: Records drawn to read the network's marginals while raking, and rounds of raking.
+RAKE_DRAW = 100_000
+RAKE_ROUNDS = 3
+
+
+def _rake(
+    factors: list[_Factor],
+    sizes: Sequence[int],
+    measured: Sequence[FloatArray],
+    measured_var: Sequence[float],
+    model_var: Sequence[float],
+) -> list[_Factor]:
+    """Rescale each factor so its column's marginal moves to a combined estimate (post-processing).
+
+    A column's marginal as the network draws it sums its noisy marginal over every parent
+    configuration, so its noise grows with their number; the column's own 1-way measurement
+    has one cell's noise. Each round draws records from the network (seeded: deterministic),
+    reads every column's marginal, combines it with the measured one by inverse variance (per
+    cell, in counts), and multiplies the factor's columns by target / drawn, renormalising rows.
+
+    :param factors: the network, in sampling order.
+    :param sizes: every column's number of compressed codes.
+    :param measured: every column's measured 1-way distribution (compressed).
+    :param measured_var: the noise variance of one measured count, per column.
+    :param model_var: the noise variance of the network's marginal, in counts, per factor.
+    """
+    rng = np.random.default_rng(0)
+    raked = [_Factor(f.child, f.parents, f.table.copy()) for f in factors]
+    for _ in range(RAKE_ROUNDS):
+        drawn = _draw_compressed(raked, sizes, RAKE_DRAW, rng)
+        for position, factor in enumerate(raked):
+            j = factor.child
+            current = np.bincount(drawn[:, j], minlength=sizes[j]) / RAKE_DRAW
+            w_model = 1.0 / model_var[position]
+            w_measured = 1.0 / measured_var[j]
+            target = (w_model * current + w_measured * measured[j]) / (w_model + w_measured)
+            ratio = np.where(current > 0, target / np.maximum(current, 1e-300), 1.0)
+            table = factor.table * ratio[None, :]
+            sums = table.sum(axis=1, keepdims=True)
+            factor.table = np.where(sums > 0, table / np.where(sums > 0, sums, 1.0), factor.table)
+    return raked

@@ -145,3 +145,24 @@ def test_synthetic_records_beat_independent_columns(
     # 0.31 for independent columns, so 0.8 x independence leaves a wide margin.
     assert ours.mean_tvd(3) < 0.8 * floor.mean_tvd(3)
     assert ours.mean_tvd(1) < 0.05
+
+
+def test_raking_moves_a_marginal_to_a_precise_measurement_and_keeps_odds_ratios() -> None:
+    from disclosure_control.synth.marginal import RAKE_DRAW, _draw_compressed, _Factor, _rake
+
+    root = _Factor(0, (), np.array([[0.3, 0.7]]))
+    child = _Factor(1, (0,), np.array([[0.8, 0.2], [0.4, 0.6]]))
+    measured = [np.array([0.3, 0.7]), np.array([0.3, 0.7])]
+    # The measurement is far more precise than the network: the marginal should move to it.
+    raked = _rake([root, child], [2, 2], measured, [1e-9, 1e-9], [1e9, 1e9])
+    drawn = _draw_compressed(raked, [2, 2], RAKE_DRAW, np.random.default_rng(1))
+    share = np.bincount(drawn[:, 1], minlength=2) / RAKE_DRAW
+    # Binomial sampling error of the drawn share at six deviations, plus raking's own tolerance.
+    assert abs(share[1] - 0.7) < 6 * np.sqrt(0.21 / RAKE_DRAW) * 2 + 0.01
+    before = (0.8 / 0.2) / (0.4 / 0.6)
+    table = raked[1].table
+    after = (table[0, 0] / table[0, 1]) / (table[1, 0] / table[1, 1])
+    assert after == pytest.approx(before, rel=1e-9)
+    # With the network far more precise than the measurement, nothing moves.
+    kept = _rake([root, child], [2, 2], measured, [1e9, 1e9], [1e-9, 1e-9])
+    np.testing.assert_allclose(kept[1].table, child.table, rtol=1e-6)
