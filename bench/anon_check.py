@@ -77,9 +77,9 @@ Where the two designs differ (not matchable through either public API):
                it means. ctdhub's baseline is that marginal guess.
  intervals     Both give Wilson rate intervals; Anonymeter's rate point is the Wilson centre,
                ctdhub's is k/n (printed here: k/n for both). Risk: Anonymeter propagates the two
-               rate errors (delta method); ctdhub reports no risk interval, so the one printed
-               for ctdhub is derived here from its Wilson bounds (conservative: lowest main with
-               highest control, and the reverse). ctdhub floors risk at 0, Anonymeter clips.
+               rate errors (delta method); ctdhub's pairs the ends of its Wilson bounds
+               (lowest main with highest control, and the reverse). ctdhub floors risk at 0,
+               Anonymeter clips.
  randomness    Different generators: matched counts, not matched draws. Anonymeter's
                linkability baseline uses an unseeded generator (its value varies run to run)."""
 
@@ -261,7 +261,7 @@ def _ctdhub_attacks(
             "baseline": rate(result.baseline_rate, result.n_attacks),
             "control": control_rate,
             "risk": result.risk,
-            "risk_interval": _risk_bounds(main["interval"], control_rate["interval"]),
+            "risk_interval": list(result.risk_interval),
             "seconds": seconds,
             "warnings": [],
         }
@@ -276,22 +276,6 @@ def _ctdhub_attacks(
         "control exact": report.control_exact_match_share,
     }
     return attacks, shares, split
-
-
-def _risk_bounds(main: list[float], control: list[float]) -> list[float]:
-    """Bound ``(main - control) / (1 - control)`` over the two rates' intervals, floored at 0.
-
-    The risk grows with the main rate and falls as the control rate grows, so its extremes
-    pair the main rate's low bound with the control rate's high bound, and the reverse.
-
-    >>> _risk_bounds([0.5, 0.5], [0.0, 0.0])
-    [0.5, 0.5]
-    """
-
-    def risk(m: float, c: float) -> float:
-        return 0.0 if c >= 1.0 else max(0.0, (m - c) / (1.0 - c))
-
-    return [risk(main[0], control[1]), risk(main[1], control[0])]
 
 
 def _anonymeter_attacks(
@@ -370,20 +354,15 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from bench.synth_bench import CTDC_FILE, DELTA, DEMOGRAPHIC
+    from bench.synth_bench import CTDC_FILE, DELTA, split_ctdc
     from contributors.schema import load_schema
     from disclosure_control.synth import MarginalSynthesizer, rho_for_epsilon
     from hub.services.releases import synthesis_domain
 
     records = pd.read_csv(CTDC_FILE, dtype="string", keep_default_na=False).drop(columns=["caseNo"])
     # bench/synth_bench.py's split and 25-column subset, so both benches look at the same data.
-    order = np.random.default_rng(2021).permutation(len(records))
-    half = len(records) // 2
-    training_half = records.iloc[order[:half]].reset_index(drop=True)
-    held_out_half = records.iloc[order[half : 2 * half]].reset_index(drop=True)
-    indicators = [c for c in records.columns if c not in DEMOGRAPHIC]
-    top = (training_half[indicators] != "").sum().sort_values(ascending=False).index[:18]
-    columns = DEMOGRAPHIC + list(top)
+    training_half, held_out_half, columns = split_ctdc(records, len(records))
+    half = len(training_half)
     if args.train > half or args.control + args.train > half:
         raise SystemExit(f"--train and --control must fit the halves of {len(records)} records")
     training = training_half[columns].iloc[: args.train].reset_index(drop=True)

@@ -32,15 +32,41 @@ CTDC_FILE = ROOT / ".." / "shared" / "data" / "ctdc" / "ctdc_global_kanon_2021.c
 #: Where runs write their tables and reports (SYNTH_BENCH_OUT lets two runs go side by side).
 OUT = Path(os.environ.get("SYNTH_BENCH_OUT", str(ROOT / "bench" / "out")))
 PEER_PYTHON = ROOT / "bench" / ".venv-synth" / "bin" / "python"
-DEMOGRAPHIC = [
-    "yearOfRegistration",
-    "Datasource",
-    "gender",
-    "ageBroad",
-    "majorityStatus",
-    "citizenship",
-    "CountryOfExploitation",
-]
+
+
+def split_ctdc(records: Any, size: int) -> tuple[Any, Any, list[str]]:
+    """Return the fixed training and held-out halves of the CTDC records, and the 25 columns.
+
+    The 25-column subset is the schema's coded columns (the demographic ones) and the 18
+    indicators most often recorded in the training half.
+
+    :param records: the CTDC file, as strings, without the case number.
+    :param size: the most records in each half.
+    """
+    import numpy as np
+
+    order = np.random.default_rng(2021).permutation(len(records))
+    half = min(size, len(records) // 2)
+    training = records.iloc[order[:half]].reset_index(drop=True)
+    held_out = records.iloc[order[half : 2 * half]].reset_index(drop=True)
+    demographic = _demographic()
+    indicators = [c for c in records.columns if c not in demographic]
+    top = (training[indicators] != "").sum().sort_values(ascending=False).index[:18]
+    return training, held_out, demographic + list(top)
+
+
+def _demographic() -> list[str]:
+    """Return the record schema's columns with a public coded domain (not the indicators).
+
+    Read from the schema rather than listed here; the peer environment, which has no
+    ``contributors``, never needs them.
+    """
+    from contributors.schema import load_schema
+
+    schema = load_schema()
+    return [name for name in schema.names if schema.domain(name) is not None]
+
+
 DELTA = 1e-6
 #: AIM's bounded settings (see :func:`_smartnoise`).
 AIM_ROUNDS_PER_COLUMN = 2
@@ -208,14 +234,8 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     records = pd.read_csv(CTDC_FILE, dtype="string", keep_default_na=False).drop(columns=["caseNo"])
-    order = np.random.default_rng(2021).permutation(len(records))
-    half = min(args.train_size, len(records) // 2)
-    training_all = records.iloc[order[:half]].reset_index(drop=True)
-    held_out_all = records.iloc[order[half : 2 * half]].reset_index(drop=True)
-    indicators = [c for c in records.columns if c not in DEMOGRAPHIC]
-    # The 25-column subset: the demographic columns and the 18 most often recorded indicators.
-    top = (training_all[indicators] != "").sum().sort_values(ascending=False).index[:18]
-    subsets = {"25": DEMOGRAPHIC + list(top), "all": list(records.columns)}
+    training_all, held_out_all, columns_25 = split_ctdc(records, args.train_size)
+    subsets = {"25": columns_25, "all": list(records.columns)}
     chosen = ["25", "all"] if args.columns == "both" else [args.columns]
     # Every column's domain comes from the record schema, never from the data (as in the hub).
     from contributors.schema import load_schema

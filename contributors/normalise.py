@@ -52,6 +52,8 @@ ERROR_LIMIT = 1000
 #: Exact ages above this many years are rejected as implausible rather than banded as 48+.
 MAX_EXACT_AGE = 120
 
+#: How normalised booleans are written back (CTDC's spelling): false, true.
+BOOLEAN_SPELLING = ("0", "1")
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no")
 _DASHES = re.compile(r"\s*[-\u2010-\u2015\u2212]+\s*")
@@ -586,7 +588,9 @@ def format_records(records: pd.DataFrame, schema: RecordSchema | None = None) ->
         present = cells.notna().to_numpy(dtype=bool)
         if spec.type == "boolean":
             flags = cells.fillna(False).to_numpy(dtype=bool)
-            strings = np.where(present, np.where(flags, "1", "0"), "")
+            strings = np.where(
+                present, np.where(flags, BOOLEAN_SPELLING[1], BOOLEAN_SPELLING[0]), ""
+            )
         else:
             strings = np.where(
                 present, cells.astype("string").fillna("").to_numpy(dtype=object), ""

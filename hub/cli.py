@@ -184,6 +184,9 @@ def release_synthetic(
             line = _candidate_line(row)
     except HubError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        # The candidate is recorded as failed and its charge stands (the records were measured).
+        raise click.ClickException(f"the candidate's files could not be written: {error}") from None
     finally:
         bar.close()
     click.echo(line)

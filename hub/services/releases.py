@@ -36,6 +36,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contributors.normalise import BOOLEAN_SPELLING, format_records
 from contributors.schema import RecordSchema, load_schema
 from disclosure_control.dp import PrivacySpend
 from disclosure_control.evaluate import evaluate_release
@@ -51,8 +52,6 @@ from hub.services.snapshot import SnapshotCache, analysis_snapshot
 CREATE_SCOPE = "releases:create"
 READ_SCOPE = "releases:read"
 SYNTHETIC = "dp-synthetic"
-#: How the record schema's booleans are written in synthetic tables (as in CTDC's files).
-BOOLEAN_CODES = ("0", "1")
 ARTEFACTS = ("synthetic.csv", "model.json", "report.json", "report.md", "report.html")
 
 #: ``progress(stage, done, total)``, as the synthesizer reports it.
@@ -106,7 +105,8 @@ class SyntheticRequest:
 def synthesis_domain(schema: RecordSchema, columns: Sequence[str] = ()) -> Domain:
     """Return the public domain of the synthesised columns, from the record schema alone.
 
-    Coded and bounded-integer fields take their schema values, booleans ``0``/``1``; a field
+    Coded and bounded-integer fields take their schema values, booleans their CTDC spelling
+    (:data:`~contributors.normalise.BOOLEAN_SPELLING`); a field
     without a public domain (the pseudonymous case number) cannot be synthesised.
 
     :param schema: the record schema.
@@ -115,7 +115,7 @@ def synthesis_domain(schema: RecordSchema, columns: Sequence[str] = ()) -> Domai
     domains: dict[str, tuple[str, ...] | None] = {}
     for name in schema.names:
         spec = schema.field(name)
-        domains[name] = BOOLEAN_CODES if spec.type == "boolean" else schema.domain(name)
+        domains[name] = BOOLEAN_SPELLING if spec.type == "boolean" else schema.domain(name)
     if columns:
         unknown = [c for c in columns if c not in domains]
         if unknown:
@@ -127,23 +127,6 @@ def synthesis_domain(schema: RecordSchema, columns: Sequence[str] = ()) -> Domai
         return Domain.from_schema(domains, chosen)
     except ValueError as error:
         raise InvalidInput(str(error)) from None
-
-
-def as_codes(records: pd.DataFrame, domain: Domain) -> pd.DataFrame:
-    """Write the snapshot's typed records as the domain's codes (missing as the empty value).
-
-    :param records: the analysis snapshot's records, typed by the normaliser.
-    :param domain: the synthesised columns.
-    """
-    coded = {}
-    for column in domain.columns:
-        values = records[column]
-        if pd.api.types.is_bool_dtype(values.dtype):
-            text = values.map({True: BOOLEAN_CODES[1], False: BOOLEAN_CODES[0]})
-        else:
-            text = values.astype("string")
-        coded[column] = text.astype("string").fillna("")
-    return pd.DataFrame(coded)
 
 
 def _request_json(request: SyntheticRequest, rho: float) -> dict[str, Any]:
@@ -182,10 +165,16 @@ def build_synthetic(
     authorize(actor, CREATE_SCOPE)
     rho = request.checked_rho()
     domain = synthesis_domain(load_schema(), request.columns)
+    try:
+        # Built (and so checked) before anything is charged; it touches no data yet.
+        synthesizer = MarginalSynthesizer(domain, rho, delta=request.delta)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
     snapshot = analysis_snapshot(session, keyring, snapshots)
     if len(snapshot.records) == 0:
         raise InvalidInput("there are no accepted records to synthesise from")
-    coded = as_codes(snapshot.records, domain)
+    # The records as CTDC writes them (booleans 1/0, missing empty): the domain's codes.
+    coded = format_records(snapshot.records)[list(domain.columns)].reset_index(drop=True)
     order = np.random.default_rng(request.seed).permutation(len(coded))
     n_control = math.floor(request.holdout * len(coded))
     control = coded.iloc[np.sort(order[:n_control])].reset_index(drop=True)
@@ -237,7 +226,7 @@ def build_synthetic(
     candidate_id = candidate.id
     final = directory / candidate_id
     try:
-        model = MarginalSynthesizer(domain, rho, delta=request.delta).fit(training, progress)
+        model = synthesizer.fit(training, progress)
         synthetic = model.sample(request.records, request.seed)
         report = evaluate_release(
             training,
@@ -337,6 +326,9 @@ def redraw(row: ReleaseCandidate) -> pd.DataFrame:
         raise InvalidInput(f"release candidate {row.id} has no finished synthetic model")
     parameters = row.parameters
     domain = synthesis_domain(load_schema(), parameters["columns"])
-    model = SynthesisModel.from_json(row.model, domain)
+    try:
+        model = SynthesisModel.from_json(row.model, domain)
+    except ValueError as error:
+        raise InvalidInput(f"release candidate {row.id} cannot be redrawn: {error}") from None
     table: pd.DataFrame = model.sample(int(parameters["records"]), int(parameters["seed"]))
     return table

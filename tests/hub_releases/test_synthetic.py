@@ -148,6 +148,7 @@ def test_a_spend_over_the_cap_is_refused_and_changes_nothing(
             SyntheticRequest(records=10, epsilon=1.0, columns=("caseNo", "gender")),
             "no enumerated domain",
         ),
+        (SyntheticRequest(records=10, epsilon=1.0, columns=("gender",)), "at least two columns"),
     ],
 )
 def test_bad_requests_are_refused_before_any_charge(
@@ -221,3 +222,29 @@ def test_the_command_line_builds_lists_and_redraws(
     assert out.read_bytes() == kept.read_bytes()
     refused = runner.invoke(release, ["synthetic", "--records", "5"])
     assert refused.exit_code != 0 and "exactly one of epsilon or rho" in refused.output
+
+
+def test_a_stored_model_that_no_longer_reads_is_refused_clearly(
+    app: APIFlask, db_session: Session, accepted: int, tmp_path: Path
+) -> None:
+    row = build(app, db_session, SyntheticRequest(records=20, rho=0.02, columns=COLUMNS), tmp_path)
+    row.model = (row.model or "")[:-40]  # a truncated model file
+    with pytest.raises(InvalidInput, match="cannot be redrawn: synthesis model"):
+        releases.redraw(row)
+    db_session.rollback()
+
+
+def test_the_command_line_says_when_files_cannot_be_written(
+    app: APIFlask, db_session: Session, accepted: int, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    app.config["RELEASE_DIRECTORY"] = str(blocked)
+    args = ["synthetic", "--records", "10", "--rho", "0.01", "--column", "gender"]
+    args += ["--column", "ageBroad"]
+    result = app.test_cli_runner().invoke(release, args)
+    assert result.exit_code == 1
+    assert "the candidate's files could not be written" in result.output
+    assert "Traceback" not in result.output
+    db_session.expire_all()
+    assert db_session.execute(select(ReleaseCandidate.status)).scalar_one() == "failed"
