@@ -37,8 +37,19 @@ def stop_server(server: BaseWSGIServer | MultiSocketServer, timeout: float = 10.
 
     def close_everything() -> None:
         for channel in list(server._map.values()):
-            channel.close()
+            try:
+                channel.close()
+            except OSError:
+                # Already half-closed; close() takes a channel off the map before anything
+                # that can fail, so the loop still ends.
+                continue
 
     # Workers first: a worker finishing a request pulls the trigger, which must still be open.
     server.task_dispatcher.shutdown(timeout=timeout)
-    server.trigger.pull_trigger(close_everything)
+    try:
+        server.trigger.pull_trigger(close_everything)
+    except OSError:
+        # The trigger's pipe is already gone (seen once in CI at a live test's teardown, cause
+        # not found): the loop cannot be woken, so close the channels from here. The loop
+        # rebuilds its watch list from the emptied map on its next turn and ends.
+        close_everything()
