@@ -98,16 +98,17 @@ class Hub:
 
     def headers(self, roles: list[str]) -> dict[str, str]:
         """Create a principal with ``roles`` and return its bearer header."""
+        from hub.actors import OPERATOR
         from hub.db import session_factory
         from hub.services import principals
 
         self.serial += 1
         with session_factory(self.app)() as session:
-            organisation = principals.create_organisation(session, None, f"Org {self.serial}")
+            organisation = principals.create_organisation(session, OPERATOR, f"Org {self.serial}")
             principal = principals.create_principal(
-                session, None, organisation.id, f"system {self.serial}", roles
+                session, OPERATOR, organisation.id, f"system {self.serial}", roles
             )
-            client, secret = principals.create_client(session, None, principal.id)
+            client, secret = principals.create_client(session, OPERATOR, principal.id)
             client_id = client.client_id
         token = self.http.post(
             f"{self.url}/oauth/token",
@@ -226,7 +227,7 @@ def main() -> None:
 
             with hub.app.app_context(), session_factory(hub.app)() as session:
                 decrypted = analysis_snapshot(
-                    session, keyring(), hub.app.extensions["ctdhub.snapshots"]
+                    session, keyring(hub.app), hub.app.extensions["ctdhub.snapshots"]
                 ).records
             measure("CTDC 2021", hub, decrypted, options.repeats)
         finally:

@@ -55,6 +55,7 @@ def _peak_rss_mib(pid: int) -> float:
 def api_seconds(body: bytes, repeat: int) -> tuple[list[float], float]:
     """Time HTTP uploads of ``body`` to a fresh hub; return the times and peak server MiB."""
     from hub import create_app, migrate
+    from hub.actors import OPERATOR
     from hub.crypto import Keyring
     from hub.db import session_factory
     from hub.services import principals
@@ -65,9 +66,9 @@ def api_seconds(body: bytes, repeat: int) -> tuple[list[float], float]:
         migrate.upgrade(url)
         app = create_app({"DATABASE_URL": url, "KEYRING": keyring})
         with session_factory(app)() as session:
-            org = principals.create_organisation(session, None, "Bench Partner")
-            person = principals.create_principal(session, None, org.id, "bench", ["partner"])
-            client, secret = principals.create_client(session, None, person.id)
+            org = principals.create_organisation(session, OPERATOR, "Bench Partner")
+            person = principals.create_principal(session, OPERATOR, org.id, "bench", ["partner"])
+            client, secret = principals.create_client(session, OPERATOR, person.id)
             client_id = client.client_id
         app.extensions["ctdhub.engine"].dispose()
 

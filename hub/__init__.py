@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apiflask import APIFlask
-from flask import send_from_directory
-from flask.typing import ResponseReturnValue
+if TYPE_CHECKING:
+    # Imported where used, so that importing a Flask-free part of the hub (its services,
+    # domain errors, actors) does not load the web framework.
+    from apiflask import APIFlask
+    from flask.typing import ResponseReturnValue
 
 __version__ = "0.1.0"
 
@@ -20,7 +22,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     :param overrides: settings that win over ``config/`` defaults and ``CTDHUB_*`` variables.
     :raises hub.settings.SettingsError: if a setting is missing or invalid.
     """
-    from hub import auth, crypto, db, errors, settings
+    from apiflask import APIFlask
+
+    from hub import actors, auth, crypto, db, errors, settings
     from hub.api import register_api
     from hub.services.snapshot import SnapshotCache
 
@@ -49,7 +53,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     app.security_schemes = {
         "oauth2": {
             "type": "oauth2",
-            "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": auth.SCOPES}},
+            "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": actors.SCOPES}},
         }
     }
 
@@ -64,6 +68,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
 
 def _serve_docs_assets(app: APIFlask) -> None:
     """Serve Swagger UI from the installed bundle: hubs run on closed networks, no CDN."""
+    from flask import send_from_directory
     from swagger_ui_bundle import swagger_ui_path
 
     assets = str(swagger_ui_path)

@@ -1,14 +1,18 @@
-"""Typed audit events, written in the same transaction as the change they describe."""
+"""Typed audit events, written in the same transaction as the change they describe.
+
+The actor and the request id are arguments, never read from a request context, so a job or
+the command line records events exactly as a view does.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from flask import g, has_request_context
 from sqlalchemy.orm import Session
 
-from hub.models import AuditEvent, Principal
+from hub.actors import Actor, PrincipalActor, SystemActor
+from hub.models import AuditEvent
 
 _TAG = re.compile(r"^[a-z_]+:[a-z_]+:[a-z_]+$")
 
@@ -17,7 +21,8 @@ def record(
     session: Session,
     tag: str,
     *,
-    actor: Principal | None = None,
+    actor: Actor | None,
+    request_id: str | None,
     organisation_id: str | None = None,
     subject_id: str | None = None,
     details: dict[str, Any] | None = None,
@@ -25,18 +30,25 @@ def record(
     """Add an audit event to ``session`` (the caller's transaction commits it).
 
     :param tag: ``source:subject:action``, e.g. ``ingest:upload:accept``.
+    :param actor: who acted; ``None`` only where nobody was authenticated (a failed sign-in).
+    :param request_id: the HTTP request's id (its ``X-Request-ID``), ``None`` outside a request.
+    :param organisation_id: the organisation concerned; the acting principal's by default.
     :param details: counts, ids and codes only; never a record value.
     """
     if not _TAG.match(tag):
         raise ValueError(f"audit tag {tag!r} is not of the form source:subject:action")
+    if actor is not None and not isinstance(actor, PrincipalActor | SystemActor):
+        raise TypeError(f"an audit event's actor must be an Actor, not {type(actor).__name__}")
+    principal = actor.principal if isinstance(actor, PrincipalActor) else None
     event = AuditEvent(
         tag=tag,
-        actor_id=actor.id if actor is not None else None,
+        actor_id=principal.id if principal is not None else None,
+        actor_name=actor.name if isinstance(actor, SystemActor) else None,
         organisation_id=organisation_id
         if organisation_id is not None
-        else (actor.organisation_id if actor is not None else None),
+        else (principal.organisation_id if principal is not None else None),
         subject_id=subject_id,
-        request_id=g.get("request_id") if has_request_context() else None,
+        request_id=request_id,
         details=details or {},
     )
     session.add(event)

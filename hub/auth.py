@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -39,51 +39,18 @@ from authlib.oauth2.rfc6750 import (
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from flask import current_app, g, has_request_context
+from flask import current_app, g
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from hub import audit
+from hub.actors import SCOPES, PrincipalActor, principal_scopes
 from hub.db import get_session
-from hub.errors import InvalidInput, NotAuthorized, Unauthenticated
+from hub.errors import NotAuthorized, Unauthenticated, request_id
 from hub.models import OAuthClient, OAuthToken, Principal, utcnow
 
 log = logging.getLogger("ctdhub.auth")
-
-#: Every scope the hub knows, with the description shown in the OpenAPI document.
-SCOPES: dict[str, str] = {
-    "records:write": "Upload and withdraw your organisation's case records",
-    "records:read": "Read your organisation's upload receipts and validation reports",
-    "queries:run": "Run differentially private queries within your allowance",
-    "releases:read": "Read release candidates and published releases",
-    "releases:create": "Build release candidates (DP synthetic data) on the dataset's ledger",
-    "policies:read": "Read release policies",
-    "policies:write": "Draft and revise release policies",
-    "policies:approve": "Approve a release policy (board quorum)",
-    "releases:approve": "Approve a release candidate for publication (board quorum)",
-    "admin:organisations": "Create and list organisations",
-    "admin:principals": "Create, list and disable principals",
-    "admin:clients": "Create, rotate, revoke and list OAuth clients; introspect any token",
-    "admin:keys": "Rotate key-encryption keys",
-}
-
-#: What each role lets its principal do. A client holds a subset of its principal's scopes.
-ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "partner": frozenset({"records:write", "records:read"}),
-    "researcher": frozenset({"queries:run", "releases:read"}),
-    "board": frozenset(
-        {
-            "policies:read",
-            "policies:write",
-            "policies:approve",
-            "releases:read",
-            "releases:create",
-            "releases:approve",
-        }
-    ),
-    "admin": frozenset({"admin:organisations", "admin:principals", "admin:clients", "admin:keys"}),
-}
 
 GRANT_TYPE = "client_credentials"
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -97,74 +64,6 @@ _OAUTH_SERVER = "ctdhub.oauth.server"
 _OAUTH_PROTECTOR = "ctdhub.oauth.protector"
 
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
-
-
-# --- scopes and roles -------------------------------------------------------------------------
-
-
-def parse_roles(roles: Iterable[str]) -> list[str]:
-    """Check role names and return them deduplicated, in the order given.
-
-    :param roles: role names, e.g. ``["partner"]``.
-    :raises hub.errors.InvalidInput: if there is none or one is unknown.
-
-    >>> parse_roles(["partner", "researcher", "partner"])
-    ['partner', 'researcher']
-    >>> parse_roles(["curator"])
-    Traceback (most recent call last):
-    ...
-    hub.errors.InvalidInput: unknown role 'curator'; known roles: admin, board, partner, researcher
-    """
-    unique = list(dict.fromkeys(r.strip() for r in roles if r.strip()))
-    if not unique:
-        raise InvalidInput("a principal needs at least one role; known roles: " + _known_roles())
-    for role in unique:
-        if role not in ROLE_SCOPES:
-            raise InvalidInput(f"unknown role {role!r}; known roles: " + _known_roles())
-    return unique
-
-
-def _known_roles() -> str:
-    return ", ".join(sorted(ROLE_SCOPES))
-
-
-def scopes_for_roles(roles: Iterable[str]) -> frozenset[str]:
-    """Return the scopes that the given roles grant together (unknown roles grant nothing).
-
-    :param roles: role names, e.g. ``"partner admin".split()``.
-
-    >>> sorted(scopes_for_roles(["partner"]))
-    ['records:read', 'records:write']
-    """
-    granted: set[str] = set()
-    for role in roles:
-        granted |= ROLE_SCOPES.get(role, frozenset())
-    return frozenset(granted)
-
-
-def principal_scopes(principal: Principal) -> frozenset[str]:
-    """Return the scopes a principal's roles grant it."""
-    return scopes_for_roles(principal.roles.split())
-
-
-def parse_scopes(scopes: Iterable[str]) -> list[str]:
-    """Check scope names and return them deduplicated and sorted.
-
-    :param scopes: scope names; a space-separated string counts as several.
-    :raises hub.errors.InvalidInput: if a scope is unknown.
-
-    >>> parse_scopes(["records:write records:read", "records:write"])
-    ['records:read', 'records:write']
-    >>> parse_scopes(["records:delete"])
-    Traceback (most recent call last):
-    ...
-    hub.errors.InvalidInput: unknown scope 'records:delete'; see hub.auth.SCOPES
-    """
-    names = sorted({name for item in scopes for name in item.split()})
-    for name in names:
-        if name not in SCOPES:
-            raise InvalidInput(f"unknown scope {name!r}; see hub.auth.SCOPES")
-    return names
 
 
 # --- secrets and tokens -----------------------------------------------------------------------
@@ -403,7 +302,8 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
     audit.record(
         session,
         "auth:token:issue",
-        actor=client.row.principal,
+        actor=PrincipalActor(client.row.principal, client.allowed_scopes),
+        request_id=request_id(),
         subject_id=str(row.id),
         details={
             "client_id": client.row.client_id,
@@ -448,7 +348,8 @@ class _RevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]  # no type 
         audit.record(
             session,
             "auth:token:revoke",
-            actor=client.row.principal,
+            actor=PrincipalActor(client.row.principal, client.allowed_scopes),
+            request_id=request_id(),
             organisation_id=token.row.principal.organisation_id,
             subject_id=str(token.row.id),
             details={"client_id": token.row.client_id, "via": "revocation_endpoint"},
@@ -682,29 +583,3 @@ def current_scopes() -> frozenset[str]:
     """Return the scopes the request's access token carries (empty outside a protected view)."""
     token: HubToken | None = g.get("ctdhub_token")
     return frozenset(_effective_scopes(token)) if token is not None else frozenset()
-
-
-def authorize(actor: Principal | None, scope: str) -> None:
-    """Check that ``actor`` may act under ``scope``; services call this before any change.
-
-    ``None`` is the hub's operator at the local admin command line, who may do anything (but
-    never inside an HTTP request). A
-    principal needs a role granting the scope and, when it is this request's principal, an
-    access token carrying it too.
-
-    :raises hub.errors.NotAuthorized: naming the scope that is missing.
-    """
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
-    if actor is None:
-        if has_request_context():
-            # A view passing None by mistake must not inherit the operator's powers.
-            raise NotAuthorized("only the local admin command line may act without a principal")
-        return
-    if actor.disabled_at is not None:
-        raise NotAuthorized(f"principal {actor.id} is disabled")
-    if scope not in principal_scopes(actor):
-        raise NotAuthorized(f"principal {actor.id} has no role granting scope {scope!r}")
-    if has_request_context() and g.get("ctdhub_principal") is actor:
-        if scope not in current_scopes():
-            raise NotAuthorized(f"the access token does not carry scope {scope!r}")

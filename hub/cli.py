@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from hub import create_app, crypto, migrate
+from hub.actors import OPERATOR
 from hub.cli_admin import admin
 from hub.db import session_factory
 from hub.errors import HubError
@@ -73,14 +74,14 @@ def keys_rotate(key_id: str) -> None:
             "CTDHUB_KEYRING is set: add the key in your secret store, then run `ctdhub keys rewrap`"
         )
     try:
-        ring = crypto.keyring().with_new_active_key(key_id)
+        ring = crypto.keyring(current_app).with_new_active_key(key_id)
     except (crypto.KeyringError, HubError) as error:
         raise click.ClickException(str(error)) from None
     # Write the new keyring first: old keys stay in it, so every batch stays readable
     # whether or not the re-wrap below completes.
     crypto.write_keyring(current_app, ring)
     with session_factory()() as session:
-        count = rewrap_all(session, ring)
+        count = rewrap_all(session, OPERATOR, ring)
     click.echo(f"key {key_id} is active; re-wrapped {count} data key(s)")
 
 
@@ -91,11 +92,11 @@ def keys_rewrap() -> None:
     from hub.services.keys import rewrap_all
 
     try:
-        ring = crypto.keyring()
+        ring = crypto.keyring(current_app)
     except HubError as error:
         raise click.ClickException(str(error)) from None
     with session_factory()() as session:
-        count = rewrap_all(session, ring)
+        count = rewrap_all(session, OPERATOR, ring)
     click.echo(f"re-wrapped {count} data key(s)")
 
 
@@ -173,9 +174,9 @@ def release_synthetic(
         with session_factory()() as session:
             row = releases.build_synthetic(
                 session,
-                None,
+                OPERATOR,
                 request,
-                keyring=crypto.keyring(),
+                keyring=crypto.keyring(current_app),
                 snapshots=current_app.extensions["ctdhub.snapshots"],
                 policy=ledger.BudgetPolicy.from_settings(current_app.config),
                 directory=releases_directory(),
@@ -200,7 +201,7 @@ def release_list() -> None:
     from hub.services import releases
 
     with session_factory()() as session:
-        for row in releases.list_candidates(session, None):
+        for row in releases.list_candidates(session, OPERATOR):
             click.echo(_candidate_line(row))
 
 
@@ -214,7 +215,7 @@ def release_redraw(candidate_id: str, out: Path) -> None:
 
     try:
         with session_factory()() as session:
-            table = releases.redraw(releases.get_candidate(session, None, candidate_id))
+            table = releases.redraw(session, OPERATOR, candidate_id)
     except HubError as error:
         raise click.ClickException(str(error)) from None
     table.to_csv(out, index=False)

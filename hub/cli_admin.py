@@ -1,8 +1,9 @@
 """``ctdhub admin``: accounts at the hub's own command line (organisations, principals, clients).
 
-The operator at this command line acts as the local administrator (no principal): whoever can
-run it can already read the hub's configuration. Every change is audited like one made over the
-API. A client secret is printed once, when it is made, and cannot be shown again.
+The operator at this command line acts as :data:`hub.actors.OPERATOR`, passed on purpose by
+each command: whoever can run it can already read the hub's configuration. Every change is
+audited like one made over the API. A client secret is printed once, when it is made, and
+cannot be shown again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
+from hub.actors import OPERATOR
 from hub.db import session_factory
 from hub.errors import HubError
 from hub.models import OAuthClient, Organisation, Principal
@@ -98,7 +100,7 @@ _SHOWN_ONCE = "Store the secret now: the hub keeps only its hash and cannot show
 def create_org(name: str, as_json: bool) -> None:
     """Create an organisation called NAME."""
     with _session() as session:
-        organisation = service.create_organisation(session, None, name)
+        organisation = service.create_organisation(session, OPERATOR, name)
         _emit(
             as_json,
             _organisation_doc(organisation),
@@ -112,7 +114,7 @@ def create_org(name: str, as_json: bool) -> None:
 def list_orgs(as_json: bool) -> None:
     """List the organisations."""
     with _session() as session:
-        organisations = service.list_organisations(session, None)
+        organisations = service.list_organisations(session, OPERATOR)
         _emit(
             as_json,
             [_organisation_doc(o) for o in organisations],
@@ -135,8 +137,8 @@ def list_orgs(as_json: bool) -> None:
 def create_principal(organisation: str, name: str, roles: tuple[str, ...], as_json: bool) -> None:
     """Create principal NAME in ORGANISATION (its id or name) with the given roles."""
     with _session() as session:
-        org = service.get_organisation(session, None, organisation)
-        principal = service.create_principal(session, None, org.id, name, roles)
+        org = service.get_organisation(session, OPERATOR, organisation)
+        principal = service.create_principal(session, OPERATOR, org.id, name, roles)
         _emit(
             as_json,
             _principal_doc(principal),
@@ -152,8 +154,10 @@ def create_principal(organisation: str, name: str, roles: tuple[str, ...], as_js
 def list_principals(organisation: str | None, as_json: bool) -> None:
     """List the principals."""
     with _session() as session:
-        org_id = service.get_organisation(session, None, organisation).id if organisation else None
-        found = service.list_principals(session, None, org_id)
+        org_id = (
+            service.get_organisation(session, OPERATOR, organisation).id if organisation else None
+        )
+        found = service.list_principals(session, OPERATOR, org_id)
         _emit(
             as_json,
             [_principal_doc(p) for p in found],
@@ -173,7 +177,7 @@ def list_principals(organisation: str | None, as_json: bool) -> None:
 def disable_principal(principal_id: str, as_json: bool) -> None:
     """Disable PRINCIPAL_ID: its clients get no more tokens and its tokens stop working."""
     with _session() as session:
-        principal = service.disable_principal(session, None, principal_id)
+        principal = service.disable_principal(session, OPERATOR, principal_id)
         _emit(as_json, _principal_doc(principal), f"disabled principal {principal.id}")
 
 
@@ -190,7 +194,7 @@ def disable_principal(principal_id: str, as_json: bool) -> None:
 def create_client(principal_id: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create OAuth client credentials for PRINCIPAL_ID and print the secret, once."""
     with _session() as session:
-        client, secret = service.create_client(session, None, principal_id, scopes or None)
+        client, secret = service.create_client(session, OPERATOR, principal_id, scopes or None)
         _emit(
             as_json,
             {**_client_doc(client), "client_secret": secret},
@@ -206,7 +210,7 @@ def create_client(principal_id: str, scopes: tuple[str, ...], as_json: bool) -> 
 def rotate_secret(client_id: str, as_json: bool) -> None:
     """Give CLIENT_ID a new secret and print it, once; the old secret and its tokens stop."""
     with _session() as session:
-        client, secret = service.rotate_secret(session, None, client_id)
+        client, secret = service.rotate_secret(session, OPERATOR, client_id)
         _emit(
             as_json,
             {**_client_doc(client), "client_secret": secret},
@@ -221,7 +225,7 @@ def rotate_secret(client_id: str, as_json: bool) -> None:
 def revoke_client(client_id: str, as_json: bool) -> None:
     """Revoke CLIENT_ID for good; its tokens stop working."""
     with _session() as session:
-        client = service.revoke_client(session, None, client_id)
+        client = service.revoke_client(session, OPERATOR, client_id)
         _emit(as_json, _client_doc(client), f"revoked client {client.client_id}")
 
 
@@ -232,8 +236,10 @@ def revoke_client(client_id: str, as_json: bool) -> None:
 def list_clients(organisation: str | None, as_json: bool) -> None:
     """List OAuth clients (never their secrets)."""
     with _session() as session:
-        org_id = service.get_organisation(session, None, organisation).id if organisation else None
-        found = service.list_clients(session, None, org_id)
+        org_id = (
+            service.get_organisation(session, OPERATOR, organisation).id if organisation else None
+        )
+        found = service.list_clients(session, OPERATOR, org_id)
         _emit(
             as_json,
             [_client_doc(c) for c in found],

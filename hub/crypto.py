@@ -13,12 +13,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import Flask, current_app
 
-from hub.errors import ServiceUnavailable
+from hub.domain_errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    # Only the app's settings, instance path and extensions are read: services and jobs import
+    # this module without the web framework.
+    from flask import Flask
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -178,9 +183,9 @@ def init_app(app: Flask) -> None:
     app.extensions["ctdhub.keyring"] = load_keyring(app)
 
 
-def keyring() -> Keyring:
-    """Return the running app's keyring; without one, refuse (503) and say how to make one."""
-    ring: Keyring | None = current_app.extensions.get("ctdhub.keyring")
+def keyring(app: Flask) -> Keyring:
+    """Return ``app``'s keyring; without one, refuse (503) and say how to make one."""
+    ring: Keyring | None = app.extensions.get("ctdhub.keyring")
     if ring is None:
         raise ServiceUnavailable(
             "no key-encryption key is configured: run `ctdhub keys init` or set CTDHUB_KEYRING"

@@ -1,48 +1,16 @@
-"""The hub's database: the declarative base, the engine and a session per request."""
+"""The hub's database in the Flask app: an engine per app and a session per request.
+
+The declarative base and the engine factory live in :mod:`hub.storage`, free of Flask.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-# Stable constraint names, so Alembic migrations can refer to them on every database.
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from hub.storage import NAMING, Base, make_engine
 
-
-class Base(DeclarativeBase):
-    """Base of every hub model."""
-
-    metadata = MetaData(naming_convention=NAMING)
-
-
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30}
-    else:
-        kwargs["pool_pre_ping"] = True
-    engine = create_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            if ":memory:" not in url:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.close()
-
-    return engine
+__all__ = ["NAMING", "Base", "get_session", "init_app", "make_engine", "session_factory"]
 
 
 def init_app(app: Flask) -> None:

@@ -63,6 +63,7 @@ def partner_shares(path: Path) -> dict[str, pd.DataFrame]:
 
 def ensure_accounts(session: Session) -> list[Credentials]:
     """Create (or reuse) the demo organisations and principals, with fresh client secrets."""
+    from hub.actors import OPERATOR
     from hub.errors import NotFound
     from hub.services import principals
 
@@ -71,19 +72,21 @@ def ensure_accounts(session: Session) -> list[Credentials]:
     made = []
     for org_name, role in wanted:
         try:
-            organisation = principals.get_organisation(session, None, org_name)
+            organisation = principals.get_organisation(session, OPERATOR, org_name)
         except NotFound:
-            organisation = principals.create_organisation(session, None, org_name)
+            organisation = principals.create_organisation(session, OPERATOR, org_name)
         name = f"{role} system"
         existing = [
-            p for p in principals.list_principals(session, None, organisation.id) if p.name == name
+            p
+            for p in principals.list_principals(session, OPERATOR, organisation.id)
+            if p.name == name
         ]
         principal = (
             existing[0]
             if existing
-            else principals.create_principal(session, None, organisation.id, name, [role])
+            else principals.create_principal(session, OPERATOR, organisation.id, name, [role])
         )
-        client, secret = principals.create_client(session, None, principal.id)
+        client, secret = principals.create_client(session, OPERATOR, principal.id)
         made.append(Credentials(org_name, role, client.client_id, secret))
     return made
 
@@ -121,6 +124,7 @@ def demo_synthetic_release(app: APIFlask) -> None:
     """Build a DP synthetic release candidate as the demo board, charged to the ledger."""
     from tqdm import tqdm
 
+    from hub.actors import PrincipalActor
     from hub.models import Principal
     from hub.services import ledger, releases
 
@@ -141,12 +145,12 @@ def demo_synthetic_release(app: APIFlask) -> None:
             .first()
         )
         ring = crypto.load_keyring(app)
-        if ring is None:
-            raise RuntimeError("the demo makes the keyring before loading the data")
+        if ring is None or board is None:
+            raise RuntimeError("the demo makes the keyring and board before loading the data")
         try:
             row = releases.build_synthetic(
                 session,
-                board,
+                PrincipalActor.with_roles(board),
                 request,
                 keyring=ring,
                 snapshots=app.extensions["ctdhub.snapshots"],

@@ -1,7 +1,8 @@
-"""Domain errors, and the one place that turns them into RFC 9457 problem+json responses.
+"""The one place that turns the hub's domain errors into RFC 9457 problem+json responses.
 
-Services raise these; views never build error responses themselves. A response never holds a
-stack trace or a record value, and neither does the log line of an unexpected error.
+Services raise the errors of :mod:`hub.domain_errors` (re-exported here for the HTTP layer);
+views never build error responses themselves. A response never holds a stack trace or a record
+value, and neither does the log line of an unexpected error.
 """
 
 from __future__ import annotations
@@ -14,76 +15,39 @@ from typing import Any
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
+from hub.domain_errors import (
+    Conflict,
+    HubError,
+    InvalidInput,
+    NotAuthorized,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+__all__ = [
+    "PROBLEM_JSON",
+    "Conflict",
+    "HubError",
+    "InvalidInput",
+    "NotAuthorized",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "Unauthenticated",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "init_app",
+    "problem",
+    "request_id",
+]
+
 log = logging.getLogger("ctdhub.errors")
 
 PROBLEM_JSON = "application/problem+json"
-
-
-class HubError(Exception):
-    """Base of the hub's domain errors: each maps to one HTTP status and problem type."""
-
-    status = 400
-    slug = "bad-request"
-    title = "Bad request"
-
-    def __init__(self, detail: str, **extensions: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extensions = extensions
-
-
-class InvalidInput(HubError):
-    """The request is malformed (a parameter or header is wrong)."""
-
-    status, slug, title = 400, "invalid-input", "Invalid input"
-
-
-class Unauthenticated(HubError):
-    """No valid access token was presented."""
-
-    status, slug, title = 401, "unauthenticated", "Authentication required"
-
-
-class NotAuthorized(HubError):
-    """The principal is authenticated but may not do this."""
-
-    status, slug, title = 403, "not-authorized", "Not authorized"
-
-
-class NotFound(HubError):
-    """The object does not exist, or is not visible to this principal."""
-
-    status, slug, title = 404, "not-found", "Not found"
-
-
-class Conflict(HubError):
-    """The request conflicts with the current state (e.g. a reused Idempotency-Key)."""
-
-    status, slug, title = 409, "conflict", "Conflict"
-
-
-class PayloadTooLarge(HubError):
-    """The body is larger than the configured cap."""
-
-    status, slug, title = 413, "payload-too-large", "Payload too large"
-
-
-class UnsupportedMediaType(HubError):
-    """The body's media type is not one the hub reads."""
-
-    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
-
-
-class ServiceUnavailable(HubError):
-    """The hub is not configured to do this (e.g. it has no key-encryption key)."""
-
-    status, slug, title = 503, "service-unavailable", "Service unavailable"
-
-
-class ValidationFailed(HubError):
-    """The records do not pass the record schema or the identifier screen."""
-
-    status, slug, title = 422, "validation-failed", "Validation failed"
 
 
 def request_id() -> str:

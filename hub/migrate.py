@@ -33,7 +33,7 @@ def current(url: str) -> str | None:
     """Return the revision the database at ``url`` is at, or None if it was never migrated."""
     from alembic.runtime.migration import MigrationContext
 
-    from hub.db import make_engine
+    from hub.storage import make_engine
 
     engine = make_engine(url)
     try:

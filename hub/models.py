@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hub.db import Base
+from hub.storage import Base
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -187,10 +187,13 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tag: Mapped[str] = mapped_column(String(100), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The acting principal, or for the hub acting by itself the system actor's name.
     actor_id: Mapped[str | None] = mapped_column(String(36))
+    actor_name: Mapped[str | None] = mapped_column(String(100))
     organisation_id: Mapped[str | None] = mapped_column(String(36), index=True)
     subject_id: Mapped[str | None] = mapped_column(String(64))
-    request_id: Mapped[str | None] = mapped_column(String(64))
+    # The X-Request-ID of the answer that made the change, so the two can be matched.
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # Counts, ids and codes only: no free text, so no record content can slip in.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import create_app, migrate
+from hub.actors import OPERATOR
 from hub.crypto import Keyring
 from hub.db import Base, make_engine
 from hub.models import Organisation, Principal
@@ -145,16 +146,16 @@ def make_client(db_session: Session) -> MakeClient:
         role_list = list(roles)
         organisation = db_session.scalar(select(Organisation).where(Organisation.name == org_name))
         if organisation is None:
-            organisation = principals.create_organisation(db_session, None, org_name)
+            organisation = principals.create_organisation(db_session, OPERATOR, org_name)
         principal = principals.create_principal(
             db_session,
-            None,
+            OPERATOR,
             organisation.id,
             f"{'-'.join(role_list)} system {next(serial)}",
             role_list,
         )
         client, secret = principals.create_client(
-            db_session, None, principal.id, list(scopes) if scopes is not None else None
+            db_session, OPERATOR, principal.id, list(scopes) if scopes is not None else None
         )
         return client.client_id, secret, principal
 

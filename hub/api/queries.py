@@ -8,9 +8,11 @@ from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, Dict, Float, Integer, List, Nested, String
 from flask import current_app
 
-from hub.auth import current_principal, require_scope
+from hub.api import current_actor
+from hub.auth import require_scope
 from hub.crypto import keyring
 from hub.db import get_session
+from hub.errors import request_id
 from hub.services import queries as service
 from hub.services.ledger import BudgetPolicy
 
@@ -105,7 +107,7 @@ def _context() -> service.QueryContext:
     extensions = current_app.extensions
     return service.context_from(
         current_app.config,
-        keyring=keyring(),
+        keyring=keyring(current_app),
         snapshots=extensions["ctdhub.snapshots"],
         dp_snapshots=extensions.setdefault("ctdhub.dp_snapshots", service.DPSnapshotCache()),
     )
@@ -127,9 +129,10 @@ def run_query(spec: dict[str, Any], options: dict[str, Any]) -> tuple[dict[str, 
     """Answer a query."""
     outcome = service.run(
         get_session(),
-        current_principal(),
+        current_actor(),
         spec,
         _context(),
+        request_id=request_id(),
         nonnegative_counts=options["nonnegative_counts"],
     )
     return outcome.answer, 200 if outcome.reused else 201
@@ -146,7 +149,7 @@ def run_query(spec: dict[str, Any], options: dict[str, Any]) -> tuple[dict[str, 
 )
 def preview_query(spec: dict[str, Any]) -> dict[str, Any]:
     """Preview a query."""
-    return service.preview(get_session(), current_principal(), spec, _policy())
+    return service.preview(get_session(), current_actor(), spec, _policy())
 
 
 @bp.get("/budget")
@@ -155,4 +158,4 @@ def preview_query(spec: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(summary="Show your privacy allowance: allowance, spent and remaining")
 def show_budget() -> dict[str, Any]:
     """Show the caller's budget."""
-    return service.budget(get_session(), current_principal(), _policy())
+    return service.budget(get_session(), current_actor(), _policy())

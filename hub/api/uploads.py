@@ -9,9 +9,11 @@ from apiflask.fields import Boolean, DateTime, Dict, Integer, List, Nested, Stri
 from apiflask.validators import Range
 from flask import current_app, request
 
-from hub.auth import current_principal, require_scope
+from hub.api import current_actor
+from hub.auth import require_scope
 from hub.crypto import keyring
 from hub.db import get_session
+from hub.errors import request_id
 from hub.models import Upload
 from hub.services import uploads as service
 
@@ -101,13 +103,14 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
     )
     outcome = service.ingest(
         get_session(),
-        current_principal(),
+        current_actor(),
         body,
         sha,
         media_type=request.headers.get("Content-Type", ""),
         idempotency_key=request.headers.get("Idempotency-Key"),
         accept_valid=query["accept_valid"],
-        keyring=keyring(),
+        keyring=keyring(current_app),
+        request_id=request_id(),
     )
     return receipt(outcome.upload), 201 if outcome.created else 200
 
@@ -120,7 +123,7 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
 def list_uploads(page: dict[str, Any]) -> dict[str, Any]:
     """List the caller's organisation's receipts."""
     uploads = service.list_uploads(
-        get_session(), current_principal(), limit=page["limit"], offset=page["offset"]
+        get_session(), current_actor(), limit=page["limit"], offset=page["offset"]
     )
     return {"uploads": [receipt(u) for u in uploads]}
 
@@ -131,7 +134,7 @@ def list_uploads(page: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(summary="Show one of your organisation's uploads", responses={404: "Not found"})
 def get_upload(upload_id: str) -> dict[str, Any]:
     """Show a receipt."""
-    return receipt(service.get_upload(get_session(), current_principal(), upload_id))
+    return receipt(service.get_upload(get_session(), current_actor(), upload_id))
 
 
 @bp.delete("/<upload_id>")
@@ -143,4 +146,6 @@ def get_upload(upload_id: str) -> dict[str, Any]:
 )
 def withdraw_upload(upload_id: str) -> dict[str, Any]:
     """Withdraw an upload."""
-    return receipt(service.withdraw(get_session(), current_principal(), upload_id))
+    return receipt(
+        service.withdraw(get_session(), current_actor(), upload_id, request_id=request_id())
+    )

@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from hub import models  # noqa: F401  (registers every table on Base.metadata)
-from hub.db import Base, make_engine
+from hub.storage import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,15 +6,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import audit
+from hub.actors import Actor, authorize
 from hub.crypto import Keyring, associated_data, rewrap
 from hub.models import RecordBatch, Upload
 
 
-def rewrap_all(session: Session, keyring: Keyring) -> int:
+def rewrap_all(session: Session, actor: Actor, keyring: Keyring) -> int:
     """Re-wrap every live data key not yet under the active KEK; return how many changed.
 
     The record ciphertexts are not touched. One transaction: all or none are re-wrapped.
+
+    :param actor: who rotates keys (``admin:keys``), usually :data:`hub.actors.OPERATOR`.
     """
+    authorize(actor, "admin:keys")
     rows = session.execute(
         select(RecordBatch, Upload.organisation_id)
         .join(Upload, Upload.id == RecordBatch.upload_id)
@@ -31,6 +35,8 @@ def rewrap_all(session: Session, keyring: Keyring) -> int:
     audit.record(
         session,
         "admin:keys:rotate",
+        actor=actor,
+        request_id=None,
         details={"active_key_id": keyring.active, "rewrapped": len(rows)},
     )
     session.commit()

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from disclosure_control.dp import PrivacySpend, to_epsilon_delta
-from hub.errors import HubError
+from hub.domain_errors import HubError
 from hub.models import PrivacyLedger, ResearcherAllowance, utcnow
 
 DATASET = "ctdc"

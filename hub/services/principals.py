@@ -1,7 +1,8 @@
 """Organisations, principals and their OAuth clients: create, rotate, revoke, disable, list.
 
-Each function takes the session and the acting principal (``None`` for the hub's operator at the
-local admin command line), checks authorisation itself, writes its audit event in the same
+Each function takes the session and an explicit actor (an admin principal, or
+:data:`hub.actors.OPERATOR` passed on purpose by the local admin command line), checks
+authorisation itself, writes its audit event (with the request id, in a request) in the same
 transaction and commits. A client secret is returned once, at creation or rotation, and only
 its hash is stored.
 """
@@ -17,16 +18,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from hub import audit
-from hub.auth import (
+from hub.actors import (
+    Actor,
+    PrincipalActor,
     authorize,
-    hash_secret,
-    new_client_id,
-    new_secret,
     parse_roles,
     parse_scopes,
     principal_scopes,
 )
-from hub.errors import Conflict, InvalidInput, NotFound
+from hub.auth import hash_secret, new_client_id, new_secret
+from hub.domain_errors import Conflict, InvalidInput, NotFound
 from hub.models import OAuthClient, OAuthToken, Organisation, Principal, utcnow
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def clean_name(name: str, what: str) -> str:
     >>> clean_name("  ", "organisation")
     Traceback (most recent call last):
     ...
-    hub.errors.InvalidInput: the organisation name is empty
+    hub.domain_errors.InvalidInput: the organisation name is empty
     """
     if any(unicodedata.category(ch) == "Cc" and ch != " " for ch in name):
         raise InvalidInput(f"the {what} name holds control characters (tabs, newlines ...)")
@@ -59,7 +60,9 @@ def clean_name(name: str, what: str) -> str:
     return cleaned
 
 
-def create_organisation(session: Session, actor: Principal | None, name: str) -> Organisation:
+def create_organisation(
+    session: Session, actor: Actor, name: str, *, request_id: str | None = None
+) -> Organisation:
     """Create an organisation (a partner, a research institute, the hub's operator).
 
     :param name: its display name, unique regardless of case.
@@ -79,6 +82,7 @@ def create_organisation(session: Session, actor: Principal | None, name: str) ->
         session,
         "admin:organisation:create",
         actor=actor,
+        request_id=request_id,
         organisation_id=organisation.id,
         subject_id=organisation.id,
     )
@@ -86,7 +90,7 @@ def create_organisation(session: Session, actor: Principal | None, name: str) ->
     return organisation
 
 
-def get_organisation(session: Session, actor: Principal | None, ref: str) -> Organisation:
+def get_organisation(session: Session, actor: Actor, ref: str) -> Organisation:
     """Return an organisation by id or by exact name.
 
     :param ref: the organisation's id, or its name.
@@ -101,7 +105,7 @@ def get_organisation(session: Session, actor: Principal | None, ref: str) -> Org
     return organisation
 
 
-def list_organisations(session: Session, actor: Principal | None) -> list[Organisation]:
+def list_organisations(session: Session, actor: Actor) -> list[Organisation]:
     """Return every organisation, by name."""
     authorize(actor, "admin:organisations")
     return list(session.scalars(select(Organisation).order_by(Organisation.name)))
@@ -109,10 +113,12 @@ def list_organisations(session: Session, actor: Principal | None) -> list[Organi
 
 def create_principal(
     session: Session,
-    actor: Principal | None,
+    actor: Actor,
     organisation_id: str,
     name: str,
     roles: Iterable[str],
+    *,
+    request_id: str | None = None,
 ) -> Principal:
     """Create a principal of an organisation with the given roles.
 
@@ -146,6 +152,7 @@ def create_principal(
         session,
         "admin:principal:create",
         actor=actor,
+        request_id=request_id,
         organisation_id=organisation.id,
         subject_id=principal.id,
         details={"roles": role_names},
@@ -155,7 +162,7 @@ def create_principal(
 
 
 def list_principals(
-    session: Session, actor: Principal | None, organisation_id: str | None = None
+    session: Session, actor: Actor, organisation_id: str | None = None
 ) -> list[Principal]:
     """Return principals (of one organisation if given), with their organisations loaded."""
     authorize(actor, "admin:principals")
@@ -165,7 +172,9 @@ def list_principals(
     return list(session.scalars(query.order_by(Principal.organisation_id, Principal.name)))
 
 
-def disable_principal(session: Session, actor: Principal | None, principal_id: str) -> Principal:
+def disable_principal(
+    session: Session, actor: Actor, principal_id: str, *, request_id: str | None = None
+) -> Principal:
     """Disable a principal: its clients can no longer get tokens and its live tokens stop.
 
     :raises hub.errors.NotFound: if there is no such principal.
@@ -177,7 +186,7 @@ def disable_principal(session: Session, actor: Principal | None, principal_id: s
         raise NotFound(f"principal {principal_id} does not exist")
     if principal.disabled_at is not None:
         raise Conflict(f"principal {principal_id} is already disabled")
-    if actor is not None and actor.id == principal.id:
+    if isinstance(actor, PrincipalActor) and actor.id == principal.id:
         # An admin locking itself out over the API would leave no one to undo it.
         raise Conflict("a principal cannot disable itself; ask another admin or the operator")
     now = utcnow()
@@ -187,6 +196,7 @@ def disable_principal(session: Session, actor: Principal | None, principal_id: s
         session,
         "admin:principal:disable",
         actor=actor,
+        request_id=request_id,
         organisation_id=principal.organisation_id,
         subject_id=principal.id,
         details={"tokens_revoked": revoked},
@@ -197,9 +207,11 @@ def disable_principal(session: Session, actor: Principal | None, principal_id: s
 
 def create_client(
     session: Session,
-    actor: Principal | None,
+    actor: Actor,
     principal_id: str,
     scopes: Iterable[str] | None = None,
+    *,
+    request_id: str | None = None,
 ) -> tuple[OAuthClient, str]:
     """Create OAuth client credentials for a principal; return the client and its secret.
 
@@ -241,6 +253,7 @@ def create_client(
         session,
         "admin:client:create",
         actor=actor,
+        request_id=request_id,
         organisation_id=principal.organisation_id,
         subject_id=client.client_id,
         details={"principal_id": principal.id, "scopes": requested},
@@ -261,7 +274,11 @@ def _get_client(session: Session, client_id: str) -> OAuthClient:
 
 
 def rotate_secret(
-    session: Session, actor: Principal | None, client_id: str
+    session: Session,
+    actor: Actor,
+    client_id: str,
+    *,
+    request_id: str | None = None,
 ) -> tuple[OAuthClient, str]:
     """Give a client a new secret; the old one stops working and so do its live tokens.
 
@@ -282,6 +299,7 @@ def rotate_secret(
         session,
         "admin:client:rotate_secret",
         actor=actor,
+        request_id=request_id,
         organisation_id=client.principal.organisation_id,
         subject_id=client.client_id,
         details={"tokens_revoked": revoked},
@@ -290,7 +308,9 @@ def rotate_secret(
     return client, secret
 
 
-def revoke_client(session: Session, actor: Principal | None, client_id: str) -> OAuthClient:
+def revoke_client(
+    session: Session, actor: Actor, client_id: str, *, request_id: str | None = None
+) -> OAuthClient:
     """Revoke a client for good: no more tokens, and its live tokens stop.
 
     :raises hub.errors.NotFound: if there is no such client.
@@ -306,6 +326,7 @@ def revoke_client(session: Session, actor: Principal | None, client_id: str) -> 
         session,
         "admin:client:revoke",
         actor=actor,
+        request_id=request_id,
         organisation_id=client.principal.organisation_id,
         subject_id=client.client_id,
         details={"tokens_revoked": revoked},
@@ -315,7 +336,7 @@ def revoke_client(session: Session, actor: Principal | None, client_id: str) -> 
 
 
 def list_clients(
-    session: Session, actor: Principal | None, organisation_id: str | None = None
+    session: Session, actor: Actor, organisation_id: str | None = None
 ) -> list[OAuthClient]:
     """Return clients (of one organisation's principals if given), principals loaded."""
     authorize(actor, "admin:clients")

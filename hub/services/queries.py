@@ -41,10 +41,10 @@ from disclosure_control.dp import (
     to_epsilon_delta,
 )
 from hub import audit
-from hub.auth import authorize
+from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring
-from hub.errors import InvalidInput
-from hub.models import Principal, QueryAnswer
+from hub.domain_errors import InvalidInput
+from hub.models import QueryAnswer
 from hub.services import ledger
 from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
 
@@ -150,14 +150,15 @@ def _spend_json(spend: PrivacySpend, display_delta: float) -> dict[str, Any]:
 
 
 def preview(
-    session: Session, principal: Principal, document: object, policy: ledger.BudgetPolicy
+    session: Session, actor: Actor, document: object, policy: ledger.BudgetPolicy
 ) -> dict[str, Any]:
     """Return a query's spend and expected accuracy, and whether it fits; charge nothing.
 
+    :param actor: a researcher acting under ``queries:run``
     :param document: the decoded JSON query spec
     :param policy: the budget caps
     """
-    authorize(principal, SCOPE)
+    principal = acting_principal(actor, SCOPE)
     plan = _plan(document, policy.display_delta)
     dataset, researcher = ledger.balances(session, principal.id, policy)
     session.rollback()  # read only: end the read transaction at once
@@ -183,12 +184,13 @@ def preview(
     }
 
 
-def budget(session: Session, principal: Principal, policy: ledger.BudgetPolicy) -> dict[str, Any]:
+def budget(session: Session, actor: Actor, policy: ledger.BudgetPolicy) -> dict[str, Any]:
     """Return the researcher's allowance, spent and remaining, with the dataset's beside it.
 
+    :param actor: a researcher acting under ``queries:run``
     :param policy: the budget caps
     """
-    authorize(principal, SCOPE)
+    principal = acting_principal(actor, SCOPE)
     dataset, researcher = ledger.balances(session, principal.id, policy)
     session.rollback()
     return {
@@ -201,7 +203,7 @@ def budget(session: Session, principal: Principal, policy: ledger.BudgetPolicy) 
 
 
 def _stored(
-    session: Session, principal: Principal, snapshot: str, spec_sha256: str
+    session: Session, principal: PrincipalActor, snapshot: str, spec_sha256: str
 ) -> QueryAnswer | None:
     return session.scalars(
         select(QueryAnswer).where(
@@ -259,10 +261,11 @@ def _served(row: QueryAnswer, reused: bool, nonnegative_counts: bool) -> Outcome
 
 def _audit(
     session: Session,
-    principal: Principal,
+    principal: PrincipalActor,
     row: QueryAnswer,
     spend: PrivacySpend,
     reused: bool,
+    request_id: str | None,
 ) -> None:
     # The spec and the spend, never the answer: its values are released to this researcher
     # only, and logs are read by others.
@@ -270,6 +273,7 @@ def _audit(
         session,
         "queries:query:reuse" if reused else "queries:query:run",
         actor=principal,
+        request_id=request_id,
         subject_id=row.id,
         details={
             "dataset": row.dataset,
@@ -283,27 +287,30 @@ def _audit(
 
 def run(
     session: Session,
-    principal: Principal,
+    actor: Actor,
     document: object,
     context: QueryContext,
     *,
+    request_id: str | None,
     nonnegative_counts: bool = False,
 ) -> Outcome:
     """Answer a researcher's query: re-served free, or charged and released once.
 
+    :param actor: a researcher acting under ``queries:run``
     :param document: the decoded JSON query spec
     :param context: keyring, caches and budget policy
+    :param request_id: the HTTP request's id, recorded in the audit events
     :param nonnegative_counts: post-process counts to non-negative integers with a kept total
     :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged
     """
-    authorize(principal, SCOPE)
+    principal = acting_principal(actor, SCOPE)
     policy = context.policy
     plan = _plan(document, policy.display_delta)
     spec_text = canonical_json(plan.spec)
     spec_sha256 = hashlib.sha256(spec_text.encode()).hexdigest()
     stored = _stored(session, principal, live_snapshot_id(session), spec_sha256)
     if stored is not None:
-        _audit(session, principal, stored, plan.preview.spend, reused=True)
+        _audit(session, principal, stored, plan.preview.spend, True, request_id)
         session.commit()
         return _served(stored, True, nonnegative_counts)
 
@@ -323,7 +330,7 @@ def run(
         stored = _stored(session, principal, records.snapshot_id, spec_sha256)
         if stored is not None:
             # The same question was answered while this request waited for the lock.
-            _audit(session, principal, stored, spend, reused=True)
+            _audit(session, principal, stored, spend, True, request_id)
             session.commit()
             return _served(stored, True, nonnegative_counts)
         dataset, researcher = ledger.balances(session, principal.id, policy)
@@ -343,7 +350,7 @@ def run(
         )
         session.add(row)
         session.flush()
-        _audit(session, principal, row, spend, reused=False)
+        _audit(session, principal, row, spend, False, request_id)
         session.commit()
     except ledger.BudgetExceeded as refusal:
         session.rollback()
@@ -353,6 +360,7 @@ def run(
             session,
             "queries:query:refuse",
             actor=principal,
+            request_id=request_id,
             details={
                 "dataset": ledger.DATASET,
                 "snapshot_id": records.snapshot_id,

@@ -42,15 +42,16 @@ from disclosure_control.dp import PrivacySpend
 from disclosure_control.evaluate import evaluate_release
 from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel, rho_for_epsilon
 from hub import audit
-from hub.auth import authorize
+from hub.actors import Actor, PrincipalActor, authorize
 from hub.crypto import Keyring
-from hub.errors import InvalidInput, NotFound
-from hub.models import Principal, ReleaseCandidate, utcnow
+from hub.domain_errors import InvalidInput, NotFound
+from hub.models import ReleaseCandidate, utcnow
 from hub.services import ledger
 from hub.services.snapshot import SnapshotCache, analysis_snapshot
 
 CREATE_SCOPE = "releases:create"
-READ_SCOPE = "releases:read"
+#: A candidate and its report are computed from the real records: the board's alone to read.
+CANDIDATES_READ_SCOPE = "releases:candidates:read"
 SYNTHETIC = "dp-synthetic"
 ARTEFACTS = ("synthetic.csv", "model.json", "report.json", "report.md", "report.html")
 
@@ -142,7 +143,7 @@ def _sha256(path: Path) -> str:
 
 def build_synthetic(
     session: Session,
-    actor: Principal | None,
+    actor: Actor,
     request: SyntheticRequest,
     *,
     keyring: Keyring,
@@ -150,16 +151,19 @@ def build_synthetic(
     policy: ledger.BudgetPolicy,
     directory: Path,
     progress: Progress | None = None,
+    request_id: str | None = None,
 ) -> ReleaseCandidate:
     """Build a DP synthetic release candidate, its files under ``directory/<candidate id>``.
 
-    :param actor: the board member building it, or ``None`` for the operator's command line.
+    :param actor: the board member building it, or :data:`hub.actors.OPERATOR` at the command
+        line.
     :param request: the run's parameters.
     :param keyring: opens the record batches.
     :param snapshots: the hub's snapshot cache.
     :param policy: the ledger's caps.
     :param directory: where candidates' files are kept.
     :param progress: called as the synthesizer advances.
+    :param request_id: the HTTP request's id for the audit events, if built in a request.
     :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged.
     """
     authorize(actor, CREATE_SCOPE)
@@ -195,7 +199,7 @@ def build_synthetic(
             dataset=ledger.DATASET,
             snapshot_id=snapshot.snapshot_id,
             status="building",
-            created_by=actor.id if actor is not None else None,
+            created_by=actor.id if isinstance(actor, PrincipalActor) else None,
             parameters=parameters,
             rho=ledger.as_text(Fraction(rho)),
         )
@@ -205,6 +209,7 @@ def build_synthetic(
             session,
             "releases:synthetic:charge",
             actor=actor,
+            request_id=request_id,
             subject_id=candidate.id,
             details={"dataset": ledger.DATASET, "snapshot_id": snapshot.snapshot_id, "rho": rho},
         )
@@ -215,6 +220,7 @@ def build_synthetic(
             session,
             "releases:synthetic:refuse",
             actor=actor,
+            request_id=request_id,
             details={"dataset": ledger.DATASET, "snapshot_id": snapshot.snapshot_id, "rho": rho},
         )
         session.commit()
@@ -269,6 +275,7 @@ def build_synthetic(
             session,
             "releases:synthetic:build",
             actor=actor,
+            request_id=request_id,
             subject_id=candidate_id,
             details={"records": request.records, "artefacts": artefacts},
         )
@@ -286,6 +293,7 @@ def build_synthetic(
             session,
             "releases:synthetic:fail",
             actor=actor,
+            request_id=request_id,
             subject_id=candidate_id,
             details={"error": type(error).__name__},
         )
@@ -293,9 +301,9 @@ def build_synthetic(
         raise
 
 
-def list_candidates(session: Session, actor: Principal | None) -> list[ReleaseCandidate]:
-    """Return every release candidate, newest first."""
-    authorize(actor, READ_SCOPE)
+def list_candidates(session: Session, actor: Actor) -> list[ReleaseCandidate]:
+    """Return every release candidate, newest first (board only: reports show real records)."""
+    authorize(actor, CANDIDATES_READ_SCOPE)
     return list(
         session.execute(
             select(ReleaseCandidate).order_by(
@@ -305,23 +313,25 @@ def list_candidates(session: Session, actor: Principal | None) -> list[ReleaseCa
     )
 
 
-def get_candidate(session: Session, actor: Principal | None, candidate_id: str) -> ReleaseCandidate:
-    """Return one release candidate.
+def get_candidate(session: Session, actor: Actor, candidate_id: str) -> ReleaseCandidate:
+    """Return one release candidate with its report (board only).
 
-    :raises hub.errors.NotFound: if there is none with that id.
+    :raises hub.domain_errors.NotFound: if there is none with that id.
     """
-    authorize(actor, READ_SCOPE)
+    authorize(actor, CANDIDATES_READ_SCOPE)
     row = session.get(ReleaseCandidate, candidate_id)
     if row is None:
         raise NotFound(f"no release candidate {candidate_id!r}")
     return row
 
 
-def redraw(row: ReleaseCandidate) -> pd.DataFrame:
+def redraw(session: Session, actor: Actor, candidate_id: str) -> pd.DataFrame:
     """Draw a synthetic candidate's table again from its stored model and seed (no new spend).
 
-    :raises hub.errors.InvalidInput: if the candidate is not a finished synthetic one.
+    :raises hub.domain_errors.NotFound: if there is no such candidate.
+    :raises hub.domain_errors.InvalidInput: if the candidate is not a finished synthetic one.
     """
+    row = get_candidate(session, actor, candidate_id)
     if row.kind != SYNTHETIC or row.status != "candidate" or row.model is None:
         raise InvalidInput(f"release candidate {row.id} has no finished synthetic model")
     parameters = row.parameters

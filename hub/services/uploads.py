@@ -26,17 +26,17 @@ from contributors.formats import FormatError, read_table
 from contributors.normalise import validate_records
 from contributors.schema import load_schema
 from hub import audit
+from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring, SealedBatch, associated_data, open_batch, seal
-from hub.errors import (
+from hub.domain_errors import (
     Conflict,
     InvalidInput,
-    NotAuthorized,
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from hub.models import Principal, RecordBatch, Upload, new_id, utcnow
+from hub.models import RecordBatch, Upload, new_id, utcnow
 
 MEDIA_TYPES = {
     "text/csv": "csv",
@@ -124,11 +124,6 @@ def media_kind(media_type: str | None) -> str:
     return base
 
 
-def _require_partner(principal: Principal) -> None:
-    if "partner" not in principal.roles.split():
-        raise NotAuthorized("only a partner organisation's principal may upload case records")
-
-
 def _existing(session: Session, organisation_id: str, key: str | None, sha: str) -> Upload | None:
     if key is not None:
         by_key = session.scalar(
@@ -168,7 +163,7 @@ def decode_batch(data: bytes) -> pd.DataFrame:
 
 def ingest(
     session: Session,
-    principal: Principal,
+    actor: Actor,
     body: bytes,
     sha256_hex: str,
     *,
@@ -176,14 +171,18 @@ def ingest(
     idempotency_key: str | None,
     accept_valid: bool,
     keyring: Keyring,
+    request_id: str | None,
 ) -> IngestOutcome:
     """Validate, seal and store an upload; return its receipt.
+
+    :param actor: a partner's principal acting under ``records:write``.
+    :param request_id: the HTTP request's id, recorded in the audit event.
 
     :raises ValidationFailed: (422) with the report when the identifier screen, the columns or
         any row fails (unless ``accept_valid`` and some rows pass).
     :raises Conflict: (409) when ``idempotency_key`` was used for a different body.
     """
-    _require_partner(principal)
+    principal = acting_principal(actor, "records:write").principal
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise InvalidInput(
             "Idempotency-Key must be 1-200 visible ASCII characters", field="Idempotency-Key"
@@ -258,7 +257,8 @@ def ingest(
     audit.record(
         session,
         "ingest:upload:accept",
-        actor=principal,
+        actor=actor,
+        request_id=request_id,
         subject_id=upload_id,
         details={
             "rows_total": upload.rows_total,
@@ -281,10 +281,10 @@ def ingest(
 
 
 def list_uploads(
-    session: Session, principal: Principal, *, limit: int = 100, offset: int = 0
+    session: Session, actor: Actor, *, limit: int = 100, offset: int = 0
 ) -> Sequence[Upload]:
-    """Return the principal's organisation's uploads, newest first."""
-    _require_reader(principal)
+    """Return the acting principal's organisation's uploads, newest first."""
+    principal = acting_principal(actor, "records:read")
     return session.scalars(
         select(Upload)
         .where(Upload.organisation_id == principal.organisation_id)
@@ -294,14 +294,12 @@ def list_uploads(
     ).all()
 
 
-def _require_reader(principal: Principal) -> None:
-    if "partner" not in principal.roles.split():
-        raise NotAuthorized("only a partner may read its uploads")
+def get_upload(session: Session, actor: Actor, upload_id: str) -> Upload:
+    """Return one of the acting principal's organisation's uploads; another's is not found."""
+    return _own_upload(session, acting_principal(actor, "records:read"), upload_id)
 
 
-def get_upload(session: Session, principal: Principal, upload_id: str) -> Upload:
-    """Return one of the principal's organisation's uploads; another's is not found."""
-    _require_reader(principal)
+def _own_upload(session: Session, principal: PrincipalActor, upload_id: str) -> Upload:
     upload = session.get(Upload, upload_id)
     # Another partner's upload answers exactly as a missing one: its existence is not shown.
     if upload is None or upload.organisation_id != principal.organisation_id:
@@ -309,10 +307,13 @@ def get_upload(session: Session, principal: Principal, upload_id: str) -> Upload
     return upload
 
 
-def withdraw(session: Session, principal: Principal, upload_id: str) -> Upload:
-    """Withdraw an upload: destroy its data key and ciphertext, keep receipt and audit trail."""
-    _require_partner(principal)
-    upload = get_upload(session, principal, upload_id)
+def withdraw(session: Session, actor: Actor, upload_id: str, *, request_id: str | None) -> Upload:
+    """Withdraw an upload: destroy its data key and ciphertext, keep receipt and audit trail.
+
+    :param actor: a partner's principal acting under ``records:write``.
+    :param request_id: the HTTP request's id, recorded in the audit event.
+    """
+    upload = _own_upload(session, acting_principal(actor, "records:write"), upload_id)
     if upload.withdrawn_at is not None:
         return upload
     now = utcnow()
@@ -322,7 +323,13 @@ def withdraw(session: Session, principal: Principal, upload_id: str) -> Upload:
         batch.wrapped_key = None
         batch.ciphertext = None
         batch.destroyed_at = now
-    audit.record(session, "ingest:upload:withdraw", actor=principal, subject_id=upload.id)
+    audit.record(
+        session,
+        "ingest:upload:withdraw",
+        actor=actor,
+        request_id=request_id,
+        subject_id=upload.id,
+    )
     session.commit()
     return upload
 

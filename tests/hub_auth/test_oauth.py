@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.auth import ROLE_SCOPES, SCOPES, token_digest, verify_secret
+from hub.actors import OPERATOR, ROLE_SCOPES, SCOPES
+from hub.auth import token_digest, verify_secret
 from hub.crypto import Keyring
 from hub.db import Base
 from hub.models import AuditEvent, OAuthClient, OAuthToken, utcnow
@@ -278,7 +279,7 @@ def test_secret_rotation(
 ) -> None:
     client_id, old_secret, _ = make_client("Org A", ["partner"])
     old_headers = bearer(client_id, old_secret)
-    _, new_secret = principals.rotate_secret(db_session, None, client_id)
+    _, new_secret = principals.rotate_secret(db_session, OPERATOR, client_id)
     assert new_secret != old_secret
     status, body = _token(client, client_id, old_secret)
     assert (status, body["error"]) == (401, "invalid_client")
@@ -292,7 +293,7 @@ def test_revoked_client_is_refused(
 ) -> None:
     client_id, secret, _ = make_client("Org A", ["partner"])
     headers = bearer(client_id, secret)
-    principals.revoke_client(db_session, None, client_id)
+    principals.revoke_client(db_session, OPERATOR, client_id)
     status, body = _token(client, client_id, secret)
     assert (status, body["error"]) == (401, "invalid_client")
     assert "revoked" in body["error_description"]
@@ -320,7 +321,7 @@ def test_disabled_principal_is_refused(
 ) -> None:
     client_id, secret, principal = make_client("Org A", ["partner"])
     headers = bearer(client_id, secret)
-    principals.disable_principal(db_session, None, principal.id)
+    principals.disable_principal(db_session, OPERATOR, principal.id)
     assert client.get(PROTECTED, headers=headers).status_code == 401
     status, body = _token(client, client_id, secret)
     assert (status, body["error"]) == (401, "invalid_client")
@@ -349,7 +350,7 @@ def test_only_hashes_are_stored(
     client.post(
         "/oauth/revoke", data={"token": first["access_token"]}, auth=(client_id, first_secret)
     )
-    _, second_secret = principals.rotate_secret(db_session, None, client_id)
+    _, second_secret = principals.rotate_secret(db_session, OPERATOR, client_id)
     _, second = _token(client, client_id, second_secret, scope="records:read")
     client.post(
         "/oauth/introspect", data={"token": second["access_token"]}, auth=(client_id, second_secret)

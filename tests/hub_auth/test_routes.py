@@ -17,7 +17,8 @@ import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 
-from hub.auth import ROLE_SCOPES, SCOPES, require_scope
+from hub.actors import ROLE_SCOPES, SCOPES
+from hub.auth import require_scope
 from hub.errors import InvalidInput
 from tests.conftest import Bearer, MakeClient
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contributors.schema import load_schema
+from hub.actors import OPERATOR, Actor, PrincipalActor
 from hub.cli import release
 from hub.crypto import Keyring
 from hub.errors import InvalidInput, NotAuthorized
@@ -41,7 +42,7 @@ def build(
     session: Session,
     request: SyntheticRequest,
     directory: Path,
-    actor: Any = None,
+    actor: Actor = OPERATOR,
 ) -> ReleaseCandidate:
     return releases.build_synthetic(
         session,
@@ -99,7 +100,7 @@ def test_a_candidate_is_redrawn_exactly_from_its_stored_model(
 ) -> None:
     row = build(app, db_session, SyntheticRequest(records=300, rho=0.05, columns=COLUMNS), tmp_path)
     kept = pd.read_csv(tmp_path / row.id / "synthetic.csv", dtype="string", keep_default_na=False)
-    again = releases.redraw(releases.get_candidate(db_session, None, row.id))
+    again = releases.redraw(db_session, OPERATOR, row.id)
     pd.testing.assert_frame_equal(again, kept, check_dtype=False)
 
 
@@ -186,7 +187,7 @@ def test_a_failed_build_is_marked_leaves_no_files_and_its_charge_stands(
     assert tags(db_session)[-2:] == ["releases:synthetic:charge", "releases:synthetic:fail"]
     assert blocked.read_text().startswith("a file")
     with pytest.raises(InvalidInput, match="no finished synthetic model"):
-        releases.redraw(row)
+        releases.redraw(db_session, OPERATOR, row.id)
 
 
 def test_only_the_board_builds_candidates(
@@ -195,12 +196,13 @@ def test_only_the_board_builds_candidates(
     _, _, researcher = make_client("University", ["researcher"])
     request = SyntheticRequest(records=20, rho=0.01, columns=COLUMNS)
     with pytest.raises(NotAuthorized, match="releases:create"):
-        build(app, db_session, request, tmp_path, actor=researcher)
+        build(app, db_session, request, tmp_path, actor=PrincipalActor.with_roles(researcher))
     assert spent(db_session) == 0
     _, _, board = make_client("Board", ["board"])
-    row = build(app, db_session, request, tmp_path, actor=board)
+    board_actor = PrincipalActor.with_roles(board)
+    row = build(app, db_session, request, tmp_path, actor=board_actor)
     assert row.created_by == board.id
-    assert [r.id for r in releases.list_candidates(db_session, board)] == [row.id]
+    assert [r.id for r in releases.list_candidates(db_session, board_actor)] == [row.id]
 
 
 def test_the_command_line_builds_lists_and_redraws(
@@ -230,7 +232,7 @@ def test_a_stored_model_that_no_longer_reads_is_refused_clearly(
     row = build(app, db_session, SyntheticRequest(records=20, rho=0.02, columns=COLUMNS), tmp_path)
     row.model = (row.model or "")[:-40]  # a truncated model file
     with pytest.raises(InvalidInput, match="cannot be redrawn: synthesis model"):
-        releases.redraw(row)
+        releases.redraw(db_session, OPERATOR, row.id)
     db_session.rollback()
 
 

@@ -47,10 +47,9 @@ def test_keys_rotate_rewraps_every_data_key(
     with file_app.extensions["ctdhub.sessionmaker"]() as session:
         batches = session.scalars(select(RecordBatch)).all()
         assert {b.key_id for b in batches} == {"k-2027"}
-        with file_app.app_context():
-            from hub.crypto import keyring
+        from hub.crypto import keyring
 
-            rotated = keyring()
+        rotated = keyring(file_app)
         assert rotated.active == "k-2027" and ring.active in rotated.keys
         only_new = Keyring(active="k-2027", keys={"k-2027": rotated.keys["k-2027"]})
         records = analysis_snapshot(session, only_new, SnapshotCache(0)).records

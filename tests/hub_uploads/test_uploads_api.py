@@ -53,10 +53,9 @@ def count(session: Session, model: Any) -> int:
 
 
 def snapshot(app: APIFlask, session: Session) -> pd.DataFrame:
-    with app.app_context():
-        from hub.crypto import keyring
+    from hub.crypto import keyring
 
-        return analysis_snapshot(session, keyring(), SnapshotCache(0)).records
+    return analysis_snapshot(session, keyring(app), SnapshotCache(0)).records
 
 
 def test_upload_stores_receipt_batch_and_audit(
