@@ -18,8 +18,14 @@ from disclosure_control.sdc.generalise import (
     PrivacyModel,
     anonymise,
     generalise,
+    shuffle_records,
+    unlinked_order,
 )
 from disclosure_control.sdc.hierarchies import (
+    MARKERS,
+    MISSING,
+    TOP,
+    WITHHELD,
     Hierarchy,
     HierarchyError,
     fields_with_role,
@@ -30,10 +36,12 @@ from disclosure_control.sdc.measures import (
     Measures,
     RiskReport,
     RiskSummary,
+    SensitiveMeasures,
     class_sizes,
     k_anonymity,
     l_diversity,
     measure,
+    recursive_diversity,
     reidentification_risk,
     t_closeness,
 )
@@ -46,6 +54,10 @@ from disclosure_control.sdc.tables import (
 )
 
 __all__ = [
+    "MARKERS",
+    "MISSING",
+    "TOP",
+    "WITHHELD",
     "AnonymisationError",
     "AnonymisationReport",
     "AnonymisationResult",
@@ -58,6 +70,7 @@ __all__ = [
     "RiskReport",
     "RiskSummary",
     "SafeTable",
+    "SensitiveMeasures",
     "TableError",
     "TablePolicy",
     "anonymise",
@@ -73,6 +86,9 @@ __all__ = [
     "magnitude_table",
     "measure",
     "protect_against_differencing",
+    "recursive_diversity",
     "reidentification_risk",
+    "shuffle_records",
     "t_closeness",
+    "unlinked_order",
 ]

@@ -27,17 +27,25 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from disclosure_control.sdc._groups import IntArray, column_codes, combine
-from disclosure_control.sdc.hierarchies import TOP, Hierarchy
-from disclosure_control.sdc.measures import Diversity, Measures, measure
+from disclosure_control.sdc.hierarchies import MARKERS, TOP, WITHHELD, Hierarchy
+from disclosure_control.sdc.measures import (
+    Diversity,
+    Measures,
+    diversity,
+    measure,
+    recursive_ratio,
+    sensitive_attributes,
+)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -56,9 +64,14 @@ class PrivacyModel:
 
     :param k: smallest equivalence class allowed (CTDC publishes with k = 11).
     :param max_suppression: share of records that may be suppressed (0 to 1).
-    :param sensitive: the sensitive attribute for l-diversity and t-closeness, if any.
-    :param l: least diversity of the sensitive attribute in every class, if required.
-    :param l_kind: ``distinct`` or ``entropy`` l-diversity.
+    :param sensitive: the sensitive attribute(s) for l-diversity and t-closeness, if any: one
+        name or several. Every class must meet l (and t) on each of them separately, since an
+        intruder who finds a victim's class reads each one off it.
+    :param l: least diversity of every sensitive attribute in every class, if required.
+    :param l_kind: ``distinct``, ``entropy`` or ``recursive`` ((c, l)-diversity: in every class
+        the most common value is fewer than ``c`` times the records outside the l - 1 most
+        common values; l must then be a whole number).
+    :param c: the c of recursive (c, l)-diversity (only with ``l_kind="recursive"``).
     :param max_average_risk: highest average record risk (prosecutor: released classes over
         released records) allowed, as in HDX's global-risk rule (below 0.03).
     :param t: largest distance (total variation, the earth mover's distance with equal ground
@@ -67,30 +80,51 @@ class PrivacyModel:
 
     k: int = 11
     max_suppression: float = 0.05
-    sensitive: str | None = None
+    sensitive: str | tuple[str, ...] | None = None
     l: float | None = None  # noqa: E741 - the privacy model is called l-diversity
     l_kind: Diversity = "distinct"
     t: float | None = None
     max_average_risk: float | None = None
+    c: float | None = None
 
     def __post_init__(self) -> None:
+        names = sensitive_attributes(self.sensitive)
+        # One name or several are both accepted; a list becomes a tuple so the model stays
+        # hashable and comparable.
+        if self.sensitive is not None and not isinstance(self.sensitive, str):
+            object.__setattr__(self, "sensitive", names)
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if not 0.0 <= self.max_suppression <= 1.0:
             raise ValueError(f"max_suppression must be within [0, 1], got {self.max_suppression}")
-        if (self.l is not None or self.t is not None) and self.sensitive is None:
+        if (self.l is not None or self.t is not None) and not names:
             raise ValueError("l-diversity and t-closeness need a sensitive attribute")
         if self.max_average_risk is not None and not 0 < self.max_average_risk <= 1:
             raise ValueError(f"max_average_risk must be within (0, 1], got {self.max_average_risk}")
-        if self.l_kind not in ("distinct", "entropy"):
+        if self.l_kind not in ("distinct", "entropy", "recursive"):
             raise ValueError(f"unknown l-diversity kind {self.l_kind!r}")
+        if self.l_kind == "recursive":
+            if self.l is None or self.c is None:
+                raise ValueError("recursive (c, l)-diversity needs both c and l")
+            if self.l != int(self.l) or self.l < 1:
+                raise ValueError(f"recursive (c, l)-diversity needs a whole l >= 1, got {self.l}")
+            if not self.c > 0:
+                raise ValueError(f"recursive (c, l)-diversity needs c > 0, got {self.c}")
+        elif self.c is not None:
+            raise ValueError("c applies to recursive (c, l)-diversity only (l_kind='recursive')")
+
+    @property
+    def sensitive_attributes(self) -> tuple[str, ...]:
+        """Return the sensitive attributes named (none, one or several), in order."""
+        return sensitive_attributes(self.sensitive)
 
     @property
     def monotone(self) -> bool:
         """Return whether generalising can never add suppressed records (pruning is exact).
 
         The average-risk cap does not enter: it prunes nothing, since a more specific node may
-        suppress a small class entirely and so lower its average risk.
+        suppress a small class entirely and so lower its average risk. Entropy and recursive
+        diversity are not monotone in this sense: a class that fails may contain parts that pass.
         """
         return self.t is None and (self.l is None or self.l_kind == "distinct")
 
@@ -108,7 +142,8 @@ class AnonymisationReport:
     :param records_in: records given.
     :param records_kept: records released.
     :param records_suppressed: records withheld.
-    :param cells_suppressed: quasi-identifier values replaced by ``*`` in released records.
+    :param cells_suppressed: quasi-identifier values withheld (written :data:`WITHHELD`) in
+        released records.
     :param classes: equivalence classes of the release.
     :param before: measures of the input.
     :param after: measures of the release.
@@ -118,6 +153,7 @@ class AnonymisationReport:
     :param nodes_evaluated: lattice nodes whose classes were computed.
     :param lattice_size: nodes in the lattice.
     :param alternatives: the minimised loss each strategy tried reached (for ``best``).
+    :param cells_suppressed_by_field: the withheld values per quasi-identifier.
     """
 
     strategy: str
@@ -137,6 +173,24 @@ class AnonymisationReport:
     lattice_size: int
     alternatives: dict[str, float] = field(default_factory=dict)
     heights: dict[str, int] = field(default_factory=dict)
+    cells_suppressed_by_field: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def markers(self) -> dict[str, dict[str, str]]:
+        """Return, per quasi-identifier, the markers its released values may carry, and meanings.
+
+        This is what the data dictionary and the release's privacy notes state: :data:`TOP`
+        where the field is generalised to its top level (not published for anyone),
+        :data:`WITHHELD` where single values were withheld, and the empty missing value, which
+        the partner sent and every level but the top keeps.
+        """
+        out: dict[str, dict[str, str]] = {}
+        for q in self.quasi_identifiers:
+            shown = [TOP] if self.level_indices[q] == self.heights.get(q, -1) else [""]
+            if self.cells_suppressed_by_field.get(q, 0):
+                shown.append(WITHHELD)
+            out[q] = {marker: MARKERS[marker] for marker in shown}
+        return out
 
     @property
     def precision(self) -> float:
@@ -168,8 +222,10 @@ class AnonymisationReport:
 class AnonymisationResult:
     """An anonymised release and its report.
 
-    :param data: the released records, quasi-identifiers generalised (strings), original index.
-    :param suppressed: index labels of the records withheld.
+    :param data: the released records, quasi-identifiers generalised (strings), in a fresh
+        random order with a fresh ``RangeIndex``: neither carries anything of the input's order.
+    :param suppressed: index labels (in the input) of the records withheld; for the hub's own
+        report, never for publication.
     :param report: what was done.
     """
 
@@ -203,7 +259,7 @@ class _Outcome:
     loss: float
     table: _Table
     suppressed: BoolArray  # per row: records withheld
-    starred: BoolArray  # per quasi-identifier and row: value replaced by "*"
+    starred: BoolArray  # per quasi-identifier and row: value withheld (WITHHELD)
 
 
 @dataclass(frozen=True)
@@ -233,8 +289,7 @@ class _Lattice:
         if missing:
             raise KeyError(f"no generalisation hierarchy for quasi-identifier(s) {missing}")
         absent = [q for q in quasi_identifiers if q not in frame.columns]
-        if model.sensitive is not None and model.sensitive not in frame.columns:
-            absent.append(model.sensitive)
+        absent += [a for a in model.sensitive_attributes if a not in frame.columns]
         if absent:
             raise KeyError(f"column(s) {absent} not among the columns of the data")
         self.model = model
@@ -253,10 +308,20 @@ class _Lattice:
             if quasi_identifiers
             else np.zeros((0, self.n), dtype=np.int64)
         )
+        # The sensitive attributes travel through the lattice as one joint code per record
+        # (so a table row is a distinct combination of all of them); ``value_parts`` maps a
+        # joint code back to each attribute's own code, which the checks need one by one.
         self.n_values = 1
         self.record_values: IntArray | None = None
-        if model.sensitive is not None:
-            self.record_values, self.n_values = column_codes(frame[model.sensitive])
+        self.value_parts: list[tuple[IntArray, int]] = []
+        if model.sensitive_attributes:
+            encoded = [column_codes(frame[a]) for a in model.sensitive_attributes]
+            self.record_values, self.n_values = combine(
+                [codes for codes, _ in encoded], [size for _, size in encoded]
+            )
+            first = np.full(self.n_values, -1, dtype=np.int64)
+            first[self.record_values[::-1]] = np.arange(self.n - 1, -1, -1)
+            self.value_parts = [(codes[first], size) for codes, size in encoded]
         # Label code at level b of each label at level a, only where b generalises a (then it
         # is a function); elsewhere None, and codes at b come from the leaves.
         self.order = [h.generalisation_order() for h in self.hierarchies]
@@ -332,7 +397,7 @@ class _Lattice:
         return _Table(node, codes, values, weights, info)
 
     def sizes(self, node: Sequence[int]) -> list[int]:
-        """Return the number of codes per quasi-identifier at ``node``, "*" included."""
+        """Return the number of codes per quasi-identifier at ``node``, withheld included."""
         return [len(h.level_labels(lv)) + 1 for h, lv in zip(self.hierarchies, node, strict=True)]
 
     def below(self, lower: Sequence[int], upper: Sequence[int]) -> bool:
@@ -445,7 +510,7 @@ class _Lattice:
     def failing(self, table: _Table, codes: IntArray | None = None) -> BoolArray:
         """Return, per row of ``table``, whether its class breaks the model.
 
-        :param codes: the table's codes with some values replaced by "*", if any.
+        :param codes: the table's codes with some values withheld, if any.
         """
         if codes is None and table.values is None:
             # The rows of a table are its distinct quasi-identifier combinations, so without a
@@ -453,35 +518,52 @@ class _Lattice:
             return np.asarray(table.weights < self.model.k, dtype=np.bool_)
         codes = table.codes if codes is None else codes
         ids, n_classes = combine([codes[i] for i in range(codes.shape[0])], self.sizes(table.node))
-        class_size = np.bincount(ids, weights=table.weights, minlength=n_classes)
+        class_size = np.bincount(ids, weights=table.weights, minlength=n_classes).astype(np.float64)
         bad = class_size < self.model.k
-        model = self.model
-        if table.values is not None and (model.l is not None or model.t is not None):
-            pairs, n_pairs = combine([ids, table.values], [n_classes, self.n_values])
-            counts = np.bincount(pairs, weights=table.weights, minlength=n_pairs)
-            first = np.full(n_pairs, -1, dtype=np.int64)
-            first[pairs[::-1]] = np.arange(len(pairs) - 1, -1, -1)
-            classes, values = ids[first], table.values[first]
-            if model.l is not None:
-                if model.l_kind == "distinct":
-                    diversity = np.bincount(classes, minlength=n_classes).astype(np.float64)
-                else:
-                    share = counts / class_size[classes]
-                    entropy = np.bincount(
-                        classes, weights=-share * np.log(share), minlength=n_classes
-                    )
-                    diversity = np.exp(entropy)
-                bad |= diversity < model.l - 1e-9
-            if model.t is not None:
-                overall = np.bincount(values, weights=counts, minlength=self.n_values)
-                overall = overall / overall.sum()
-                share = counts / class_size[classes]
-                # Total variation distance: values absent from a class add their overall share,
-                # so sum |share - overall| - overall over the present ones and add 1.
-                gap = np.abs(share - overall[values]) - overall[values]
-                distance = 0.5 * (np.bincount(classes, weights=gap, minlength=n_classes) + 1.0)
-                bad |= distance > model.t + 1e-9
+        if table.values is not None and (self.model.l is not None or self.model.t is not None):
+            for part, n_part in self.value_parts:
+                bad |= self.undiverse(ids, n_classes, class_size, part[table.values], n_part, table)
         return np.asarray(bad[ids], dtype=np.bool_)
+
+    def undiverse(
+        self,
+        ids: IntArray,
+        n_classes: int,
+        class_size: FloatArray,
+        values: IntArray,
+        n_values: int,
+        table: _Table,
+    ) -> BoolArray:
+        """Return, per class, whether one sensitive attribute breaks l-diversity or t-closeness.
+
+        :param ids: class of every row of ``table``.
+        :param class_size: records per class.
+        :param values: the attribute's code on every row.
+        :param n_values: number of codes of the attribute.
+        """
+        model = self.model
+        bad = np.zeros(n_classes, dtype=np.bool_)
+        pairs, n_pairs = combine([ids, values], [n_classes, n_values])
+        counts = np.bincount(pairs, weights=table.weights, minlength=n_pairs)
+        first = np.full(n_pairs, -1, dtype=np.int64)
+        first[pairs[::-1]] = np.arange(len(pairs) - 1, -1, -1)
+        classes, present = ids[first], values[first]
+        if model.l is not None:
+            if model.l_kind == "recursive":
+                ratio = recursive_ratio(classes, counts, n_classes, int(model.l))
+                bad |= ratio >= cast(float, model.c) - 1e-12
+            else:
+                bad |= diversity(classes, counts, n_classes, model.l_kind) < model.l - 1e-9
+        if model.t is not None:
+            overall = np.bincount(present, weights=counts, minlength=n_values)
+            overall = overall / overall.sum()
+            share = counts / class_size[classes]
+            # Total variation distance: values absent from a class add their overall share,
+            # so sum |share - overall| - overall over the present ones and add 1.
+            gap = np.abs(share - overall[present]) - overall[present]
+            distance = 0.5 * (np.bincount(classes, weights=gap, minlength=n_classes) + 1.0)
+            bad |= distance > model.t + 1e-9
+        return bad
 
     def loss(
         self, table: _Table, suppressed: BoolArray, starred: BoolArray, metric: Metric
@@ -532,13 +614,13 @@ class _Lattice:
         )
 
     def local(self, node: tuple[int, ...], metric: Metric) -> _Outcome | _Refused:
-        """Return the outcome of generalising to ``node`` and replacing single values by "*".
+        """Return the outcome of generalising to ``node`` and withholding single values.
 
         Greedy, like sdcMicro's local suppression: while some records are in failing classes,
         withhold for them the quasi-identifier that rescues the most records per unit of lost
         information; records still failing with every value withheld are suppressed whole.
-        A withheld value is a value of its own ("*"), never a wildcard, so the result is
-        k-anonymous under the plain definition.
+        A withheld value is a value of its own (:data:`WITHHELD`), never a wildcard, so the
+        result is k-anonymous under the plain definition.
         """
         self.evaluated += 1
         table = self.table(node)
@@ -554,8 +636,8 @@ class _Lattice:
             best: tuple[float, int, BoolArray] | None = None
             for i in range(table.codes.shape[0]):
                 if node[i] == self.heights[i]:
-                    # Already "*" at this level: withholding it again changes nothing released
-                    # and would only split a class on a code nobody sees.
+                    # Already at the top ("*" for everyone): withholding it changes nothing
+                    # anyone learns and would only split a class on a marker.
                     continue
                 movable = offenders & ~starred[i]
                 if not movable.any():
@@ -651,27 +733,60 @@ def _search(
     return best
 
 
+def unlinked_order(n: int) -> IntArray:
+    """Return a uniformly random permutation of ``range(n)`` drawn from the OS's CSPRNG.
+
+    The order of released records must carry nothing about the input's order (CTDC's file is
+    sorted by year: kept order lets anyone with per-year counts read every generalised year
+    back by position). A seeded generator would be undone by whoever learns the seed, and a sort
+    on released values still leaks through the order of ties, so each record gets 64 bits from
+    ``os.urandom`` and the records are sorted by them. Two keys collide with probability below
+    n^2 / 2^65 (under 3e-10 for 10^5 records); only then does the (stable) sort fall back on
+    input order, for those two records.
+
+    >>> sorted(unlinked_order(5).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
+    return np.asarray(np.argsort(keys, kind="stable"), dtype=np.int64)
+
+
+def shuffle_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the records in a fresh random order (:func:`unlinked_order`) with a fresh index.
+
+    Every record-level output goes through this before it leaves: no original index, row
+    number or order survives.
+
+    >>> out = shuffle_records(pd.DataFrame({"a": [1, 2, 3]}, index=[7, 8, 9]))
+    >>> out.index.tolist(), sorted(out["a"].tolist())
+    ([0, 1, 2], [1, 2, 3])
+    """
+    return frame.iloc[unlinked_order(len(frame))].reset_index(drop=True)
+
+
 def _apply(
     frame: pd.DataFrame,
     quasi_identifiers: Sequence[str],
     lattice: _Lattice,
     outcome: _Outcome,
-) -> tuple[pd.DataFrame, pd.Index, int]:
-    """Return the released records, the suppressed index and the number of withheld cells."""
+) -> tuple[pd.DataFrame, pd.Index, dict[str, int]]:
+    """Return the released records, the suppressed index and the withheld cells per field."""
     record_row = lattice.record_rows(outcome.table)
     record_suppressed = outcome.suppressed[record_row]
     kept_rows = np.flatnonzero(~record_suppressed)
     kept_row = record_row[kept_rows]
     released = frame.iloc[kept_rows].copy()
-    cells = 0
+    cells: dict[str, int] = {}
     for i, (q, h) in enumerate(zip(quasi_identifiers, lattice.hierarchies, strict=True)):
         level = outcome.node[i]
-        labels = pd.Series([*h.level_labels(level), TOP], dtype="string")
+        # The withheld marker is the last code (see ``_Lattice.sizes``); the top label "*" is
+        # a label of the hierarchy's top level only, so the two never meet in one field.
+        labels = pd.Series([*h.level_labels(level), WITHHELD], dtype="string")
         star = outcome.starred[i, kept_row]
         codes = np.where(star, len(labels) - 1, outcome.table.codes[i, kept_row])
         released[q] = labels.take(codes).array
-        cells += int(star.sum())
-    return released, frame.index[record_suppressed], cells
+        cells[q] = int(star.sum())
+    return shuffle_records(released), frame.index[record_suppressed], cells
 
 
 def anonymise(
@@ -716,8 +831,13 @@ def anonymise(
     chosen = min(tried, key=lambda name: tried[name].loss)
     outcome = tried[chosen]
     released, suppressed, cells = _apply(frame, quasi_identifiers, lattice, outcome)
-    before = measure(frame, quasi_identifiers, model.sensitive, risk_threshold)
-    after = measure(released, quasi_identifiers, model.sensitive, risk_threshold)
+    recursive_l = int(model.l) if model.l_kind == "recursive" and model.l is not None else 2
+    before = measure(
+        frame, quasi_identifiers, model.sensitive_attributes, risk_threshold, recursive_l
+    )
+    after = measure(
+        released, quasi_identifiers, model.sensitive_attributes, risk_threshold, recursive_l
+    )
     losses: dict[str, float] = {
         name: lattice.loss(outcome.table, outcome.suppressed, outcome.starred, name)
         for name in METRICS
@@ -735,7 +855,7 @@ def anonymise(
         records_in=lattice.n,
         records_kept=len(released),
         records_suppressed=len(suppressed),
-        cells_suppressed=cells,
+        cells_suppressed=sum(cells.values()),
         classes=after.classes,
         before=before,
         after=after,
@@ -745,6 +865,7 @@ def anonymise(
         lattice_size=math.prod(h + 1 for h in lattice.heights),
         alternatives={name: o.loss for name, o in tried.items()},
         heights=dict(zip(quasi_identifiers, lattice.heights, strict=True)),
+        cells_suppressed_by_field=cells,
     )
     return AnonymisationResult(released, suppressed, report)
 

@@ -1,11 +1,13 @@
 """Generalisation hierarchies for quasi-identifiers, and their loader.
 
 A hierarchy maps every original (leaf) value of a quasi-identifier to one label per level, from
-the value itself (level 0) to ``"*"`` (the top level, which reveals nothing), as ARX's hierarchy
-tables do: one row per value, one column per level. A level's classes are the leaves sharing a
-label, computed from the leaves; levels need not nest. Year -> 2-year -> 5-year periods is such a
-hierarchy: a 5-year period does not contain whole 2-year periods. What the search in
-:mod:`disclosure_control.sdc.generalise` may rely on is the partial order
+the value itself (level 0) to ``"*"`` (the top level, which reveals nothing: "not published at
+this level for anyone"), as ARX's hierarchy tables do: one row per value, one column per
+level. A value withheld for one record only (local suppression) is written :data:`WITHHELD`
+instead, so the two never look alike (:data:`MARKERS` states both). A level's classes are the
+leaves sharing a label, computed from the leaves; levels need not nest. Year -> 2-year -> 5-year
+periods is such a hierarchy: a 5-year period does not contain whole 2-year periods. What the
+search in :mod:`disclosure_control.sdc.generalise` may rely on is the partial order
 :meth:`Hierarchy.generalises` computes: level ``b`` generalises level ``a`` when every class of
 ``a`` lies inside one class of ``b``. Level 0 is generalised by every level, and every level by
 the top.
@@ -34,16 +36,35 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-#: Label of the top level of every hierarchy: the value is withheld.
+#: Label of the top level of every hierarchy: the field is not published at this level for
+#: anyone (every released record carries it in that field).
 TOP = "*"
+#: Marker of a value withheld for this record only (local suppression): the field is published
+#: for the other records of the release. Distinct from :data:`TOP` so a reader can tell the two
+#: apart, and from :data:`MISSING`, which the partner sent.
+WITHHELD = "[withheld]"
 #: How a missing value is written in case records read as strings.
 MISSING = ""
+#: Every marker a released quasi-identifier can carry besides its own values, with the sentence
+#: the data dictionary and the release's privacy notes state for it.
+MARKERS: Mapping[str, str] = MappingProxyType(
+    {
+        TOP: "not published at this level for anyone: the field is generalised to its top level "
+        "in every record of the release",
+        WITHHELD: "withheld for this record (local suppression); the field is published for "
+        "other records",
+        MISSING: "not recorded by the partner",
+    }
+)
+#: Values a hierarchy may not use as a leaf or a label below the top: they are markers.
+RESERVED = (TOP, WITHHELD)
 
 
 class HierarchyError(ValueError):
@@ -87,10 +108,11 @@ class Hierarchy:
                     f"hierarchy {self.name!r}: value {leaf!r} must start with itself and end "
                     f"with {TOP!r}"
                 )
-            if TOP in row[1:-1]:
+            reserved = [label for label in row[:-1] if label in RESERVED]
+            if reserved:
                 raise HierarchyError(
-                    f"hierarchy {self.name!r}: value {leaf!r} has the label {TOP!r} below the "
-                    f"top level; {TOP!r} is reserved for a withheld value"
+                    f"hierarchy {self.name!r}: value {leaf!r} has the label {reserved[0]!r} "
+                    f"below the top level; {TOP!r} and {WITHHELD!r} are reserved markers"
                 )
         codes: list[npt.NDArray[np.int32]] = []
         level_labels: list[tuple[str, ...]] = []
@@ -228,7 +250,7 @@ class Hierarchy:
         leaves: list[str] = []
         labels: list[tuple[str, ...]] = []
         for leaf, ancestors in mapping.items():
-            if leaf == MISSING or leaf == TOP:
+            if leaf == MISSING or leaf in RESERVED:
                 raise HierarchyError(
                     f"hierarchy {name!r}: {leaf!r} is reserved and cannot be declared"
                 )

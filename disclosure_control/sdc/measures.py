@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,8 @@ import pandas as pd
 from disclosure_control.sdc._groups import IntArray, class_ids, column_codes
 
 FloatArray = npt.NDArray[np.float64]
-Diversity = Literal["distinct", "entropy"]
+#: Kinds of l-diversity: distinct values, entropy, and recursive (c, l)-diversity.
+Diversity = Literal["distinct", "entropy", "recursive"]
 
 
 def class_sizes(frame: pd.DataFrame, quasi_identifiers: Sequence[str]) -> IntArray:
@@ -50,6 +51,23 @@ def k_anonymity(frame: pd.DataFrame, quasi_identifiers: Sequence[str]) -> int:
     return int(sizes.min())
 
 
+def sensitive_attributes(sensitive: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Return the sensitive attributes named, as a tuple (one name, several, or none).
+
+    >>> sensitive_attributes("isForcedLabour"), sensitive_attributes(None)
+    (('isForcedLabour',), ())
+    """
+    if sensitive is None:
+        return ()
+    names = (sensitive,) if isinstance(sensitive, str) else tuple(sensitive)
+    if any(not isinstance(n, str) or not n for n in names):
+        raise ValueError(f"sensitive attributes must be non-empty column names, got {names!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"sensitive attribute(s) {repeated} named more than once")
+    return names
+
+
 def _class_value_counts(
     ids: IntArray, n_classes: int, sensitive: pd.Series
 ) -> tuple[IntArray, IntArray, IntArray, int]:
@@ -60,18 +78,20 @@ def _class_value_counts(
     return uniques // n_values, uniques % n_values, counts.astype(np.int64), n_values
 
 
-def class_diversity(
-    ids: IntArray, n_classes: int, sensitive: pd.Series, kind: Diversity = "distinct"
+def diversity(
+    classes: IntArray,
+    counts: npt.NDArray[np.floating[Any]] | IntArray,
+    n_classes: int,
+    kind: Literal["distinct", "entropy"],
 ) -> FloatArray:
-    """Return the diversity of every class: distinct values, or exp(entropy) for ``entropy``.
+    """Return every class's diversity from its (class, count) pairs, one pair per value present.
 
-    :param ids: each record's class id (dense, ``0 .. n_classes - 1``).
+    :param classes: class of each pair.
+    :param counts: records of the pair (may be weights).
     :param n_classes: number of classes.
-    :param sensitive: the sensitive attribute (a missing value counts as a value).
-    :param kind: ``distinct`` (number of values) or ``entropy`` (the largest l with entropy
-        at least log l).
+    :param kind: ``distinct`` (number of values) or ``entropy`` (exp of the entropy: the largest
+        l with entropy at least log l).
     """
-    classes, _, counts, _ = _class_value_counts(ids, n_classes, sensitive)
     if kind == "distinct":
         return np.bincount(classes, minlength=n_classes).astype(np.float64)
     if kind != "entropy":
@@ -82,18 +102,91 @@ def class_diversity(
     return np.asarray(np.exp(entropy), dtype=np.float64)
 
 
+def recursive_ratio(
+    classes: IntArray,
+    counts: npt.NDArray[np.floating[Any]] | IntArray,
+    n_classes: int,
+    l: int,  # noqa: E741 - the privacy model is called (c, l)-diversity
+) -> FloatArray:
+    """Return every class's r1 / (r_l + ... + r_m), the bound recursive (c, l)-diversity puts on c.
+
+    With a class's value counts sorted r1 >= r2 >= ... >= rm, the class is recursive
+    (c, l)-diverse (Machanavajjhala et al. 2007) when r1 < c (r_l + ... + r_m): the most common
+    value is not overwhelming even after the l - 2 next ones are taken away. The class is
+    (c, l)-diverse for every c above the returned ratio; a class with fewer than l values has
+    ratio ``inf`` (no c will do). An empty class has ratio 0.
+
+    >>> recursive_ratio(np.array([0, 0, 1, 1, 1]), np.array([8, 2, 5, 3, 2]), 2, 2).tolist()
+    [4.0, 1.0]
+    """
+    if l < 1:
+        raise ValueError(f"recursive (c, l)-diversity needs l >= 1, got {l}")
+    counts = np.asarray(counts, dtype=np.float64)
+    order = np.lexsort((-counts, classes))
+    ranked_classes, ranked = classes[order], counts[order]
+    starts = np.searchsorted(ranked_classes, ranked_classes, side="left")
+    rank = np.arange(len(ranked)) - starts
+    largest = np.zeros(n_classes)
+    largest[ranked_classes[rank == 0]] = ranked[rank == 0]
+    tail = np.bincount(
+        ranked_classes, weights=np.where(rank >= l - 1, ranked, 0.0), minlength=n_classes
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(tail > 0, largest / np.where(tail > 0, tail, 1.0), np.inf)
+    return np.asarray(np.where(largest > 0, ratio, 0.0), dtype=np.float64)
+
+
+def largest_share(
+    classes: IntArray, counts: npt.NDArray[np.floating[Any]] | IntArray, n_classes: int
+) -> FloatArray:
+    """Return, per class, the share of its records holding its most common value.
+
+    It is what an intruder who finds a victim's class guesses right with the best guess.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    totals = np.bincount(classes, weights=counts, minlength=n_classes)
+    most = np.zeros(n_classes)
+    np.maximum.at(most, classes, counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(totals > 0, most / np.where(totals > 0, totals, 1.0), 0.0))
+
+
+def class_diversity(
+    ids: IntArray,
+    n_classes: int,
+    sensitive: pd.Series,
+    kind: Diversity = "distinct",
+    l: int = 2,  # noqa: E741
+) -> FloatArray:
+    """Return the diversity of every class: distinct values, exp(entropy), or the recursive ratio.
+
+    :param ids: each record's class id (dense, ``0 .. n_classes - 1``).
+    :param n_classes: number of classes.
+    :param sensitive: the sensitive attribute (a missing value counts as a value).
+    :param kind: ``distinct`` (number of values), ``entropy`` (the largest l with entropy
+        at least log l) or ``recursive`` (:func:`recursive_ratio`, the least c at ``l``: lower
+        is more diverse).
+    :param l: the l of the recursive ratio.
+    """
+    classes, _, counts, _ = _class_value_counts(ids, n_classes, sensitive)
+    if kind == "recursive":
+        return recursive_ratio(classes, counts, n_classes, l)
+    return diversity(classes, counts, n_classes, kind)
+
+
 def l_diversity(
     frame: pd.DataFrame,
     quasi_identifiers: Sequence[str],
     sensitive: str,
-    kind: Diversity = "distinct",
+    kind: Literal["distinct", "entropy"] = "distinct",
 ) -> float:
     """Return the l for which the records are l-diverse (the least diverse class decides).
 
     :param frame: the case records.
     :param quasi_identifiers: the columns an attacker may know.
     :param sensitive: the sensitive attribute.
-    :param kind: ``distinct`` or ``entropy`` l-diversity.
+    :param kind: ``distinct`` or ``entropy`` l-diversity (for recursive (c, l)-diversity see
+        :func:`recursive_diversity`).
 
     >>> frame = pd.DataFrame({"g": ["F", "F", "M", "M"], "s": ["a", "b", "a", "a"]})
     >>> l_diversity(frame, ["g"], "s")
@@ -105,6 +198,31 @@ def l_diversity(
         return 0.0
     ids, sizes = class_ids(frame, quasi_identifiers)
     return float(class_diversity(ids, len(sizes), frame[sensitive], kind).min())
+
+
+def recursive_diversity(
+    frame: pd.DataFrame,
+    quasi_identifiers: Sequence[str],
+    sensitive: str,
+    l: int = 2,  # noqa: E741 - the privacy model is called (c, l)-diversity
+) -> float:
+    """Return the c at which the records are recursive (c, l)-diverse: any larger c holds.
+
+    :param frame: the case records.
+    :param quasi_identifiers: the columns an attacker may know.
+    :param sensitive: the sensitive attribute.
+    :param l: the l of the model.
+
+    >>> frame = pd.DataFrame({"g": ["F"] * 4 + ["M"] * 2, "s": ["a", "a", "a", "b", "a", "b"]})
+    >>> recursive_diversity(frame, ["g"], "s", 2)
+    3.0
+    >>> recursive_diversity(frame, ["g"], "s", 3)
+    inf
+    """
+    if len(frame) == 0:
+        return 0.0
+    ids, sizes = class_ids(frame, quasi_identifiers)
+    return float(class_diversity(ids, len(sizes), frame[sensitive], "recursive", l).max())
 
 
 def class_distance(
@@ -279,16 +397,77 @@ def reidentification_risk(
 
 
 @dataclass(frozen=True)
+class SensitiveMeasures:
+    """How well the classes of a release hide one sensitive attribute.
+
+    :param attribute: the sensitive attribute.
+    :param l_distinct: distinct l-diversity (values in the least diverse class).
+    :param l_entropy: entropy l-diversity.
+    :param recursive_l: the l at which recursive (c, l)-diversity is measured.
+    :param recursive_c: the c at which the records are recursive (c, ``recursive_l``)-diverse
+        (any larger c holds; ``inf`` when a class has fewer than ``recursive_l`` values).
+    :param t: t-closeness (total variation distance to the whole data's distribution).
+    :param largest_share: the highest share of one value in any class (the intruder's best
+        guess inside the worst class is right this often).
+    :param dominance: the share at which a class counts as dominated by one value.
+    :param dominated_classes: classes where one value holds at least ``dominance`` of records.
+    :param dominated_records: records in those classes.
+    """
+
+    attribute: str
+    l_distinct: float
+    l_entropy: float
+    recursive_l: int
+    recursive_c: float
+    t: float
+    largest_share: float
+    dominance: float
+    dominated_classes: int
+    dominated_records: int
+
+
+def _sensitive_measures(
+    ids: IntArray,
+    sizes: IntArray,
+    column: pd.Series,
+    recursive_l: int,
+    dominance: float,
+) -> SensitiveMeasures:
+    """Return the measures of one sensitive attribute over classes already formed."""
+    n_classes = len(sizes)
+    attribute = str(column.name)
+    if len(column) == 0:
+        return SensitiveMeasures(attribute, 0.0, 0.0, recursive_l, 0.0, 0.0, 0.0, dominance, 0, 0)
+    classes, _, counts, _ = _class_value_counts(ids, n_classes, column)
+    share = largest_share(classes, counts, n_classes)
+    dominated = (share >= dominance - 1e-12) & (sizes > 0)
+    return SensitiveMeasures(
+        attribute=attribute,
+        l_distinct=float(diversity(classes, counts, n_classes, "distinct").min()),
+        l_entropy=float(diversity(classes, counts, n_classes, "entropy").min()),
+        recursive_l=recursive_l,
+        recursive_c=float(recursive_ratio(classes, counts, n_classes, recursive_l).max()),
+        t=float(class_distance(ids, n_classes, column).max()),
+        largest_share=float(share.max()),
+        dominance=dominance,
+        dominated_classes=int(dominated.sum()),
+        dominated_records=int(sizes[dominated].sum()),
+    )
+
+
+@dataclass(frozen=True)
 class Measures:
     """All privacy measures of one set of case records.
 
     :param records: number of records.
     :param classes: number of equivalence classes.
     :param k: size of the smallest class (0 for no records).
-    :param l_distinct: distinct l-diversity of the sensitive attribute (``None`` without one).
-    :param l_entropy: entropy l-diversity (``None`` without a sensitive attribute).
-    :param t: t-closeness (``None`` without a sensitive attribute).
+    :param l_distinct: distinct l-diversity, the least over the sensitive attributes (``None``
+        without one).
+    :param l_entropy: entropy l-diversity, the least over the sensitive attributes.
+    :param t: t-closeness, the largest over the sensitive attributes.
     :param risk: re-identification risk.
+    :param sensitive: the measures of every sensitive attribute named, in the order named.
     """
 
     records: int
@@ -298,43 +477,59 @@ class Measures:
     l_entropy: float | None
     t: float | None
     risk: RiskReport
+    sensitive: tuple[SensitiveMeasures, ...] = ()
+
+    def of(self, attribute: str) -> SensitiveMeasures:
+        """Return the measures of one sensitive attribute.
+
+        :raises KeyError: if the attribute was not measured.
+        """
+        for entry in self.sensitive:
+            if entry.attribute == attribute:
+                return entry
+        raise KeyError(f"{attribute!r} was not measured as a sensitive attribute")
 
 
 def measure(
     frame: pd.DataFrame,
     quasi_identifiers: Sequence[str],
-    sensitive: str | None = None,
+    sensitive: str | Sequence[str] | None = None,
     threshold: float = 0.2,
+    recursive_l: int = 2,
+    dominance: float = 0.95,
 ) -> Measures:
     """Return every measure at once, grouping the records only once.
 
     :param frame: the case records.
     :param quasi_identifiers: the columns an attacker may know.
-    :param sensitive: the sensitive attribute for l-diversity and t-closeness, if any.
+    :param sensitive: the sensitive attribute(s) for l-diversity and t-closeness, if any: each
+        is measured on its own (an intruder learns each one from the class).
     :param threshold: record-risk threshold of the risk report.
+    :param recursive_l: the l at which the recursive (c, l)-diversity c is measured.
+    :param dominance: share of one value at which a class counts as dominated.
+    :raises KeyError: naming sensitive attributes the frame lacks.
 
     >>> frame = pd.DataFrame({"g": ["F", "F", "M", "M"], "s": ["a", "b", "a", "b"]})
     >>> m = measure(frame, ["g"], "s")
     >>> m.k, m.l_distinct, m.t, m.risk.prosecutor.highest
     (2, 2.0, 0.0, 0.5)
     """
+    names = sensitive_attributes(sensitive)
+    absent = [name for name in names if name not in frame.columns]
+    if absent:
+        raise KeyError(f"sensitive attribute(s) {absent} not among the columns of the data")
     ids, sizes = class_ids(frame, quasi_identifiers)
-    n_classes = len(sizes)
     empty = len(frame) == 0
-    l_distinct = l_entropy = t = None
-    if sensitive is not None:
-        column = frame[sensitive]
-        l_distinct = 0.0 if empty else float(class_diversity(ids, n_classes, column).min())
-        l_entropy = (
-            0.0 if empty else float(class_diversity(ids, n_classes, column, "entropy").min())
-        )
-        t = 0.0 if empty else float(class_distance(ids, n_classes, column).max())
+    per_attribute = tuple(
+        _sensitive_measures(ids, sizes, frame[name], recursive_l, dominance) for name in names
+    )
     return Measures(
         records=len(frame),
         classes=int((sizes > 0).sum()),
         k=0 if empty else int(sizes.min()),
-        l_distinct=l_distinct,
-        l_entropy=l_entropy,
-        t=t,
+        l_distinct=min((m.l_distinct for m in per_attribute), default=None),
+        l_entropy=min((m.l_entropy for m in per_attribute), default=None),
+        t=max((m.t for m in per_attribute), default=None),
         risk=risk_from_sizes(sizes[ids], None, threshold),
+        sensitive=per_attribute,
     )

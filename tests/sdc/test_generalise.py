@@ -17,7 +17,22 @@ from disclosure_control.sdc.generalise import (
     PrivacyModel,
     anonymise,
 )
-from disclosure_control.sdc.hierarchies import TOP, Hierarchy
+from disclosure_control.sdc.hierarchies import (
+    MARKERS,
+    MISSING,
+    TOP,
+    WITHHELD,
+    Hierarchy,
+    HierarchyError,
+)
+
+#: A column the tests add to the input to follow each record through the (shuffled) release.
+ROW = "testRowTag"
+
+
+def tagged(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the records with :data:`ROW`: each one's position, as a string."""
+    return frame.assign(**{ROW: pd.array([str(i) for i in range(len(frame))], dtype="string")})
 
 
 def independent_k(frame: pd.DataFrame, qis: list[str]) -> int:
@@ -31,8 +46,13 @@ def assert_release_consistent(
     qis: list[str],
     hierarchies: dict[str, Hierarchy],
 ) -> None:
-    """Check no row is lost silently and every released value is its original's label."""
-    kept, suppressed = result.data.index, result.suppressed
+    """Check no row is lost silently and every released value is its original's label.
+
+    ``original`` carries :data:`ROW` (see :func:`tagged`), which follows each record into the
+    release: the release's own index is a fresh ``RangeIndex`` that says nothing.
+    """
+    assert result.data.index.equals(pd.RangeIndex(len(result.data)))
+    kept, suppressed = original.index[result.data[ROW].astype(int).to_numpy()], result.suppressed
     assert len(kept) + len(suppressed) == len(original)
     assert kept.intersection(suppressed).empty
     assert kept.union(suppressed).sort_values().equals(original.index.sort_values())
@@ -40,27 +60,33 @@ def assert_release_consistent(
     assert report.records_kept == len(kept) and report.records_suppressed == len(suppressed)
     stars = 0
     for q in qis:
-        expected = hierarchies[q].generalise(original.loc[kept, q], report.level_indices[q])
+        level = report.level_indices[q]
+        expected = hierarchies[q].generalise(original.loc[kept, q], level).reset_index(drop=True)
         released = result.data[q]
-        starred = released.eq(TOP) & expected.ne(TOP)
-        stars += int(starred.sum())
-        assert released[~starred].equals(expected[~starred]), q
+        withheld = released.eq(WITHHELD)
+        assert not expected.eq(WITHHELD).any()
+        # The top label is the level's own: it appears exactly where the level is the top.
+        assert released.eq(TOP).any() == (level == report.heights[q] and len(released) > 0)
+        stars += int(withheld.sum())
+        assert report.cells_suppressed_by_field[q] == int(withheld.sum())
+        assert released[~withheld].equals(expected[~withheld]), q
         if report.strategy == "full_domain":
-            assert not starred.any()
+            assert not withheld.any()
     assert stars == report.cells_suppressed
     others = [c for c in original.columns if c not in qis]
-    assert result.data[others].equals(original.loc[kept, others])
+    assert result.data[others].equals(original.loc[kept, others].reset_index(drop=True))
 
 
 @pytest.mark.slow
 def test_ctdc_release_at_k_11_is_11_anonymous(
     ctdc_records: pd.DataFrame, quasi_identifiers: list[str], hierarchies: dict[str, Hierarchy]
 ) -> None:
-    result = anonymise(ctdc_records, quasi_identifiers, hierarchies, PrivacyModel(k=11))
+    records = tagged(ctdc_records)
+    result = anonymise(records, quasi_identifiers, hierarchies, PrivacyModel(k=11))
     assert independent_k(result.data, quasi_identifiers) >= 11
     assert result.report.records_suppressed <= math.floor(0.05 * len(ctdc_records))
     assert result.report.after.k >= 11
-    assert_release_consistent(ctdc_records, result, quasi_identifiers, hierarchies)
+    assert_release_consistent(records, result, quasi_identifiers, hierarchies)
     two_diverse = anonymise(
         ctdc_records,
         quasi_identifiers,
@@ -126,6 +152,7 @@ def test_local_strategy_keeps_more_and_stays_k_anonymous(
     ctdc_sample: pd.DataFrame, hierarchies: dict[str, Hierarchy], quasi_identifiers: list[str]
 ) -> None:
     model = PrivacyModel(k=11, max_suppression=0.02)
+    ctdc_sample = tagged(ctdc_sample)
     result = anonymise(ctdc_sample, quasi_identifiers, hierarchies, model, strategy="best")
     report = result.report
     assert set(report.alternatives) == {"full_domain", "local"}
@@ -216,7 +243,7 @@ TOY = {
 def test_release_is_k_anonymous_or_refused_and_loses_no_row(
     rows: list[tuple[str, str, str]], k: int, budget: float, strategy: str, metric: str
 ) -> None:
-    frame = pd.DataFrame(rows, columns=["a", "b", "c"], dtype="string")
+    frame = tagged(pd.DataFrame(rows, columns=["a", "b", "c"], dtype="string"))
     frame.index = pd.Index([f"r{i}" for i in range(len(frame))])
     frame["payload"] = np.arange(len(frame))
     qis = ["a", "b", "c"]
@@ -271,7 +298,7 @@ def test_average_risk_cap_holds_in_the_release(
 def test_release_is_l_diverse_or_refused(
     rows: list[tuple[str, str, str]], k: int, l_value: float, l_kind: str, strategy: str
 ) -> None:
-    frame = pd.DataFrame(rows, columns=["a", "b", "s"], dtype="string")
+    frame = tagged(pd.DataFrame(rows, columns=["a", "b", "s"], dtype="string"))
     qis = ["a", "b"]
     model = PrivacyModel(
         k=k,
@@ -308,9 +335,39 @@ def test_local_strategy_never_withholds_a_value_already_at_the_top() -> None:
     # again cost nothing, so the greedy step chose it, counted cells no one could see and split
     # a class on an invisible code.
     rows = [("1", "x", "p")] * 3 + [("1", "x", "q"), ("1", "y", "p"), ("1", "y", "q")]
-    frame = pd.DataFrame([*rows, ("3", "x", "p")], columns=["a", "b", "c"], dtype="string")
+    frame = tagged(pd.DataFrame([*rows, ("3", "x", "p")], columns=["a", "b", "c"], dtype="string"))
     model = PrivacyModel(k=3, max_suppression=0.0)
     result = anonymise(frame, ["a", "b", "c"], TOY, model, metric="entropy", strategy="local")
     assert result.report.level_indices["a"] == 2
     assert_release_consistent(frame, result, ["a", "b", "c"], TOY)
     assert independent_k(result.data, ["a", "b", "c"]) >= 3
+
+
+def test_withheld_and_fully_generalised_values_carry_distinct_documented_markers() -> None:
+    # Issue 10, item 2: both were written "*", so a reader could not tell "withheld for this
+    # record" from "not published at this level for anyone".
+    rows = [("1", "x", "p")] * 3 + [("1", "x", "q"), ("1", "y", "p"), ("1", "y", "q")]
+    frame = tagged(pd.DataFrame([*rows, ("3", "x", "p")], columns=["a", "b", "c"], dtype="string"))
+    model = PrivacyModel(k=3, max_suppression=0.0)
+    result = anonymise(frame, ["a", "b", "c"], TOY, model, metric="entropy", strategy="local")
+    report = result.report
+    assert report.level_indices["a"] == TOY["a"].height
+    assert result.data["a"].eq(TOP).all()
+    withheld = result.data[["b", "c"]] == WITHHELD
+    assert int(withheld.to_numpy().sum()) == report.cells_suppressed > 0
+    assert TOP != WITHHELD and MISSING not in (TOP, WITHHELD)
+    # Each marker is documented, and the report says which field may carry which.
+    assert set(MARKERS) == {TOP, WITHHELD, MISSING}
+    assert all(MARKERS.values())
+    assert set(report.markers["a"]) == {TOP}
+    for q in ("b", "c"):
+        expected = {MISSING, WITHHELD} if report.cells_suppressed_by_field[q] else {MISSING}
+        assert set(report.markers[q]) == expected
+    assert_release_consistent(frame, result, ["a", "b", "c"], TOY)
+
+
+def test_a_hierarchy_cannot_use_a_marker_as_a_label() -> None:
+    with pytest.raises(HierarchyError, match="reserved"):
+        Hierarchy.from_mapping("bad", ["v", "any"], {WITHHELD: []})
+    with pytest.raises(HierarchyError, match="reserved markers"):
+        Hierarchy.from_mapping("bad", ["v", "band", "any"], {"x": [WITHHELD], "y": ["Y"]})

@@ -23,7 +23,7 @@ from disclosure_control.sdc.generalise import (
     _Lattice,
     anonymise,
 )
-from disclosure_control.sdc.hierarchies import Hierarchy
+from disclosure_control.sdc.hierarchies import WITHHELD, Hierarchy
 
 
 def periods(value: int, width: int) -> str:
@@ -184,7 +184,7 @@ def test_precision_is_arx_precision_with_suppressed_records_fully_generalised(
 ) -> None:
     # ARX's Metric.createPrecisionMetric(): mean over records and quasi-identifiers of level
     # over height, a suppressed record counting as height on each; computed here from the
-    # release itself, a withheld value ("*" below the top level) counting as height too.
+    # release itself, a withheld value (WITHHELD, below the top level) counting as height too.
     qis = quasi_identifiers
     model = PrivacyModel(k=11, max_suppression=0.05)
     result = anonymise(
@@ -203,7 +203,7 @@ def test_precision_is_arx_precision_with_suppressed_records_fully_generalised(
     total = float(len(result.suppressed) * len(qis))
     for q in qis:
         level = report.level_indices[q]
-        withheld = result.data[q].eq("*") if level < heights[q] else pd.Series(False)
+        withheld = result.data[q].eq(WITHHELD) if level < heights[q] else pd.Series(False)
         total += float(withheld.sum()) + (len(result.data) - float(withheld.sum())) * (
             level / heights[q]
         )
