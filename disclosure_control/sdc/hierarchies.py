@@ -396,3 +396,125 @@ def fields_with_role(schema: Mapping[str, Any], role: str) -> list[str]:
     if not isinstance(fields, list):
         raise HierarchyError("the record schema has no list of 'fields'")
     return [str(f["name"]) for f in fields if isinstance(f, dict) and f.get("ctdhub:role") == role]
+
+
+#: The top-level key of the record schema that declares attributes computed from other fields.
+DERIVED_KEY = "ctdhub:derivedAttributes"
+
+
+@dataclass(frozen=True)
+class DerivedAttribute:
+    """An attribute the schema declares as computed from other fields, never uploaded.
+
+    Only one kind exists: ``flagSet``, the set of a group's boolean flags that are set, written
+    as their field names in schema order joined by ``separator`` (``none`` when no flag is set).
+
+    :param name: the attribute's column name.
+    :param role: its ``ctdhub:role`` (``sensitive`` for the exploitation type).
+    :param flags: the fields it is computed from, in schema order.
+    :param true_values: per flag, the spellings that mean "set" (the field's ``trueValues``).
+    :param separator: what joins the names of the flags that are set.
+    :param none: the value of a record with no flag set.
+    """
+
+    name: str
+    role: str
+    flags: tuple[str, ...]
+    true_values: tuple[tuple[str, ...], ...]
+    separator: str
+    none: str
+
+    def compute(self, frame: pd.DataFrame) -> pd.Series:
+        """Return the attribute for every record (strings, never missing).
+
+        A flag counts as set when it is a boolean ``True``, or text equal to one of the field's
+        true values (case-insensitive); anything else, missing included, counts as not set.
+
+        :raises KeyError: naming the flags the records lack.
+        """
+        absent = [f for f in self.flags if f not in frame.columns]
+        if absent:
+            raise KeyError(f"derived attribute {self.name!r} needs column(s) {absent}")
+        joined = pd.Series("", index=frame.index, dtype="string")
+        for flag, spellings in zip(self.flags, self.true_values, strict=True):
+            column = frame[flag]
+            if pd.api.types.is_bool_dtype(column.dtype):
+                is_set = column.fillna(False).astype(bool)
+            else:
+                text = column.astype("string").str.strip().str.lower()
+                is_set = text.isin([s.lower() for s in spellings]).fillna(False).astype(bool)
+            part = pd.Series(np.where(is_set, flag, ""), index=frame.index, dtype="string")
+            glue = pd.Series(
+                np.where(joined.ne("") & is_set, self.separator, ""),
+                index=frame.index,
+                dtype="string",
+            )
+            joined = joined + glue + part
+        return joined.mask(joined.eq(""), self.none).rename(self.name)
+
+
+def derived_attributes(schema: Mapping[str, Any]) -> dict[str, DerivedAttribute]:
+    """Return the attributes the record schema derives from its fields, by name.
+
+    :param schema: the record schema as parsed JSON; derived attributes live under
+        :data:`DERIVED_KEY`, outside ``fields`` (partners never upload them).
+    :raises HierarchyError: naming the entry and what is wrong with it.
+    """
+    entries = schema.get(DERIVED_KEY, [])
+    if not isinstance(entries, list):
+        raise HierarchyError(f"the record schema's {DERIVED_KEY!r} must be a list")
+    fields = schema.get("fields")
+    if not isinstance(fields, list):
+        raise HierarchyError("the record schema has no list of 'fields'")
+    names = {str(f.get("name")) for f in fields if isinstance(f, dict)}
+    out: dict[str, DerivedAttribute] = {}
+    for index, entry in enumerate(entries):
+        where = f"{DERIVED_KEY}[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise HierarchyError(f"{where}: needs an object with a 'name'")
+        name = entry["name"]
+        where = f"derived attribute {name!r}"
+        if name in names or name in out:
+            raise HierarchyError(f"{where}: the name is already taken by a field")
+        rule = entry.get("ctdhub:derivation")
+        if not isinstance(rule, dict) or rule.get("kind") != "flagSet":
+            raise HierarchyError(f"{where}: 'ctdhub:derivation' must have kind 'flagSet'")
+        group, separator, none = rule.get("group"), rule.get("separator"), rule.get("noneValue")
+        if not all(isinstance(v, str) and v for v in (group, separator, none)):
+            raise HierarchyError(f"{where}: needs a non-empty group, separator and noneValue")
+        members = [
+            f
+            for f in fields
+            if isinstance(f, dict) and f.get("ctdhub:group") == group and f.get("type") == "boolean"
+        ]
+        if not members:
+            raise HierarchyError(f"{where}: the schema has no boolean field in group {group!r}")
+        out[name] = DerivedAttribute(
+            name=name,
+            role=str(entry.get("ctdhub:role", "attribute")),
+            flags=tuple(str(f["name"]) for f in members),
+            true_values=tuple(
+                tuple(str(v) for v in f.get("trueValues", ["1", "true"])) for f in members
+            ),
+            separator=str(separator),
+            none=str(none),
+        )
+    return out
+
+
+def with_derived_attributes(frame: pd.DataFrame, schema: Mapping[str, Any]) -> pd.DataFrame:
+    """Return a copy of the records with every attribute the schema derives added as a column.
+
+    >>> schema = {"fields": [
+    ...     {"name": "a", "type": "boolean", "trueValues": ["1"], "ctdhub:group": "g"},
+    ...     {"name": "b", "type": "boolean", "trueValues": ["1"], "ctdhub:group": "g"}],
+    ...   DERIVED_KEY: [{"name": "ab", "ctdhub:role": "sensitive", "ctdhub:derivation": {
+    ...     "kind": "flagSet", "group": "g", "separator": ";", "noneValue": "none"}}]}
+    >>> frame = pd.DataFrame({"a": ["1", "", "1"], "b": ["1", "0", ""]})
+    >>> with_derived_attributes(frame, schema)["ab"].tolist()
+    ['a;b', 'none', 'a']
+    """
+    out = frame.copy()
+    for name, attribute in derived_attributes(schema).items():
+        out[name] = attribute.compute(frame)
+    return out

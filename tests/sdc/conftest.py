@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclosure_control.sdc.hierarchies import Hierarchy, fields_with_role, load_hierarchies
+from disclosure_control.sdc.hierarchies import (
+    Hierarchy,
+    fields_with_role,
+    load_hierarchies,
+    with_derived_attributes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
@@ -45,26 +50,11 @@ def hierarchies() -> dict[str, Hierarchy]:
     return load_hierarchies(CONFIG / "hierarchies")
 
 
-def with_exploitation_type(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
-    """Return the records with ``exploitationType``: the recorded exploitation flags, joined.
-
-    The flags are the schema's "type of exploitation" group; a record with none set gets
-    ``not recorded``.
-    """
-    flags = [f["name"] for f in schema["fields"] if f.get("ctdhub:group") == "type of exploitation"]
-    joined = pd.Series("", index=frame.index, dtype="string")
-    for flag in flags:
-        joined = joined.str.cat(frame[flag].eq("1").map({True: flag + ";", False: ""}))
-    out = frame.copy()
-    out["exploitationType"] = joined.mask(joined.eq(""), "not recorded")
-    return out
-
-
 @pytest.fixture(scope="session")
 def ctdc_records(schema: dict[str, Any]) -> pd.DataFrame:
-    """Return the whole CTDC file, read as strings (``NA`` is Namibia), with exploitation type."""
+    """Return the whole CTDC file as strings (``NA`` is Namibia), with the derived attributes."""
     frame = pd.read_csv(CTDC, dtype="string", keep_default_na=False)
-    return with_exploitation_type(frame, schema)
+    return with_derived_attributes(frame, schema)
 
 
 @pytest.fixture(scope="session")
