@@ -52,6 +52,10 @@ def k_synthetic(
     :param max_length: the longest combination checked, 1 to 3.
     :param n_records: records to generate; as many as the real table by default.
     :param seed: seed of the draw; the output is a function of records, settings and seed.
+        It depends on the records only through counts of value combinations, so it is the same
+        whatever order they come in: row ``i`` is the ``i``-th draw of the seeded generator,
+        never a real record's position (issue 10). That is why no CSPRNG shuffle is needed
+        here, and why the output can be redrawn exactly from records, settings and seed.
     :param progress: called with ``("column", done, total)``.
     """
     if k < 1 or max_length not in (1, 2, 3):

@@ -479,6 +479,14 @@ class SynthesisModel:
     def sample(self, n_records: int, seed: int) -> pd.DataFrame:
         """Draw synthetic case records from the model; the same seed gives the same table.
 
+        The order of the rows carries nothing about the real records' order (issue 10: a
+        release must not leave in an order derived from its input), so unlike a k-anonymous
+        release it needs no CSPRNG shuffle, which would break the exact redraw from model and
+        seed: every row is an independent draw from the network, whose tables are noisy
+        aggregates (counts) of the records and so the same whatever order the records came in.
+        Row ``i`` is the ``i``-th draw of a generator seeded by the release's own seed; nothing
+        of any real record's position enters it. The table has a fresh ``RangeIndex``.
+
         :param n_records: how many records to draw.
         :param seed: seed of the draw.
         """

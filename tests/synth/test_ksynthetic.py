@@ -43,3 +43,16 @@ def test_the_real_table_itself_is_not_k_synthetic(
 ) -> None:
     # Rare country triples exist in the real records: the check must be able to fail.
     assert smallest_support(ctdc_training, ctdc_training, domain, 3) < 10
+
+
+def test_k_synthetic_rows_owe_nothing_to_the_order_of_the_real_records(
+    ctdc_training: pd.DataFrame, domain: Domain
+) -> None:
+    # Issue 10: no record-level output may leave in an order derived from its input (CTDC's
+    # file is sorted by year). The draw reads the records only through counts, so a shuffled
+    # input gives the very same table, row for row, with a fresh index.
+    shuffled = ctdc_training.sample(frac=1.0, random_state=3)
+    shuffled.index = shuffled.index[::-1] + 1000
+    first = k_synthetic(ctdc_training, domain, k=5, seed=2)
+    pd.testing.assert_frame_equal(first, k_synthetic(shuffled, domain, k=5, seed=2))
+    assert first.index.equals(pd.RangeIndex(len(ctdc_training)))

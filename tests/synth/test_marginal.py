@@ -166,3 +166,21 @@ def test_raking_moves_a_marginal_to_a_precise_measurement_and_keeps_odds_ratios(
     # With the network far more precise than the measurement, nothing moves.
     kept = _rake([root, child], [2, 2], measured, [1e9, 1e9], [1e-9, 1e-9])
     np.testing.assert_allclose(kept[1].table, child.table, rtol=1e-6)
+
+
+def test_synthetic_rows_carry_no_trend_of_the_real_records_order(
+    fitted: tuple[SynthesisModel, list[int]], ctdc_training: pd.DataFrame
+) -> None:
+    # Issue 10: the real records are sorted by year; the synthetic table must not be. Its rows
+    # are independent draws, so Spearman's rho between position and year has mean 0 and
+    # standard deviation about 1 / sqrt(n - 1); 6 of them bound it (the draw is seeded).
+    years = ctdc_training["yearOfRegistration"]
+    assert years[years.ne("")].astype(int).is_monotonic_increasing
+    model, _ = fitted
+    drawn = model.sample(20_000, seed=5)
+    assert drawn.index.equals(pd.RangeIndex(20_000))
+    year = drawn["yearOfRegistration"]
+    known = year.ne("")
+    position = pd.Series(range(len(year)))[known.to_numpy()]
+    rho = position.rank().corr(year[known].astype(int).rank())
+    assert abs(rho) <= 6.0 / (int(known.sum()) - 1) ** 0.5
