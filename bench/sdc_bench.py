@@ -167,7 +167,7 @@ def bench_ctdc(repeats: int) -> None:
             "full_domain",
         ),
         (
-            "anonymise k=11, recursive (10, 2) on 3 sensitive, 5 %",
+            "anonymise k=11, recursive (10,2) on 3 sensitive, 5 %",
             PrivacyModel(
                 k=11,
                 sensitive=("isSexualExploit", "isForcedLabour", "exploitationType"),
