@@ -663,6 +663,27 @@ class _Lattice:
             node, self.loss(table, suppressed, starred, metric), table, suppressed, starred
         )
 
+    def unsatisfiable(self) -> list[str]:
+        """Return the sensitive attributes on which all records as one class break the model.
+
+        Generalising cannot help those (all records in one class is as general as it gets):
+        only withholding records could, so a refusal names them rather than only "no node".
+        """
+        if self.model.l is None and self.model.t is None:
+            return []
+        top = self.table(tuple(self.heights))
+        if top.values is None:
+            return []
+        ids = np.zeros(len(top.weights), dtype=np.int64)
+        size = np.array([float(top.weights.sum())])
+        return [
+            name
+            for name, (part, n_part) in zip(
+                self.model.sensitive_attributes, self.value_parts, strict=True
+            )
+            if self.undiverse(ids, 1, size, part[top.values], n_part, top)[0]
+        ]
+
     def record_rows(self, table: _Table) -> IntArray:
         """Return, for every record, the row of ``table`` it belongs to."""
         columns = [
@@ -686,6 +707,34 @@ def _below_any(lattice: _Lattice, node: Sequence[int], others: IntArray) -> bool
     for i, level in enumerate(node):
         below &= lattice.order[i][level, others[:, i]]
     return bool(below.any())
+
+
+def _refusal_message(lattice: _Lattice) -> str:
+    """Return why no node meets the model: its terms, and the attributes no release can meet."""
+    model = lattice.model
+    terms = [f"k={model.k}"]
+    if model.l is not None:
+        kind = (
+            f"recursive (c={model.c}, l={model.l:g})"
+            if model.l_kind == "recursive"
+            else f"{model.l_kind} l={model.l:g}"
+        )
+        terms.append(f"{kind} on {list(model.sensitive_attributes)}")
+    if model.t is not None:
+        terms.append(f"t={model.t}")
+    if model.max_average_risk is not None:
+        terms.append(f"average risk <= {model.max_average_risk}")
+    message = (
+        f"no generalisation meets {', '.join(terms)} with at most {lattice.budget} of "
+        f"{lattice.n} records suppressed"
+    )
+    hopeless = lattice.unsatisfiable()
+    if hopeless:
+        message += (
+            f"; even all records in one class break it on {hopeless}, so only withholding "
+            "records could help there"
+        )
+    return message
 
 
 def _search(
@@ -719,17 +768,7 @@ def _search(
         elif best is None or outcome.loss < best.loss:
             best = outcome
     if best is None:
-        raise AnonymisationError(
-            f"no generalisation meets k={lattice.model.k}"
-            + (f", l={lattice.model.l}" if lattice.model.l is not None else "")
-            + (f", t={lattice.model.t}" if lattice.model.t is not None else "")
-            + (
-                f", average risk <= {lattice.model.max_average_risk}"
-                if lattice.model.max_average_risk is not None
-                else ""
-            )
-            + f" with at most {lattice.budget} of {lattice.n} records suppressed"
-        )
+        raise AnonymisationError(_refusal_message(lattice))
     return best
 
 

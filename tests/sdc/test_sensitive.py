@@ -238,3 +238,18 @@ def test_release_is_recursive_diverse_on_every_attribute_or_refused(
         for _, group in released.groupby(qis, dropna=False)[attribute]:
             ranked = np.sort(group.value_counts().to_numpy())[::-1]
             assert ranked[0] < c * ranked[l_value - 1 :].sum(), attribute
+
+
+def test_a_refusal_names_the_model_and_the_attributes_no_generalisation_can_help(
+    ctdc_sample: pd.DataFrame, quasi_identifiers: list[str], hierarchies: dict[str, Hierarchy]
+) -> None:
+    # On CTDC, r1 / r2 of isForcedLabour over all records is about 3.9: c = 3 cannot hold even
+    # with every value generalised, while isSexualExploit (about 1.1) could.
+    ranked = ctdc_sample["isForcedLabour"].value_counts().to_numpy()
+    assert ranked[0] / ranked[1:].sum() >= 3.0
+    model = PrivacyModel(k=11, sensitive=FLAGS, l=2, l_kind="recursive", c=3)
+    with pytest.raises(AnonymisationError) as refused:
+        anonymise(ctdc_sample, quasi_identifiers, hierarchies, model)
+    message = str(refused.value)
+    assert "recursive (c=3, l=2) on ['isSexualExploit', 'isForcedLabour']" in message
+    assert "break it on ['isForcedLabour']" in message
