@@ -172,8 +172,8 @@ def test_synthetic_rows_carry_no_trend_of_the_real_records_order(
     fitted: tuple[SynthesisModel, list[int]], ctdc_training: pd.DataFrame
 ) -> None:
     # Issue 10: the real records are sorted by year; the synthetic table must not be. Its rows
-    # are independent draws, so Spearman's rho between position and year has mean 0 and
-    # standard deviation about 1 / sqrt(n - 1); 6 of them bound it (the draw is seeded).
+    # are independent draws, so Spearman's rho between position and year is asymptotically
+    # normal with mean 0 and standard deviation 1 / sqrt(n - 1); 6 of them bound it (2e-9).
     years = ctdc_training["yearOfRegistration"]
     assert years[years.ne("")].astype(int).is_monotonic_increasing
     model, _ = fitted
