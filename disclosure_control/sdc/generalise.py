@@ -710,7 +710,7 @@ def _below_any(lattice: _Lattice, node: Sequence[int], others: IntArray) -> bool
 
 
 def _refusal_message(lattice: _Lattice) -> str:
-    """Return why no node meets the model: its terms, and the attributes no release can meet."""
+    """Return why no node meets the model: its terms, and attributes generalising cannot help."""
     model = lattice.model
     terms = [f"k={model.k}"]
     if model.l is not None:
