@@ -87,6 +87,9 @@ class SafeTable:
     :param status: the status codes in the same shape (0 published, 1 primary, 2 secondary,
         3 a total that is not published).
     :param unprotected: cells whose protection interval could not be reached (should be empty).
+    :param rounding_base: the base of the controlled rounding of the published values, or
+        ``None`` when they are exact (an attacker then knows each published cell only to within
+        ``rounding_base - 1``).
     """
 
     dimensions: tuple[str, ...]
@@ -95,6 +98,7 @@ class SafeTable:
     values: FloatArray = field(repr=False)
     status: npt.NDArray[np.int8] = field(repr=False)
     unprotected: tuple[tuple[str, ...], ...] = ()
+    rounding_base: int | None = None
 
     @property
     def primary(self) -> int:
@@ -371,7 +375,10 @@ def _long_form(
 
 
 def _max_flow(n_nodes: int, edges: list[tuple[int, int, int]], source: int, sink: int) -> list[int]:
-    """Return the flow on every edge of a maximum flow from ``source`` to ``sink`` (Dinic).
+    """Return the flow on every edge of a maximum flow from ``source`` to ``sink``.
+
+    Solved by ``scipy.sparse.csgraph.maximum_flow`` (Dinic's algorithm). No two edges may join
+    the same pair of nodes in the same direction (their capacities would merge).
 
     :param n_nodes: number of nodes.
     :param edges: (tail, head, capacity) triples.
@@ -379,55 +386,20 @@ def _max_flow(n_nodes: int, edges: list[tuple[int, int, int]], source: int, sink
     >>> _max_flow(4, [(0, 1, 2), (0, 2, 1), (1, 3, 1), (2, 3, 2), (1, 2, 1)], 0, 3)
     [2, 1, 1, 2, 1]
     """
-    head: list[int] = []
-    capacity: list[int] = []
-    adjacency: list[list[int]] = [[] for _ in range(n_nodes)]
-    for tail, to, cap in edges:
-        adjacency[tail].append(len(head))
-        head.append(to)
-        capacity.append(cap)
-        adjacency[to].append(len(head))
-        head.append(tail)
-        capacity.append(0)
-    original = capacity.copy()
-    while True:
-        level = [-1] * n_nodes
-        level[source] = 0
-        queue = [source]
-        for node in queue:
-            for e in adjacency[node]:
-                if capacity[e] > 0 and level[head[e]] < 0:
-                    level[head[e]] = level[node] + 1
-                    queue.append(head[e])
-        if level[sink] < 0:
-            break
-        pointer = [0] * n_nodes
-        while True:
-            # Iterative depth-first search for one augmenting path in the level graph.
-            path: list[int] = []
-            node = source
-            while node != sink:
-                edges_here = adjacency[node]
-                while pointer[node] < len(edges_here):
-                    e = edges_here[pointer[node]]
-                    if capacity[e] > 0 and level[head[e]] == level[node] + 1:
-                        break
-                    pointer[node] += 1
-                else:
-                    if node == source:
-                        break
-                    level[node] = -1  # dead end: never enter it again in this phase
-                    node = head[path.pop() ^ 1]
-                    continue
-                path.append(edges_here[pointer[node]])
-                node = head[path[-1]]
-            if node != sink:
-                break
-            push = min(capacity[e] for e in path)
-            for e in path:
-                capacity[e] -= push
-                capacity[e ^ 1] += push
-    return [original[2 * i] - capacity[2 * i] for i in range(len(edges))]
+    # Imported here, like the integer program's solver: only controlled rounding needs it.
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import maximum_flow
+
+    if len({(tail, head) for tail, head, _ in edges}) != len(edges):
+        raise TableError("a flow network has two edges between the same nodes")
+    tails = np.array([e[0] for e in edges], dtype=np.int32)
+    heads = np.array([e[1] for e in edges], dtype=np.int32)
+    capacities = np.array([e[2] for e in edges], dtype=np.int32)
+    graph = csr_array((capacities, (tails, heads)), shape=(n_nodes, n_nodes))
+    flow = maximum_flow(graph, source, sink).flow
+    # The flow matrix is antisymmetric (a reverse edge carries minus the flow); an edge's own
+    # flow is its entry, never negative.
+    return [max(int(flow[t, h]), 0) for t, h in zip(tails.tolist(), heads.tolist(), strict=True)]
 
 
 def _controlled_round(inner: FloatArray, base: int) -> FloatArray:
@@ -680,6 +652,7 @@ def frequency_table(
         values,
         status,
         tuple(tuple(labels[j][i] for j, i in enumerate(cell)) for cell in unprotected),
+        policy.rounding_base,
     )
 
 
@@ -773,4 +746,5 @@ def magnitude_table(
         totals,
         status,
         tuple(tuple(labels[j][i] for j, i in enumerate(cell)) for cell in unprotected),
+        policy.rounding_base,
     )
