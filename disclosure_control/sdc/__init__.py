@@ -8,8 +8,10 @@ depends on nothing of the hub's.
 from disclosure_control.sdc.differencing import (
     DifferencingReport,
     Recovered,
+    Tabulation,
     check_differencing,
     protect_against_differencing,
+    tabulate,
 )
 from disclosure_control.sdc.generalise import (
     AnonymisationError,
@@ -73,6 +75,7 @@ __all__ = [
     "SensitiveMeasures",
     "TableError",
     "TablePolicy",
+    "Tabulation",
     "anonymise",
     "check_differencing",
     "class_sizes",
@@ -90,5 +93,6 @@ __all__ = [
     "reidentification_risk",
     "shuffle_records",
     "t_closeness",
+    "tabulate",
     "unlinked_order",
 ]

@@ -199,7 +199,7 @@ def test_differencing_recovers_singletons_and_the_checker_refuses() -> None:
     }
     assert singletons, "the sample should have rows with a single suppressed cell"
     totals = frequency_table(records, ["country"])
-    report = check_differencing(totals, [inner])
+    report = check_differencing(totals, [inner], records)
     assert not report.safe
     recovered = {r.cell for r in report.recovered if r.table == 0}
     assert singletons <= recovered
@@ -207,16 +207,16 @@ def test_differencing_recovers_singletons_and_the_checker_refuses() -> None:
         if r.table == 0:
             row, col = (inner.categories[j].index(v) for j, v in enumerate(r.cell))
             assert r.value == inner.values[row, col]
-    safe, after = protect_against_differencing(totals, [inner])
+    safe, after = protect_against_differencing(totals, [inner], records)
     assert after.safe and after.suppressed_further > 0
-    assert check_differencing(safe, [inner]).safe
+    assert check_differencing(safe, [inner], records).safe
 
 
 def test_a_table_with_secondary_suppression_survives_its_own_margins() -> None:
     records = zipf_records(3000, 8, countries=15, years=10)
     table = frequency_table(records, ["country", "year"])
     totals = frequency_table(records, ["country"])
-    assert check_differencing(totals, [table]).safe
+    assert check_differencing(totals, [table], records).safe
 
 
 @settings(max_examples=25, deadline=None)
