@@ -132,6 +132,28 @@ def test_citizenship_by_country_beside_country_by_year_is_safe(
     assert report.safe and report.programs >= 1
 
 
+def test_a_margin_one_table_hides_and_another_publishes_is_flagged(
+    ctdc_records: pd.DataFrame,
+) -> None:
+    # At threshold 30 citizenship x country is safe on its own: a primary cell alone in its
+    # country column hides with the country's total. Country x year publishes that total, so
+    # five suppressed cells come back exactly (each confirmed by a plain linear program too).
+    policy = TablePolicy(threshold=30)
+    country_year = tabulate(ctdc_records, DIMS, policy=policy)
+    citizenship = tabulate(ctdc_records, ["citizenship", COUNTRY], policy=policy)
+    assert check_differencing(citizenship, [], ctdc_records, threshold=30).safe
+    report = check_differencing(citizenship, [country_year], ctdc_records, threshold=30)
+    assert not report.safe
+    truth = ctdc_records.groupby(["citizenship", COUNTRY]).size()
+    for r in report.recovered:
+        assert r.table == 1 and r.exact
+        assert truth[r.cell] == r.value == r.low
+    safe, after = protect_against_differencing(
+        citizenship, [country_year], ctdc_records, threshold=30
+    )
+    assert after.safe and check_differencing(safe, [country_year], ctdc_records, 30).safe
+
+
 def test_protecting_the_table_without_debt_bondage(
     ctdc_records: pd.DataFrame, country_year: tuple[Tabulation, Tabulation]
 ) -> None:
