@@ -223,7 +223,9 @@ def _hypercube_suppression(
             # Half the slots go to hidden cells, half to the largest, hidden or not: hidden but
             # tiny partners alone could leave no hypercube with enough room.
             largest = line_values.copy()
-            largest[:, -1] = np.inf
+            # In one dimension the total is the grand total, never hidden: no partner at all
+            # (offered, it left a primary cell of a two-category table unprotected).
+            largest[:, -1] = np.inf if ndim > 1 else -np.inf
             largest[np.arange(len(ps)), ps[:, j]] = -np.inf
             hidden = np.where(line_status == _PUBLISHED, -big, 0.0) + largest
             picks = [np.argsort(-largest, axis=1, kind="stable")[:, : take - take // 2]]

@@ -99,6 +99,21 @@ def test_secondary_suppression_survives_the_linear_bounds(
     assert_protected(table, 10)
 
 
+def test_a_one_dimensional_table_of_two_categories_hides_both() -> None:
+    # The small category's only partners are the other category and the grand total, which
+    # is never hidden: before, the total was offered twice and the 3 was left recoverable.
+    records = pd.DataFrame({"flag": ["1"] * 3 + [""] * 77}, dtype="string")
+    table = frequency_table(records, ["flag"])
+    assert table.unprotected == ()
+    assert dict(zip(table.cells["flag"], table.cells["status"], strict=True)) == {
+        "": "secondary",
+        "1": "primary",
+        TOTAL: "published",
+    }
+    assert_protected(table, 10)
+    assert check_differencing(table, [], records).safe
+
+
 def test_zero_cells_are_protected_when_the_policy_says_so() -> None:
     records = zipf_records(600, 4, countries=25, years=8)
     table = frequency_table(records, ["country", "year"], TablePolicy(suppress_zeros=True))
