@@ -9,12 +9,19 @@ counts only the records in those categories. :func:`tabulate` builds one from th
 that the filter stated is the filter used; the checker also recounts every table from the
 records under its stated population and refuses a table that does not match.
 
+**The attacker** holds every table published and the one proposed, knows what each counts
+(its dimensions, categories and filter) and which values each field takes (the public schema's
+domains, read at their narrowest: the values the records take), and reasons exactly about
+linear sums of counts.
+
 **The model.** Every field that is a dimension or a filter of some table is cut into *atoms*:
-each value any table names (a category, a kept or dropped value) and, where some table counts
-them, "every other value". The *fine cells* are the cross-classification of all those atoms.
-Each cell of each table, margins included, is a sum over a set of fine cells, so every table,
-filtered, subset or overlapping, is a set of linear equations over the fine cells' counts
-(ranges, for a table with controlled rounding to base ``b``: the truth is within ``b - 1``).
+each value any table names (a category, a kept or dropped value) and "every other value" where
+records take values no table names and some table counts them. The *fine cells* are the
+cross-classification of all those atoms; a fine cell that no table counts is left out (nothing
+is said about it). Each cell of each table, margins included, is a sum over a set of fine
+cells, so every table, filtered, subset or overlapping, is a set of linear equations over the
+fine cells' counts (ranges, for a table with controlled rounding to base ``b``: the truth is
+within ``b - 1`` of what is shown).
 
 **What is protected.** Every count in ``1 .. threshold - 1`` of a group the tables speak about:
 each cell of each table (published, suppressed, or an unpublished total), each fine cell, and
@@ -34,11 +41,12 @@ the threshold; across tables, overlapping populations routinely prove a group no
 ``scipy.optimize.linprog``. Counts are integers, so the attacker's interval is the integer
 program's; the linear relaxation's interval contains it and is rounded inwards
 (``ceil(low)``, ``floor(high)``), which is sound because the true count is an integer. The
-relaxation is exact (integral vertices) when the equations are totally unimodular: one table
-of one or two dimensions with its margins, or tables that nest. Over three or more crossed
-fields it can be wider than the integer interval (Cox, 1995, for three-way tables), so the
-check can miss a disclosure that only integer reasoning gives, never report one that is not
-there.
+relaxation is exact (integral vertices) when the equations are totally unimodular, as for the
+union of two laminar families of sets: one table of one or two dimensions with its margins, or
+such tables over nested populations (a table beside the same table without some records).
+Over three or more crossed fields it can be wider than the integer interval (Cox, 1995, for
+three-way tables), so the check can miss a disclosure that only integer reasoning gives, and
+never reports one that is not there.
 
 **The solver.** Fine cells that an equation fixes (a published zero, a cell alone in a
 published sum) are removed first, equation by equation, exactly; published margins whose parts
@@ -104,15 +112,20 @@ class Tabulation:
     drop: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """Return the table's dimensions and population in words (no counts).
+        """Return the table's dimensions and filter fields in words (no value, no count: fit
+        for an error message).
 
         >>> t = frequency_table(pd.DataFrame({"a": ["x"] * 12}), ["a"])
         >>> Tabulation(t, drop={"b": frozenset({"1"})}).describe()
-        "a, without b in ['1']"
+        'a, without 1 value of b'
         """
+
+        def values(n: int) -> str:
+            return f"{n} value{'s' if n != 1 else ''}"
+
         parts = [" x ".join(self.table.dimensions)]
-        parts += [f"where {f} in {sorted(v)}" for f, v in self.keep.items()]
-        parts += [f"without {f} in {sorted(v)}" for f, v in self.drop.items()]
+        parts += [f"only {values(len(v))} of {f}" for f, v in self.keep.items()]
+        parts += [f"without {values(len(v))} of {f}" for f, v in self.drop.items()]
         return ", ".join(parts)
 
 
@@ -615,8 +628,8 @@ def _check(
     max_fine_cells: int,
 ) -> _Outcome:
     """Bound every small count the tables speak about; see the module's description."""
-    if threshold < 2:
-        raise TableError(f"threshold must be at least 2, got {threshold}")
+    if threshold < 1:
+        raise TableError(f"threshold must be at least 1, got {threshold}")
     atoms = _atoms(tables, records)
     n_fine = math.prod(atoms.shape)
     if n_fine > max_fine_cells:
