@@ -44,9 +44,10 @@ program's; the linear relaxation's interval contains it and is rounded inwards
 relaxation is exact (integral vertices) when the equations are totally unimodular, as for the
 union of two laminar families of sets: one table of one or two dimensions with its margins, or
 such tables over nested populations (a table beside the same table without some records).
-Over three or more crossed fields it can be wider than the integer interval (Cox, 1995, for
-three-way tables), so the check can miss a disclosure that only integer reasoning gives, and
-never reports one that is not there.
+Over three or more crossed fields it can be wider than the integer interval (the bounds of a
+three-way table given its two-way margins need not be sharp: Dobra and Fienberg, 2000), so the
+check can miss a disclosure that only integer reasoning gives, and never reports one that is
+not there.
 
 **The solver.** Fine cells that an equation fixes (a published zero, a cell alone in a
 published sum) are removed first, equation by equation, exactly; published margins whose parts
