@@ -174,6 +174,25 @@ def test_a_wrong_population_is_refused_without_values(ctdc_records: pd.DataFrame
     assert not any(c in str(error.value) for c in ("PL", "2018"))
     with pytest.raises(TableError, match="filter field 'nope' is not a column"):
         tabulate(ctdc_records, DIMS, keep={"nope": ["1"]})
+    stated = Tabulation(without.table, drop={"nope": frozenset({"1"})})
+    with pytest.raises(TableError, match="field 'nope' of a table is not a column"):
+        check_differencing(stated, [], ctdc_records)
+    with pytest.raises(TableError, match=r"cross 203112 fine cells, more than the 20000"):
+        check_differencing(
+            tabulate(ctdc_records, ["citizenship", COUNTRY]),
+            [without],
+            ctdc_records,
+            max_fine_cells=20_000,
+        )
+
+
+def test_protecting_leaves_the_given_table_as_it_was(ctdc_records: pd.DataFrame) -> None:
+    everyone = tabulate(ctdc_records, DIMS)
+    without = tabulate(ctdc_records, DIMS, drop={DEBT: ["1"]})
+    before = without.table.cells.copy(), without.table.status.copy()
+    protect_against_differencing(without.table, [everyone], ctdc_records)
+    pd.testing.assert_frame_equal(without.table.cells, before[0])
+    assert np.array_equal(without.table.status, before[1])
 
 
 # --- cross-check against a plain linear program, built without the module -------------------
