@@ -190,7 +190,7 @@ def test_protecting_leaves_the_given_table_as_it_was(ctdc_records: pd.DataFrame)
     everyone = tabulate(ctdc_records, DIMS)
     without = tabulate(ctdc_records, DIMS, drop={DEBT: ["1"]})
     before = without.table.cells.copy(), without.table.status.copy()
-    protect_against_differencing(without.table, [everyone], ctdc_records)
+    protect_against_differencing(without, [everyone], ctdc_records)
     pd.testing.assert_frame_equal(without.table.cells, before[0])
     assert np.array_equal(without.table.status, before[1])
 
