@@ -47,7 +47,8 @@ such tables over nested populations (a table beside the same table without some 
 Over three or more crossed fields it can be wider than the integer interval (the bounds of a
 three-way table given its two-way margins need not be sharp: Dobra and Fienberg, 2000), so the
 check can miss a disclosure that only integer reasoning gives, and never reports one that is
-not there.
+not there. ``integer=True`` closes that gap: the bounds come from integer programs (HiGHS
+branch and bound through ``scipy.optimize.milp``), and only integral points clear a count.
 
 **The solver.** Fine cells that an equation fixes (a published zero, a cell alone in a
 published sum) are removed first, equation by equation, exactly; published margins whose parts
@@ -500,8 +501,10 @@ def _targets(
 class _Programs:
     """Linear programs over the blocks of the reduced system (free fine cells only)."""
 
-    def __init__(self, rows: csr_array, lower: FloatArray, upper: FloatArray) -> None:
-        self.rows, self.lower, self.upper = rows, lower, upper
+    def __init__(
+        self, rows: csr_array, lower: FloatArray, upper: FloatArray, integer: bool = False
+    ) -> None:
+        self.rows, self.lower, self.upper, self.integer = rows, lower, upper, integer
         n_rows, n_vars = rows.shape
         graph = bmat([[None, rows.T], [rows, None]], format="csr")
         _, label = connected_components(graph, directed=False)
@@ -521,6 +524,8 @@ class _Programs:
         kept = np.flatnonzero(blocks[self.row_block])
         sub = self.rows[kept][:, np.flatnonzero(variables)]
         lower, upper = self.lower[kept], self.upper[kept]
+        if self.integer:
+            return self._integer_minimise(objective[variables], sub, lower, upper, variables, kept)
         exact = lower == upper
         ranged = np.flatnonzero(~exact)
         a_ub = vstack([sub[ranged], -sub[ranged]]) if ranged.size else None
@@ -544,6 +549,32 @@ class _Programs:
             duals = np.abs(result.ineqlin.marginals).reshape(2, -1).sum(axis=0)
             binding.append(kept[ranged][duals > _EPS])
         return float(result.fun), point, np.concatenate(binding).astype(np.int64)
+
+    def _integer_minimise(
+        self,
+        objective: FloatArray,
+        sub: csr_array,
+        lower: FloatArray,
+        upper: FloatArray,
+        variables: BoolArray,
+        kept: IntArray,
+    ) -> tuple[float, FloatArray, IntArray]:
+        """The integer program of :meth:`minimise` (HiGHS branch and bound); every row of the
+        blocks is reported as binding (an integer program has no duals)."""
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        result = milp(
+            objective,
+            constraints=LinearConstraint(sub, np.ceil(lower - _EPS), np.floor(upper + _EPS)),
+            integrality=np.ones(objective.size),
+            bounds=Bounds(0, np.inf),
+        )
+        self.solved += 1
+        if result.status != 0 or result.x is None:
+            raise TableError(f"bounding a count failed in the solver: {result.message}")
+        point = np.zeros(len(self.block))
+        point[variables] = np.rint(result.x)
+        return float(result.fun), point, kept.astype(np.int64)
 
     def spread(
         self, targets: csr_array, offset: FloatArray, cap: float, blocks: BoolArray
@@ -627,6 +658,7 @@ def _check(
     records: pd.DataFrame,
     threshold: int,
     max_fine_cells: int,
+    integer: bool = False,
 ) -> _Outcome:
     """Bound every small count the tables speak about; see the module's description."""
     if threshold < 1:
@@ -675,7 +707,7 @@ def _check(
     free = np.flatnonzero(np.isnan(fixed))
     rows = system.rows[np.flatnonzero(live)][:, free].tocsr()
     shift = system.rows[np.flatnonzero(live)] @ known
-    programs = _Programs(rows, system.lower[live] - shift, system.upper[live] - shift)
+    programs = _Programs(rows, system.lower[live] - shift, system.upper[live] - shift, integer)
     part = targets.rows[:, free].tocsr()
     bound = (rows != 0).sum(axis=0) > 0  # free cells that some constraint holds
     truth = counts[free]
@@ -691,6 +723,8 @@ def _check(
     cleared[loose] = True
 
     def clear(point: FloatArray) -> None:
+        if integer and not np.allclose(point, np.rint(point), rtol=0.0, atol=_EPS):
+            return  # a fractional point proves nothing about integer counts
         value = offset[open_] + part[open_] @ point
         cleared[open_[(value <= _EPS) | (value >= threshold - _EPS)]] = True
 
@@ -761,6 +795,8 @@ def check_differencing(
     records: pd.DataFrame,
     threshold: int = 10,
     max_fine_cells: int = 2_000_000,
+    *,
+    integer: bool = False,
 ) -> DifferencingReport:
     """Return whether ``new`` can be published beside ``published`` without the tables
     together proving any count of a group to be between 1 and ``threshold - 1``.
@@ -771,6 +807,9 @@ def check_differencing(
         them); every table is recounted from them and refused if it does not match.
     :param threshold: counts from 1 to ``threshold - 1`` are protected.
     :param max_fine_cells: largest fine cross-classification the check accepts.
+    :param integer: bound the counts by integer programs (HiGHS branch and bound) rather than
+        by the linear relaxation: exact where the relaxation is not (three or more crossed
+        fields), and slower; a point clears a count only when it is integral.
     :raises TableError: when a table does not count the records under its stated population,
         a field is not a column of the records, or the fine cells are too many.
 
@@ -792,7 +831,7 @@ def check_differencing(
     True
     """
     tables = [*(_as_tabulation(t) for t in published), _as_tabulation(new)]
-    return _check(tables, records, threshold, max_fine_cells).report
+    return _check(tables, records, threshold, max_fine_cells, integer).report
 
 
 @overload
@@ -802,6 +841,8 @@ def protect_against_differencing(
     records: pd.DataFrame,
     threshold: int = ...,
     max_fine_cells: int = ...,
+    *,
+    integer: bool = ...,
 ) -> tuple[SafeTable, DifferencingReport]: ...
 
 
@@ -812,6 +853,8 @@ def protect_against_differencing(
     records: pd.DataFrame,
     threshold: int = ...,
     max_fine_cells: int = ...,
+    *,
+    integer: bool = ...,
 ) -> tuple[Tabulation, DifferencingReport]: ...
 
 
@@ -821,6 +864,8 @@ def protect_against_differencing(
     records: pd.DataFrame,
     threshold: int = 10,
     max_fine_cells: int = 2_000_000,
+    *,
+    integer: bool = False,
 ) -> tuple[SafeTable | Tabulation, DifferencingReport]:
     """Return ``new`` with further cells suppressed until no small count is disclosed.
 
@@ -834,12 +879,14 @@ def protect_against_differencing(
 
     Returns the same kind of table it was given, with the report (``suppressed_further`` set).
 
+    The parameters are those of :func:`check_differencing`.
+
     :raises TableError: if even suppressing every cell of the new table leaves a disclosure
         (the tables already published disclose on their own), or as :func:`check_differencing`.
     """
     kept = _as_tabulation(new)
     others = [_as_tabulation(t) for t in published]
-    outcome = _check([*others, kept], records, threshold, max_fine_cells)
+    outcome = _check([*others, kept], records, threshold, max_fine_cells, integer)
     further = 0
     while not outcome.report.safe:
         table = kept.table
@@ -874,6 +921,6 @@ def protect_against_differencing(
         cells.loc[position[picks], "status"] = "secondary"
         further += len(picks)
         kept = replace(kept, table=replace(table, status=status, cells=cells))
-        outcome = _check([*others, kept], records, threshold, max_fine_cells)
+        outcome = _check([*others, kept], records, threshold, max_fine_cells, integer)
     report = replace(outcome.report, suppressed_further=further)
     return (kept if isinstance(new, Tabulation) else kept.table), report

@@ -25,6 +25,7 @@ from disclosure_control.sdc.differencing import (
 )
 from disclosure_control.sdc.tables import TOTAL, TableError, TablePolicy
 from tests.sdc.conftest import zipf_records
+from tests.sdc.test_rounding import records_from_counts
 
 COUNTRY, YEAR, DEBT = "CountryOfExploitation", "yearOfRegistration", "meansOfControlDebtBondage"
 DIMS = [COUNTRY, YEAR]
@@ -299,3 +300,50 @@ def test_the_checker_agrees_with_a_plain_linear_program(seed: int, base: int | N
     assert expected, "the combination should disclose something to compare"
     if base is not None:
         assert any(low < high for _, low, high in expected)
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23, 24])
+def test_integer_bounds_match_every_table_the_margins_allow(seed: int) -> None:
+    # Three two-way tables of a 2 x 2 x 2 classification, all published: the linear bounds of
+    # a three-way table need not be integral, so ``integer=True`` is checked against every
+    # integer table with the same margins, enumerated.
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 6, size=(2, 2, 2))
+    records, _ = records_from_counts(counts)
+    none = TablePolicy(threshold=1)
+    tables = [tabulate(records, list(d), policy=none) for d in ("ab", "ac", "bc")]
+    ab = counts.sum(axis=2)
+    candidates = []
+    for low_layer in itertools.product(*(range(int(n) + 1) for n in ab.ravel())):
+        x = np.stack([np.reshape(low_layer, (2, 2)), ab - np.reshape(low_layer, (2, 2))], axis=2)
+        if np.array_equal(x.sum(axis=1), counts.sum(axis=1)) and np.array_equal(
+            x.sum(axis=0), counts.sum(axis=0)
+        ):
+            candidates.append(x)
+    feasible = np.array(candidates)  # every integer table the margins allow
+    dims = ("ab", "ac", "bc")
+    expected = set()
+    for choice in itertools.product((0, 1, None), repeat=3):
+        index = tuple(slice(None) if c is None else c for c in choice)
+        values = feasible[(slice(None), *index)].reshape(len(feasible), -1).sum(axis=1)
+        truth = counts[index].sum()
+        low, high = int(values.min()), int(values.max())
+        if not (1 <= truth <= 9 and low >= 1 and high <= 9):
+            continue
+        fixed = {f: f"{f}{c}" for f, c in zip("abc", choice, strict=True) if c is not None}
+        if len(fixed) == 3:  # a fine cell, in no table
+            expected.add((frozenset(f"{f}={v}" for f, v in fixed.items()), low, high))
+        else:  # the first table that shows the group names it
+            k = next(k for k, d in enumerate(dims) if set(fixed) <= set(d))
+            expected.add(((k, tuple(fixed.get(f, TOTAL) for f in dims[k])), low, high))
+    report = check_differencing(tables[2], tables[:2], records, integer=True)
+    got = {
+        ((r.table, r.cell) if r.table is not None else frozenset(r.cell), r.low, r.high)
+        for r in report.recovered
+    }
+    assert got == expected
+    # The relaxation may miss a disclosure, never invent one.
+    relaxed = check_differencing(tables[2], tables[:2], records)
+    assert {(r.table, r.cell) for r in relaxed.recovered} <= {
+        (r.table, r.cell) for r in report.recovered
+    }
