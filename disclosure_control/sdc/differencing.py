@@ -224,15 +224,8 @@ class _Atoms:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Return the number of atoms of every field: the shape of the fine grid."""
         return tuple(len(a) for a in self.labels)
-
-    def index(self, name: str, value: str) -> int:
-        """Return the atom of one value of a field (-1: outside every table)."""
-        j = self.fields.index(name)
-        labels = self.labels[j]
-        if value in labels[: len(labels) - self.other[j]]:
-            return labels.index(value)
-        return len(labels) - 1 if self.other[j] else -1
 
 
 def _as_tabulation(table: SafeTable | Tabulation) -> Tabulation:
