@@ -114,6 +114,27 @@ def serve(host: str, port: int, threads: int) -> None:
     server.run()
 
 
+@main.command("budget")
+@with_appcontext
+def budget() -> None:
+    """Show the dataset's privacy ledger: cap, spent and remaining, as exact decimals."""
+    from hub.services import ledger
+
+    with session_factory()() as session:
+        shown = ledger.dataset_budget(
+            session, OPERATOR, ledger.BudgetPolicy.from_settings(current_app.config)
+        )
+    state = shown["dataset_ledger"]
+    click.echo(f"dataset {shown['dataset']}: {state['charges']} charge(s)")
+    for name in ("allowance", "spent", "remaining"):
+        amount = state[name]
+        click.echo(
+            f"  {name:<9}  rho {amount['rho_exact']}  key-selection delta "
+            f"{amount['key_selection_delta_exact']}  (epsilon {amount['epsilon']:.4g} at delta "
+            f"{amount['delta_exact']})"
+        )
+
+
 @main.group()
 def release() -> None:
     """Build and inspect release candidates (for the governance board; nothing is published)."""
