@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from hub import migrate
 from hub.actors import ROLE_SCOPES, PrincipalActor
 from hub.errors import NotAuthorized
-from hub.models import ReleaseCandidate
+from hub.models import Principal, ReleaseCandidate
 from hub.services import releases
 from hub.services.releases import SyntheticRequest
 from hub.storage import make_engine
@@ -71,6 +71,15 @@ def test_only_the_board_holds_the_candidate_scope() -> None:
     assert "releases:read" in ROLE_SCOPES["researcher"]
 
 
+def board_candidate(
+    app: APIFlask, session: Session, make_client: MakeClient, directory: Path
+) -> tuple[Principal, ReleaseCandidate]:
+    """Build a small candidate as a board member; return the member and the candidate."""
+    _, _, board = make_client("Board", ["board"])
+    request = SyntheticRequest(records=20, rho=0.01, columns=COLUMNS)
+    return board, build(app, session, request, directory, PrincipalActor.with_roles(board))
+
+
 @pytest.mark.parametrize("function", sorted(CANDIDATE_READERS))
 @pytest.mark.parametrize("role", ROLES)
 def test_candidates_and_reports_reach_the_board_only(
@@ -82,14 +91,7 @@ def test_candidates_and_reports_reach_the_board_only(
     role: str,
     function: str,
 ) -> None:
-    _, _, board = make_client("Board", ["board"])
-    candidate = build(
-        app,
-        db_session,
-        SyntheticRequest(records=20, rho=0.01, columns=COLUMNS),
-        tmp_path,
-        PrincipalActor.with_roles(board),
-    )
+    board, candidate = board_candidate(app, db_session, make_client, tmp_path)
     _, _, principal = make_client(f"Org {role}", [role])
     actor = PrincipalActor.with_roles(principal)
     call = CANDIDATE_READERS[function]
@@ -109,14 +111,7 @@ def test_candidates_and_reports_reach_the_board_only(
 def test_a_board_token_without_the_scope_reads_no_candidate(
     app: APIFlask, db_session: Session, make_client: MakeClient, accepted: int, tmp_path: Path
 ) -> None:
-    _, _, board = make_client("Board", ["board"])
-    candidate = build(
-        app,
-        db_session,
-        SyntheticRequest(records=20, rho=0.01, columns=COLUMNS),
-        tmp_path,
-        PrincipalActor.with_roles(board),
-    )
+    board, candidate = board_candidate(app, db_session, make_client, tmp_path)
     narrow = PrincipalActor(board, frozenset({"releases:read"}))
     with pytest.raises(NotAuthorized, match="does not carry scope 'releases:candidates:read'"):
         releases.get_candidate(db_session, narrow, candidate.id)
