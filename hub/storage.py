@@ -21,6 +21,10 @@ NAMING = {
 }
 
 
+#: How long a checkpoint after a withdrawal waits for readers of older snapshots.
+CHECKPOINT_WAIT_MS = 2000
+
+
 class Base(DeclarativeBase):
     """Base of every hub model."""
 
@@ -63,9 +67,16 @@ def checkpoint(engine: Engine) -> bool:
     if engine.dialect.name != "sqlite":
         return True
     # A connection of its own, outside any transaction: a checkpoint cannot run inside one.
+    # It waits for readers of older snapshots only briefly: a long query must not hold up a
+    # withdrawal's answer, and the next checkpoint completes what this one could not.
     with engine.connect() as connection:
-        busy, _log_frames, _copied = connection.exec_driver_sql(
-            "PRAGMA wal_checkpoint(TRUNCATE)"
-        ).one()
+        waited = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _log_frames, _copied = connection.exec_driver_sql(
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            ).one()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(waited or 0)}")
         connection.commit()
     return int(busy) == 0

@@ -36,7 +36,7 @@ from hub.domain_errors import Conflict
 from hub.models import AuditEvent, RecordBatch, Upload
 from hub.services.keys import retire_keys
 from hub.services.snapshot import SnapshotCache, analysis_snapshot
-from hub.storage import make_engine
+from hub.storage import checkpoint, make_engine
 from tests.hub_uploads.test_uploads_api import post, sample_csv
 
 
@@ -183,3 +183,25 @@ def test_retiring_is_refused_while_a_data_key_needs_an_old_key(
     with pytest.raises(Conflict, match="run `ctdhub keys rewrap` first, nothing was retired"):
         retire_keys(db_session, OPERATOR, rotated, destroyed.append)
     assert destroyed == []
+
+
+def test_a_checkpoint_behind_a_reader_says_so_and_the_next_one_completes(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.sqlite3'}")
+    wal = tmp_path / "wal.sqlite3-wal"
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        connection.exec_driver_sql("INSERT INTO t VALUES (randomblob(50000))")
+        connection.commit()
+    reader = engine.connect()
+    reader.exec_driver_sql("BEGIN")
+    reader.exec_driver_sql("SELECT count(*) FROM t").all()  # holds the older snapshot
+    with engine.connect() as connection:
+        connection.exec_driver_sql("DELETE FROM t")
+        connection.commit()
+    assert checkpoint(engine) is False and wal.stat().st_size > 0
+    reader.rollback()
+    reader.close()
+    assert checkpoint(engine) is True and wal.stat().st_size == 0
+    with engine.connect() as connection:  # the pool's connections keep their usual patience
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
