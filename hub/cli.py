@@ -64,10 +64,24 @@ def keys_init() -> None:
 
 @keys.command("rotate")
 @click.option("--key-id", required=True, help="Id of the new key-encryption key.")
+@click.option(
+    "--retire",
+    is_flag=True,
+    help=(
+        "Then destroy every other key-encryption key: uploads withdrawn before, and every copy "
+        "of the database made before (backups, replicas, dead rows), can never be decrypted "
+        "again with the keyring that remains. Back the database up again afterwards."
+    ),
+)
 @with_appcontext
-def keys_rotate(key_id: str) -> None:
-    """Add a new active key and re-wrap every data key under it (data is not touched)."""
-    from hub.services.keys import rewrap_all
+def keys_rotate(key_id: str, retire: bool) -> None:
+    """Add a new active key and re-wrap every data key under it (data is not touched).
+
+    Withdrawing an upload destroys its data key in the database; with --retire the key that
+    wrapped it in any older copy is destroyed too. Run it after withdrawals, while no upload
+    is in flight (a running hub reads the new keyring on its next request).
+    """
+    from hub.services.keys import retire_keys, rewrap_all
 
     if current_app.config["KEYRING"]:
         raise click.ClickException(
@@ -82,14 +96,30 @@ def keys_rotate(key_id: str) -> None:
     crypto.write_keyring(current_app, ring)
     with session_factory()() as session:
         count = rewrap_all(session, OPERATOR, ring)
-    click.echo(f"key {key_id} is active; re-wrapped {count} data key(s)")
+        click.echo(f"key {key_id} is active; re-wrapped {count} data key(s)")
+        if not retire:
+            return
+        try:
+            retired = retire_keys(
+                session, OPERATOR, ring, lambda kept: crypto.write_keyring(current_app, kept)
+            )
+        except HubError as error:
+            raise click.ClickException(error.detail) from None
+    click.echo(
+        f"retired and destroyed key(s) {', '.join(retired) or '(none)'}: withdrawn uploads and "
+        "older copies of the database can no longer be decrypted; back the database up again"
+    )
 
 
 @keys.command("rewrap")
 @with_appcontext
 def keys_rewrap() -> None:
-    """Re-wrap every data key under the keyring's active key."""
-    from hub.services.keys import rewrap_all
+    """Re-wrap every data key under the keyring's active key; name the keys left unused.
+
+    With CTDHUB_KEYRING (a keyring kept in a secret store), retire a key by deleting the keys
+    this command names as unused from the secret store.
+    """
+    from hub.services.keys import rewrap_all, unused_keys
 
     try:
         ring = crypto.keyring(current_app)
@@ -97,7 +127,13 @@ def keys_rewrap() -> None:
         raise click.ClickException(str(error)) from None
     with session_factory()() as session:
         count = rewrap_all(session, OPERATOR, ring)
+        unused = [key_id for key_id in unused_keys(session, ring) if key_id != ring.active]
     click.echo(f"re-wrapped {count} data key(s)")
+    if unused:
+        click.echo(
+            f"key(s) {', '.join(unused)} wrap no live data key: delete them from the keyring "
+            "to retire them (older copies of the database then stay sealed for good)"
+        )
 
 
 @main.command("serve")
@@ -112,6 +148,27 @@ def serve(host: str, port: int, threads: int) -> None:
     server = make_server(current_app._get_current_object(), host, port, threads)  # type: ignore[attr-defined]
     click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs)")
     server.run()
+
+
+@main.command("budget")
+@with_appcontext
+def budget() -> None:
+    """Show the dataset's privacy ledger: cap, spent and remaining, as exact decimals."""
+    from hub.services import ledger
+
+    with session_factory()() as session:
+        shown = ledger.dataset_budget(
+            session, OPERATOR, ledger.BudgetPolicy.from_settings(current_app.config)
+        )
+    state = shown["dataset_ledger"]
+    click.echo(f"dataset {shown['dataset']}: {state['charges']} charge(s)")
+    for name in ("allowance", "spent", "remaining"):
+        amount = state[name]
+        click.echo(
+            f"  {name:<9}  rho {amount['rho_exact']}  key-selection delta "
+            f"{amount['key_selection_delta_exact']}  (epsilon {amount['epsilon']:.4g} at delta "
+            f"{amount['delta_exact']})"
+        )
 
 
 @main.group()

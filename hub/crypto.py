@@ -96,6 +96,15 @@ class Keyring:
         keys[key_id] = AESGCM.generate_key(bit_length=256)
         return Keyring(active=key_id, keys=keys)
 
+    def only_active(self) -> Keyring:
+        """Return the keyring without its retired keys (every key but the active one).
+
+        >>> ring = Keyring.generate("k1").with_new_active_key("k2").only_active()
+        >>> ring.active, sorted(ring.keys)
+        ('k2', ['k2'])
+        """
+        return Keyring(active=self.active, keys={self.active: self.keys[self.active]})
+
 
 @dataclass(frozen=True)
 class SealedBatch:
@@ -180,11 +189,31 @@ def load_keyring(app: Flask) -> Keyring | None:
 
 def init_app(app: Flask) -> None:
     """Load and check the keyring at start, so a malformed one fails fast."""
+    app.extensions["ctdhub.keyring_stamp"] = _stamp(app)
     app.extensions["ctdhub.keyring"] = load_keyring(app)
 
 
+def _stamp(app: Flask) -> tuple[int, int] | None:
+    """Identify the keyring file's current version (None: no file, or a KEYRING setting)."""
+    if app.config["KEYRING"]:
+        return None
+    try:
+        status = keyring_path(app).stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
 def keyring(app: Flask) -> Keyring:
-    """Return ``app``'s keyring; without one, refuse (503) and say how to make one."""
+    """Return ``app``'s keyring; without one, refuse (503) and say how to make one.
+
+    A keyring file replaced by ``ctdhub keys rotate`` (another process) is read again, so a
+    running hub seals new uploads under the new key at once and never under a retired one.
+    """
+    stamp = _stamp(app)
+    if stamp != app.extensions.get("ctdhub.keyring_stamp"):
+        app.extensions["ctdhub.keyring"] = load_keyring(app)
+        app.extensions["ctdhub.keyring_stamp"] = stamp
     ring: Keyring | None = app.extensions.get("ctdhub.keyring")
     if ring is None:
         raise ServiceUnavailable(
@@ -194,13 +223,36 @@ def keyring(app: Flask) -> Keyring:
 
 
 def write_keyring(app: Flask, ring: Keyring) -> Path:
-    """Write ``ring`` to the keyring file with owner-only permissions, atomically."""
+    """Write ``ring`` to the keyring file with owner-only permissions, atomically.
+
+    The previous file's bytes are overwritten with zeros once the new file has replaced it, so
+    a key left out (retired) is gone from this file system's copy, as far as the operating
+    system lets a program reach (a journal or a copy-on-write disk may keep older blocks).
+    """
     path = keyring_path(app)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(ring.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    previous = os.open(path, os.O_RDWR) if path.exists() else None
     os.replace(tmp, path)
+    if previous is not None:
+        # Keys left out of the new file (retired ones) must not survive in the old file's
+        # blocks: overwrite them, now that the new file is safely in place.
+        _overwrite(previous)
     app.extensions["ctdhub.keyring"] = ring
+    app.extensions["ctdhub.keyring_stamp"] = _stamp(app)
     return path
+
+
+def _overwrite(fd: int) -> None:
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, b"\0" * size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

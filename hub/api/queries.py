@@ -50,12 +50,15 @@ class RunOptionsSchema(Schema):
 
 
 class SpendSchema(Schema):
-    """A privacy spend: rho, with epsilon at delta beside it."""
+    """A privacy spend: rho, with epsilon at delta beside it; ``*_exact`` are exact decimals."""
 
     rho = Float()
+    rho_exact = String()
     key_selection_delta = Float()
+    key_selection_delta_exact = String()
     epsilon = Float()
     delta = Float()
+    delta_exact = String()
 
 
 class AnswerSchema(Schema):

@@ -11,7 +11,6 @@ never be crossed by rounding, not even by one unit in the last place.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from disclosure_control.dp import PrivacySpend, to_epsilon_delta
+from hub.actors import Actor, authorize
 from hub.domain_errors import HubError
 from hub.models import PrivacyLedger, ResearcherAllowance, utcnow
 
@@ -58,18 +58,67 @@ def as_text(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
-def floor_float(value: Fraction) -> float:
-    """Return the largest float <= ``value``, at least 0 (what is left, never overstated).
+def decimal_text(value: Fraction) -> str:
+    """Write an exact amount as the decimal it is, every digit kept.
 
-    :param value: an exact amount
+    Every amount the ledger holds has one: it is a sum of charged floats (binary fractions) and
+    settings written as decimals, so its denominator has no prime factor but 2 and 5.
 
-    >>> floor_float(Fraction(1, 3)) <= 1 / 3, floor_float(Fraction(-1))
-    (True, 0.0)
+    :param value: the exact amount
+    :raises ValueError: for an amount with no finite decimal expansion (e.g. 1/3)
+
+    >>> decimal_text(Fraction("1e-6") + Fraction("1e-8"))
+    '0.00000101'
+    >>> decimal_text(Fraction(0.5)), decimal_text(Fraction(-3)), decimal_text(Fraction(0))
+    ('0.5', '-3', '0')
+    >>> decimal_text(Fraction(0.1))
+    '0.1000000000000000055511151231257827021181583404541015625'
     """
-    if value <= 0:
-        return 0.0
-    nearest = float(value)
-    return nearest if Fraction(nearest) <= value else math.nextafter(nearest, 0.0)
+    rest, places = value.denominator, 0
+    twos = fives = 0
+    while rest % 2 == 0:
+        rest //= 2
+        twos += 1
+    while rest % 5 == 0:
+        rest //= 5
+        fives += 1
+    if rest != 1:
+        raise ValueError(f"{value} has no finite decimal expansion")
+    places = max(twos, fives)
+    scaled = abs(value.numerator) * 10**places // value.denominator
+    digits = str(scaled).rjust(places + 1, "0")
+    whole, fraction = digits[: len(digits) - places], digits[len(digits) - places :].rstrip("0")
+    sign = "-" if value < 0 else ""
+    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+
+
+def amount_json(rho: Fraction, key_delta: Fraction, display_delta: float) -> dict[str, Any]:
+    """Serialise an amount of privacy loss: exact decimals, with readable numbers beside them.
+
+    ``rho``, ``key_selection_delta`` and ``delta`` are the doubles nearest the exact amounts
+    (so 0.01 reads ``0.01``); the ``*_exact`` strings are the amounts themselves, as the ledger
+    compares them. ``delta`` is the display delta plus the key-selection delta, added exactly:
+    the display delta is a setting written as a decimal, read back from its shortest spelling.
+
+    :param rho: the amount in rho
+    :param key_delta: its key-selection delta
+    :param display_delta: the delta at which epsilon is shown
+
+    >>> shown = amount_json(Fraction(1, 4), Fraction("1e-8"), 1e-6)
+    >>> shown["delta"], shown["delta_exact"], shown["key_selection_delta"]
+    (1.01e-06, '0.00000101', 1e-08)
+    """
+    delta = Fraction(repr(display_delta)) + key_delta
+    epsilon, _ = to_epsilon_delta(PrivacySpend(float(rho), float(key_delta)), display_delta)
+    return {
+        "rho": float(rho),
+        "rho_exact": decimal_text(rho),
+        "key_selection_delta": float(key_delta),
+        "key_selection_delta_exact": decimal_text(key_delta),
+        "epsilon": epsilon,
+        "delta": float(delta),
+        "delta_exact": decimal_text(delta),
+    }
 
 
 @dataclass(frozen=True)
@@ -152,23 +201,20 @@ class Balance:
         )
 
     def as_json(self, display_delta: float) -> dict[str, Any]:
-        """Serialise the balance: floats for reading, exact fractions beside them."""
-        shown: dict[str, Any] = {}
-        for name, amount, key_delta in (
-            ("allowance", self.cap_rho, self.cap_delta),
-            ("spent", self.spent_rho, self.spent_delta),
-            ("remaining", self.remaining_rho, self.remaining_delta),
-        ):
-            rho = floor_float(amount) if name == "remaining" else float(amount)
-            delta = floor_float(key_delta) if name == "remaining" else float(key_delta)
-            epsilon, total_delta = to_epsilon_delta(PrivacySpend(rho, delta), display_delta)
-            shown[name] = {
-                "rho": rho,
-                "rho_exact": as_text(amount),
-                "key_selection_delta": delta,
-                "epsilon": epsilon,
-                "delta": total_delta,
-            }
+        """Serialise the balance with :func:`amount_json`: exact decimals, numbers beside them.
+
+        >>> balance = Balance(Fraction(1), Fraction("1e-7"), Fraction(0), Fraction("1e-9"), 1)
+        >>> balance.as_json(1e-6)["remaining"]["delta_exact"]
+        '0.000001099'
+        """
+        shown: dict[str, Any] = {
+            name: amount_json(amount, key_delta, display_delta)
+            for name, amount, key_delta in (
+                ("allowance", self.cap_rho, self.cap_delta),
+                ("spent", self.spent_rho, self.spent_delta),
+                ("remaining", self.remaining_rho, self.remaining_delta),
+            )
+        }
         shown["charges"] = self.charges
         return shown
 
@@ -289,22 +335,15 @@ def refuse_unless_fits(
     for name, balance in checks:
         if balance.fits(charge):
             continue
-        left_rho = floor_float(balance.remaining_rho)
-        left_delta = floor_float(balance.remaining_delta)
-        epsilon, delta = to_epsilon_delta(PrivacySpend(left_rho, left_delta), display_delta)
+        left = amount_json(balance.remaining_rho, balance.remaining_delta, display_delta)
         raise BudgetExceeded(
             f"{what} costs rho={charge.rho!r} (key-selection delta={charge.delta!r}) but "
-            f"{name} has only rho={left_rho!r} (key-selection delta={left_delta!r}) left, "
-            f"epsilon={epsilon:.4g} at delta={delta:.3g}; nothing was charged",
+            f"{name} has only rho={left['rho_exact']} (key-selection delta="
+            f"{left['key_selection_delta_exact']}) left, epsilon={left['epsilon']:.4g} at "
+            f"delta={left['delta_exact']}; nothing was charged",
             ledger="researcher" if balance is researcher else "dataset",
-            requested={"rho": charge.rho, "key_selection_delta": charge.delta},
-            remaining={
-                "rho": left_rho,
-                "rho_exact": as_text(balance.remaining_rho),
-                "key_selection_delta": left_delta,
-                "epsilon": epsilon,
-                "delta": delta,
-            },
+            requested=amount_json(Fraction(charge.rho), Fraction(charge.delta), display_delta),
+            remaining=left,
         )
 
 
@@ -345,3 +384,25 @@ def charge(
         row.charges += 1
         row.updated_at = now
     session.flush()
+
+
+def dataset_budget(
+    session: Session, actor: Actor, policy: BudgetPolicy, dataset: str = DATASET
+) -> dict[str, Any]:
+    """Return the dataset's ledger: cap, spent and remaining, in exact decimals.
+
+    Those who spend it on releases (``releases:create``: the board, the operator) may read it.
+
+    :param actor: who asks
+    :param policy: the caps
+    :param dataset: the dataset's ledger
+    """
+    authorize(actor, "releases:create")
+    balance = dataset_balance(session, policy, dataset)
+    session.rollback()  # read only
+    return {
+        "dataset": dataset,
+        "unit": "zero-concentrated DP (rho); epsilon shown at delta",
+        "display_delta": policy.display_delta,
+        "dataset_ledger": balance.as_json(policy.display_delta),
+    }

@@ -38,7 +38,6 @@ from disclosure_control.dp import (
     plan_query,
     release,
     schema_of,
-    to_epsilon_delta,
 )
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
@@ -140,13 +139,7 @@ def _plan(document: object, display_delta: float) -> QueryPlan:
 
 
 def _spend_json(spend: PrivacySpend, display_delta: float) -> dict[str, Any]:
-    epsilon, delta = to_epsilon_delta(spend, display_delta)
-    return {
-        "rho": spend.rho,
-        "key_selection_delta": spend.delta,
-        "epsilon": epsilon,
-        "delta": delta,
-    }
+    return ledger.amount_json(Fraction(spend.rho), Fraction(spend.delta), display_delta)
 
 
 def preview(

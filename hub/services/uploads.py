@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import io
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from hub.domain_errors import (
     ValidationFailed,
 )
 from hub.models import RecordBatch, Upload, new_id, utcnow
+from hub.storage import checkpoint
+
+log = logging.getLogger("ctdhub.uploads")
 
 MEDIA_TYPES = {
     "text/csv": "csv",
@@ -331,6 +335,9 @@ def withdraw(session: Session, actor: Actor, upload_id: str, *, request_id: str 
         subject_id=upload.id,
     )
     session.commit()
+    # SQLite zeroes the freed pages (secure_delete); its log still holds them until this.
+    if not checkpoint(session.get_bind().engine):
+        log.warning("upload %s withdrawn; the WAL checkpoint waits for readers", upload.id)
     return upload
 
 

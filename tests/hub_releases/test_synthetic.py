@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 from apiflask import APIFlask
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -24,17 +22,8 @@ from hub.services import ledger, releases
 from hub.services.releases import SyntheticRequest
 from tests.conftest import MakeClient
 from tests.hub_queries.conftest import hub_settings
-from tests.hub_uploads.test_uploads_api import post, sample_csv
 
 COLUMNS = ("gender", "ageBroad", "majorityStatus", "isForcedLabour", "isSexualExploit")
-
-
-@pytest.fixture
-def accepted(client: FlaskClient, partner_a: Any, ctdc_file: Path) -> int:
-    """Upload every 50th CTDC record through the API; return how many were accepted."""
-    response = post(client, partner_a.headers, sample_csv(ctdc_file, step=50))
-    assert response.status_code == 201, response.get_json()
-    return int(response.get_json()["rows_accepted"])
 
 
 def build(
