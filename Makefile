@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint bench clean
+.PHONY: help venv demo test browser lint bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,8 +23,18 @@ venv: $(STAMP) ## Create the virtual environment and install ctdhub with its dev
 demo: $(STAMP) ## Initialise the SQLite hub, load the CTDC data through the upload API, serve it
 	$(PY) -m hub.demo --host $(HOST) --port $(PORT)
 
-test: $(STAMP) ## Run the whole test suite (PostgreSQL too when CTDHUB_TEST_POSTGRES_URL is set)
+test: $(STAMP) browser ## Run the whole test suite (PostgreSQL too when CTDHUB_TEST_POSTGRES_URL is set)
 	$(PY) -m pytest
+
+# The /docs test drives a real browser: Debian's chromium, installed when missing (as root;
+# otherwise it says what to run). Never a browser downloaded by a test tool.
+browser: ## Install Debian's chromium for the /docs test, when missing
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	  else \
+	    echo "make: the /docs test needs Chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }
 
 lint: $(STAMP) ## Check formatting, lint rules and types
 	$(VENV)/bin/ruff format --check .

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     # Imported where used, so that importing a Flask-free part of the hub (its services,
     # domain errors, actors) does not load the web framework.
     from apiflask import APIFlask
-    from flask.typing import ResponseReturnValue
 
 __version__ = "0.1.0"
 
@@ -24,7 +23,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     """
     from apiflask import APIFlask
 
-    from hub import actors, auth, crypto, db, errors, settings
+    from hub import actors, auth, crypto, db, docs, errors, settings
     from hub.api import register_api
     from hub.services.snapshot import SnapshotCache
 
@@ -33,7 +32,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
         title="ctdhub",
         version=__version__,
         spec_path="/openapi.json",
-        docs_path="/docs",
+        docs_path=None,  # hub.docs serves /docs
         json_errors=False,
     )
     app.config.update(settings.load_settings(overrides))
@@ -43,7 +42,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
     logging.getLogger("ctdhub").setLevel(app.config["LOG_LEVEL"].upper())
 
-    _serve_docs_assets(app)
+    docs.init_app(app)
     app.info = {
         "description": (
             "ctdhub pools de-identified human-trafficking case records from partner "
@@ -64,20 +63,3 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     auth.init_app(app)
     register_api(app)
     return app
-
-
-def _serve_docs_assets(app: APIFlask) -> None:
-    """Serve Swagger UI from the installed bundle: hubs run on closed networks, no CDN."""
-    from flask import send_from_directory
-    from swagger_ui_bundle import swagger_ui_path
-
-    assets = str(swagger_ui_path)
-    app.config["SWAGGER_UI_CSS"] = "/docs/assets/swagger-ui.css"
-    app.config["SWAGGER_UI_BUNDLE_JS"] = "/docs/assets/swagger-ui-bundle.js"
-    app.config["SWAGGER_UI_STANDALONE_PRESET_JS"] = "/docs/assets/swagger-ui-standalone-preset.js"
-    app.config["DOCS_FAVICON"] = "/docs/assets/favicon-32x32.png"
-
-    @app.get("/docs/assets/<path:filename>")
-    @app.doc(hide=True)
-    def docs_assets(filename: str) -> ResponseReturnValue:
-        return send_from_directory(assets, filename)

@@ -28,8 +28,7 @@ PUBLIC_ENDPOINTS = frozenset(
     {
         "static",
         "openapi.spec",
-        "openapi.docs",
-        "openapi.swagger_ui_oauth_redirect",
+        "docs",
         "docs_assets",
         "oauth.issue_token",
         "oauth.revoke_token",
