@@ -4,15 +4,26 @@ Three partner organisations share the CTDC 2021 k-anonymised file (the hotline r
 one, the case-management records are split deterministically between two); each uploads its
 share with the partner toolkit's client over HTTP, exactly as a partner would. The hub then keeps
 serving on 127.0.0.1 and prints where to look and the demo credentials.
+
+A re-run reuses what the first run made: the credentials kept in ``instance/`` (shown again, never
+replaced), the uploads (the hub recognises each body and stores nothing twice), the researcher's
+answer (re-served free) and the synthetic release candidate (no second charge to the ledger).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import tempfile
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 
 import pandas as pd
 import requests
@@ -29,14 +40,23 @@ from hub.serving import make_server, stop_server
 CTDC_FILE = (
     Path(__file__).resolve().parents[1].parent / "shared/data/ctdc/ctdc_global_kanon_2021.csv"
 )
+CREDENTIALS_FILE = "demo-credentials.json"
 
 PARTNERS = {
     "Demo Hotline Partner": "Hotline",
     "Demo Case Management Partner A": "Case Management",
     "Demo Case Management Partner B": "Case Management",
 }
+ACCOUNTS = [(name, "partner") for name in PARTNERS] + [
+    ("Demo Research Institute", "researcher"),
+    ("Demo Governance Board", "board"),
+]
 # Demo-only pseudonym keys: a real partner keeps its own secret key and never shares it.
 DEMO_PSEUDONYM_KEY = "demo-only pseudonym key: never use outside the demo"
+
+
+class DemoStopped(KeyboardInterrupt):
+    """Ctrl-C asked the demo to stop; raised where the demo's own code next runs."""
 
 
 @dataclass(frozen=True)
@@ -61,16 +81,61 @@ def partner_shares(path: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def ensure_accounts(session: Session) -> list[Credentials]:
-    """Create (or reuse) the demo organisations and principals, with fresh client secrets."""
+def load_credentials(path: Path) -> dict[tuple[str, str], Credentials]:
+    """Read the credentials an earlier run wrote, by (organisation, role); none if absent."""
+    try:
+        rows = json.loads(path.read_text())
+        return {(row["organisation"], row["role"]): Credentials(**row) for row in rows}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, TypeError, KeyError):
+        print(f"demo: {path} is not a credentials file the demo wrote; making new credentials")
+        return {}
+
+
+def write_credentials(path: Path, accounts: list[Credentials]) -> None:
+    """Write the credentials owner-only, replacing the file whole (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump([asdict(creds) for creds in accounts], out, indent=2)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _still_valid(session: Session, creds: Credentials) -> bool:
+    from hub.auth import verify_secret
+    from hub.models import OAuthClient
+
+    client = session.scalar(select(OAuthClient).where(OAuthClient.client_id == creds.client_id))
+    return (
+        client is not None
+        and client.revoked_at is None
+        and client.principal.disabled_at is None
+        and client.principal.name == f"{creds.role} system"
+        and verify_secret(creds.client_secret, client.secret_hash)
+    )
+
+
+def ensure_accounts(session: Session, stored: Path) -> list[Credentials]:
+    """Create (or reuse) the demo organisations, principals and client credentials.
+
+    Credentials kept in ``stored`` by an earlier run are reused while the hub still accepts
+    them; only missing ones are made, and the file is rewritten as soon as they exist.
+    """
     from hub.actors import OPERATOR
     from hub.errors import NotFound
     from hub.services import principals
 
-    wanted = [(name, "partner") for name in PARTNERS]
-    wanted += [("Demo Research Institute", "researcher"), ("Demo Governance Board", "board")]
-    made = []
-    for org_name, role in wanted:
+    current = load_credentials(stored)
+    for org_name, role in ACCOUNTS:
+        previous = current.get((org_name, role))
+        if previous is not None and _still_valid(session, previous):
+            continue
         try:
             organisation = principals.get_organisation(session, OPERATOR, org_name)
         except NotFound:
@@ -87,8 +152,17 @@ def ensure_accounts(session: Session) -> list[Credentials]:
             else principals.create_principal(session, OPERATOR, organisation.id, name, [role])
         )
         client, secret = principals.create_client(session, OPERATOR, principal.id)
-        made.append(Credentials(org_name, role, client.client_id, secret))
-    return made
+        current[(org_name, role)] = Credentials(org_name, role, client.client_id, secret)
+        write_credentials(stored, list(current.values()))  # kept the moment it exists
+    return [current[account] for account in ACCOUNTS]
+
+
+def print_credentials(accounts: list[Credentials], stored: Path) -> None:
+    """Show the demo credentials (kept in ``stored``, owner-only)."""
+    print(f"demo: credentials (kept in {stored}; a re-run reuses them):")
+    for creds in accounts:
+        line = f"{creds.role:<10} {creds.organisation:<32} {creds.client_id}  {creds.client_secret}"
+        print("    " + line, flush=True)
 
 
 def demo_query(base: str, creds: Credentials) -> None:
@@ -120,23 +194,19 @@ def demo_query(base: str, creds: Credentials) -> None:
     )
 
 
-def demo_synthetic_release(app: APIFlask) -> None:
-    """Build a DP synthetic release candidate as the demo board, charged to the ledger."""
+def demo_synthetic_release(app: APIFlask, records: int, stop: Stopper) -> None:
+    """Build a DP synthetic release candidate as the demo board, charged to the ledger once.
+
+    A candidate the demo board built before is reused: a second would charge the ledger again.
+    """
     from tqdm import tqdm
 
     from hub.actors import PrincipalActor
-    from hub.models import Principal
+    from hub.models import Principal, ReleaseCandidate
     from hub.services import ledger, releases
 
-    request = releases.SyntheticRequest(records=100_000, epsilon=1.0, delta=1e-6, seed=2021)
     directory = Path(app.instance_path) / app.config["RELEASE_DIRECTORY"]
-    print("demo: the board builds a DP synthetic release candidate (epsilon 1, delta 1e-6):")
-    with session_factory(app)() as session, tqdm(unit="measurement") as bar:
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with session_factory(app)() as session:
         board = (
             session.execute(
                 select(Principal).where(Principal.name == "board system").order_by(Principal.id)
@@ -144,23 +214,47 @@ def demo_synthetic_release(app: APIFlask) -> None:
             .scalars()
             .first()
         )
-        ring = crypto.load_keyring(app)
-        if ring is None or board is None:
-            raise RuntimeError("the demo makes the keyring and board before loading the data")
-        try:
-            row = releases.build_synthetic(
-                session,
-                PrincipalActor.with_roles(board),
-                request,
-                keyring=ring,
-                snapshots=app.extensions["ctdhub.snapshots"],
-                policy=ledger.BudgetPolicy.from_settings(app.config),
-                directory=directory,
-                progress=progress,
+        if board is None:
+            raise RuntimeError("the demo makes the board's principal before the release")
+        built = session.scalar(
+            select(ReleaseCandidate)
+            .where(
+                ReleaseCandidate.created_by == board.id,
+                ReleaseCandidate.kind == releases.SYNTHETIC,
+                ReleaseCandidate.status == "candidate",
             )
-        except ledger.BudgetExceeded as refusal:
-            print(f"demo: the synthetic release was refused: {refusal}")
+            .order_by(ReleaseCandidate.created_at)
+        )
+        if built is not None:
+            print(f"demo: reusing the synthetic release candidate {built.id} (no new spend)")
+            print(f"demo: its files are in {directory / built.id}")
             return
+        request = releases.SyntheticRequest(records=records, epsilon=1.0, delta=1e-6, seed=2021)
+        print("demo: the board builds a DP synthetic release candidate (epsilon 1, delta 1e-6):")
+        ring = crypto.load_keyring(app)
+        if ring is None:
+            raise RuntimeError("the demo makes the keyring before loading the data")
+        with tqdm(unit="measurement") as bar, stop.deferred():
+
+            def progress(stage: str, done: int, total: int) -> None:
+                stop.check()  # between measurements: never inside an OpenDP callback
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                row = releases.build_synthetic(
+                    session,
+                    PrincipalActor.with_roles(board),
+                    request,
+                    keyring=ring,
+                    snapshots=app.extensions["ctdhub.snapshots"],
+                    policy=ledger.BudgetPolicy.from_settings(app.config),
+                    directory=directory,
+                    progress=progress,
+                )
+            except ledger.BudgetExceeded as refusal:
+                print(f"demo: the synthetic release was refused: {refusal}")
+                return
         candidate_id, report = row.id, row.report or {}
     tvd = report.get("utility", {}).get("tvd", [])
     means = ", ".join(f"{i + 1}-way {part['mean']:.3f}" for i, part in enumerate(tvd))
@@ -168,37 +262,61 @@ def demo_synthetic_release(app: APIFlask) -> None:
     print(f"demo: its files (table, model, report.html and .md) are in {directory / candidate_id}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; serve until interrupted."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--no-serve", action="store_true", help="stop after loading the data")
-    args = parser.parse_args(argv)
-    if not CTDC_FILE.exists():
-        print(f"demo: the CTDC file is missing at {CTDC_FILE}", file=sys.stderr)
-        return 2
+class Stopper:
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM into a clean stop, wherever the demo is.
 
-    app = create_app()
-    url = app.config["DATABASE_URL"]
-    print(f"demo: database {url}")
-    migrate.upgrade(url)
-    with app.app_context():
-        if crypto.load_keyring(app) is None:
-            crypto.write_keyring(app, crypto.Keyring.generate())
-            print(f"demo: created keyring {crypto.keyring_path(app)}")
-    with session_factory(app)() as session:
-        accounts = ensure_accounts(session)
+    Normally the signal raises :class:`DemoStopped` in the main thread at once. Inside
+    :meth:`deferred` it only sets :attr:`requested`: synthesis runs OpenDP, which calls back into
+    Python, and an exception raised inside such a callback is swallowed there and then crashes
+    the process (seen: "free(): invalid pointer", exit 134). The synthesis checks
+    :meth:`check` between measurements instead.
+    """
 
-    server = make_server(app, args.host, args.port)
-    base = f"http://{args.host}:{args.port}"
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._raising = True
 
-    shares = partner_shares(CTDC_FILE)
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """Signal handler: note the stop, and raise unless deferred or already stopping."""
+        if self.requested.is_set():
+            return  # already stopping: a second Ctrl-C must not break the clean-up
+        self.requested.set()
+        if self._raising:
+            raise DemoStopped
+
+    def check(self) -> None:
+        """Raise :class:`DemoStopped` if a stop was asked for."""
+        if self.requested.is_set():
+            raise DemoStopped
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Inside, a signal only asks for a stop; :meth:`check` acts on it."""
+        self._raising = False
+        try:
+            yield
+        finally:
+            self._raising = True
+        self.check()
+
+    @contextmanager
+    def installed(self) -> Iterator[Stopper]:
+        """Handle SIGINT and SIGTERM while inside; restore the previous handlers after."""
+        previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def load_partner_data(base: str, data: Path, accounts: list[Credentials], stop: Stopper) -> None:
+    """Upload each demo partner's share over HTTP; a re-sent share is recognised, not stored."""
+    shares = partner_shares(data)
     for creds in accounts:
         if creds.role != "partner":
             continue
+        stop.check()
         share = shares[creds.organisation].copy()
         share["caseNo"] = pseudonymise_column(share["caseNo"], DEMO_PSEUDONYM_KEY)
         body = share.to_csv(index=False).encode()
@@ -210,27 +328,87 @@ def main(argv: list[str] | None = None) -> int:
             f"records {state} (upload {receipt.id})"
         )
 
-    researcher = next(c for c in accounts if c.role == "researcher")
-    demo_query(base, researcher)
-    demo_synthetic_release(app)
 
-    print(f"\nctdhub is serving on {base}")
-    print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
-    print("  Demo credentials (client secrets are shown once; a new pair each demo run):")
-    for creds in accounts:
-        line = f"{creds.role:<10} {creds.organisation:<32} {creds.client_id}  {creds.client_secret}"
-        print("    " + line)
-    print(
-        f"  Try: curl -u <client_id>:<secret> -d grant_type=client_credentials {base}/oauth/token"
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; serve until interrupted. Exit 0, 2 on a bad start, 130 on Ctrl-C."""
+    from hub.settings import SettingsError
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="set with make demo HOST=...")
+    parser.add_argument("--port", type=int, default=5000, help="set with make demo PORT=...")
+    parser.add_argument("--data", type=Path, default=CTDC_FILE, help="a CTDC-format CSV file")
+    parser.add_argument(
+        "--synthetic-records", type=int, default=100_000, help="0 skips the synthetic release"
     )
-    if args.no_serve:
-        stop_server(server)
-        return 0
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        help=f"where the demo keeps its credentials (default: instance/{CREDENTIALS_FILE})",
+    )
+    parser.add_argument("--no-serve", action="store_true", help="stop after loading the data")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"demo: error: the CTDC file is missing at {args.data}", file=sys.stderr)
+        return 2
     try:
-        thread.join()
-    except KeyboardInterrupt:
-        stop_server(server)
-    return 0
+        app = create_app()
+    except SettingsError as error:
+        print(f"demo: error: {error}", file=sys.stderr)
+        return 2
+    # Bind the port before anything is made, so a taken port costs nothing and says what to do.
+    try:
+        server = make_server(app, args.host, args.port)
+    except OSError as error:
+        print(
+            f"demo: error: cannot serve on {args.host}:{args.port} ({error.strerror}); "
+            f"choose a free port with PORT=, e.g. make demo PORT={args.port + 1}",
+            file=sys.stderr,
+        )
+        return 2
+    base = f"http://{args.host}:{server.effective_port}"
+    stored = args.credentials or Path(app.instance_path) / CREDENTIALS_FILE
+    thread = threading.Thread(target=server.run, daemon=True)
+    with Stopper().installed() as stop:
+        try:
+            thread.start()
+            prepare_hub(app)
+            with session_factory(app)() as session:
+                accounts = ensure_accounts(session, stored)
+            print_credentials(accounts, stored)
+            load_partner_data(base, args.data, accounts, stop)
+            researcher = next(c for c in accounts if c.role == "researcher")
+            demo_query(base, researcher)
+            if args.synthetic_records:
+                demo_synthetic_release(app, args.synthetic_records, stop)
+            print(f"\nctdhub is serving on {base}")
+            print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
+            print(f"  Demo credentials: {stored}")
+            print(
+                f"  Try: curl -u <client_id>:<secret> -d grant_type=client_credentials "
+                f"{base}/oauth/token"
+            )
+            if args.no_serve:
+                return 0
+            print("  Press Ctrl-C to stop.", flush=True)
+            stop.requested.wait()
+            return 130
+        except DemoStopped:
+            print("\ndemo: stopped", file=sys.stderr)
+            return 130
+        finally:
+            stop_server(server)
+            thread.join(timeout=10)
+
+
+def prepare_hub(app: APIFlask) -> None:
+    """Migrate the database and make the keyring if there is none."""
+    url = app.config["DATABASE_URL"]
+    print(f"demo: database {url}")
+    migrate.upgrade(url)
+    with app.app_context():
+        if crypto.load_keyring(app) is None:
+            crypto.write_keyring(app, crypto.Keyring.generate())
+            print(f"demo: created keyring {crypto.keyring_path(app)}")
 
 
 if __name__ == "__main__":
