@@ -1,4 +1,4 @@
-"""The ``ctdhub`` admin command: database, keys, accounts and serving."""
+"""The ``ctdhub`` admin command: database, keys, accounts, releases and serving."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import click
+from apiflask import APIFlask
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
-from hub import create_app, crypto, migrate
+from hub import __version__, create_app, crypto, migrate
 from hub.actors import OPERATOR
 from hub.cli_admin import admin
 from hub.db import session_factory
@@ -17,9 +18,31 @@ from hub.errors import HubError
 from hub.models import ReleaseCandidate
 
 
-@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=False)
-def main() -> None:
-    """Administer a ctdhub instance (settings come from config/ and CTDHUB_* variables)."""
+def load_hub() -> APIFlask:
+    """Create the hub for a command; a bad setting is one line, never a traceback."""
+    from hub.settings import SettingsError
+
+    try:
+        return create_app()
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+# A plain click group, not Flask's: `ctdhub --help` lists ctdhub's commands (Flask's group would
+# add --app, --env-file and --debug, which mean nothing here) and `--version` is ctdhub's.
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ctdhub", message="%(prog)s %(version)s")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Administer a ctdhub hub: its database, keys, accounts, releases, and serving it.
+
+    Settings come from config/settings.toml and CTDHUB_<NAME> environment variables
+    (README: "Running a hub"). Run it as .venv/bin/ctdhub, or activate the environment first
+    with `source .venv/bin/activate`.
+    """
+    # Commands marked @with_appcontext build the hub from this on first use, so `--help` and
+    # `--version` never need a database or valid settings.
+    ctx.obj = ScriptInfo(create_app=load_hub, set_debug_flag=False)
 
 
 @main.group()
@@ -145,9 +168,16 @@ def serve(host: str, port: int, threads: int) -> None:
     """Serve the hub with waitress."""
     from hub.serving import make_server
 
-    server = make_server(current_app._get_current_object(), host, port, threads)  # type: ignore[attr-defined]
-    click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs)")
-    server.run()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        server = make_server(app, host, port, threads)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot serve on {host}:{port} ({error.strerror}); choose a free port with --port"
+        ) from None
+    click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it")
+    server.run()  # waitress ends its loop and closes its sockets on Ctrl-C (SIGINT)
+    click.echo("ctdhub stopped")
 
 
 @main.command("budget")

@@ -6,6 +6,7 @@ variables, then the overrides given to :func:`hub.create_app` (tests use these).
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +27,22 @@ def declarations() -> dict[str, dict[str, Any]]:
     """Return the declared settings: name -> {type, default, description}."""
     with SETTINGS_FILE.open("rb") as handle:
         return tomllib.load(handle)
+
+
+def unknown_setting_message(key: str, declared: Mapping[str, Any]) -> str:
+    """Say, on one line, that ``key`` is no hub setting and what to do about it.
+
+    >>> declared = {"LOG_LEVEL": {}, "DATABASE_URL": {}}
+    >>> unknown_setting_message("CTDHUB_LOG_LEVL", declared).split(":")[0]
+    'unknown setting CTDHUB_LOG_LEVL in the environment (did you mean CTDHUB_LOG_LEVEL?)'
+    """
+    known = sorted(ENV_PREFIX + name for name in declared)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (
+        f"unknown setting {key} in the environment{hint}: unset it or correct its name; "
+        f"the hub's settings are {', '.join(known)} (see config/settings.toml)"
+    )
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
@@ -62,10 +79,7 @@ def load_settings(
         if name.startswith("TEST_"):
             continue  # the test suite's own variables, not hub settings
         if name not in declared:
-            raise SettingsError(
-                f"unknown setting {key}; known settings: "
-                + ", ".join(ENV_PREFIX + n for n in sorted(declared))
-            )
+            raise SettingsError(unknown_setting_message(key, declared))
         values[name] = _coerce(key, declared[name]["type"], raw)
     extra: dict[str, Any] = {}
     for name, value in (overrides or {}).items():
