@@ -1,0 +1,1 @@
+"""Sample files for a first upload, and the script that makes them."""
