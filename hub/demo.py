@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,25 +107,25 @@ def write_credentials(path: Path, accounts: list[Credentials]) -> None:
         raise
 
 
-def _still_valid(session: Session, creds: Credentials) -> bool:
-    from hub.auth import verify_secret
-    from hub.models import OAuthClient
-
-    client = session.scalar(select(OAuthClient).where(OAuthClient.client_id == creds.client_id))
-    return (
-        client is not None
-        and client.revoked_at is None
-        and client.principal.disabled_at is None
-        and client.principal.name == f"{creds.role} system"
-        and verify_secret(creds.client_secret, client.secret_hash)
+def accepted_by_hub(base: str, creds: Credentials) -> bool:
+    """Tell whether the hub at ``base`` still issues a token for these credentials."""
+    response = requests.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds.client_id, creds.client_secret),
+        timeout=30,
     )
+    response.close()
+    return response.status_code == 200
 
 
-def ensure_accounts(session: Session, stored: Path) -> list[Credentials]:
+def ensure_accounts(
+    session: Session, stored: Path, still_valid: Callable[[Credentials], bool]
+) -> list[Credentials]:
     """Create (or reuse) the demo organisations, principals and client credentials.
 
-    Credentials kept in ``stored`` by an earlier run are reused while the hub still accepts
-    them; only missing ones are made, and the file is rewritten as soon as they exist.
+    Credentials kept in ``stored`` by an earlier run are reused while ``still_valid`` says the
+    hub accepts them; only missing ones are made, and the file is rewritten as each is made.
     """
     from hub.actors import OPERATOR
     from hub.errors import NotFound
@@ -134,7 +134,7 @@ def ensure_accounts(session: Session, stored: Path) -> list[Credentials]:
     current = load_credentials(stored)
     for org_name, role in ACCOUNTS:
         previous = current.get((org_name, role))
-        if previous is not None and _still_valid(session, previous):
+        if previous is not None and still_valid(previous):
             continue
         try:
             organisation = principals.get_organisation(session, OPERATOR, org_name)
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             thread.start()
             prepare_hub(app)
             with session_factory(app)() as session:
-                accounts = ensure_accounts(session, stored)
+                accounts = ensure_accounts(session, stored, lambda c: accepted_by_hub(base, c))
             print_credentials(accounts, stored)
             load_partner_data(base, args.data, accounts, stop)
             researcher = next(c for c in accounts if c.role == "researcher")
