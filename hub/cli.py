@@ -41,8 +41,10 @@ def main(ctx: click.Context) -> None:
     with `source .venv/bin/activate`.
     """
     # Commands marked @with_appcontext build the hub from this on first use, so `--help` and
-    # `--version` never need a database or valid settings.
-    ctx.obj = ScriptInfo(create_app=load_hub, set_debug_flag=False)
+    # `--version` never need a database or valid settings. A caller's own ScriptInfo (Flask's
+    # test runner passes one for its app) is kept.
+    if ctx.obj is None:
+        ctx.obj = ScriptInfo(create_app=load_hub, set_debug_flag=False)
 
 
 @main.group()
