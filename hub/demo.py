@@ -28,7 +28,7 @@ from types import FrameType
 import pandas as pd
 import requests
 from apiflask import APIFlask
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session
 
 from contributors.client import HubClient
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             print("  Press Ctrl-C to stop.", flush=True)
             stop.requested.wait()
-            return 130
+            raise DemoStopped  # the handler set the flag but its exception was lost
         except DemoStopped:
             print("\ndemo: stopped", file=sys.stderr)
             return 130
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 def prepare_hub(app: APIFlask) -> None:
     """Migrate the database and make the keyring if there is none."""
     url = app.config["DATABASE_URL"]
-    print(f"demo: database {url}")
+    print(f"demo: database {make_url(url).render_as_string(hide_password=True)}")
     migrate.upgrade(url)
     with app.app_context():
         if crypto.load_keyring(app) is None:
