@@ -78,7 +78,8 @@ _MISSING, _VALID, _INVALID = 0, 1, 2
 class RowError:
     """One rejected cell.
 
-    :param row: the 1-based data row number (the header is not counted).
+    :param row: the 1-based data row number (the header is not counted; empty rows the reader
+        left out are).
     :param field: the schema field.
     :param value_class: a coarse class of what the cell held (never the value itself).
     :param reason: what is wrong, specifically.
@@ -541,8 +542,28 @@ def _typed_array(column: _Column, keep: npt.NDArray[np.bool_]) -> Any:
     return strings.take(codes)
 
 
+def _row_numbers(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Return each row's number: its index + 1 where the index counts rows from 0 (as
+    :func:`contributors.formats.read_table` leaves it when empty rows were left out), else its
+    position + 1.
+
+    >>> frame = pd.DataFrame({"gender": ["Female", "Male"]}, index=[0, 3])
+    >>> _row_numbers(frame).tolist(), _row_numbers(frame.reset_index(drop=True)).tolist()
+    ([1, 4], [1, 2])
+    """
+    index = frame.index
+    if (
+        pd.api.types.is_integer_dtype(index.dtype)
+        and index.is_unique
+        and index.is_monotonic_increasing
+        and (len(index) == 0 or int(index[0]) >= 0)
+    ):
+        return np.asarray(index, dtype=np.int64) + 1
+    return np.arange(1, len(frame) + 1, dtype=np.int64)
+
+
 def _collect_errors(
-    columns: list[_Column], bad: list[npt.NDArray[np.bool_]]
+    columns: list[_Column], bad: list[npt.NDArray[np.bool_]], numbers: npt.NDArray[np.int64]
 ) -> tuple[list[RowError], int]:
     total = 0
     candidates: list[tuple[int, int, RowError]] = []
@@ -553,7 +574,7 @@ def _collect_errors(
         for row in rows[:ERROR_LIMIT]:
             entry = column.codes[row]
             error = RowError(
-                row=int(row) + 1,
+                row=int(numbers[row]),
                 field=column.spec.name,
                 value_class=column.table.value_class[entry],
                 reason=column.table.reason[entry],
@@ -617,7 +638,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
     bad = [column.state() == _INVALID for column in ordered]
     rejected = np.logical_or.reduce(bad) if bad else np.zeros(rows, dtype=bool)
     accepted = ~np.asarray(rejected, dtype=bool)
-    errors, not_listed = _collect_errors(ordered, bad)
+    errors, not_listed = _collect_errors(ordered, bad, _row_numbers(frame))
     records = pd.DataFrame(
         {column.spec.name: _typed_array(column, accepted) for column in ordered},
         index=pd.RangeIndex(int(accepted.sum())),
