@@ -300,7 +300,7 @@ def _tidy(
             )
         first_seen[name] = position
     columns = {
-        name: body.get(position, pd.array([""] * rows, dtype=_STRING))
+        name: body[position] if position in body else pd.array([""] * rows, dtype=_STRING)
         for name, position in zip(named, keep, strict=True)
     }
     frame = pd.DataFrame(columns, index=pd.RangeIndex(rows))

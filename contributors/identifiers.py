@@ -513,12 +513,11 @@ def identifier_kinds(texts: pd.Series, *, pseudonym: bool = False) -> list[str |
     pattern = PSEUDONYM_PREFILTER if pseudonym else PREFILTER
     # pyarrow's RE2 runs over the whole array in C++; pandas' str.contains would fall back to
     # Python's re one value at a time for this pattern
-    matches = pc.match_substring_regex(
-        pa.array(texts.astype(object).tolist(), pa.string()), pattern
-    )
+    values = texts.astype(object).tolist()
+    matches = pc.match_substring_regex(pa.array(values, pa.string()), pattern)
     candidates = matches.fill_null(False).to_numpy(zero_copy_only=False)
     for index in np.flatnonzero(candidates):
-        kinds[index] = classify_value(str(texts.iloc[index]), pseudonym=pseudonym)
+        kinds[index] = classify_value(str(values[index]), pseudonym=pseudonym)
     return kinds
 
 
@@ -578,7 +577,12 @@ def screen_column(
     per_kind: dict[str, int] = {}
     if spec is None and (present & ~fits).any():
         per_kind["long-value"] = int(counts[present & ~fits].sum())
-    positions = np.flatnonzero(present & fits)
+    candidates = present & fits
+    if spec is not None and spec.pattern is not None and candidates.any():
+        # a value of the field's declared form (a case pseudonym: 64 hex digits) is no identifier
+        formed = uniques.str.fullmatch(spec.pattern).to_numpy(dtype=bool, na_value=False)
+        candidates &= ~formed
+    positions = np.flatnonzero(candidates)
     kinds = identifier_kinds(uniques.iloc[positions])
     for position, value_kind in zip(positions, kinds, strict=True):
         if value_kind is None or (value_kind == "date" and spec is not None and spec.date_as_year):

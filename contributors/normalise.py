@@ -231,6 +231,15 @@ class _Outcomes:
     reason: list[str] = field(default_factory=list)
     value_class: list[str] = field(default_factory=list)
     exact_age: list[bool] = field(default_factory=list)
+    # entries whose class is worked out only if their error is listed: the text to classify
+    unclassified: dict[int, str] = field(default_factory=dict)
+
+    def klass(self, entry: int) -> str:
+        """Return an entry's value class, classifying it now if it was left for later."""
+        text = self.unclassified.pop(entry, None)
+        if text is not None:
+            self.value_class[entry] = value_class(text)
+        return self.value_class[entry]
 
     def add(
         self,
@@ -423,9 +432,13 @@ def _normalise_strings(
                     f"looks like {article}, not a case pseudonym; pseudonymise case ids before "
                     "upload (ctdhub-contribute prepare)"
                 )
-    for position in np.flatnonzero((state == _INVALID) & fits):
-        klass[position] = value_class(str(uniques.iloc[position]))
-    values = np.asarray(uniques.astype(object).tolist(), dtype=object)
+    # one distinct value per row is common here: classify only those whose error is listed
+    texts = uniques.astype(object).tolist()
+    unclassified = {
+        int(position): str(texts[position])
+        for position in np.flatnonzero((state == _INVALID) & fits)
+    }
+    values = np.asarray(texts, dtype=object)
     values[state != _VALID] = None
     return _Outcomes(
         state=state.tolist(),
@@ -433,6 +446,7 @@ def _normalise_strings(
         reason=reason,
         value_class=klass,
         exact_age=[False] * size,
+        unclassified=unclassified,
     )
 
 
@@ -576,7 +590,7 @@ def _collect_errors(
             error = RowError(
                 row=int(numbers[row]),
                 field=column.spec.name,
-                value_class=column.table.value_class[entry],
+                value_class=column.table.klass(int(entry)),
                 reason=column.table.reason[entry],
             )
             candidates.append((int(row), position, error))
