@@ -32,9 +32,9 @@ import polars as pl
 import requests
 
 from bench.dp_bench import generated_records
+from bench.upload_bench import ctdc_upload_body
 
 ROOT = Path(__file__).resolve().parents[1]
-CTDC_FILE = ROOT.parent / "shared" / "data" / "ctdc" / "ctdc_global_kanon_2021.csv"
 SPEC: dict[str, Any] = {
     "measure": {"kind": "count"},
     "group_by": ["gender", "ageBroad"],
@@ -215,7 +215,7 @@ def main() -> None:
             start = time.perf_counter()
             upload = hub.http.post(
                 f"{hub.url}/v1/uploads",
-                data=CTDC_FILE.read_bytes(),
+                data=ctdc_upload_body(),
                 headers={**partner, "Content-Type": "text/csv"},
                 timeout=600,
             )

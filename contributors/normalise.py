@@ -18,6 +18,7 @@ the field, a coarse class of what was found and a specific reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from contributors.headers import HeaderMatch, match_headers
 from contributors.identifiers import (
     IdentifierFinding,
     classify_value,
@@ -54,13 +56,19 @@ MAX_EXACT_AGE = 120
 
 #: How normalised booleans are written back (CTDC's spelling): false, true.
 BOOLEAN_SPELLING = ("0", "1")
-_TRUE = ("1", "true", "yes")
-_FALSE = ("0", "false", "no")
-_DASHES = re.compile(r"\s*[-\u2010-\u2015\u2212]+\s*")
-_WHOLE = re.compile(r"^[+-]?\d+$")
-_DECIMAL = re.compile(r"^[+-]?(\d+[.,]\d*|[.,]\d+)$")
-_ALPHABETIC = re.compile(r"^[^\W\d_]+$")
-_ALPHANUMERIC = re.compile(r"^[\w./+-]+$")
+# a spreadsheet or a JSON writer may write a flag as the number 1.0 or 0.0
+_TRUE = ("1", "1.0", "true", "yes")
+_FALSE = ("0", "0.0", "false", "no")
+# Every pattern here is bounded (linear-time); cells are capped before any of them runs.
+_DASHES = re.compile(r"\s{0,8}[-\u2010-\u2015\u2212]{1,8}\s{0,8}")
+_SPACES = re.compile(r"\s{1,64}")
+_WHOLE = re.compile(r"^[+-]?\d{1,64}$")
+# a whole number as a spreadsheet or JSON float writes it: 2019.0
+_WHOLE_FLOAT = re.compile(r"^([+-]?\d{1,64})\.0{1,16}$")
+_ISO_DATE = re.compile(r"^(\d{4})-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?$")
+_DECIMAL = re.compile(r"^[+-]?(\d{1,64}[.,]\d{0,64}|[.,]\d{1,64})$")
+_ALPHABETIC = re.compile(r"^[^\W\d_]{1,1024}$")
+_ALPHANUMERIC = re.compile(r"^[\w./+-]{1,1024}$")
 
 # outcome of one distinct cell value: missing, normalised, or invalid
 _MISSING, _VALID, _INVALID = 0, 1, 2
@@ -70,7 +78,8 @@ _MISSING, _VALID, _INVALID = 0, 1, 2
 class RowError:
     """One rejected cell.
 
-    :param row: the 1-based data row number (the header is not counted).
+    :param row: the 1-based data row number (the header is not counted; empty rows the reader
+        left out are).
     :param field: the schema field.
     :param value_class: a coarse class of what the cell held (never the value itself).
     :param reason: what is wrong, specifically.
@@ -99,11 +108,14 @@ class ValidationReport:
     :param rows_accepted: rows with no bad cell.
     :param rows_rejected: rows with at least one bad cell.
     :param errors: the first :data:`ERROR_LIMIT` bad cells, by row then schema order.
-    :param unknown_columns: uploaded columns the schema does not have (the upload is refused).
+    :param unknown_columns: uploaded columns that name no schema field, or a field an earlier
+        column already supplies (the upload is refused), each named by position (``column 7``)
+        since its header may be a value.
     :param missing_columns: schema columns the upload lacks (treated as all missing).
     :param errors_not_listed: bad cells beyond those listed.
     :param identifier_findings: columns that look like they carry direct identifiers.
     :param schema_version: the schema version the upload was checked against.
+    :param columns: how each header matched the schema (:func:`contributors.headers.match_headers`).
     """
 
     rows_total: int
@@ -115,6 +127,7 @@ class ValidationReport:
     errors_not_listed: int = 0
     identifier_findings: list[IdentifierFinding] = field(default_factory=list)
     schema_version: str = ""
+    columns: list[HeaderMatch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.rows_total != self.rows_accepted + self.rows_rejected:
@@ -147,6 +160,7 @@ class ValidationReport:
             "error_count": self.error_count,
             "errors_not_listed": self.errors_not_listed,
             "errors": [error.as_dict() for error in self.errors],
+            "columns": [match.as_dict() for match in self.columns],
         }
 
 
@@ -205,7 +219,7 @@ def _code_key(text: str) -> str:
     >>> [_code_key(v) for v in ("18--20", " 18 - 20", "18\u201420", "Case management")]
     ['18--20', '18--20', '18--20', 'casemanagement']
     """
-    return re.sub(r"\s+", "", _DASHES.sub("--", text.strip())).casefold()
+    return _SPACES.sub("", _DASHES.sub("--", text.strip())).casefold()
 
 
 @dataclass
@@ -217,6 +231,15 @@ class _Outcomes:
     reason: list[str] = field(default_factory=list)
     value_class: list[str] = field(default_factory=list)
     exact_age: list[bool] = field(default_factory=list)
+    # entries whose class is worked out only if their error is listed: the text to classify
+    unclassified: dict[int, str] = field(default_factory=dict)
+
+    def klass(self, entry: int) -> str:
+        """Return an entry's value class, classifying it now if it was left for later."""
+        text = self.unclassified.pop(entry, None)
+        if text is not None:
+            self.value_class[entry] = value_class(text)
+        return self.value_class[entry]
 
     def add(
         self,
@@ -256,8 +279,8 @@ def _judge_coded(text: str, spec: SchemaField, lookup: dict[str, str], out: _Out
     if code is not None:
         out.add(_VALID, code)
         return
-    if spec.band_bounds is not None and _WHOLE.match(text):
-        age = int(text)
+    age = _whole_number(text) if spec.band_bounds is not None else None
+    if age is not None:
         band = _band_of(age, spec) if 0 <= age <= MAX_EXACT_AGE else None
         if band is not None:
             out.add(_VALID, band, exact_age=True)
@@ -268,11 +291,40 @@ def _judge_coded(text: str, spec: SchemaField, lookup: dict[str, str], out: _Out
     out.add(_INVALID, reason=_not_in_domain(spec), klass=value_class(text, coded=True))
 
 
+def _whole_number(text: str) -> int | None:
+    """Return the whole number ``text`` writes (``2019`` or ``2019.0``), else ``None``.
+
+    >>> [_whole_number(v) for v in ("2019", "2019.0", "+7", "2019.5", "x")]
+    [2019, 2019, 7, None, None]
+    """
+    if _WHOLE.match(text):
+        return int(text)
+    whole = _WHOLE_FLOAT.match(text)
+    return int(whole.group(1)) if whole else None
+
+
+def _year_of_date(text: str) -> int | None:
+    """Return the year of an ISO date (or date and time), if ``text`` is a real one.
+
+    >>> _year_of_date("2019-03-15"), _year_of_date("2019-02-30"), _year_of_date("2019")
+    (2019, None, None)
+    """
+    if not _ISO_DATE.match(text):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).year
+    except ValueError:
+        return None
+
+
 def _judge_integer(text: str, spec: SchemaField, out: _Outcomes) -> None:
-    if not _WHOLE.match(text):
+    number = _whole_number(text)
+    if number is None and spec.date_as_year:
+        # a documented normalisation: the year of a date, and nothing else of it, is kept
+        number = _year_of_date(text)
+    if number is None:
         out.add(_INVALID, reason="not a whole number", klass=value_class(text))
         return
-    number = int(text)
     if spec.minimum is not None and number < spec.minimum:
         out.add(_INVALID, reason=f"below the minimum of {spec.minimum}", klass="integer")
     elif spec.maximum is not None and number > spec.maximum:
@@ -333,7 +385,16 @@ class _Column:
         self.codes[rows] = len(self.table.state) - 1
 
 
-def _normalise_strings(uniques: pd.Series, spec: SchemaField, missing: frozenset[str]) -> _Outcomes:
+def _too_long(spec: SchemaField) -> str:
+    return (
+        f"longer than {spec.longest_input} characters, more than any value {spec.name} takes; "
+        "the cell was not read"
+    )
+
+
+def _normalise_strings(
+    uniques: pd.Series, spec: SchemaField, missing: frozenset[str], fits: npt.NDArray[np.bool_]
+) -> _Outcomes:
     """Judge the distinct values of a free string field (the pseudonym) without a Python loop
     over every value: there may be one distinct value per row."""
     size = len(uniques)
@@ -341,26 +402,43 @@ def _normalise_strings(uniques: pd.Series, spec: SchemaField, missing: frozenset
     state = np.where(absent, _MISSING, _VALID).astype(np.int8)
     reason = [""] * size
     klass = [""] * size
+    for position in np.flatnonzero(~absent & ~fits):
+        state[position] = _INVALID
+        reason[position] = _too_long(spec)
+        klass[position] = "too-long"
     if spec.max_length is not None:
-        too_long = ~absent & (uniques.str.len().to_numpy(dtype=np.int64) > spec.max_length)
+        too_long = (state == _VALID) & (
+            uniques.str.len().to_numpy(dtype=np.int64) > spec.max_length
+        )
         state[too_long] = _INVALID
         for position in np.flatnonzero(too_long):
             reason[position] = f"longer than {spec.max_length} characters"
-    if spec.role == "pseudonym":
-        positions = np.flatnonzero(state == _VALID)
-        kinds = identifier_kinds(uniques.iloc[positions], pseudonym=True)
-        for position, kind in zip(positions, kinds, strict=True):
-            if kind is not None:
+    if spec.pattern is not None:
+        candidates = np.flatnonzero(state == _VALID)
+        matched = (
+            uniques.iloc[candidates]
+            .str.fullmatch(spec.pattern)
+            .to_numpy(dtype=bool, na_value=False)
+        )
+        mismatched = candidates[~matched]
+        state[mismatched] = _INVALID
+        kinds = identifier_kinds(uniques.iloc[mismatched], pseudonym=True)
+        for position, kind in zip(mismatched, kinds, strict=True):
+            reason[position] = spec.pattern_reason or "does not have the field's form"
+            if kind is not None and spec.role == "pseudonym":
                 # a raw contact detail or date here means the partner skipped pseudonymisation
                 article = "an e-mail address" if kind == "email" else f"a {kind}"
-                state[position] = _INVALID
                 reason[position] = (
                     f"looks like {article}, not a case pseudonym; pseudonymise case ids before "
-                    "upload"
+                    "upload (ctdhub-contribute prepare)"
                 )
-    for position in np.flatnonzero(state == _INVALID):
-        klass[position] = value_class(str(uniques.iloc[position]))
-    values = np.asarray(uniques.astype(object).tolist(), dtype=object)
+    # one distinct value per row is common here: classify only those whose error is listed
+    texts = uniques.astype(object).tolist()
+    unclassified = {
+        int(position): str(texts[position])
+        for position in np.flatnonzero((state == _INVALID) & fits)
+    }
+    values = np.asarray(texts, dtype=object)
     values[state != _VALID] = None
     return _Outcomes(
         state=state.tolist(),
@@ -368,6 +446,7 @@ def _normalise_strings(uniques: pd.Series, spec: SchemaField, missing: frozenset
         reason=reason,
         value_class=klass,
         exact_age=[False] * size,
+        unclassified=unclassified,
     )
 
 
@@ -384,8 +463,10 @@ def _normalise_column(
         # judge each distinct value once, then spread the verdicts over the rows: the CTDC
         # columns have at most a few hundred distinct values among ~100,000 rows
         codes, uniques = factorized
+    # no check below reads a cell longer than the field could ever take
+    fits = uniques.str.len().to_numpy(dtype=np.int64, na_value=0) <= spec.longest_input
     if spec.codes is None and spec.type == "string":
-        out = _normalise_strings(uniques, spec, missing)
+        out = _normalise_strings(uniques, spec, missing, fits)
     else:
         out = _Outcomes()
         lookup: dict[str, str] = {}
@@ -393,8 +474,10 @@ def _normalise_column(
             lookup = {_code_key(code): code for code in spec.codes}
             for alias, code in spec.aliases:
                 lookup.setdefault(_code_key(alias), code)
-        for text in uniques.tolist():
-            if text.casefold() in missing:
+        for text, fit in zip(uniques.tolist(), fits.tolist(), strict=True):
+            if not fit:
+                out.add(_INVALID, reason=_too_long(spec), klass="too-long")
+            elif text.casefold() in missing:
                 out.add(_MISSING)
             elif spec.codes is not None:
                 _judge_coded(text, spec, lookup, out)
@@ -473,8 +556,28 @@ def _typed_array(column: _Column, keep: npt.NDArray[np.bool_]) -> Any:
     return strings.take(codes)
 
 
+def _row_numbers(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Return each row's number: its index + 1 where the index counts rows from 0 (as
+    :func:`contributors.formats.read_table` leaves it when empty rows were left out), else its
+    position + 1.
+
+    >>> frame = pd.DataFrame({"gender": ["Female", "Male"]}, index=[0, 3])
+    >>> _row_numbers(frame).tolist(), _row_numbers(frame.reset_index(drop=True)).tolist()
+    ([1, 4], [1, 2])
+    """
+    index = frame.index
+    if (
+        pd.api.types.is_integer_dtype(index.dtype)
+        and index.is_unique
+        and index.is_monotonic_increasing
+        and (len(index) == 0 or int(index[0]) >= 0)
+    ):
+        return np.asarray(index, dtype=np.int64) + 1
+    return np.arange(1, len(frame) + 1, dtype=np.int64)
+
+
 def _collect_errors(
-    columns: list[_Column], bad: list[npt.NDArray[np.bool_]]
+    columns: list[_Column], bad: list[npt.NDArray[np.bool_]], numbers: npt.NDArray[np.int64]
 ) -> tuple[list[RowError], int]:
     total = 0
     candidates: list[tuple[int, int, RowError]] = []
@@ -485,9 +588,9 @@ def _collect_errors(
         for row in rows[:ERROR_LIMIT]:
             entry = column.codes[row]
             error = RowError(
-                row=int(row) + 1,
+                row=int(numbers[row]),
                 field=column.spec.name,
-                value_class=column.table.value_class[entry],
+                value_class=column.table.klass(int(entry)),
                 reason=column.table.reason[entry],
             )
             candidates.append((int(row), position, error))
@@ -505,8 +608,9 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
     :param frame: a partner table as read by :func:`contributors.formats.read_table` (strings).
     :param schema: the record schema; defaults to :func:`~contributors.schema.load_schema`.
 
+    >>> cases = [f"{n:064x}" for n in (1, 2)]  # case pseudonyms, as the toolkit writes them
     >>> frame = pd.DataFrame(
-    ...     {"caseNo": ["c1", "c2"], "ageBroad": ["17", "30"], "majorityStatus": ["", "Minor"],
+    ...     {"caseNo": cases, "ageBroad": ["17", "30"], "majorityStatus": ["", "Minor"],
     ...      "citizenship": ["nam", "NA"], "isForcedLabour": ["Yes", "0"]}, dtype="string")
     >>> result = validate_records(frame)
     >>> result.report.rows_accepted, result.report.rows_rejected
@@ -524,17 +628,15 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
     rows = len(frame)
     findings: list[IdentifierFinding] = []
     by_name: dict[str, tuple[npt.NDArray[np.intp], pd.Series]] = {}
-    unknown: list[str] = []
-    for position in range(frame.shape[1]):
-        label = str(frame.columns[position])
+    mapping = match_headers(frame.columns, schema)
+    for position, match in enumerate(mapping.matches):
         # factorize once: the identifier screen and the normalisation share the distinct values
         factorized = factorize_cells(frame.iloc[:, position])
-        findings.extend(screen_column(label, *factorized, schema))
-        name = label.strip()
-        if name in schema and name not in by_name:
-            by_name[name] = factorized
-        else:
-            unknown.append(label)
+        findings.extend(screen_column(match, *factorized, schema))
+        if match.field is not None and match.duplicate_of is None:
+            by_name[match.field] = factorized
+    # a column that names no field, or a field already supplied, is refused, by position
+    unknown = [match.label for match in mapping.unmatched + mapping.duplicates]
     missing_columns = [name for name in schema.names if name not in by_name]
     missing = frozenset(value.casefold() for value in schema.missing_values)
 
@@ -550,7 +652,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
     bad = [column.state() == _INVALID for column in ordered]
     rejected = np.logical_or.reduce(bad) if bad else np.zeros(rows, dtype=bool)
     accepted = ~np.asarray(rejected, dtype=bool)
-    errors, not_listed = _collect_errors(ordered, bad)
+    errors, not_listed = _collect_errors(ordered, bad, _row_numbers(frame))
     records = pd.DataFrame(
         {column.spec.name: _typed_array(column, accepted) for column in ordered},
         index=pd.RangeIndex(int(accepted.sum())),
@@ -565,6 +667,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
         errors_not_listed=not_listed,
         identifier_findings=findings,
         schema_version=schema.version,
+        columns=list(mapping.matches),
     )
     return ValidationResult(records=records, report=report, accepted_mask=accepted)
 
@@ -577,9 +680,9 @@ def format_records(records: pd.DataFrame, schema: RecordSchema | None = None) ->
     :param records: the ``records`` of a :class:`ValidationResult`.
     :param schema: the record schema; defaults to :func:`~contributors.schema.load_schema`.
 
-    >>> records = validate_records(pd.DataFrame({"caseNo": ["7"], "isAbduction": ["yes"]})).records
-    >>> format_records(records)[["caseNo", "isAbduction", "gender"]].iloc[0].tolist()
-    ['7', '1', '']
+    >>> frame = pd.DataFrame({"caseNo": ["7" * 64], "isAbduction": ["yes"]})
+    >>> format_records(validate_records(frame).records)[["isAbduction", "gender"]].iloc[0].tolist()
+    ['1', '']
     """
     schema = schema or load_schema()
     text: dict[str, Any] = {}

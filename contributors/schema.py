@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Mapping
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -21,11 +23,13 @@ import pandas as pd
 __all__ = [
     "COUNTRIES_PATH",
     "FIELD_TYPES",
+    "INPUT_SLACK",
     "ROLES",
     "SCHEMA_PATH",
     "RecordSchema",
     "SchemaError",
     "SchemaField",
+    "fold_header",
     "load_countries",
     "load_schema",
 ]
@@ -41,6 +45,11 @@ Role = Literal["quasi_identifier", "sensitive", "attribute", "pseudonym"]
 FIELD_TYPES: tuple[str, ...] = ("string", "integer", "boolean")
 ROLES: tuple[str, ...] = ("quasi_identifier", "sensitive", "attribute", "pseudonym")
 COUNTRY_COLUMNS: tuple[str, ...] = ("alpha2", "alpha3", "numeric", "name", "subregion", "region")
+
+
+#: Characters a cell may run over its field's longest legal value (see
+#: :attr:`SchemaField.longest_input`).
+INPUT_SLACK = 32
 
 
 class SchemaError(ValueError):
@@ -69,6 +78,15 @@ class SchemaField:
     :param max_length: longest accepted string.
     :param derived_from: for a field that follows from an age-band field, the rule
         ``(source field, threshold age, code below the threshold, code at or above it)``.
+    :param header_aliases: other header spellings that name this field (``ctdhub:headerAliases``:
+        CTDC's older names and common variants); see :mod:`contributors.headers`.
+    :param pattern: a regular expression every (stripped) value must match in full
+        (``constraints.pattern`` of a free string field; a coded field's pattern describes its
+        stored codes and is already implied by them).
+    :param pattern_reason: what a value that does not match ``pattern`` is told
+        (``ctdhub:patternReason``).
+    :param date_as_year: an integer year field that also takes an ISO date (``2019-03-15``) and
+        keeps only its year (``ctdhub:dateAsYear``).
     """
 
     name: str
@@ -86,6 +104,66 @@ class SchemaField:
     unique: bool = False
     max_length: int | None = None
     derived_from: tuple[str, int, str, str] | None = None
+    header_aliases: tuple[str, ...] = ()
+    pattern: str | None = None
+    pattern_reason: str | None = None
+    date_as_year: bool = False
+
+    @property
+    def longest_input(self) -> int:
+        """Return the length of the longest cell this field can accept, before any pattern runs.
+
+        It is the longest legal value the schema allows (a code or its alias, an exact age, the
+        widest integer of the range, an ISO date for a year field, ``false``, the declared
+        ``maxLength``) plus :data:`INPUT_SLACK` characters for harmless spelling variants
+        (padding, spaced dashes, a trailing ``.0``). A longer cell is refused unread, so no
+        check ever spends time on a megabyte cell.
+
+        >>> load_schema().field("gender").longest_input
+        57
+        """
+        widths = [len("false")]
+        if self.codes is not None:
+            widths.extend(len(code) for code in self.codes)
+            widths.extend(len(alias) for alias, _ in self.aliases)
+        if self.band_bounds is not None:
+            widths.append(3)  # an exact age in whole years
+        if self.type == "integer":
+            widths.extend(len(str(bound)) for bound in (self.minimum, self.maximum) if bound)
+            widths.append(20)  # an unbounded integer: the width of a 64-bit number
+        if self.date_as_year:
+            widths.append(len("2019-03-15"))
+        if self.max_length is not None:
+            widths.append(self.max_length)
+        return max(widths) + INPUT_SLACK
+
+
+def fold_header(text: str) -> str:
+    """Fold a header cell for matching: Unicode-normalised, case-folded, letters and digits only.
+
+    >>> [fold_header(h) for h in (" Country of Exploitation ", "country_of_exploitation")]
+    ['countryofexploitation', 'countryofexploitation']
+    >>> fold_header("Means of control: debt bondage") == fold_header("meansOfControlDebtBondage")
+    True
+    """
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+
+
+def _header_spellings(fields: Iterable[SchemaField]) -> dict[str, tuple[str, str]]:
+    spellings: dict[str, tuple[str, str]] = {}
+    for spec in fields:
+        candidates = [(spec.name, "name"), (spec.title, "title")]
+        candidates.extend((alias, "alias") for alias in spec.header_aliases)
+        for spelling, how in candidates:
+            key = fold_header(spelling)
+            taken = spellings.get(key)
+            if taken is not None and taken[0] != spec.name:
+                raise SchemaError(
+                    f"{spec.name}: the header spelling {spelling!r} also names {taken[0]}"
+                )
+            if taken is None:
+                spellings[key] = (spec.name, how)
+    return spellings
 
 
 @dataclass(frozen=True)
@@ -102,6 +180,20 @@ class RecordSchema:
     missing_values: tuple[str, ...]
     version: str
     document: str
+
+    @functools.cached_property
+    def header_spellings(self) -> dict[str, tuple[str, str]]:
+        """Return every declared header spelling, folded, with the field it names and how.
+
+        ``how`` is ``name``, ``title`` or ``alias``; :func:`parse_schema` has checked that no
+        folded spelling names two fields.
+
+        >>> load_schema().header_spellings[fold_header("Country of Exploitation")]
+        ('CountryOfExploitation', 'name')
+        >>> load_schema().header_spellings[fold_header("Age band")]
+        ('ageBroad', 'title')
+        """
+        return _header_spellings(self.fields)
 
     def field(self, name: str) -> SchemaField:
         """Return the field called ``name``.
@@ -277,6 +369,20 @@ def _parse_field(raw: Mapping[str, Any], index: int, countries_dir: Path) -> Sch
             "ctdhub:derivedFrom needs field, thresholdAge and two of the field's codes",
         )
         derived_from = (cast(str, source), cast(int, threshold), cast(str, below), str(above))
+    header_aliases = raw.get("ctdhub:headerAliases", [])
+    _require(
+        isinstance(header_aliases, list)
+        and all(isinstance(alias, str) and alias.strip() for alias in header_aliases),
+        where,
+        "ctdhub:headerAliases must be a list of non-empty strings",
+    )
+    pattern, pattern_reason = _parse_pattern(raw, constraints, codes, where)
+    date_as_year = raw.get("ctdhub:dateAsYear", False)
+    _require(
+        date_as_year is False or (date_as_year is True and field_type == "integer"),
+        where,
+        "ctdhub:dateAsYear must be true or false, and only on an integer field",
+    )
     return SchemaField(
         name=cast(str, name),
         type=cast(FieldType, field_type),
@@ -293,7 +399,43 @@ def _parse_field(raw: Mapping[str, Any], index: int, countries_dir: Path) -> Sch
         unique=bool(constraints.get("unique", False)),
         max_length=max_length,
         derived_from=derived_from,
+        header_aliases=tuple(header_aliases),
+        pattern=pattern,
+        pattern_reason=pattern_reason,
+        date_as_year=bool(date_as_year),
     )
+
+
+def _parse_pattern(
+    raw: Mapping[str, Any],
+    constraints: Mapping[str, Any],
+    codes: tuple[str, ...] | None,
+    where: str,
+) -> tuple[str | None, str | None]:
+    """Return a free string field's pattern and the reason its mismatches are given."""
+    pattern = constraints.get("pattern")
+    reason = raw.get("ctdhub:patternReason")
+    if pattern is None or codes is not None:
+        _require(reason is None, where, "ctdhub:patternReason needs a constraints.pattern")
+        return None, None
+    _require(isinstance(pattern, str) and bool(pattern), where, "constraints.pattern is empty")
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise SchemaError(
+            f"{where}: constraints.pattern is not a regular expression: {error}"
+        ) from None
+    _require(
+        isinstance(reason, str) and bool(reason),
+        where,
+        "a free string field's constraints.pattern needs a ctdhub:patternReason",
+    )
+    _require(
+        constraints.get("maxLength") is not None,
+        where,
+        "a free string field with a pattern needs a constraints.maxLength",
+    )
+    return cast(str, pattern), cast(str, reason)
 
 
 def parse_schema(document: Mapping[str, Any], countries_dir: Path = CONFIG_DIR) -> RecordSchema:
@@ -312,6 +454,7 @@ def parse_schema(document: Mapping[str, Any], countries_dir: Path = CONFIG_DIR) 
     names = [spec.name for spec in fields]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     _require(not duplicates, "schema", f"duplicate field names: {', '.join(duplicates)}")
+    _header_spellings(fields)  # two fields must never share a header spelling
     for spec in fields:
         if spec.derived_from is None:
             continue

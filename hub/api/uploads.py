@@ -111,6 +111,7 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
         accept_valid=query["accept_valid"],
         keyring=keyring(current_app),
         request_id=request_id(),
+        read_limits=service.read_limits(current_app.config),
     )
     return receipt(outcome.upload), 201 if outcome.created else 200
 

@@ -13,8 +13,9 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contributors.formats import FormatError, read_table
+from contributors import formats
+from contributors.formats import FormatError, LimitExceeded, ReadLimits, read_table
 from contributors.normalise import validate_records
 from contributors.schema import load_schema
 from hub import audit
@@ -42,12 +44,8 @@ from hub.storage import checkpoint
 
 log = logging.getLogger("ctdhub.uploads")
 
-MEDIA_TYPES = {
-    "text/csv": "csv",
-    "application/csv": "csv",
-    "application/json": "json",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
-}
+# What the reader takes, except text/plain: a client of the API says what it sends.
+MEDIA_TYPES = {kind: fmt for kind, fmt in formats.MEDIA_TYPES.items() if kind != "text/plain"}
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -94,6 +92,16 @@ def receive_body(
         raise InvalidInput("the body is empty: send the file's bytes as the request body")
     check_digest(digest, sha)
     return body, sha
+
+
+def read_limits(settings: Mapping[str, Any]) -> ReadLimits:
+    """Return the table size limits the settings declare (``READ_MAX_ROWS`` ...)."""
+    return ReadLimits(
+        max_rows=int(settings["READ_MAX_ROWS"]),
+        max_cells=int(settings["READ_MAX_CELLS"]),
+        max_uncompressed_bytes=int(settings["XLSX_MAX_UNCOMPRESSED_BYTES"]),
+        max_compression_ratio=int(settings["XLSX_MAX_COMPRESSION_RATIO"]),
+    )
 
 
 def check_digest(header: str | None, sha256_hex: str) -> None:
@@ -176,15 +184,18 @@ def ingest(
     accept_valid: bool,
     keyring: Keyring,
     request_id: str | None,
+    read_limits: ReadLimits | None = None,
 ) -> IngestOutcome:
     """Validate, seal and store an upload; return its receipt.
 
     :param actor: a partner's principal acting under ``records:write``.
     :param request_id: the HTTP request's id, recorded in the audit event.
+    :param read_limits: the table's size limits (:func:`read_limits` of the settings).
 
     :raises ValidationFailed: (422) with the report when the identifier screen, the columns or
         any row fails (unless ``accept_valid`` and some rows pass).
     :raises Conflict: (409) when ``idempotency_key`` was used for a different body.
+    :raises PayloadTooLarge: (413) naming the limit a table or workbook is over.
     """
     principal = acting_principal(actor, "records:write").principal
     if idempotency_key is not None and not _KEY.match(idempotency_key):
@@ -198,7 +209,9 @@ def ingest(
         return IngestOutcome(seen, created=False)
 
     try:
-        frame = read_table(body, media_type=media)
+        frame = read_table(body, media_type=media, limits=read_limits)
+    except LimitExceeded as error:
+        raise PayloadTooLarge(str(error), limit=error.limit) from None
     except FormatError as error:
         raise ValidationFailed(f"the file could not be read: {error}") from None
 
@@ -206,7 +219,7 @@ def ingest(
     report = result.report.as_dict()
     findings = result.report.identifier_findings
     if findings:
-        columns = sorted({f.column for f in findings})
+        columns = sorted({f.label for f in findings})
         raise ValidationFailed(
             "the upload looks like it holds direct identifiers in column(s) "
             + ", ".join(columns)
@@ -316,6 +329,7 @@ def withdraw(session: Session, actor: Actor, upload_id: str, *, request_id: str 
 
     :param actor: a partner's principal acting under ``records:write``.
     :param request_id: the HTTP request's id, recorded in the audit event.
+    :param read_limits: the table's size limits (:func:`read_limits` of the settings).
     """
     upload = _own_upload(session, acting_principal(actor, "records:write"), upload_id)
     if upload.withdrawn_at is not None:

@@ -253,6 +253,69 @@ def test_name_kinds(column: str, kind: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("column", "kind"),
+    [
+        # French
+        ("nom", "name"),
+        ("Prénom", "name"),
+        ("nom_de_famille", "name"),
+        ("Numéro de téléphone", "phone"),
+        ("Date de naissance", "birth-date"),
+        ("Adresse", "address"),
+        ("Courriel", "email"),
+        ("Passeport", "identity-document"),
+        ("Observations", "free-text"),
+        # Spanish
+        ("Nombre completo", "name"),
+        ("apellidos", "name"),
+        ("Teléfono", "phone"),
+        ("fecha_de_nacimiento", "birth-date"),
+        ("Dirección", "address"),
+        ("Cédula", "identity-document"),
+        ("Correo electrónico", "email"),
+        # Portuguese
+        ("nome completo", "name"),
+        ("Sobrenome", "name"),
+        ("Telemóvel", "phone"),
+        ("Data de nascimento", "birth-date"),
+        ("Endereço", "address"),
+        ("Observações", "free-text"),
+        # Arabic, transliterated and in Arabic script
+        ("ism", "name"),
+        ("al_ism_al_kamil", "name"),
+        ("laqab", "name"),
+        ("raqm_al_hatif", "phone"),
+        ("jawaz_safar", "identity-document"),
+        ("tarikh_al_milad", "birth-date"),
+        ("unwan", "address"),
+        ("\u0627\u0644\u0627\u0633\u0645", "name"),
+        ("\u0647\u0627\u062a\u0641", "phone"),
+        # schema fields and harmless words in those languages stay unflagged
+        ("Nacionalidad", None),
+        ("Année", None),
+        ("Género", None),
+        ("nominal", None),
+        ("prism", None),
+    ],
+)
+def test_person_field_names_in_partners_languages(column: str, kind: str | None) -> None:
+    # issue 12 item 6: these were dropped only as unknown columns, never flagged as identifiers
+    assert name_kind(column) == kind
+
+
+def test_a_name_column_in_spanish_is_flagged_by_position(schema: RecordSchema) -> None:
+    frame = pd.DataFrame(
+        {"caseNo": [f"{1:064x}"], "Nombre completo": ["Ana Cruz"], "nom": ["Cruz"]},
+        dtype="string",
+    )
+    findings = screen_identifiers(frame, schema)
+    assert [(f.column, f.label, f.kind) for f in findings] == [
+        ("Nombre completo", "column 2", "name"),
+        ("nom", "column 3", "name"),
+    ]
+
+
+@pytest.mark.parametrize(
     ("value", "kind"),
     [
         ("someone@mail.example.com", "email"),

@@ -24,9 +24,14 @@ from contributors.schema import RecordSchema, load_schema
 CURRENT_YEAR = dt.datetime.now(dt.UTC).year
 
 
+def _case(number: int) -> str:
+    """Return a case pseudonym in the toolkit's format (64 lowercase hex digits)."""
+    return f"{number:064x}"
+
+
 def _frame(**columns: list[str]) -> pd.DataFrame:
     size = len(next(iter(columns.values())))
-    columns.setdefault("caseNo", [f"case-{number}" for number in range(size)])
+    columns.setdefault("caseNo", [_case(number) for number in range(size)])
     return pd.DataFrame(columns, dtype="string")
 
 
@@ -128,7 +133,15 @@ def test_boolean_spellings(value: str, flag: bool) -> None:
     assert _one("isForcedLabour", [value])["isForcedLabour"].tolist() == [flag]
 
 
-@pytest.mark.parametrize("value", ["2", "y", "1.0", "oui"])
+@pytest.mark.parametrize(
+    ("value", "flag"), [("1.0", True), ("0.0", False), (" 1.0 ", True), ("1", True)]
+)
+def test_flags_written_as_numbers_are_read(value: str, flag: bool) -> None:
+    # a spreadsheet or JSON writer turns the flag 1 into 1.0 (issue 12 item 5)
+    assert _one("isForcedLabour", [value])["isForcedLabour"].tolist() == [flag]
+
+
+@pytest.mark.parametrize("value", ["2", "y", "1.5", "0.01", "oui"])
 def test_bad_boolean_is_rejected(value: str) -> None:
     [(_, field, _, reason)] = _errors(_frame(isSexualExploit=[value]))
     assert (field, reason) == ("isSexualExploit", "not a yes/no value (1/0, true/false or yes/no)")
@@ -160,7 +173,7 @@ def test_code_outside_the_domain_names_the_codes() -> None:
     [
         ("1890", "integer", "below the minimum of 2000"),
         (str(CURRENT_YEAR + 1), "integer", f"above the maximum of {CURRENT_YEAR}"),
-        ("2019.0", "decimal", "not a whole number"),
+        ("2019.5", "decimal", "not a whole number"),
         ("twenty", "alphabetic", "not a whole number"),
         ("12/03/2019", "date", "not a whole number"),
     ],
@@ -203,7 +216,7 @@ def test_age_and_majority_status_must_agree(age: str, status: str, reason: str) 
 
 
 def test_case_pseudonym_is_required_and_unique() -> None:
-    frame = _frame(gender=["Female"] * 4, caseNo=["a", "", "a", "b"])
+    frame = _frame(gender=["Female"] * 4, caseNo=[_case(10), "", _case(10), _case(11)])
     assert _errors(frame) == [
         (1, "caseNo", "duplicate", "occurs in more than one row of this upload"),
         (2, "caseNo", "missing", "a value is required"),
@@ -212,7 +225,7 @@ def test_case_pseudonym_is_required_and_unique() -> None:
 
 
 def test_case_pseudonym_compares_after_stripping() -> None:
-    frame = _frame(gender=["Female"] * 2, caseNo=["a", " a "])
+    frame = _frame(gender=["Female"] * 2, caseNo=[_case(10), f" {_case(10)} "])
     assert [error[3] for error in _errors(frame)] == [
         "occurs in more than one row of this upload"
     ] * 2
@@ -292,7 +305,7 @@ def test_errors_are_capped_and_counted() -> None:
 def test_unknown_and_missing_columns(schema: RecordSchema) -> None:
     frame = _frame(gender=["Female"], favouriteColour=["blue"])
     report = validate_records(frame).report
-    assert report.unknown_columns == ["favouriteColour"]
+    assert report.unknown_columns == ["column 2"]  # a header that names no field may be a value
     assert set(report.missing_columns) == set(schema.names) - {"gender", "caseNo"}
     assert report.rows_accepted == 1 and not report.ok
 
@@ -300,10 +313,14 @@ def test_unknown_and_missing_columns(schema: RecordSchema) -> None:
 def test_identifier_columns_are_named_before_anything_else() -> None:
     frame = _frame(gender=["Female"], prs_FirstName=["Ana"], prs_Email=["ana@example.org"])
     report = validate_records(frame).report
-    assert report.unknown_columns == ["prs_FirstName", "prs_Email"]
-    assert [(f.column, f.kind) for f in report.identifier_findings] == [
-        ("prs_FirstName", "name"),
-        ("prs_Email", "email"),
+    assert report.unknown_columns == ["column 2", "column 3"]
+    assert [(f.column, f.label, f.kind) for f in report.identifier_findings] == [
+        ("prs_FirstName", "column 2", "name"),
+        ("prs_Email", "column 3", "email"),
+    ]
+    assert [f["column"] for f in report.as_dict()["identifier_findings"]] == [
+        "column 2",
+        "column 3",
     ]
     assert not report.ok
 
@@ -377,10 +394,29 @@ def test_sample_of_ctdc_validates_and_formats_back(ctdc_sample: pd.DataFrame) ->
     pd.testing.assert_frame_equal(format_records(result.records), ctdc_sample, check_dtype=False)
 
 
+def test_raw_case_ids_are_refused_with_the_rule_named(ctdc_sample_raw: pd.DataFrame) -> None:
+    # CTDC's own case numbers, a name and a passport-shaped number: none is a pseudonym (issue 10
+    # item 5), and each row is refused naming the column and the rule, never the value
+    frame = ctdc_sample_raw.head(3).copy()
+    frame["caseNo"] = pd.array(["17", "Maria Lopez", "P1234567A"], dtype="string")
+    report = validate_records(frame).report
+    assert report.rows_rejected == 3
+    assert {(e.field, e.reason.split(":")[0]) for e in report.errors} == {
+        ("caseNo", "not a case pseudonym")
+    }
+    assert "64 lowercase hexadecimal digits" in report.errors[0].reason
+    assert [(f.label, f.kind) for f in report.identifier_findings] == [
+        ("caseNo", "identity-document")
+    ]
+    text = json.dumps(report.as_dict())
+    assert "Maria" not in text and "P1234567A" not in text
+
+
 @pytest.mark.slow
 def test_whole_ctdc_file_validates_round_trips_and_is_idempotent(
-    ctdc_whole: pd.DataFrame,
+    ctdc_whole_pseudonymised: pd.DataFrame,
 ) -> None:
+    ctdc_whole = ctdc_whole_pseudonymised
     result = validate_records(ctdc_whole)
     report = result.report
     assert (report.rows_total, report.rows_accepted, report.rows_rejected) == (97_750, 97_750, 0)

@@ -169,7 +169,8 @@ def test_case_pseudonym_is_a_required_unique_string(schema: RecordSchema) -> Non
 def test_document_reads_as_a_table_schema_and_data_dictionary(schema: RecordSchema) -> None:
     document = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     assert document == schema.as_dict()
-    assert document["missingValues"] == ["", "NULL", "-99"]
+    assert document["missingValues"] == ["", "NULL", "-99", "N/A", "NaN", "None", "."]
+    assert "NA" not in document["missingValues"]  # Namibia
     assert document["primaryKey"] == ["caseNo"]
     for field in document["fields"]:
         plain = {key for key in field if not key.startswith("ctdhub:")}

@@ -39,8 +39,17 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_validate_accepts_the_ctdc_sample(ctdc_sample: Path) -> None:
+def test_validate_accepts_the_ctdc_sample(ctdc_sample: Path, tmp_path: Path) -> None:
+    # CTDC's own case numbers are not pseudonyms: the hub refuses them, and so does validate
     result = _run("validate", str(ctdc_sample))
+    assert result.exit_code == 1
+    assert "field caseNo (integer): not a case pseudonym" in result.output
+    prepared = tmp_path / "prepared.csv"
+    result = _run(
+        "prepare", str(ctdc_sample), "-o", str(prepared), "--pseudonym-key-env", KEY_ENV, key=True
+    )
+    assert result.exit_code == 0, result.output
+    result = _run("validate", str(prepared))
     assert result.exit_code == 0, result.output
     assert "rows: 196 total, 196 accepted, 0 rejected" in result.output
 
@@ -103,6 +112,9 @@ def flawed(tmp_path: Path) -> Path:
 
 
 def test_validate_reports_rejected_rows_and_flagged_columns(flawed: Path) -> None:
+    frame = _read(flawed)  # with case pseudonyms, so only the flaws below are reported
+    frame["caseNo"] = [pseudonymise(case, KEY) for case in frame["caseNo"]]
+    frame.to_csv(flawed, index=False)
     result = _run("validate", str(flawed))
     assert result.exit_code == 1
     assert "flagged column victimFullName: name" in result.output

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contributors.pseudonym import pseudonymise
 from hub.crypto import Keyring
 from hub.models import AuditEvent, RecordBatch
 from hub.services.snapshot import SnapshotCache, analysis_snapshot
-from tests.hub_uploads.test_uploads_api import post, sample_csv
+from tests.hub_uploads.test_uploads_api import PSEUDONYM_KEY, post, sample_csv
 
 
 def test_keys_rotate_rewraps_every_data_key(
@@ -96,7 +97,9 @@ def test_receipts_always_add_up(
         ]
     )
     # A distinct body per example, so no example is a duplicate of an earlier one.
-    frame["caseNo"] = [f"case-{id(rows)}-{i}" for i in range(len(frame))]
+    frame["caseNo"] = [
+        pseudonymise(f"case-{id(rows)}-{i}", PSEUDONYM_KEY) for i in range(len(frame))
+    ]
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     response = post(

@@ -20,7 +20,7 @@ from hub.crypto import Keyring
 from hub.db import make_engine
 from hub.models import AuditEvent, RecordBatch, Upload
 from hub.services.uploads import open_record_batch
-from tests.hub_uploads.test_uploads_api import sample_csv
+from tests.hub_uploads.test_uploads_api import pseudonymised_csv, sample_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
 def test_a_server_killed_mid_upload_leaves_no_partial_batch(
     live_hub: Any, ctdc_file: Path, database_url: str, test_keyring: Keyring
 ) -> None:
-    body = ctdc_file.read_bytes()
+    body = pseudonymised_csv(ctdc_file.read_bytes())
     env = {
         **os.environ,
         "CTDHUB_DATABASE_URL": database_url,
