@@ -1,8 +1,8 @@
 """Make the sample files in ``examples/``: small, synthetic, reproducible (fixed seed).
 
 Nothing here comes from real case records. ``ctdc_cases.csv`` draws every field at random from
-the hub's record schema (``config/record_schema.json``), so it is a CTDC-format file the hub
-accepts whole. ``htcds_export.csv`` is a case-management export in HTCDS field names, with the
+the hub's record schema (``config/record_schema.json``), with case ids already pseudonymised as
+the toolkit's ``prepare`` writes them, so it is a CTDC-format file the hub accepts whole. ``htcds_export.csv`` is a case-management export in HTCDS field names, with the
 made-up names and birth dates a real export carries, for ``ctdhub-contribute prepare --htcds``
 to map, screen and pseudonymise. Run ``.venv/bin/python examples/make_examples.py`` to remake
 them; a test checks the committed files are exactly what it makes.
@@ -24,6 +24,7 @@ from contributors.htcds import (
     MEANS_OF_CONTROL_CODES,
     REGISTRATION_DATE_FIELD,
 )
+from contributors.pseudonym import pseudonymise
 from contributors.schema import load_countries, load_schema
 
 HERE = Path(__file__).resolve().parent
@@ -31,6 +32,9 @@ CTDC_FILE = HERE / "ctdc_cases.csv"
 HTCDS_FILE = HERE / "htcds_export.csv"
 ROWS = 40
 SEED = 2026
+#: The key that pseudonymises the sample's made-up case ids, as ``ctdhub-contribute prepare`` does
+#: with a partner's own secret key: the hub accepts only pseudonyms as case ids.
+EXAMPLE_PSEUDONYM_KEY = "examples only: never use as a partner's key"
 #: Made-up given and family names: the export's identifiers, which never reach the hub.
 GIVEN = ("Ana", "Binh", "Chidi", "Dara", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jomo")
 FAMILY = ("Alvarez", "Bui", "Cohen", "Diallo", "Eze", "Fonseca", "Garcia", "Haddad", "Ito")
@@ -47,7 +51,7 @@ def ctdc_cases(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
         values: list[str] = []
         for row in range(rows):
             if field.unique:
-                values.append(f"example-{seed}-{row:04d}")
+                values.append(pseudonymise(f"example-{seed}-{row:04d}", EXAMPLE_PSEUDONYM_KEY))
             elif field.codes is not None:
                 values.append(rng.choice([*field.codes, *([] if field.required else [""])]))
             elif field.type == "boolean":
