@@ -20,7 +20,6 @@ names of the derived attributes it declares.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import string
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -66,6 +65,7 @@ __all__ = [
     "Synthetic",
     "Tables",
     "load_policy",
+    "policy_json_schema",
     "validate_policy",
 ]
 
@@ -863,8 +863,3 @@ def _key_path(root: yaml.Node | None, target: yaml.Node) -> list[int | str]:
 def policy_json_schema() -> dict[str, Any]:
     """Return the JSON Schema of a policy document (for editors and the API's docs)."""
     return Policy.model_json_schema()
-
-
-def dumps(policy: Policy) -> str:
-    """Return the policy as canonical JSON text (sorted keys), for digests and storage."""
-    return json.dumps(policy.to_json(), sort_keys=True, separators=(",", ":"))
