@@ -59,14 +59,19 @@ def _named(items: list[Any]) -> dict[str, Any] | None:
     return by_name if len(by_name) == len(items) else None
 
 
+def _sectioned(value: Any) -> bool:
+    """Return whether a value is shown key by key: a mapping, or a list of named items."""
+    return isinstance(value, Mapping) or (isinstance(value, list) and bool(_named(value)))
+
+
 def _walk(path: str, old: Any, new: Any, out: list[Change], delta: float) -> None:
     if old == new:
         return
     # A section or list added or removed as a whole is shown key by key, like any change.
-    if old is _ABSENT and isinstance(new, Mapping | list):
-        old = type(new)()
-    if new is _ABSENT and isinstance(old, Mapping | list):
-        new = type(old)()
+    if old is _ABSENT and _sectioned(new):
+        old = {} if isinstance(new, Mapping) else []
+    if new is _ABSENT and _sectioned(old):
+        new = {} if isinstance(old, Mapping) else []
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         for key in [*old, *(k for k in new if k not in old)]:
             sub = f"{path}.{key}" if path else str(key)

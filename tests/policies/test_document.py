@@ -15,6 +15,7 @@ from disclosure_control.dp.accounting import rho_to_epsilon
 from disclosure_control.sdc import PrivacyModel, TablePolicy
 from policies import PolicyError, RecordFields, load_policy, policy_json_schema, validate_policy
 from policies.document import Policy
+from tests.policies.conftest import DEFAULT_POLICY, DERIVED
 
 
 def document(default_text: str) -> dict[str, Any]:
@@ -295,8 +296,6 @@ MISTAKES: dict[str, tuple[tuple[str, ...], Any, str]] = {
 @settings(max_examples=40, deadline=None)
 @given(st.sets(st.sampled_from(sorted(MISTAKES)), min_size=1))
 def test_any_set_of_mistakes_is_reported_whole(chosen: set[str]) -> None:
-    from tests.policies.conftest import DEFAULT_POLICY, DERIVED
-
     fields = RecordFields.from_table_schema(load_schema().as_dict(), DERIVED)
     data = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY.read_text("utf-8")))
     for name in chosen:
