@@ -30,6 +30,7 @@ from policies import (
     check_table,
     validate_policy,
 )
+from policies.checks import linear_bounds, protection_holds
 from policies.document import Microdata
 from tests.policies.conftest import ROOT
 from tests.sdc.conftest import CTDC, with_exploitation_type
@@ -215,6 +216,65 @@ def test_a_table_built_to_the_policy_passes(default_policy: Policy) -> None:
     results = by_check(check_table(table, tables, "gender_by_age"))
     assert all(r.passed for r in results.values())
     assert results["secondary_suppression"].figures["unprotected"] == 0
+
+
+def test_primary_suppression_alone_fails_the_linear_bounds(default_policy: Policy) -> None:
+    data = records(400, 1)
+    bare = frequency_table(data, ["gender", "ageBroad"], TablePolicy(threshold=11), secondary=False)
+    result = by_check(check_table(bare, default_policy.tables, "gender_by_age"))
+    bounds = result["linear_bounds"]
+    assert not bounds.passed
+    assert bounds.figures["primary_cells"] == bare.primary
+    assert 0 < bounds.figures["cells_narrowed"] <= bare.primary
+    # The hypercube method's table has the same primary cells, each free from 0 to 11.
+    safe = frequency_table(data, ["gender", "ageBroad"], TablePolicy(threshold=11))
+    assert safe.primary == bare.primary
+    assert by_check(check_table(safe, default_policy.tables, "gender_by_age"))[
+        "linear_bounds"
+    ].passed
+
+
+def test_linear_bounds_recover_a_lone_suppressed_cell() -> None:
+    # One dimension, one small cell, total published: the cell is the total less the rest.
+    data = pd.DataFrame(
+        {"gender": ["Female"] * 30 + ["Male"] * 20 + ["Transgender/NonConforming"] * 2}
+    )
+    table = frequency_table(data, ["gender"], TablePolicy(threshold=11), secondary=False)
+    primary = np.argwhere(table.status == 1)
+    assert linear_bounds(table, primary).tolist() == [[2.0, 2.0]]
+    protected = frequency_table(data, ["gender"], TablePolicy(threshold=11))
+    ((low, high),) = linear_bounds(protected, np.argwhere(protected.status == 1)).tolist()
+    assert low <= 0 and high >= 11
+
+
+def zipf_table(seed: int, dimensions: int, n: int, secondary: bool) -> Any:
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for d in range(dimensions):
+        size = int(rng.integers(2, 9))
+        weights = 1 / np.arange(1, size + 1) ** 1.3
+        columns[f"d{d}"] = rng.choice([f"v{i}" for i in range(size)], n, p=weights / weights.sum())
+    frame = pd.DataFrame(columns)
+    policy = TablePolicy(threshold=11, suppress_zeros=bool(seed % 2))
+    return frequency_table(frame, list(columns), policy, secondary=secondary)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 3), st.integers(20, 400), st.booleans())
+def test_the_shortcut_verdict_is_the_exact_linear_bounds_verdict(
+    seed: int, dimensions: int, n: int, secondary: bool
+) -> None:
+    table = zipf_table(seed, dimensions, n, secondary)
+    primary = np.argwhere(table.status == 1)
+    if len(primary) == 0:
+        return
+    totals = np.array(table.values.shape) - 1
+    margin = (primary == totals).any(axis=1)
+    values = table.values[tuple(primary.T)]
+    floor = np.where(margin, np.maximum(values - 1, 0), 0.0)
+    bounds = linear_bounds(table, primary)
+    exact = (bounds[:, 0] <= floor + 1e-6) & (bounds[:, 1] >= 11 - 1e-6)
+    assert protection_holds(table, primary, floor, 11.0).tolist() == exact.tolist()
 
 
 def test_a_table_under_a_laxer_threshold_fails(default_policy: Policy) -> None:
