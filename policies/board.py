@@ -119,7 +119,8 @@ class VoteRefused(ValueError):
     """A vote or comment breaks a rule of the board; nothing was recorded.
 
     :param code: which rule (``not_board_member``, ``proposer_votes``, ``second_vote``,
-        ``decided``, ``bad_reason``), for the API's problem type.
+        ``decided``, ``bad_decision``, ``bad_reason``, ``quorum_unreachable``), for the API's
+        problem type.
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -151,7 +152,15 @@ risk_acceptable, public_interest
     text: str = ""
 
     def __post_init__(self) -> None:
-        decision = Decision(self.decision)  # refuses an unknown decision with ValueError
+        try:
+            decision = Decision(self.decision)
+        except ValueError:
+            known = ", ".join(d.value for d in Decision)
+            raise VoteRefused(
+                "bad_decision", f"{self.decision!r} is not a decision; use one of {known}"
+            ) from None
+        # The API hands over plain strings: keep the member, so identity tests hold.
+        object.__setattr__(self, "decision", decision)
         allowed = REASON_CODES[decision]
         if self.reason_code not in allowed:
             raise VoteRefused(

@@ -116,6 +116,15 @@ def test_reason_codes_come_from_the_declared_list(
         Vote("ben", decision, code, text)
 
 
+def test_decisions_arrive_as_plain_strings() -> None:
+    review = open_review("ana", BOARD)
+    review = review.cast(Vote("ben", "approve", "meets_policy"), BOARD)  # type: ignore[arg-type]
+    review = review.cast(Vote("chi", "approve", "meets_policy"), BOARD)  # type: ignore[arg-type]
+    assert review.state is ReviewState.APPROVED
+    with pytest.raises(VoteRefused, match="'veto' is not a decision"):
+        Vote("ben", "veto", "meets_policy")  # type: ignore[arg-type]
+
+
 def test_every_decision_declares_reason_codes() -> None:
     assert set(REASON_CODES) == set(Decision)
     assert all(REASON_CODES[d] for d in Decision)
