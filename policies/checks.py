@@ -156,6 +156,9 @@ def check_microdata(frame: pd.DataFrame, microdata: Microdata) -> list[CheckResu
     if microdata.l_diversity is not None:
         rule = microdata.l_diversity
         for attribute in rule.attributes:
+            if rule.kind == "recursive" and rule.c is not None:
+                results.append(_recursive_result(frame, qis, attribute, int(rule.l), rule.c))
+                continue
             diversity = _diversity(frame, qis, attribute, rule.kind)
             required = rule.l * (1 - _ENTROPY_TOLERANCE) if rule.kind == "entropy" else rule.l
             low = diversity < required
@@ -177,6 +180,35 @@ def check_microdata(frame: pd.DataFrame, microdata: Microdata) -> list[CheckResu
             results.append(CheckResult("l_diversity", subject, not low.any(), reason, figures))
     results.append(_risk_result(sizes, microdata))
     return results
+
+
+def _recursive_result(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    sensitive: str,
+    l: int,  # noqa: E741 - the l of (c, l)-diversity
+    c: float,
+) -> CheckResult:
+    """Check recursive (c, l)-diversity: in every class, the most common value's count is under
+    ``c`` times the count of the records outside its l - 1 most common values."""
+    pairs = frame.groupby([*columns, sensitive], dropna=False, sort=False, observed=True).size()
+    classes = pairs.groupby(level=list(range(len(columns))), dropna=False, sort=False)
+    ranked = classes.rank(method="first", ascending=False)
+    top = classes.max()
+    tail = (
+        pairs[ranked >= l].groupby(level=list(range(len(columns))), dropna=False, sort=False).sum()
+    )
+    tail = tail.reindex(top.index, fill_value=0)
+    failing = ~(top < c * tail)
+    count = int(failing.sum())
+    figures = {"attribute": sensitive, "kind": "recursive", "l": l, "c": c, "classes_below": count}
+    if count:
+        reason = (
+            f"{sensitive}: {count} of {len(top)} classes are not recursive ({c:g}, {l})-diverse"
+        )
+        return CheckResult("l_diversity", "microdata", False, reason, figures)
+    reason = f"{sensitive}: every class is recursive ({c:g}, {l})-diverse"
+    return CheckResult("l_diversity", "microdata", True, reason, figures)
 
 
 def _k_result(sizes: pd.Series, k: int) -> CheckResult:

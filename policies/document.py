@@ -141,8 +141,9 @@ class RecordFields:
     ) -> RecordFields:
         """Read the fields of a Frictionless Table Schema document (the record schema).
 
-        :param document: the record schema as a mapping (``RecordSchema.as_dict()``).
-        :param derived: the names of the derived attributes the schema declares.
+        :param document: the record schema as a mapping (``RecordSchema.as_dict()``); the
+            derived attributes it declares (``ctdhub:derivedAttributes``) are read from it.
+        :param derived: the names of further derived attributes, beside those it declares.
 
         >>> doc = {"fields": [{"name": "gender", "type": "string",
         ...                    "ctdhub:role": "quasi_identifier"}]}
@@ -159,6 +160,12 @@ class RecordFields:
                 raise ValueError(f"field {position} of the record schema has no name")
             types[spec["name"]] = str(spec.get("type", "string"))
             roles[spec["name"]] = str(spec.get("ctdhub:role", "attribute"))
+        declared = document.get("ctdhub:derivedAttributes", [])
+        if not isinstance(declared, list) or not all(
+            isinstance(spec, Mapping) and isinstance(spec.get("name"), str) for spec in declared
+        ):
+            raise ValueError("the record schema's ctdhub:derivedAttributes is not a list of named")
+        derived = {*derived, *(spec["name"] for spec in declared)}
         clash = sorted(set(derived) & set(types))
         if clash:
             raise ValueError(f"derived attribute(s) {clash} share a name with a schema field")
@@ -252,14 +259,31 @@ class _Section(BaseModel):
 class LDiversity(_Section):
     """l-diversity of the sensitive attributes within every equivalence class.
 
-    :param attributes: the sensitive attributes (schema fields or derived attributes).
+    :param attributes: the sensitive attributes (schema fields or derived attributes); every
+        class must meet l on each of them separately.
     :param l: the least diversity every class must have, for each attribute.
-    :param kind: ``distinct`` (number of values) or ``entropy`` (exp of the entropy).
+    :param kind: ``distinct`` (number of values), ``entropy`` (exp of the entropy) or
+        ``recursive`` ((c, l)-diversity: the most common value is fewer than ``c`` times the
+        records outside the l - 1 most common values; l is then a whole number).
+    :param c: the c of recursive (c, l)-diversity (only with ``kind: recursive``).
     """
 
     attributes: Attributes
     l: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)]  # noqa: E741 - l-diversity
-    kind: Literal["distinct", "entropy"] = "distinct"
+    kind: Literal["distinct", "entropy", "recursive"] = "distinct"
+    c: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _c_with_recursive(self) -> LDiversity:
+        if (self.kind == "recursive") != (self.c is not None):
+            raise PydanticCustomError(
+                "recursive_c", "c is given with kind recursive, and only with it"
+            )
+        if self.kind == "recursive" and self.l != int(self.l):
+            raise PydanticCustomError(
+                "recursive_l", "recursive (c, l)-diversity needs a whole l, got {l}", {"l": self.l}
+            )
+        return self
 
 
 class RecordRisk(_Section):
@@ -303,27 +327,16 @@ class Microdata(_Section):
                 )
         return self
 
-    def privacy_model(self, sensitive: str | None = None) -> PrivacyModel:
-        """Return the model :func:`disclosure_control.sdc.anonymise` must satisfy.
-
-        :param sensitive: the sensitive attribute whose l is enforced (one of
-            ``l_diversity.attributes``); ``None`` enforces k and the risk caps only.
-        :raises ValueError: for an attribute the policy does not name as sensitive.
-        """
-        if sensitive is None:
-            return PrivacyModel(
-                k=self.k,
-                max_suppression=self.max_suppression,
-                max_average_risk=self.record_risk.max_average,
-            )
-        if self.l_diversity is None or sensitive not in self.l_diversity.attributes:
-            raise ValueError(f"{sensitive!r} is not a sensitive attribute of this policy")
+    def privacy_model(self) -> PrivacyModel:
+        """Return the model :func:`disclosure_control.sdc.anonymise` must satisfy."""
+        rule = self.l_diversity
         return PrivacyModel(
             k=self.k,
             max_suppression=self.max_suppression,
-            sensitive=sensitive,
-            l=self.l_diversity.l,
-            l_kind=self.l_diversity.kind,
+            sensitive=None if rule is None else rule.attributes,
+            l=None if rule is None else rule.l,
+            l_kind="distinct" if rule is None else rule.kind,
+            c=None if rule is None else rule.c,
             max_average_risk=self.record_risk.max_average,
         )
 

@@ -21,6 +21,8 @@ from disclosure_control.sdc import (
     l_diversity,
     load_hierarchies,
 )
+from disclosure_control.sdc.hierarchies import with_derived_attributes
+from disclosure_control.sdc.measures import recursive_diversity
 from policies import (
     Policy,
     RecordFields,
@@ -33,7 +35,7 @@ from policies import (
 from policies.checks import linear_bounds, protection_holds
 from policies.document import Microdata
 from tests.policies.conftest import ROOT
-from tests.sdc.conftest import CTDC, with_exploitation_type
+from tests.sdc.conftest import CTDC
 
 QIS = ["gender", "ageBroad", "citizenship", "CountryOfExploitation", "yearOfRegistration"]
 
@@ -45,7 +47,7 @@ def variant(default_text: str, fields: RecordFields, edit: Any) -> Policy:
 
 
 def micro_rules(
-    k: int, least: float | None = None, kind: str = "distinct", **risk: Any
+    k: int, least: float | None = None, kind: str = "distinct", c: float | None = None, **risk: Any
 ) -> Microdata:
     document: dict[str, Any] = {
         "quasi_identifiers": ["q1", "q2"],
@@ -53,7 +55,7 @@ def micro_rules(
         "record_risk": {"threshold": 1.0, **risk},
     }
     if least is not None:
-        document["l_diversity"] = {"attributes": ["s"], "l": least, "kind": kind}
+        document["l_diversity"] = {"attributes": ["s"], "l": least, "kind": kind, "c": c}
     fields = RecordFields({"q1": "string", "q2": "string", "s": "string"})
     return Microdata.model_validate(document, context={"fields": fields})
 
@@ -64,10 +66,10 @@ def by_check(results: list[Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def ctdc_sample() -> pd.DataFrame:
-    """Every eighth CTDC record, with its exploitation type derived as the SDC tests do."""
+    """Every eighth CTDC record, with the record schema's derived attributes."""
     schema = yaml.safe_load((ROOT / "config" / "record_schema.json").read_text("utf-8"))
     frame = pd.read_csv(CTDC, dtype="string", keep_default_na=False).iloc[::8].copy()
-    return with_exploitation_type(frame, schema)
+    return with_derived_attributes(frame, schema)
 
 
 @pytest.mark.slow
@@ -80,7 +82,7 @@ def test_the_anonymisers_ctdc_release_passes_the_default_policy(
         ctdc_sample,
         list(rules.quasi_identifiers),
         hierarchies,
-        rules.privacy_model("exploitationType"),
+        rules.privacy_model(),
     )
     results = by_check(check_microdata(result.data, rules))
     assert all(r.passed for r in results.values()), [r.reason for r in results.values()]
@@ -142,6 +144,17 @@ def test_l_diversity_distinct_and_entropy() -> None:
     assert failed.reason == "s: 1 of 1 classes have distinct l-diversity under 2 (least 1)"
 
 
+def test_recursive_c_l_diversity() -> None:
+    # Counts 6, 3, 1: r1 = 6 < c * (r2 + r3) = 4c needs c > 1.5 at l = 2.
+    frame = pd.DataFrame({"q1": ["a"] * 10, "q2": ["x"] * 10, "s": list("1111112223")})
+    assert not by_check(check_microdata(frame, micro_rules(2, 2, "recursive", 1.5)))[
+        "l_diversity"
+    ].passed
+    assert by_check(check_microdata(frame, micro_rules(2, 2, "recursive", 1.6)))[
+        "l_diversity"
+    ].passed
+
+
 def test_record_risk_share_and_average() -> None:
     frame = pd.DataFrame({"q1": list("aaaaabb"), "q2": ["x"] * 7, "s": ["1"] * 7})
     risk = by_check(check_microdata(frame, micro_rules(2, threshold=0.4)))["record_risk"]
@@ -192,6 +205,11 @@ def test_the_checks_agree_with_the_sdc_measures(
         assert results["l_diversity"].figures["least"] == pytest.approx(measured_l, rel=1e-9)
         if not np.isclose(measured_l, least, rtol=1e-6):
             assert results["l_diversity"].passed == (measured_l >= least)
+    whole = int(least)
+    for c in (0.5, 1.0, 2.0, 3.0):
+        result = by_check(check_microdata(frame, micro_rules(k, whole, "recursive", c)))
+        least_c = recursive_diversity(frame, ["q1", "q2"], "s", whole)
+        assert result["l_diversity"].passed == (c > least_c)
 
 
 def records(n: int, seed: int) -> pd.DataFrame:
@@ -333,7 +351,7 @@ def test_spend_within_the_policy_and_the_cap(default_policy: Policy) -> None:
 
     over = check_spend(charged, release, privacy, PrivacySpend(0.96))
     assert not over[-1].passed
-    assert over[-1].figures["charged_rho"] == pytest.approx(0.05)
+    assert over[-1].figures["charged_rho"] == pytest.approx(0.045)
     assert "already spent exceeds the cap rho 1.0" in over[-1].reason
 
     greedy = {**charged, "synthetic": PrivacySpend(0.03)}
