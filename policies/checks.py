@@ -19,11 +19,11 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from disclosure_control.dp.accounting import PrivacySpend, check_charge, compose
-from disclosure_control.sdc import SafeTable
+from disclosure_control.sdc import SafeTable, TableError, Tabulation, check_differencing
+from disclosure_control.sdc.differencing import check_suppression
 from policies.document import Microdata, Policy, Privacy, Release, Tables
 
 __all__ = [
@@ -33,16 +33,12 @@ __all__ = [
     "check_microdata",
     "check_spend",
     "check_table",
-    "linear_bounds",
-    "protection_holds",
 ]
 
 #: exp(entropy) of an exactly even split is l up to rounding; this much below l still passes.
 _ENTROPY_TOLERANCE = 1e-9
-# SafeTable status codes (disclosure_control.sdc.tables): published and primary cells.
-_PUBLISHED, _PRIMARY = 0, 1
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
+# SafeTable status code (disclosure_control.sdc.tables) of a published cell.
+_PUBLISHED = 0
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class CheckResult:
 
     :param check: which rule (``columns``, ``k_anonymity``, ``l_diversity``, ``record_risk``,
         ``table_declared``, ``cell_threshold``, ``linear_bounds``, ``secondary_suppression``,
-        ``rounding``, ``artefact_spend``, ``dataset_cap``).
+        ``rounding``, ``differencing``, ``artefact_spend``, ``dataset_cap``).
     :param subject: what was checked (``microdata``, ``tables.<name>``, ``release``, ...).
     :param passed: whether it holds.
     :param reason: what was found, in words.
@@ -270,9 +266,11 @@ def check_table(table: SafeTable, tables: Tables, name: str) -> list[CheckResult
     """Check one safe table against the policy's threshold, zero rule and rounding.
 
     Every cell the table publishes, margins included, is compared with the threshold on its
-    true count; every suppressed cell must keep, under the linear bounds an attacker solves
-    from the published cells (:func:`protection_holds`), room to be zero and to reach the
-    threshold; a cell the hypercube method reports it could not protect fails the table too.
+    true count; every primary suppressed cell must keep, under the linear bounds an attacker
+    solves from the published cells
+    (:func:`~disclosure_control.sdc.differencing.check_suppression`), room to be zero and to
+    reach the threshold; a cell the hypercube method reports it could not protect fails the
+    table too.
 
     :param table: the protected table (:func:`disclosure_control.sdc.frequency_table`).
     :param tables: the policy's table rules.
@@ -337,147 +335,28 @@ def check_table(table: SafeTable, tables: Tables, name: str) -> list[CheckResult
     return results
 
 
-def _attacker_program(table: SafeTable) -> tuple[npt.NDArray[np.int64], Any, FloatArray]:
-    """Return what an attacker solves: each cell's unknown number (-1 when published), and the
-    equalities ``A x = b`` the published table puts on the unknowns.
-
-    The unknowns are the hidden cells (suppressed, or totals the table does not publish); each
-    line of the table (its parts and their total) gives one equality; the published cells are
-    known exactly (their true counts: rounding would only widen the bounds).
-    """
-    from scipy.sparse import coo_array
-
-    values, shape = table.values, table.values.shape
-    hidden = table.status != _PUBLISHED
-    unknown = np.full(shape, -1, np.int64)
-    unknown[hidden] = np.arange(int(hidden.sum()))
-    rows, columns, coefficients, rhs = [], [], [], []
-    n_rows = 0
-    for axis in range(values.ndim):
-        size = shape[axis]
-        lines = np.moveaxis(unknown, axis, -1).reshape(-1, size)
-        line_values = np.moveaxis(values, axis, -1).reshape(-1, size)
-        sign = np.ones(size)
-        sign[-1] = -1.0  # the parts less their total
-        used = (lines >= 0).any(axis=1)
-        lines, line_values = lines[used], line_values[used]
-        line, position = np.nonzero(lines >= 0)
-        rows.append(line + n_rows)
-        columns.append(lines[line, position])
-        coefficients.append(sign[position])
-        known = np.where(lines < 0, line_values, 0.0)
-        rhs.append(-(known * sign).sum(axis=1))
-        n_rows += len(lines)
-    matrix = coo_array(
-        (np.concatenate(coefficients), (np.concatenate(rows), np.concatenate(columns))),
-        shape=(n_rows, int(hidden.sum())),
-    ).tocsr()
-    return unknown, matrix, np.concatenate(rhs)
-
-
-def _solve(objective: FloatArray, matrix: Any, b: FloatArray, bounds: Any = None) -> Any:
-    """Solve the attacker's program for one objective (non-negative unknowns by default)."""
-    from scipy.optimize import linprog
-
-    bounds = (0, None) if bounds is None else bounds
-    solved = linprog(objective, A_eq=matrix, b_eq=b, bounds=bounds, method="highs")
-    if solved.status != 0:
-        raise ValueError(f"the linear bounds of a cell were not solved: {solved.message}")
-    return solved
-
-
-def linear_bounds(table: SafeTable, cells: npt.NDArray[np.int64]) -> FloatArray:
-    """Return the least and greatest value each of ``cells`` can take, as an attacker solves it.
-
-    Non-negative unknowns under every additivity relation of the table with its margins;
-    solved by HiGHS through :func:`scipy.optimize.linprog`, two programs per cell.
-
-    :param table: the protected table.
-    :param cells: the hidden cells to bound, one index tuple per row.
-    :return: one ``(low, high)`` row per cell.
-    """
-    unknown, matrix, b = _attacker_program(table)
-    result = np.zeros((len(cells), 2))
-    for i, cell in enumerate(cells):
-        objective = np.zeros(matrix.shape[1])
-        objective[unknown[tuple(cell)]] = 1.0
-        result[i, 0] = _solve(objective, matrix, b).fun
-        result[i, 1] = -_solve(-objective, matrix, b).fun
-    return result
-
-
-def protection_holds(
-    table: SafeTable, cells: npt.NDArray[np.int64], floor: FloatArray, ceiling: float
-) -> BoolArray:
-    """Return, per cell, whether the published table lets it be as low as ``floor`` and as high
-    as ``ceiling`` (the verdict :func:`linear_bounds` gives, with far fewer programs).
-
-    Any solution of the attacker's equalities is a table they cannot rule out, so it settles
-    every cell it shows at or below its floor, or at or above the ceiling. First all unsettled
-    cells are pushed down together (minimise their sum), then up together (maximise their sum,
-    each capped at the ceiling so one cell cannot take all the room), while a round settles
-    any; a cell still unsettled then gets its own program, whose optimum is its exact bound.
-
-    :param table: the protected table.
-    :param cells: the hidden cells, one index tuple per row.
-    :param floor: per cell, the value it must be able to fall to.
-    :param ceiling: the value every cell must be able to rise to.
-    """
-    unknown, matrix, b = _attacker_program(table)
-    index = unknown[tuple(cells.T)]
-    n_unknown = matrix.shape[1]
-    tolerance = 1e-6
-    settled = {"low": np.zeros(len(cells), np.bool_), "high": np.zeros(len(cells), np.bool_)}
-
-    def settle(objective: FloatArray, upper: FloatArray | None = None) -> None:
-        bounds = None if upper is None else np.column_stack([np.zeros(n_unknown), upper])
-        witness = _solve(objective, matrix, b, bounds).x[index]
-        settled["low"] |= witness <= floor + tolerance
-        settled["high"] |= witness >= ceiling - tolerance
-
-    for side, direction in (("low", 1.0), ("high", -1.0)):
-        while not settled[side].all():
-            before = int(settled[side].sum())
-            objective = np.zeros(n_unknown)
-            objective[index[~settled[side]]] = direction
-            upper = None
-            if side == "high":
-                upper = np.full(n_unknown, np.inf)
-                upper[index[~settled[side]]] = ceiling
-            settle(objective, upper)
-            if int(settled[side].sum()) == before:
-                break
-        for i in np.flatnonzero(~settled[side]):
-            if not settled[side][i]:
-                objective = np.zeros(n_unknown)
-                objective[index[i]] = direction
-                settle(objective)
-    return settled["low"] & settled["high"]
-
-
 def _bounds_result(table: SafeTable, threshold: int, subject: str) -> CheckResult:
-    """Check that every primary cell can still reach the threshold, and an inner one zero."""
-    primary = np.argwhere(table.status == _PRIMARY)
-    if len(primary) == 0:
+    """Check that every primary cell can still reach the threshold, and an inner one zero (a
+    margin one less than its count), by :func:`~disclosure_control.sdc.check_suppression`."""
+    if table.primary == 0:
         return CheckResult(
             "linear_bounds", subject, True, "no cell is suppressed", {"primary_cells": 0}
         )
-    totals = np.array(table.values.shape) - 1
-    margin = (primary == totals).any(axis=1)
-    values = table.values[tuple(primary.T)]
-    # A margin falls with its parts, one at a time: it must be able to fall by one.
-    floor = np.where(margin, np.maximum(values - 1, 0), 0.0)
-    narrowed = ~protection_holds(table, primary, floor, float(threshold))
-    count = int(narrowed.sum())
-    figures = {"primary_cells": len(primary), "cells_narrowed": count}
+    try:
+        report = check_suppression(table, threshold)
+    except TableError as error:
+        figures = {"primary_cells": table.primary}
+        return CheckResult("linear_bounds", subject, False, str(error), figures)
+    count = len(report.narrowed)
+    figures = {"primary_cells": report.primary, "cells_narrowed": count}
     if count:
         reason = (
-            f"{count} of {len(primary)} suppressed cell(s) are narrowed by the published cells:"
+            f"{count} of {report.primary} suppressed cell(s) are narrowed by the published cells:"
             f" their linear bounds exclude zero or {threshold}"
         )
         return CheckResult("linear_bounds", subject, False, reason, figures)
     reason = (
-        f"every one of {len(primary)} suppressed cell(s) can take any value from 0 to {threshold}"
+        f"every one of {report.primary} suppressed cell(s) can take any value from 0 to {threshold}"
     )
     return CheckResult("linear_bounds", subject, True, reason, figures)
 
@@ -561,6 +440,8 @@ def check_candidate(
     tables: Mapping[str, SafeTable],
     charged: Mapping[str, PrivacySpend],
     spent_before: PrivacySpend,
+    records: pd.DataFrame | None = None,
+    published: Sequence[SafeTable | Tabulation] = (),
 ) -> CandidateReport:
     """Run every check of a release candidate against its policy.
 
@@ -572,7 +453,16 @@ def check_candidate(
     :param tables: the safe tables by their policy name.
     :param charged: what was charged per DP artefact.
     :param spent_before: what the ledger had charged before this candidate.
+    :param records: the records the tables count; with them, the candidate's tables and the
+        ones already published are checked together against differencing
+        (:func:`check_differencing`: no count of a group proven to be from 1 to the threshold
+        less one).
+    :param published: the tables already published from the same records, with their
+        populations.
+    :raises ValueError: for tables already published without the records they count.
     """
+    if published and records is None:
+        raise ValueError("checking against the tables already published needs their records")
     results: list[CheckResult] = []
     if microdata is not None:
         results.extend(check_microdata(microdata, policy.microdata))
@@ -586,5 +476,45 @@ def check_candidate(
             )
     for name, table in tables.items():
         results.extend(check_table(table, policy.tables, name))
+    if records is not None and tables:
+        results.append(_differencing_result(tables, published, records, policy.tables))
     results.extend(check_spend(charged, policy.release, policy.privacy, spent_before))
     return CandidateReport(tuple(results))
+
+
+def _differencing_result(
+    tables: Mapping[str, SafeTable],
+    published: Sequence[SafeTable | Tabulation],
+    records: pd.DataFrame,
+    rules: Tables,
+) -> CheckResult:
+    """Check the candidate's tables together with those already published against
+    differencing: every table is in the one check, the candidate's last table as the new one."""
+    names = [*(f"published[{i}]" for i in range(len(published))), *tables]
+    new = list(tables.values())
+    figures: dict[str, Any] = {"tables": len(names), "published": len(published)}
+    try:
+        report = check_differencing(new[-1], [*published, *new[:-1]], records, rules.cell_threshold)
+    except TableError as error:
+        return CheckResult("differencing", "release", False, str(error), figures)
+    exact = sum(r.exact for r in report.recovered)
+    where = sorted(
+        {"a cross-classification" if r.table is None else names[r.table] for r in report.recovered}
+    )
+    figures |= {
+        "counts_disclosed": len(report.recovered),
+        "recovered_exactly": exact,
+        "fine_cells": report.fine_cells,
+        "programs": report.programs,
+    }
+    if report.recovered:
+        reason = (
+            f"the {len(names)} tables together prove {len(report.recovered)} count(s) to be from"
+            f" 1 to {rules.cell_threshold - 1} ({exact} exactly), in {', '.join(where)}"
+        )
+        return CheckResult("differencing", "release", False, reason, figures)
+    reason = (
+        f"the {len(names)} tables together prove no count to be from 1 to"
+        f" {rules.cell_threshold - 1}"
+    )
+    return CheckResult("differencing", "release", True, reason, figures)

@@ -33,8 +33,9 @@ threshold: its least and greatest possible value, ``low`` and ``high``, satisfy
 suppressing a cell; a count recovered exactly (``low == high``) is the extreme case. An interval
 that reaches 0 (the group may be empty) or the threshold (it may be large) is not a disclosure
 here. (Within one table, secondary suppression asks more of its own primary cells, both 0 and
-the threshold; across tables, overlapping populations routinely prove a group non-empty
-(Fréchet bounds) without telling how small it is.) Zero counts are not protected.
+the threshold, which :func:`check_suppression` checks with the same programs; across tables,
+overlapping populations routinely prove a group non-empty (Fréchet bounds) without telling how
+small it is.) Zero counts are not protected.
 
 **The bounds.** ``low`` and ``high`` are bounds of a linear program over the fine cells (counts
 ``>= 0``, every published cell's equation or range), solved by HiGHS through
@@ -77,6 +78,7 @@ from scipy.sparse import bmat, csr_array, vstack
 from scipy.sparse.csgraph import connected_components
 
 from disclosure_control.sdc.tables import (
+    _PRIMARY,
     _PUBLISHED,
     _SECONDARY,
     _UNPUBLISHED,
@@ -433,11 +435,13 @@ def _presolve(system: _System, fixed: FloatArray) -> tuple[FloatArray, BoolArray
 
 @dataclass
 class _Targets:
-    """The counts to bound: rows over the fine cells, with their names and true values."""
+    """The counts to bound: rows over the fine cells, with their names, true values and the
+    value each must be able to fall to (``floor``)."""
 
     rows: csr_array
     names: list[tuple[int | None, tuple[str, ...]]]
     values: FloatArray
+    floor: FloatArray
 
 
 def _targets(
@@ -488,7 +492,28 @@ def _targets(
     indptr = np.cumsum([0, *(len(r) for r in rows)])
     indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     matrix = csr_array((np.ones(indices.size), indices, indptr), shape=(len(rows), n_fine))
-    return _Targets(matrix, names, np.array(values, dtype=np.float64))
+    return _Targets(matrix, names, np.array(values, dtype=np.float64), np.zeros(len(rows)))
+
+
+def _primary_targets(table: SafeTable, cells: csr_array, k: int) -> _Targets:
+    """Return the primary suppressed cells of table ``k`` as counts to bound, each with the
+    value it must be able to fall to: 0 for an inner cell, one less than its count for a
+    margin (a margin falls with its parts, one at a time)."""
+    status = table.status.ravel()
+    truth = table.values.ravel()
+    totals = np.array(table.values.shape) - 1
+    labels = [[*c, TOTAL] for c in table.categories]
+    flat = np.flatnonzero(status == _PRIMARY)
+    names: list[tuple[int | None, tuple[str, ...]]] = []
+    floor = np.zeros(flat.size)
+    for n, f in enumerate(flat.tolist()):
+        index = np.unravel_index(f, table.values.shape)
+        names.append((k, tuple(labels[j][int(i)] for j, i in enumerate(index))))
+        if (np.array(index) == totals).any():
+            floor[n] = max(truth[f] - 1.0, 0.0)
+    rows = csr_array(cells[flat]) if flat.size else csr_array((0, cells.shape[1]))
+    rows.data = np.ones_like(rows.data)
+    return _Targets(rows, names, truth[flat].astype(np.float64), floor)
 
 
 class _Programs:
@@ -652,8 +677,14 @@ def _check(
     threshold: int,
     max_fine_cells: int,
     integer: bool = False,
+    suppression: bool = False,
 ) -> _Outcome:
-    """Bound every small count the tables speak about; see the module's description."""
+    """Bound every small count the tables speak about; see the module's description.
+
+    With ``suppression``, bound instead the primary suppressed cells of the last table, each
+    of which must be able to fall to its floor *and* reach the threshold (what secondary
+    suppression promises); the report's ``recovered`` then lists those that cannot.
+    """
     if threshold < 1:
         raise TableError(f"threshold must be at least 1, got {threshold}")
     atoms = _atoms(tables, records)
@@ -694,7 +725,11 @@ def _check(
     counts = np.where(covered, counts, 0.0)
     fixed, live, fixer = _presolve(system, np.where(covered, np.nan, 0.0))
     live_rows = np.flatnonzero(live)
-    targets = _targets(tables, cell_maps, atoms, counts, threshold)
+    if suppression:
+        targets = _primary_targets(tables[-1].table, cell_maps[-1], len(tables) - 1)
+    else:
+        targets = _targets(tables, cell_maps, atoms, counts, threshold)
+    floor = targets.floor
     known = np.nan_to_num(fixed)
     offset = targets.rows @ known
     free = np.flatnonzero(np.isnan(fixed))
@@ -711,15 +746,24 @@ def _check(
     loose = (part @ (~bound).astype(np.float64)) > 0
     exact = ~touches
     low[exact] = high[exact] = offset[exact]
-    open_ = np.flatnonzero(touches & ~loose)  # to bound; loose ones may be unbounded: safe
-    cleared = np.zeros(n_t, dtype=np.bool_)
-    cleared[loose] = True
+    # Per count, whether some table the attacker cannot rule out has it at or below its floor
+    # (down) or at or above the threshold (up); a count is cleared by either side, or under
+    # ``suppression`` by both.
+    down: BoolArray = exact & (offset <= floor + _EPS)
+    up: BoolArray = loose | (exact & (offset >= threshold - _EPS))
+    # Loose ones may be unbounded above: cleared, but for the floor under ``suppression``.
+    open_ = np.flatnonzero(touches & ~loose) if not suppression else np.flatnonzero(touches)
+
+    def cleared() -> BoolArray:
+        both: BoolArray = down & up if suppression else down | up
+        return both
 
     def clear(point: FloatArray) -> None:
         if integer and not np.allclose(point, np.rint(point), rtol=0.0, atol=_EPS):
             return  # a fractional point proves nothing about integer counts
         value = offset[open_] + part[open_] @ point
-        cleared[open_[(value <= _EPS) | (value >= threshold - _EPS)]] = True
+        down[open_[value <= floor[open_] + _EPS]] = True
+        up[open_[value >= threshold - _EPS]] = True
 
     def blocks_of(which: IntArray) -> BoolArray:
         used = np.zeros(int(programs.block.max(initial=-1)) + 1, dtype=np.bool_)
@@ -728,37 +772,44 @@ def _check(
         return used
 
     for _ in range(3):  # batches while they clear something
-        todo = open_[~cleared[open_]]
+        todo = open_[~cleared()[open_]]
         if todo.size == 0:
             break
-        before = int(cleared.sum())
-        blocks = blocks_of(todo)
-        _, point, _ = programs.minimise(np.asarray(part[todo].sum(axis=0)).ravel(), blocks)
-        clear(np.where(blocks[programs.block], point, truth))
-        todo = open_[~cleared[open_]]
+        before = int(down.sum() + up.sum())
+        todo = todo[~down[todo]]
+        if todo.size:
+            blocks = blocks_of(todo)
+            _, point, _ = programs.minimise(np.asarray(part[todo].sum(axis=0)).ravel(), blocks)
+            clear(np.where(blocks[programs.block], point, truth))
+        todo = open_[~cleared()[open_]]
+        todo = todo[~up[todo]]
         if todo.size:
             blocks = blocks_of(todo)
             point = programs.spread(part[todo], offset[todo], float(threshold), blocks)
             clear(np.where(blocks[programs.block], point, truth))
-        if int(cleared.sum()) == before:
+        if int(down.sum() + up.sum()) == before:
             break
     proof: dict[int, IntArray] = {}
     for i in open_.tolist():
-        if cleared[i]:
+        if cleared()[i]:
             continue
         blocks = blocks_of(np.array([i]))
         objective = part[[i]].toarray().ravel()
-        least, point, proof[i] = programs.minimise(objective, blocks)
-        clear(np.where(blocks[programs.block], point, truth))
-        low[i] = offset[i] + least
-        if cleared[i]:
+        if not down[i]:
+            least, point, proof[i] = programs.minimise(objective, blocks)
+            clear(np.where(blocks[programs.block], point, truth))
+            low[i] = offset[i] + least
+        if cleared()[i] or up[i]:
             continue
         most, point, _ = programs.minimise(-objective, blocks)
         clear(np.where(blocks[programs.block], point, truth))
         high[i] = offset[i] - most
     lows = np.ceil(low - _EPS)
     highs = np.floor(high + _EPS)
-    disclosed = np.flatnonzero(~cleared & (lows >= 1) & (highs <= threshold - 1))
+    if suppression:
+        disclosed = np.flatnonzero(~cleared())
+    else:
+        disclosed = np.flatnonzero(~cleared() & (lows >= 1) & (highs <= threshold - 1))
     recovered = []
     supports = []
     blamed = []
@@ -825,6 +876,74 @@ def check_differencing(
     """
     tables = [*(_as_tabulation(t) for t in published), _as_tabulation(new)]
     return _check(tables, records, threshold, max_fine_cells, integer).report
+
+
+@dataclass(frozen=True)
+class SuppressionReport:
+    """The verdict on one table's own suppression.
+
+    :param primary: primary suppressed cells of the table.
+    :param narrowed: those the published cells narrow: the attacker's bounds keep one from
+        falling to its floor (0 for an inner cell, one less than its count for a margin) or
+        from reaching the threshold; ``low`` and ``high`` are the bounds computed (-1 for a
+        side that was not needed).
+    :param programs: linear programs solved.
+    """
+
+    primary: int
+    narrowed: tuple[Recovered, ...]
+    programs: int = 0
+
+
+def records_of(table: SafeTable) -> pd.DataFrame:
+    """Return records that a table over every record counts: one per unit of each inner cell's
+    true count, taking that cell's categories (the data holder's view; never publish it).
+
+    >>> t = frequency_table(pd.DataFrame({"a": ["x"] * 3 + ["y"] * 2}), ["a"], secondary=False)
+    >>> records_of(t)["a"].tolist()
+    ['x', 'x', 'x', 'y', 'y']
+    """
+    inner = table.values[tuple(slice(0, len(c)) for c in table.categories)]
+    counts = np.rint(inner).astype(np.int64).ravel()
+    index = np.indices(inner.shape).reshape(inner.ndim, -1)
+    return pd.DataFrame(
+        {
+            d: pd.array(np.asarray(cats, dtype=object)[np.repeat(index[j], counts)], "string")
+            for j, (d, cats) in enumerate(zip(table.dimensions, table.categories, strict=True))
+        }
+    )
+
+
+def check_suppression(
+    table: SafeTable,
+    threshold: int = 10,
+    max_fine_cells: int = 2_000_000,
+    *,
+    integer: bool = False,
+) -> SuppressionReport:
+    """Return which primary suppressed cells of one table its published cells narrow.
+
+    Secondary suppression promises more than :func:`check_differencing` asks of a count: each
+    primary cell must stay free to be 0 (a margin: one less than its count) and to reach the
+    threshold, under the bounds an attacker solves from the published cells, margins and
+    non-negativity. The bounds are those of the same linear programs (one table over every
+    record is the one-table case; its fine cells are its inner cells).
+
+    :param table: the protected table.
+    :param threshold: the value every primary cell must be able to reach.
+    :raises TableError: as :func:`check_differencing`.
+
+    >>> records = pd.DataFrame({"a": ["x"] * 30 + ["y"] * 20 + ["z"] * 2})
+    >>> bare = frequency_table(records, ["a"], TablePolicy(threshold=11), secondary=False)
+    >>> [(r.cell, r.low, r.high) for r in check_suppression(bare, 11).narrowed]
+    [(('z',), 2, 2)]
+    >>> check_suppression(frequency_table(records, ["a"], TablePolicy(threshold=11)), 11).narrowed
+    ()
+    """
+    tables = [Tabulation(table)]
+    outcome = _check(tables, records_of(table), threshold, max_fine_cells, integer, True)
+    report = outcome.report
+    return SuppressionReport(table.primary, report.recovered, report.programs)
 
 
 @overload

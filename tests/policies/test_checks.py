@@ -21,6 +21,7 @@ from disclosure_control.sdc import (
     l_diversity,
     load_hierarchies,
 )
+from disclosure_control.sdc.differencing import check_differencing, check_suppression, tabulate
 from disclosure_control.sdc.hierarchies import with_derived_attributes
 from disclosure_control.sdc.measures import recursive_diversity
 from policies import (
@@ -32,10 +33,10 @@ from policies import (
     check_table,
     validate_policy,
 )
-from policies.checks import linear_bounds, protection_holds
 from policies.document import Microdata
 from tests.policies.conftest import ROOT
 from tests.sdc.conftest import CTDC
+from tests.sdc.test_tables import linear_bounds
 
 QIS = ["gender", "ageBroad", "citizenship", "CountryOfExploitation", "yearOfRegistration"]
 
@@ -258,10 +259,12 @@ def test_linear_bounds_recover_a_lone_suppressed_cell() -> None:
         {"gender": ["Female"] * 30 + ["Male"] * 20 + ["Transgender/NonConforming"] * 2}
     )
     table = frequency_table(data, ["gender"], TablePolicy(threshold=11), secondary=False)
-    primary = np.argwhere(table.status == 1)
-    assert linear_bounds(table, primary).tolist() == [[2.0, 2.0]]
+    assert list(linear_bounds(table).values()) == [(2.0, 2.0)]  # the plain program agrees
+    (narrowed,) = check_suppression(table, 11).narrowed
+    assert (narrowed.cell, narrowed.low, narrowed.high) == (("Transgender/NonConforming",), 2, 2)
     protected = frequency_table(data, ["gender"], TablePolicy(threshold=11))
-    ((low, high),) = linear_bounds(protected, np.argwhere(protected.status == 1)).tolist()
+    assert check_suppression(protected, 11).narrowed == ()
+    ((low, high),) = [b for c, b in linear_bounds(protected).items() if protected.status[c] == 1]
     assert low <= 0 and high >= 11
 
 
@@ -279,20 +282,25 @@ def zipf_table(seed: int, dimensions: int, n: int, secondary: bool) -> Any:
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 3), st.integers(20, 400), st.booleans())
-def test_the_shortcut_verdict_is_the_exact_linear_bounds_verdict(
+def test_the_suppression_verdict_is_the_plain_linear_bounds_verdict(
     seed: int, dimensions: int, n: int, secondary: bool
 ) -> None:
+    # The check's batched programs over the fine cells against one plain program per hidden
+    # cell and side, built without the differencing module (tests/sdc/test_tables.py).
     table = zipf_table(seed, dimensions, n, secondary)
-    primary = np.argwhere(table.status == 1)
-    if len(primary) == 0:
-        return
+    labels = [[*c, "Total"] for c in table.categories]
     totals = np.array(table.values.shape) - 1
-    margin = (primary == totals).any(axis=1)
-    values = table.values[tuple(primary.T)]
-    floor = np.where(margin, np.maximum(values - 1, 0), 0.0)
-    bounds = linear_bounds(table, primary)
-    exact = (bounds[:, 0] <= floor + 1e-6) & (bounds[:, 1] >= 11 - 1e-6)
-    assert protection_holds(table, primary, floor, 11.0).tolist() == exact.tolist()
+    expected = set()
+    for cell, (low, high) in linear_bounds(table).items():
+        if table.status[cell] != 1:
+            continue
+        margin = bool((np.array(cell) == totals).any())
+        floor = max(table.values[cell] - 1, 0.0) if margin else 0.0
+        if not (low <= floor + 1e-6 and high >= 11 - 1e-6):
+            expected.add(tuple(labels[j][i] for j, i in enumerate(cell)))
+    report = check_suppression(table, 11)
+    assert report.primary == table.primary
+    assert {r.cell for r in report.narrowed} == expected
 
 
 def test_a_table_under_a_laxer_threshold_fails(default_policy: Policy) -> None:
@@ -410,3 +418,41 @@ def test_a_report_with_no_checks_does_not_pass() -> None:
 
 def test_the_root_is_the_checkout() -> None:
     assert Path(ROOT / "config" / "policies" / "default.yaml").is_file()
+
+
+def test_the_candidate_is_checked_against_the_tables_already_published(
+    default_policy: Policy,
+) -> None:
+    # Out already: gender by age without the three flagged records. The candidate's gender by
+    # age counts everyone: the two grand totals differ by exactly the three flagged records.
+    data = records(400, 5).assign(flag=[""] * 397 + ["1"] * 3)
+    rules = default_policy.tables.table_policy()
+    before = tabulate(data, ["gender", "ageBroad"], drop={"flag": ["1"]}, policy=rules)
+    table = frequency_table(data, ["gender", "ageBroad"], rules)
+    candidate = {"charged": default_policy.release.spends(), "spent_before": PrivacySpend(0)}
+    tables = {"gender_by_age": table}
+    alone = check_candidate(default_policy, microdata=None, tables=tables, **candidate)
+    assert "differencing" not in {r.check for r in alone.results}  # no records: not checked
+    fresh = check_candidate(
+        default_policy, microdata=None, tables=tables, records=data, **candidate
+    )
+    assert by_check(list(fresh.results))["differencing"].passed
+    report = check_candidate(
+        default_policy,
+        microdata=None,
+        tables=tables,
+        records=data,
+        published=[before],
+        **candidate,
+    )
+    result = by_check(list(report.results))["differencing"]
+    assert not result.passed
+    assert result.figures["tables"] == 2 and result.figures["published"] == 1
+    assert result.figures["recovered_exactly"] >= 1
+    expected = check_differencing(table, [before], data, 11)
+    assert result.figures["counts_disclosed"] == len(expected.recovered) > 0
+    assert "Female" not in result.reason and "Male" not in result.reason
+    with pytest.raises(ValueError, match="needs their records"):
+        check_candidate(
+            default_policy, microdata=None, tables=tables, published=[before], **candidate
+        )
