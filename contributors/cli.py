@@ -8,19 +8,22 @@ holds no direct identifier and no case id of theirs.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import secrets
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 import pandas as pd
 
-from contributors.client import CSV, HubClient, HubError, HubUnavailable, Receipt
+from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnavailable, Receipt
 from contributors.formats import FormatError, read_table
 from contributors.htcds import HtcdsMapping, HtcdsMappingError, map_htcds
 from contributors.identifiers import IdentifierFinding, screen_identifiers
@@ -31,6 +34,7 @@ from contributors.normalise import (
     validate_records,
 )
 from contributors.pseudonym import (
+    CaseIdMapping,
     PseudonymError,
     PseudonymKeyError,
     is_pseudonym,
@@ -38,8 +42,20 @@ from contributors.pseudonym import (
     pseudonymise_column,
 )
 from contributors.schema import RecordSchema, SchemaError, load_schema
+from contributors.verdict import refusal
 
-__all__ = ["EXIT_CODES", "PreparedUpload", "cli", "main", "prepare_upload"]
+__all__ = [
+    "CLIENT_ID_ENV",
+    "CLIENT_SECRET_ENV",
+    "ENV_PREFIX",
+    "EXIT_CODES",
+    "HUB_URL_ENV",
+    "ColumnError",
+    "PreparedUpload",
+    "cli",
+    "main",
+    "prepare_upload",
+]
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -52,12 +68,22 @@ EXIT_INTERNAL = 5
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_REJECTED: "rows would be rejected, or an identifier column was flagged",
-    EXIT_INPUT: "bad command line, unreadable file, missing key or secret, unmappable value",
+    EXIT_INPUT: (
+        "bad command line, unreadable file, missing key or secret, unmappable value, a column "
+        "that matches no schema field or a schema field that would be removed"
+    ),
     EXIT_HUB_REFUSED: "the hub refused the request (its reason is printed)",
     EXIT_HUB_UNAVAILABLE: "the hub could not be reached, even after retries",
     EXIT_INTERNAL: "an unexpected failure of the toolkit itself (please report it)",
 }
-CLIENT_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
+#: The toolkit's environment variables start with this, never with the hub's ``CTDHUB_``: the
+#: hub refuses a ``CTDHUB_*`` setting it does not know, and both can run on one machine.
+ENV_PREFIX = "CTDC_PARTNER_"
+CLIENT_SECRET_ENV = ENV_PREFIX + "CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
+CLIENT_ID_ENV = ENV_PREFIX + "CLIENT_ID"
+HUB_URL_ENV = ENV_PREFIX + "HUB_URL"
+# The name the toolkit documented before it had its own prefix (it broke the hub's commands).
+_OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
 
 _P = ParamSpec("_P")
@@ -72,6 +98,13 @@ class _Stop(Exception):
         self.code = code
 
 
+class ColumnError(ValueError):
+    """A column of the partner's file matches no schema field, or a schema field would be lost.
+
+    Nothing is dropped without the partner saying so (``--drop COLUMN``).
+    """
+
+
 def _one_line_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn every expected failure into one line on stderr and its exit code, never a trace."""
 
@@ -81,6 +114,12 @@ def _one_line_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
             return command(*args, **kwargs)
         except _Stop as stop:
             _fail(str(stop), stop.code)
+        except HubAuthError:
+            _fail(
+                f"the hub refused the credentials: client id or secret is wrong (check "
+                f"--client-id or {CLIENT_ID_ENV}, and {CLIENT_SECRET_ENV})",
+                EXIT_HUB_REFUSED,
+            )
         except HubUnavailable as error:
             _fail(f"the hub is unavailable: {error}", EXIT_HUB_UNAVAILABLE)
         except HubError as error:
@@ -88,6 +127,7 @@ def _one_line_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
                 _print_report_dict(error.report)
             _fail(f"the hub refused: {error}", EXIT_HUB_REFUSED)
         except (
+            ColumnError,
             FormatError,
             HtcdsMappingError,
             PseudonymKeyError,
@@ -118,11 +158,16 @@ class PreparedUpload:
         (normalised, pseudonymised caseNo), the report, and which rows were accepted.
     :param dropped: columns removed before anything leaves, each with why.
     :param mapping: the HTCDS mapping account, for an HTCDS export.
+    :param matched: each header that was read as a schema field under another spelling, with
+        that field.
+    :param assigned: how many rows were given a new random case id (``--assign-case-ids``).
     """
 
     result: ValidationResult
     dropped: tuple[tuple[str, str], ...]
     mapping: HtcdsMapping | None
+    matched: tuple[tuple[str, str], ...] = ()
+    assigned: int = 0
 
     @property
     def report(self) -> ValidationReport:
@@ -140,6 +185,101 @@ class PreparedUpload:
         format_records(self.result.records).to_csv(buffer, index=False, lineterminator="\n")
         return buffer.getvalue().encode("utf-8")
 
+    def local_rejections(self) -> dict[str, Any] | None:
+        """Return the account of the rows refused here, for the hub's receipt (never a value).
+
+        ``None`` when every row is sent. The reasons tally the listed bad cells by field and
+        reason; the cells beyond the listed ones are counted, not tallied.
+        """
+        report = self.report
+        if not report.rows_rejected:
+            return None
+        tally = Counter((error.field, error.reason) for error in report.errors)
+        return {
+            "file_rows_total": report.rows_total,
+            "rows_rejected": report.rows_rejected,
+            "error_count": report.error_count,
+            "reasons": [
+                {"field": name, "reason": reason, "cells": cells}
+                for (name, reason), cells in tally.most_common()
+            ],
+            "cells_not_tallied": report.errors_not_listed,
+        }
+
+
+@dataclass
+class _Columns:
+    """How each column of a partner's file is taken: as a schema field, or dropped (and why)."""
+
+    rename: dict[str, str] = field(default_factory=dict)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    matched: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _header_field(label: str, schema: RecordSchema) -> str | None:
+    """Return the schema field a header names, or ``None``."""
+    name = label.strip()
+    return name if name in schema else None
+
+
+def _take_columns(frame: pd.DataFrame, schema: RecordSchema, drop: Sequence[str]) -> _Columns:
+    """Decide each column's fate; refuse to lose a schema field or an unknown column silently.
+
+    :raises ColumnError: for a ``--drop`` naming no column, two columns for one field, a
+        schema field the identifier screen flags, or columns that match no schema field.
+    """
+    labels = [str(label) for label in frame.columns]
+    absent = [name for name in drop if name not in labels]
+    if absent:
+        raise ColumnError(
+            f"--drop names no column of the file: {', '.join(absent)} (columns are matched "
+            "exactly as the file's header spells them)"
+        )
+    pseudonym_fields = set(schema.by_role("pseudonym"))
+    findings = {
+        finding.column: finding
+        for finding in screen_identifiers(frame.drop(columns=list(drop)), schema)
+    }
+    columns = _Columns()
+    unknown: list[str] = []
+    taken: dict[str, str] = {}
+    for label in labels:
+        if label in drop:
+            columns.dropped.append((label, "left out with --drop"))
+            continue
+        target = _header_field(label, schema)
+        finding = findings.get(label)
+        if finding is not None and target not in pseudonym_fields:
+            if target is not None:
+                raise ColumnError(
+                    f"column {label} is the schema field {target}, but the identifier screen "
+                    f"flags it: {finding.kind} in {finding.rows_flagged} row(s) "
+                    f"({finding.reason}); "
+                    f"correct those values, or give --drop {label} to send the file without it"
+                )
+            columns.dropped.append((label, f"direct identifier ({finding.kind})"))
+            continue
+        if target is None:
+            unknown.append(label)
+            continue
+        if target in taken:
+            raise ColumnError(
+                f"columns {taken[target]} and {label} both match the schema field {target}: "
+                f"give --drop with the one to leave out"
+            )
+        taken[target] = label
+        columns.rename[label] = target
+        if label != target:
+            columns.matched.append((label, target))
+    if unknown:
+        drops = " ".join(f"--drop {label}" for label in unknown)
+        raise ColumnError(
+            f"column(s) {', '.join(unknown)} match no field of the hub's record schema and would "
+            f"be lost: rename them to a schema field, or give {drops} to send the file without "
+            "them"
+        )
+    return columns
+
 
 def prepare_upload(
     data: bytes,
@@ -148,8 +288,13 @@ def prepare_upload(
     htcds: bool,
     pseudonym_key: bytes | None,
     schema: RecordSchema | None = None,
+    drop: Sequence[str] = (),
+    case_ids: CaseIdMapping | None = None,
 ) -> PreparedUpload:
     """Make a partner file hub-ready: map, drop identifiers, pseudonymise, validate.
+
+    No column is dropped in silence: an identifier column that is no schema field is dropped
+    and reported; any other column must match a schema field or be named in ``drop``.
 
     :param data: the file's bytes (CSV, XLSX or JSON).
     :param filename: its name, to tell its format.
@@ -157,7 +302,11 @@ def prepare_upload(
     :param pseudonym_key: the partner's pseudonym key, or ``None`` when the file's case ids are
         already pseudonyms (a file made by ``prepare``).
     :param schema: the record schema (loaded if not given).
+    :param drop: columns the partner chose to leave out.
+    :param case_ids: give each row without a case id one from this mapping (new ones random);
+        the ids are then pseudonymised like any other.
     :raises FormatError: if the file cannot be read.
+    :raises ColumnError: if a column would be lost without being named in ``drop``.
     :raises HtcdsMappingError: if HTCDS values cannot be translated.
     :raises PseudonymKeyError: if a key is needed and missing or too short.
     :raises _Stop: if the case ids are in a state that contradicts the key option.
@@ -165,42 +314,90 @@ def prepare_upload(
     schema = schema if schema is not None else load_schema()
     frame = read_table(data, filename=filename)
     dropped: list[tuple[str, str]] = []
+    matched: list[tuple[str, str]] = []
     mapping: HtcdsMapping | None = None
     pseudonym_fields = schema.by_role("pseudonym")
+    if case_ids is not None and htcds:
+        raise _Stop(
+            "--assign-case-ids is for files without case ids; an HTCDS export has its own",
+            EXIT_INPUT,
+        )
+    if case_ids is not None and pseudonym_key is None:
+        raise PseudonymKeyError(
+            "--assign-case-ids makes new case ids, which must be pseudonymised: give "
+            "--pseudonym-key-env with the variable that holds the partner's pseudonym key"
+        )
     if htcds:
         if pseudonym_key is None:
             raise PseudonymKeyError(
                 "an HTCDS export holds the case system's own case numbers: give "
                 "--pseudonym-key-env with the variable that holds the partner's pseudonym key"
             )
-        mapping = map_htcds(frame, pseudonym_key=pseudonym_key, schema=schema)
+        absent = [name for name in drop if name not in frame.columns]
+        if absent:
+            raise ColumnError(f"--drop names no column of the file: {', '.join(absent)}")
+        mapping = map_htcds(
+            frame.drop(columns=[c for c in drop if c in frame.columns]),
+            pseudonym_key=pseudonym_key,
+            schema=schema,
+        )
+        if mapping.unknown_dropped:
+            drops = " ".join(f"--drop {c}" for c in mapping.unknown_dropped)
+            raise ColumnError(
+                f"column(s) {', '.join(mapping.unknown_dropped)} are no HTCDS field and would be "
+                f"lost: rename them to their HTCDS field, or give {drops} to leave them out"
+            )
+        dropped.extend((c, "left out with --drop") for c in drop)
         dropped.extend((c, "direct identifier") for c in mapping.identifiers_dropped)
-        dropped.extend((c, "not in the hub schema") for c in mapping.not_in_schema_dropped)
-        dropped.extend((c, "not an HTCDS field") for c in mapping.unknown_dropped)
+        dropped.extend(
+            (c, "HTCDS field the hub does not collect") for c in mapping.not_in_schema_dropped
+        )
         frame = mapping.records
     else:
-        # The pseudonym column is pseudonymised below, not dropped, whatever the screen says.
-        flagged_columns = {
-            finding.column: finding
-            for finding in screen_identifiers(frame, schema)
-            if finding.column not in pseudonym_fields
-        }
-        dropped.extend(
-            (column, f"direct identifier ({finding.kind})")
-            for column, finding in flagged_columns.items()
-        )
-        unknown = [c for c in frame.columns if c not in schema and c not in flagged_columns]
-        # Only schema columns leave: an unknown column could hold anything.
-        dropped.extend((str(c), "not in the hub schema") for c in unknown)
-        frame = frame.drop(columns=[*flagged_columns, *unknown])
+        columns = _take_columns(frame, schema, drop)
+        dropped.extend(columns.dropped)
+        matched.extend(columns.matched)
+        frame = frame[list(columns.rename)].rename(columns=columns.rename)
+    assigned = 0
+    if case_ids is not None:
+        frame, assigned = _assign_case_ids(frame, data, case_ids, pseudonym_fields, schema)
+    if mapping is None:  # the HTCDS mapping pseudonymised its case ids already
         for name in pseudonym_fields:
             if name in frame.columns:
                 frame[name] = _pseudonym_column(
                     frame[name], pseudonym_key, name, schema.missing_values
                 )
     return PreparedUpload(
-        result=validate_records(frame, schema), dropped=tuple(dropped), mapping=mapping
+        result=validate_records(frame, schema),
+        dropped=tuple(dropped),
+        mapping=mapping,
+        matched=tuple(matched),
+        assigned=assigned,
     )
+
+
+def _assign_case_ids(
+    frame: pd.DataFrame,
+    data: bytes,
+    case_ids: CaseIdMapping,
+    pseudonym_fields: Sequence[str],
+    schema: RecordSchema,
+) -> tuple[pd.DataFrame, int]:
+    """Give each row without a case id one from the mapping; return the frame and the count."""
+    (name,) = pseudonym_fields
+    frame = frame.copy()
+    if name in frame.columns:
+        text = frame[name].fillna("").astype(str).str.strip()
+        lacking = text.isin(["", *schema.missing_values]).to_numpy()
+        values = text.to_numpy(dtype=object)
+    else:
+        lacking = pd.Series(True, index=frame.index).to_numpy()
+        values = pd.Series("", index=frame.index).to_numpy(dtype=object)
+    rows = [int(position) + 1 for position in lacking.nonzero()[0]]
+    if rows:
+        values[lacking] = case_ids.assign(hashlib.sha256(data).hexdigest(), rows)
+    frame[name] = pd.Series(values, index=frame.index, dtype="string")
+    return frame, len(rows)
 
 
 def _pseudonym_column(
@@ -240,20 +437,28 @@ def _pseudonym_column(
 
 
 def _print_report(prepared: PreparedUpload) -> None:
+    for header, name in prepared.matched:
+        click.echo(f"column {header!r} read as the schema field {name}")
     for column, why in prepared.dropped:
         click.echo(f"dropped column {column}: {why}")
+    if prepared.assigned:
+        click.echo(f"assigned a random case id to {prepared.assigned} row(s) without one")
     if prepared.mapping is not None:
         for note, count in prepared.mapping.notes.items():
             click.echo(f"note: {note}: {count} row(s)")
-    for finding in prepared.flagged:
+    _print_findings(prepared.flagged)
+    _print_report_dict(prepared.report.as_dict())
+
+
+def _print_findings(findings: Sequence[IdentifierFinding]) -> None:
+    for finding in findings:
         click.echo(
             f"flagged column {finding.column}: {finding.kind} in {finding.rows_flagged} row(s): "
             f"{finding.reason}"
         )
-    _print_report_dict(prepared.report.as_dict())
 
 
-def _print_report_dict(report: dict[str, Any]) -> None:
+def _print_report_dict(report: Mapping[str, Any]) -> None:
     click.echo(
         f"rows: {report.get('rows_total', '?')} total, {report.get('rows_accepted', '?')} "
         f"accepted, {report.get('rows_rejected', '?')} rejected"
@@ -267,8 +472,12 @@ def _print_report_dict(report: dict[str, Any]) -> None:
             f"  row {error.get('row')}, field {error.get('field')} "
             f"({error.get('value_class')}): {error.get('reason')}"
         )
-    if len(errors) > _ERRORS_SHOWN:
-        click.echo(f"  ... and {len(errors) - _ERRORS_SHOWN} more errors")
+    # The list the report carries is capped; its error_count counts every bad cell.
+    total = report.get("error_count")
+    if not isinstance(total, int):
+        total = len(errors) + int(report.get("errors_not_listed") or 0)
+    if total > min(len(errors), _ERRORS_SHOWN):
+        click.echo(f"  ... and {total - min(len(errors), _ERRORS_SHOWN)} more errors")
 
 
 def _print_receipt(receipt: Receipt) -> None:
@@ -280,6 +489,11 @@ def _print_receipt(receipt: Receipt) -> None:
         f"  rows: {receipt.rows_total} total, {receipt.rows_accepted} accepted, "
         f"{receipt.rows_rejected} rejected"
     )
+    if receipt.file_rows_total is not None:
+        click.echo(
+            f"  whole file: {receipt.file_rows_total} rows, {receipt.rows_rejected_locally} "
+            "refused on this machine (not sent; recorded on the receipt)"
+        )
     click.echo(f"  created at: {receipt.created_at}")
 
 
@@ -293,7 +507,12 @@ def _key(variable: str | None) -> bytes | None:
 
 # -- commands ------------------------------------------------------------------------------
 
-_EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+_EPILOG = (
+    "Exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    + f". Environment: {HUB_URL_ENV}, {CLIENT_ID_ENV} (defaults of --hub, --client-id), "
+    f"{CLIENT_SECRET_ENV} (the client secret)."
+)
 
 _FILE = click.argument(
     "file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
@@ -315,13 +534,59 @@ _ACCEPT_VALID = click.option(
     is_flag=True,
     help="Go on with the valid rows when some rows are rejected (the rejected rows stay here).",
 )
+_DROP = click.option(
+    "--drop",
+    "drop",
+    multiple=True,
+    metavar="COLUMN",
+    help=(
+        "Leave COLUMN out of what is sent (repeatable). Without it, a column that matches no "
+        "schema field, or a schema field the identifier screen flags, stops the command."
+    ),
+)
+_ASSIGN = click.option(
+    "--assign-case-ids",
+    "assign_case_ids",
+    metavar="MAPPING.csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "Give each row without a caseNo a random case id, kept in MAPPING.csv on this machine "
+        "(file digest, row, case id) so the case can be found and withdrawn later; the hub "
+        "receives only its pseudonym. An existing mapping is reused and appended to, never "
+        "overwritten. Needs --pseudonym-key-env."
+    ),
+)
 
-_HUB = click.option("--hub", "hub_url", required=True, metavar="URL", help="The hub's address.")
-_CLIENT_ID = click.option("--client-id", required=True, help="The partner's OAuth 2 client id.")
+_HUB = click.option(
+    "--hub",
+    "hub_url",
+    required=True,
+    metavar="URL",
+    envvar=HUB_URL_ENV,
+    show_envvar=True,
+    help="The hub's address.",
+)
+_CLIENT_ID = click.option(
+    "--client-id",
+    required=True,
+    envvar=CLIENT_ID_ENV,
+    show_envvar=True,
+    help="The partner's OAuth 2 client id.",
+)
+
+
+def _version() -> str:
+    """Return the installed toolkit's version (or the hub's, in a checkout of the whole hub)."""
+    for distribution in ("ctdhub-contribute", "ctdhub"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 @click.group(epilog=_EPILOG)
-@click.version_option(package_name="ctdhub")
+@click.version_option(version=_version(), prog_name="ctdhub-contribute")
 def cli() -> None:
     """Check, prepare and upload case records to a ctdhub, from the partner's own machine."""
 
@@ -330,35 +595,41 @@ def cli() -> None:
 @_FILE
 @_HTCDS
 @_KEY_ENV
+@_ACCEPT_VALID
 @_one_line_errors
-def validate(file: Path, htcds: bool, pseudonym_key_env: str | None) -> None:
-    """Check FILE as the hub would: identifier screen and record validation.
+def validate(file: Path, htcds: bool, pseudonym_key_env: str | None, accept_valid: bool) -> None:
+    """Give the hub's verdict on FILE, sent as it is: the hub's own checks, run here.
 
-    Nothing is written or sent. Exits 1 if any row would be rejected or any column is flagged
-    as a direct identifier.
+    Nothing is written or sent. Exits 1, ending with one error line, whenever the hub would
+    refuse the file: an identifier column, a column outside the schema, a rejected row (unless
+    --accept-valid) or no row at all. With --htcds the export is first mapped, as upload does.
     """
     data = _read_input(file)
-    schema = load_schema()
     if htcds:
         # Nothing is written, so without the partner's key a throwaway key will do.
         key = _key(pseudonym_key_env) or secrets.token_bytes(32)
         prepared = prepare_upload(data, filename=file.name, htcds=True, pseudonym_key=key)
         _print_report(prepared)
-        bad = prepared.report.rows_rejected > 0 or bool(prepared.flagged)
+        report = prepared.report
     else:
-        frame = read_table(data, filename=file.name)
-        findings = screen_identifiers(frame, schema)
-        for finding in findings:
-            click.echo(
-                f"flagged column {finding.column}: {finding.kind} in {finding.rows_flagged} "
-                f"row(s): {finding.reason}"
-            )
-        report = validate_records(frame, schema).report
+        report = validate_records(read_table(data, filename=file.name), load_schema()).report
+        _print_findings(report.identifier_findings)
         _print_report_dict(report.as_dict())
-        bad = report.rows_rejected > 0 or bool(findings)
-    if bad:
-        sys.exit(EXIT_REJECTED)
-    click.echo("ok: every row would be accepted and no identifier column was found")
+    reason = refusal(report, accept_valid=accept_valid)
+    if reason is not None:
+        hint = "; `prepare` maps headers, drops identifiers and pseudonymises case ids"
+        raise _Stop(
+            f"the hub would refuse this file: {reason}{hint if not htcds else ''}", EXIT_REJECTED
+        )
+    click.echo("ok: the hub would accept this file")
+
+
+def _open_case_ids(path: Path | None, output: Path | None) -> CaseIdMapping | None:
+    if path is None:
+        return None
+    if output is not None and path.resolve() == output.resolve():
+        raise _Stop("the case-id mapping and the output must be different files", EXIT_INPUT)
+    return CaseIdMapping(path)
 
 
 @cli.command(epilog=_EPILOG)
@@ -374,9 +645,17 @@ def validate(file: Path, htcds: bool, pseudonym_key_env: str | None) -> None:
 @_HTCDS
 @_KEY_ENV
 @_ACCEPT_VALID
+@_DROP
+@_ASSIGN
 @_one_line_errors
 def prepare(
-    file: Path, output: Path, htcds: bool, pseudonym_key_env: str | None, accept_valid: bool
+    file: Path,
+    output: Path,
+    htcds: bool,
+    pseudonym_key_env: str | None,
+    accept_valid: bool,
+    drop: tuple[str, ...],
+    assign_case_ids: Path | None,
 ) -> None:
     """Write a hub-ready CSV of FILE: identifiers dropped, case ids pseudonymised, validated.
 
@@ -384,28 +663,59 @@ def prepare(
     """
     if output.resolve() == file.resolve():
         raise _Stop("the output must not overwrite the input file", EXIT_INPUT)
+    case_ids = _open_case_ids(assign_case_ids, output)
     prepared = prepare_upload(
-        _read_input(file), filename=file.name, htcds=htcds, pseudonym_key=_key(pseudonym_key_env)
+        _read_input(file),
+        filename=file.name,
+        htcds=htcds,
+        pseudonym_key=_key(pseudonym_key_env),
+        drop=drop,
+        case_ids=case_ids,
     )
     _print_report(prepared)
     _refuse_if_unsafe(prepared, accept_valid)
-    output.write_bytes(prepared.to_csv())
+    # Both files are whole or untouched: the output goes to a temporary name first.
+    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(prepared.to_csv())
+    try:
+        _save_case_ids(case_ids, assign_case_ids)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.replace(temporary, output)
     click.echo(f"wrote {prepared.report.rows_accepted} case records to {output}")
 
 
+def _save_case_ids(case_ids: CaseIdMapping | None, path: Path | None) -> None:
+    if case_ids is None or not case_ids.added:
+        return
+    added = case_ids.added
+    case_ids.save()
+    click.echo(f"kept {added} new case id(s) in {path} (keep it: it is how to find these cases)")
+
+
 def _refuse_if_unsafe(prepared: PreparedUpload, accept_valid: bool) -> None:
-    """Stop when an identifier is still flagged, or rows are rejected without --accept-valid."""
+    """Stop when the hub would refuse what would be sent, or rows are rejected unasked."""
     if prepared.flagged:
         columns = ", ".join(sorted({f.column for f in prepared.flagged}))
         raise _Stop(f"identifier screen still flags column(s) {columns}", EXIT_REJECTED)
-    if prepared.report.rows_rejected and not accept_valid:
+    report = prepared.report
+    if report.rows_rejected and not accept_valid:
+        hint = (
+            "; the file has no caseNo column: give --assign-case-ids MAPPING.csv to give each "
+            "row a random case id"
+            if "caseNo" in report.missing_columns
+            else ""
+        )
         raise _Stop(
-            f"{prepared.report.rows_rejected} row(s) would be rejected; fix them, or give "
-            "--accept-valid to go on with the valid rows only",
+            f"{report.rows_rejected} of {report.rows_total} row(s) would be rejected; fix them, or "
+            f"give --accept-valid to go on with the valid rows only{hint}",
             EXIT_REJECTED,
         )
-    if not prepared.report.rows_accepted:
-        raise _Stop("no row would be accepted", EXIT_REJECTED)
+    # What is sent is the accepted rows alone, so the hub's verdict is on them.
+    reason = refusal(report, accept_valid=True)
+    if reason is not None:
+        raise _Stop(f"the hub would refuse this file: {reason}", EXIT_REJECTED)
 
 
 @cli.command(epilog=_EPILOG)
@@ -420,6 +730,8 @@ def _refuse_if_unsafe(prepared: PreparedUpload, accept_valid: bool) -> None:
 )
 @_HTCDS
 @_KEY_ENV
+@_DROP
+@_ASSIGN
 @_one_line_errors
 def upload(
     file: Path,
@@ -429,19 +741,30 @@ def upload(
     idempotency_key: str | None,
     htcds: bool,
     pseudonym_key_env: str | None,
+    drop: tuple[str, ...],
+    assign_case_ids: Path | None,
 ) -> None:
     """Prepare FILE in memory, check it locally, and upload it to the hub.
 
-    The client secret is read from the environment variable CTDHUB_CLIENT_SECRET. A file with
-    rows that would be rejected is not sent, unless --accept-valid, and then only its valid
-    rows are sent.
+    The client secret is read from the environment variable CTDC_PARTNER_CLIENT_SECRET. A file
+    with rows that would be rejected is not sent, unless --accept-valid, and then only its
+    valid rows are sent, and the hub's receipt records how many rows were refused here and why.
     """
     client = _client(hub_url, client_id)
+    case_ids = _open_case_ids(assign_case_ids, None)
     prepared = prepare_upload(
-        _read_input(file), filename=file.name, htcds=htcds, pseudonym_key=_key(pseudonym_key_env)
+        _read_input(file),
+        filename=file.name,
+        htcds=htcds,
+        pseudonym_key=_key(pseudonym_key_env),
+        drop=drop,
+        case_ids=case_ids,
     )
     _print_report(prepared)
     _refuse_if_unsafe(prepared, accept_valid)
+    # The mapping is kept before sending: the hub may store the upload even if its answer is
+    # lost, and the same file prepared again reuses these ids (a replay, not a second upload).
+    _save_case_ids(case_ids, assign_case_ids)
     with client:
         # No file name is sent: a partner's file names can hold a person's name.
         receipt = client.upload(
@@ -450,6 +773,7 @@ def upload(
             accept_valid=accept_valid,
             idempotency_key=idempotency_key,
             progress=True,
+            local_rejections=prepared.local_rejections(),
         )
     _print_receipt(receipt)
 
@@ -458,11 +782,20 @@ def _client(hub_url: str, client_id: str) -> HubClient:
     """Make a hub client, the secret read from the environment (never from the command line)."""
     secret = os.environ.get(CLIENT_SECRET_ENV, "")
     if not secret:
-        raise _Stop(f"set {CLIENT_SECRET_ENV} to the partner's client secret", EXIT_INPUT)
+        renamed = (
+            f" ({_OLD_SECRET_ENV} is no longer read: the hub's own commands refuse it; rename it)"
+            if os.environ.get(_OLD_SECRET_ENV)
+            else ""
+        )
+        raise _Stop(f"set {CLIENT_SECRET_ENV} to the partner's client secret{renamed}", EXIT_INPUT)
     try:
-        return HubClient(hub_url, client_id, secret)
+        return HubClient(hub_url, client_id, secret, on_retry=_say_retry)
     except ValueError as error:
         raise _Stop(str(error), EXIT_INPUT) from None
+
+
+def _say_retry(line: str) -> None:
+    click.echo(f"hub not answering: {line}", err=True)
 
 
 @cli.command("uploads", epilog=_EPILOG)
@@ -470,7 +803,10 @@ def _client(hub_url: str, client_id: str) -> HubClient:
 @_CLIENT_ID
 @_one_line_errors
 def list_uploads(hub_url: str, client_id: str) -> None:
-    """List the partner's uploads on the hub, newest first (secret from CTDHUB_CLIENT_SECRET)."""
+    """List the partner's uploads on the hub, newest first.
+
+    The client secret is read from CTDC_PARTNER_CLIENT_SECRET.
+    """
     with _client(hub_url, client_id) as client:
         receipts = client.list_uploads()
     for receipt in receipts:
@@ -488,7 +824,7 @@ def list_uploads(hub_url: str, client_id: str) -> None:
 @_CLIENT_ID
 @_one_line_errors
 def withdraw(upload_id: str, hub_url: str, client_id: str) -> None:
-    """Withdraw the upload UPLOAD_ID from the hub (secret from CTDHUB_CLIENT_SECRET)."""
+    """Withdraw the upload UPLOAD_ID from the hub (secret from CTDC_PARTNER_CLIENT_SECRET)."""
     with _client(hub_url, client_id) as client:
         receipt = client.withdraw(upload_id)
     if receipt is None:

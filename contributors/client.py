@@ -10,29 +10,35 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import random
-import time
+import io
+import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import requests
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from requests.adapters import HTTPAdapter
 from tqdm import tqdm
+from urllib3 import BaseHTTPResponse
+from urllib3.util.retry import Retry
 
 __all__ = [
     "CSV",
     "DEFAULT_SCOPES",
     "JSON",
+    "LOCAL_REJECTIONS_HEADER",
     "MEDIA_TYPES",
     "RETRY_STATUSES",
     "XLSX",
     "HubClient",
+    "HubAuthError",
     "HubError",
     "HubUnavailable",
     "Receipt",
-    "backoff_delay",
     "content_digest",
 ]
 
@@ -44,6 +50,9 @@ MEDIA_TYPES = frozenset({CSV, JSON, XLSX})
 
 #: Scopes a partner's client asks for: upload records and read back its own receipts.
 DEFAULT_SCOPES = ("records:write", "records:read")
+
+#: The upload header that carries the rows a partner's toolkit refused before sending.
+LOCAL_REJECTIONS_HEADER = "Local-Rejections"
 
 #: Answers that say "try again later": rate limiting and an unavailable or overloaded gateway.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -92,6 +101,10 @@ class HubUnavailable(HubError):
     """The hub could not be reached, or kept answering "try again later", on every attempt."""
 
 
+class HubAuthError(HubError):
+    """The hub did not accept the client id and secret."""
+
+
 @dataclass(frozen=True)
 class Receipt:
     """The hub's receipt for one upload.
@@ -109,6 +122,8 @@ class Receipt:
     created_at: str
     report: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
+    file_rows_total: int | None = None
+    rows_rejected_locally: int | None = None
 
     @classmethod
     def from_json(cls, data: Any, *, replayed: bool = False) -> Receipt:
@@ -137,7 +152,10 @@ class Receipt:
             raise HubError(
                 None, "Malformed receipt", f"the hub's receipt lacks {', '.join(missing)}"
             )
-        for name in count_members:
+        optional_counts = ("file_rows_total", "rows_rejected_locally")
+        for name in count_members + optional_counts:
+            if name in optional_counts and data.get(name) is None:
+                continue
             # bool is an int subclass; a count of True is a contract error, not 1.
             if not isinstance(data[name], int) or isinstance(data[name], bool):
                 raise HubError(None, "Malformed receipt", f"the receipt's {name} is not a count")
@@ -155,6 +173,8 @@ class Receipt:
             created_at=str(data["created_at"]),
             report=dict(report),
             replayed=replayed,
+            file_rows_total=data.get("file_rows_total"),
+            rows_rejected_locally=data.get("rows_rejected_locally"),
         )
 
 
@@ -167,34 +187,6 @@ def content_digest(body: bytes) -> str:
     'sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:'
     """
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Return how long to wait before retry number ``attempt`` (0 for the first retry).
-
-    Exponential backoff with "full jitter": a uniform draw from ``[0, min(cap, base * 2**n)]``,
-    so many partners retrying after the same outage do not come back in lockstep.
-
-    :param attempt: how many retries came before this one.
-    :param base: the ceiling of the first wait, in seconds.
-    :param cap: the largest ceiling, in seconds.
-    :param rng: the random source of the jitter.
-
-    >>> rng = random.Random(7)
-    >>> all(0 <= backoff_delay(n, 0.5, 30, rng) <= min(30, 0.5 * 2**n) for n in range(12))
-    True
-    """
-    ceiling = min(cap, base * (2.0**attempt))
-    return rng.uniform(0.0, ceiling)
-
-
-def _retry_after(response: requests.Response, cap: float) -> float | None:
-    """Return the wait a ``Retry-After`` header asks for (seconds form only), capped."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return min(float(value), cap)
-    # The HTTP-date form is rare from an API; fall back to our own backoff rather than parse it.
-    return None
 
 
 class _ProgressBody:
@@ -211,6 +203,17 @@ class _ProgressBody:
 
     def __len__(self) -> int:
         return len(self._view) - self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        # urllib3 rewinds the body to where it started before each retry.
+        self._position = position if whence == io.SEEK_SET else len(self._view) + position
+        if self._bar is not None:
+            self._bar.reset(total=len(self._view))
+            self._bar.update(self._position)
+        return self._position
 
     def read(self, size: int = -1) -> bytes:
         end = len(self._view) if size is None or size < 0 else self._position + size
@@ -262,22 +265,81 @@ def _problem(response: requests.Response) -> HubError:
     )
 
 
+class _ReportingRetry(Retry):
+    """urllib3's ``Retry`` that tells a person about each retry before waiting for it.
+
+    :param report: called with one line per retry (the URL, what went wrong, the wait).
+    :param origin: the scheme, host and port the retried paths are on, to show whole URLs.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        report: Callable[[str], None] | None = None,
+        origin: str = "",
+        **kw: Any,
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.report = report
+        self.origin = origin
+
+    def new(self, **kw: Any) -> Self:
+        # urllib3 makes a new Retry per attempt from the declared parameters only.
+        kw.setdefault("report", self.report)
+        kw.setdefault("origin", self.origin)
+        return super().new(**kw)
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        if self.report is not None and self.history:
+            last = self.history[-1]
+            retry_after = self.get_retry_after(response) if response is not None else None
+            wait = retry_after if retry_after is not None else self.get_backoff_time()
+            why = f"answered {last.status}" if last.status else _cause(last.error)
+            done = len(self.history)
+            planned = "" if isinstance(self.total, bool | None) else f" of {done + self.total}"
+            url = self.origin + (last.url or "")
+            self.report(f"{last.method} {url}: {why}; retry {done}{planned} in {wait:.1f} s")
+        super().sleep(response)
+
+
+def _cause(error: Exception | None) -> str:
+    """Name a connection failure for a person, without urllib3's wrapping."""
+    if error is None:
+        return "no answer"
+    text = str(error).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "timed out" in text or "timeout" in text:
+        return "timed out"
+    if "name or service" in text or "nodename" in text or "resolution" in text:
+        return "host name not found"
+    if "remote" in text or "aborted" in text or "reset" in text:
+        return "connection closed before an answer"
+    return type(error).__name__
+
+
 class HubClient:
     """A partner's client of the hub's upload API.
+
+    Tokens come from Authlib's OAuth 2 client session (client-credentials grant, client
+    authentication by HTTP Basic), which fetches a new token when the old one expires. Retries
+    are urllib3's ``Retry`` on the session's adapters: connection failures and 429/502/503/504
+    answers are retried with exponential back-off (and ``Retry-After``), for every method, because
+    an upload carries one ``Idempotency-Key`` across its attempts.
 
     :param base_url: the hub's address, e.g. ``https://hub.example.org``. Plain ``http`` is
         refused except to this machine (loopback), because the client secret and the records
         would cross the network in clear.
     :param client_id: the partner's OAuth 2 client id.
     :param client_secret: the partner's OAuth 2 client secret.
-    :param session: a requests session to use (a new one if not given).
     :param retries: how many times a request is retried after a connection error or a
         429/502/503/504 answer.
     :param timeout: (connect, read) timeouts in seconds.
     :param scopes: the OAuth 2 scopes asked for.
-    :param backoff: ceiling of the first retry's wait, in seconds; it doubles on each retry.
+    :param backoff: the back-off factor: the n-th retry after the first waits
+        ``backoff * 2**n`` seconds (plus up to ``backoff`` of jitter).
     :param backoff_max: the longest wait between two attempts, in seconds.
-    :param rng: the random source of the backoff's jitter.
+    :param on_retry: called with one line per retry (URL, cause, wait), e.g. to print it.
     """
 
     def __init__(
@@ -286,13 +348,12 @@ class HubClient:
         client_id: str,
         client_secret: str,
         *,
-        session: requests.Session | None = None,
         retries: int = 5,
         timeout: float | tuple[float, float] = (10.0, 120.0),
         scopes: Sequence[str] = DEFAULT_SCOPES,
         backoff: float = 0.5,
         backoff_max: float = 30.0,
-        rng: random.Random | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -308,22 +369,37 @@ class HubClient:
             raise ValueError("a client id and a client secret are both needed")
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
-        self._client_secret = client_secret
-        self._owns_session = session is None
-        self.session = session if session is not None else requests.Session()
         self.retries = retries
         self.timeout = timeout
         self.scopes = tuple(scopes)
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
-        self._token: str | None = None
-        self._token_expires_at = 0.0
+        self.retry = _ReportingRetry(
+            total=retries,
+            allowed_methods=None,  # every method: uploads are made idempotent by their key
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff,
+            retry_after_max=backoff_max,
+            respect_retry_after_header=True,
+            raise_on_status=False,  # the last "try later" answer is reported, not an exception
+            report=on_retry,
+            origin=f"{parts.scheme}://{parts.netloc}",
+        )
+        self.session = OAuth2Session(
+            client_id,
+            client_secret,
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name
+            scope=" ".join(self.scopes),
+            token_endpoint=self.base_url + "/oauth/token",
+            grant_type="client_credentials",
+            default_timeout=timeout,
+        )
+        adapter = HTTPAdapter(max_retries=self.retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def close(self) -> None:
-        """Close the connections of the session this client made (not one it was given)."""
-        if not self._owns_session:
-            return
+        """Close the session's connections."""
         # urllib3 2 drops its pools on clear() without closing them, leaving their sockets to
         # the garbage collector; a caller holding an error's traceback would keep them open.
         for adapter in self.session.adapters.values():
@@ -348,39 +424,56 @@ class HubClient:
 
     # -- tokens ----------------------------------------------------------------------------
 
-    def _access_token(self) -> str:
-        """Return a valid access token, asking for a new one when the last one expired."""
-        if self._token is None or time.monotonic() >= self._token_expires_at:
-            self._token = self._fetch_token()
-        return self._token
+    def _authenticate(self, *, again: bool = False) -> None:
+        """Get an access token by the client-credentials grant, unless one is held.
 
-    def _fetch_token(self) -> str:
-        """Get an access token by the client-credentials grant (client auth by HTTP Basic)."""
-        response = self._send(
-            "POST",
-            "/oauth/token",
-            data={"grant_type": "client_credentials", "scope": " ".join(self.scopes)},
-            auth=(self.client_id, self._client_secret),
-            authenticated=False,
-        )
+        :param again: drop the token held and get a new one (the hub refused it).
+        :raises HubAuthError: when the hub does not know the client id or secret.
+        """
+        if self.session.token and not again:
+            return
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, Mapping) or not body.get("access_token"):
-            raise HubError(response.status_code, "Bad token answer", "no access_token in it")
-        if str(body.get("token_type", "")).lower() != "bearer":
-            raise HubError(
-                response.status_code, "Bad token answer", "the token is not a Bearer token"
-            )
-        expires_in = body.get("expires_in", 0)
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 0.0
-        # Renew a little early so a token does not expire between check and use.
-        margin = min(30.0, lifetime / 10.0)
-        self._token_expires_at = time.monotonic() + max(0.0, lifetime - margin)
-        return str(body["access_token"])
+            self.session.fetch_token(grant_type="client_credentials")
+        except OAuthError as error:
+            if error.error in ("invalid_client", "unauthorized_client"):
+                raise HubAuthError(
+                    401,
+                    "Authentication failed",
+                    "client id or secret is wrong (the hub does not know this client id, or "
+                    "the secret is not its secret)",
+                ) from None
+            raise HubError(400, str(error.error), str(error.description or "")) from None
+        except requests.HTTPError as error:
+            raise self._unavailable_or_problem(error.response, "/oauth/token") from None
+        except requests.RequestException as error:
+            raise self._unreachable("POST", "/oauth/token", error) from None
 
-    # -- the request loop ------------------------------------------------------------------
+    def _unreachable(self, method: str, path: str, error: Exception) -> HubUnavailable:
+        cause: Any = error.args[0] if error.args else error
+        reason = getattr(cause, "reason", None)
+        return HubUnavailable(
+            None,
+            "Hub unreachable",
+            f"{method} {self.base_url}{path} failed after {self.retries + 1} attempts: "
+            f"{_cause(reason if isinstance(reason, Exception) else error)}",
+        )
+
+    def _unavailable_or_problem(self, response: requests.Response | None, path: str) -> HubError:
+        if response is None:
+            return HubUnavailable(None, "Hub unreachable", f"no answer from {self.base_url}{path}")
+        if response.status_code in RETRY_STATUSES:
+            answer = _problem(response)
+            return HubUnavailable(
+                answer.status,
+                answer.title,
+                f"{answer.detail} ({self.base_url}{path} gave up after {self.retries + 1} "
+                "attempts)",
+                request_id=answer.request_id,
+                type=answer.type,
+            )
+        return _problem(response)
+
+    # -- one request -----------------------------------------------------------------------
 
     def _send(
         self,
@@ -389,75 +482,38 @@ class HubClient:
         *,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
-        data: Mapping[str, str] | None = None,
         body: Callable[[], _ProgressBody] | None = None,
-        auth: tuple[str, str] | None = None,
-        authenticated: bool = True,
     ) -> requests.Response:
-        """Send one request with retries; return the first answer below 400.
+        """Send one authenticated request (urllib3 retries it); return an answer below 400.
 
-        :param body: makes a fresh body for each attempt (a stream cannot be re-read).
+        :param body: makes a fresh body (a stream is read once per request).
         :raises HubUnavailable: when every attempt failed to connect or was told to wait.
         :raises HubError: on any other error answer.
         """
-        url = self.base_url + path
-        attempt = 0
-        token_refreshed = False
-        while True:
-            request_headers = dict(headers or {})
-            request_headers.setdefault("Accept", "application/json")
-            if authenticated:
-                request_headers["Authorization"] = f"Bearer {self._access_token()}"
+        self._authenticate()
+        request_headers = dict(headers or {})
+        request_headers.setdefault("Accept", "application/json")
+        for fresh_token in (False, True):
+            if fresh_token:
+                # The token may have been revoked or the hub restarted: one fresh token, once.
+                self._authenticate(again=True)
             try:
-                response = self.session.request(
+                response: requests.Response = self.session.request(
                     method,
-                    url,
+                    self.base_url + path,
                     headers=request_headers,
                     params=params,
-                    data=body() if body is not None else data,
-                    auth=auth,
-                    timeout=self.timeout,
+                    data=body() if body is not None else None,
                 )
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as error:
-                if attempt >= self.retries:
-                    raise HubUnavailable(
-                        None,
-                        "Hub unreachable",
-                        f"{method} {path} failed after {attempt + 1} attempts: "
-                        f"{type(error).__name__}",
-                    ) from error
-                time.sleep(backoff_delay(attempt, self.backoff, self.backoff_max, self._rng))
-                attempt += 1
-                continue
-            status = response.status_code
-            if status == 401 and authenticated and not token_refreshed:
-                # The token may have been revoked or the hub restarted: one fresh token, once.
-                token_refreshed = True
-                self._token = None
-                continue
-            if status in RETRY_STATUSES:
-                if attempt >= self.retries:
-                    error_answer = _problem(response)
-                    raise HubUnavailable(
-                        status,
-                        error_answer.title,
-                        f"{error_answer.detail} (gave up after {attempt + 1} attempts)",
-                        request_id=error_answer.request_id,
-                        type=error_answer.type,
-                    )
-                wait = _retry_after(response, self.backoff_max)
-                if wait is None:
-                    wait = backoff_delay(attempt, self.backoff, self.backoff_max, self._rng)
-                time.sleep(wait)
-                attempt += 1
-                continue
-            if status >= 400:
-                raise _problem(response)
-            return response
+            except OAuthError as error:  # renewing an expired token failed
+                raise HubAuthError(401, str(error.error), str(error.description or "")) from None
+            except requests.RequestException as error:
+                raise self._unreachable(method, path, error) from None
+            if response.status_code != 401:
+                break
+        if response.status_code >= 400:
+            raise self._unavailable_or_problem(response, path)
+        return response
 
     def _json(self, response: requests.Response) -> Any:
         """Decode a success answer's JSON body, with a clear error when it is not JSON."""
@@ -482,6 +538,7 @@ class HubClient:
         accept_valid: bool = False,
         idempotency_key: str | None = None,
         progress: bool = False,
+        local_rejections: Mapping[str, Any] | None = None,
     ) -> Receipt:
         """Upload a file of case records and return the hub's receipt.
 
@@ -492,6 +549,9 @@ class HubClient:
         :param idempotency_key: the key that makes retries safe; a fresh uuid4 if not given.
             Pass the same key to repeat an upload whose answer was lost.
         :param progress: show a progress bar over the bytes sent (on stderr).
+        :param local_rejections: when ``data`` holds only the rows accepted locally, the account
+            of the rest (counts and reasons, never values), for the receipt: sent as the
+            ``Local-Rejections`` header.
         :raises HubError: when the hub refuses the upload (with the report on 422).
         """
         if media_type not in MEDIA_TYPES:
@@ -500,7 +560,7 @@ class HubClient:
             )
         key = idempotency_key or str(uuid.uuid4())
         # Authenticate before the progress bar starts, so a refused client shows no bar.
-        self._access_token()
+        self._authenticate()
         headers = {
             "Content-Type": media_type,
             "Idempotency-Key": key,
@@ -510,6 +570,10 @@ class HubClient:
             # Only the base name, quoted safely: a path could reveal the partner's folders.
             name = filename.replace("\\", "/").rsplit("/", 1)[-1]
             headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        if local_rejections is not None:
+            headers[LOCAL_REJECTIONS_HEADER] = json.dumps(
+                local_rejections, separators=(",", ":"), ensure_ascii=True
+            )
         params = {"accept_valid": "true"} if accept_valid else None
         with tqdm(
             total=len(data),

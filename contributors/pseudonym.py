@@ -9,16 +9,22 @@ a case that is uploaded again.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import os
 import re
+import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
 __all__ = [
+    "MAPPING_COLUMNS",
     "MIN_KEY_BYTES",
+    "CaseIdMapping",
     "PSEUDONYM_PATTERN",
     "PseudonymError",
     "PseudonymKeyError",
@@ -158,3 +164,98 @@ def key_from_env(variable: str, environ: dict[str, str] | None = None) -> bytes:
         return _key_bytes(value)
     except PseudonymKeyError as error:
         raise PseudonymKeyError(f"{variable}: {error}") from None
+
+
+#: The columns of a case-id mapping file, as ``prepare --assign-case-ids`` writes it.
+MAPPING_COLUMNS = ("file_sha256", "row", "caseNo")
+
+
+class CaseIdMapping:
+    """Case ids the toolkit assigned to rows that had none, kept on the partner's machine.
+
+    A row is named by its file's SHA-256 and its 1-based data row number, so the same file
+    prepared again gets the same case ids (and the same pseudonyms: the upload is a replay), and
+    a case can be found and withdrawn later. The hub only ever receives the ids' pseudonyms.
+
+    An existing file is only ever appended to, and only when it is a mapping this class wrote
+    (same header, one id per row, no id used twice); anything else is refused, untouched.
+
+    :param path: the mapping file (CSV).
+    :raises PseudonymError: if the file exists and is not a consistent mapping.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._known: dict[tuple[str, int], str] = {}
+        self._added: list[tuple[str, int, str]] = []
+        if path.exists():
+            self._read()
+
+    def _read(self) -> None:
+        refuse = (
+            f"{self.path} exists and is not a case-id mapping made by prepare "
+            f"(columns {','.join(MAPPING_COLUMNS)}); refusing to overwrite it: name a new file "
+            "or the mapping this file was prepared with"
+        )
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PseudonymError(refuse) from None
+        rows = list(csv.reader(io.StringIO(text)))
+        if not rows or tuple(rows[0]) != MAPPING_COLUMNS:
+            raise PseudonymError(refuse)
+        used: set[str] = set()
+        for number, row in enumerate(rows[1:], start=2):
+            if len(row) != len(MAPPING_COLUMNS) or not row[1].isdigit() or not row[2]:
+                raise PseudonymError(f"{self.path}, line {number}: not a mapping entry; {refuse}")
+            key = (row[0], int(row[1]))
+            if key in self._known or row[2] in used:
+                raise PseudonymError(
+                    f"{self.path}, line {number}: a row or case id is listed twice; the mapping "
+                    "is inconsistent, so it is left as it is"
+                )
+            self._known[key] = row[2]
+            used.add(row[2])
+
+    def __len__(self) -> int:
+        return len(self._known) + len(self._added)
+
+    def assign(self, file_sha256: str, rows: Iterable[int]) -> list[str]:
+        """Return a case id for each row: the one the mapping holds, or a new random one.
+
+        :param file_sha256: the SHA-256 (hex) of the partner's file.
+        :param rows: the 1-based data row numbers that lack a case id.
+        """
+        out: list[str] = []
+        for row in rows:
+            key = (file_sha256, row)
+            if key not in self._known:
+                # 122 random bits: no meaning, nothing of the person, no collision to fear.
+                self._known[key] = str(uuid.uuid4())
+                self._added.append((file_sha256, row, self._known[key]))
+            out.append(self._known[key])
+        return out
+
+    @property
+    def added(self) -> int:
+        """Return how many case ids this run assigned anew."""
+        return len(self._added)
+
+    def save(self) -> None:
+        """Append the new entries, atomically: the file is whole before and after, or untouched."""
+        if not self._added:
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if not self.path.exists():
+            writer.writerow(MAPPING_COLUMNS)
+            before = ""
+        else:
+            before = self.path.read_text(encoding="utf-8")
+            if before and not before.endswith("\n"):
+                before += "\n"
+        writer.writerows(self._added)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(before + buffer.getvalue(), encoding="utf-8")
+        os.replace(temporary, self.path)
+        self._added = []

@@ -137,6 +137,11 @@ class Upload(Base):
     accept_valid: Mapped[bool] = mapped_column(Boolean)
     # The validation report (counts, row/field/value-class/reason; never a value).
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # When the partner's toolkit sent only the rows it accepted: the whole file's row count and
+    # what it refused locally (counts and reasons, never a value). NULL: the file was sent whole.
+    file_rows_total: Mapped[int | None] = mapped_column(Integer)
+    rows_rejected_locally: Mapped[int | None] = mapped_column(Integer)
+    local_rejections: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

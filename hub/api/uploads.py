@@ -33,6 +33,24 @@ class ReceiptSchema(Schema):
     rows_accepted = Integer()
     rows_rejected = Integer()
     accept_valid = Boolean()
+    file_rows_total = Integer(
+        allow_none=True,
+        metadata={
+            "description": "Rows of the partner's whole file, when its toolkit sent only the "
+            "rows it accepted (null: the file was sent whole)."
+        },
+    )
+    rows_rejected_locally = Integer(
+        allow_none=True,
+        metadata={"description": "Rows the partner's toolkit refused before sending."},
+    )
+    local_rejections = Dict(
+        allow_none=True,
+        metadata={
+            "description": "Why those rows were refused: bad cells tallied by field and reason "
+            "(never a value)."
+        },
+    )
     created_at = DateTime()
     withdrawn_at = DateTime(allow_none=True)
     report = Dict(metadata={"description": "Validation report: counts and row errors."})
@@ -73,6 +91,9 @@ def receipt(upload: Upload) -> dict[str, Any]:
         "rows_accepted": upload.rows_accepted,
         "rows_rejected": upload.rows_rejected,
         "accept_valid": upload.accept_valid,
+        "file_rows_total": upload.file_rows_total,
+        "rows_rejected_locally": upload.rows_rejected_locally,
+        "local_rejections": upload.local_rejections,
         "created_at": upload.created_at,
         "withdrawn_at": upload.withdrawn_at,
         "report": upload.report,
@@ -89,7 +110,10 @@ def receipt(upload: Upload) -> dict[str, Any]:
         "The body is the file itself. Send `Idempotency-Key` to make retries safe and "
         "`Content-Digest: sha-256=:<base64>:` to have the hub check the body arrived whole. "
         "422 answers carry the validation report; nothing is stored unless every row passes "
-        "or `accept_valid=true`."
+        "or `accept_valid=true`. A partner toolkit that sends only the rows it accepted "
+        "reports the rest in the `Local-Rejections` header (JSON: `file_rows_total`, "
+        "`rows_rejected`, `error_count`, `reasons` [{`field`, `reason`, `cells`}], "
+        "`cells_not_tallied`); the receipt records them."
     ),
     responses={409: "Idempotency-Key reused", 413: "Too large", 422: "Validation failed"},
 )
@@ -112,6 +136,7 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
         keyring=keyring(current_app),
         request_id=request_id(),
         read_limits=service.read_limits(current_app.config),
+        local_rejections=request.headers.get(service.LOCAL_REJECTIONS_HEADER),
     )
     return receipt(outcome.upload), 201 if outcome.created else 200
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +28,8 @@ from sqlalchemy.orm import Session
 from contributors import formats
 from contributors.formats import FormatError, LimitExceeded, ReadLimits, read_table
 from contributors.normalise import validate_records
-from contributors.schema import load_schema
+from contributors.schema import RecordSchema, load_schema
+from contributors.verdict import refusal
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring, SealedBatch, associated_data, open_batch, seal
@@ -48,6 +50,12 @@ log = logging.getLogger("ctdhub.uploads")
 MEDIA_TYPES = {kind: fmt for kind, fmt in formats.MEDIA_TYPES.items() if kind != "text/plain"}
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+#: The request header in which a partner's toolkit reports the rows it refused before sending.
+LOCAL_REJECTIONS_HEADER = "Local-Rejections"
+_LOCAL_REJECTIONS_MAX_BYTES = 64 * 1024
+_LOCAL_REASONS_MAX = 1000
+# A reason is one of the normaliser's sentences (field names and public codes, never a value).
+_REASON = re.compile(r"^[^\x00-\x1f\x7f]{1,300}$")
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,110 @@ def _existing(session: Session, organisation_id: str, key: str | None, sha: str)
     )
 
 
+@dataclass(frozen=True)
+class LocalRejections:
+    """What a partner's toolkit refused before sending: the rest of the file is the body.
+
+    :param file_rows_total: the data rows of the partner's whole file.
+    :param rows_rejected: the rows refused on the partner's machine (not sent).
+    :param error_count: the bad cells in those rows.
+    :param reasons: ``{"field", "reason", "cells"}`` tallies of the first listed bad cells.
+    :param cells_not_tallied: bad cells beyond those tallied.
+    """
+
+    file_rows_total: int
+    rows_rejected: int
+    error_count: int
+    reasons: tuple[tuple[str, str, int], ...]
+    cells_not_tallied: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the account as stored on the receipt."""
+        return {
+            "error_count": self.error_count,
+            "reasons": [
+                {"field": field, "reason": reason, "cells": cells}
+                for field, reason, cells in self.reasons
+            ],
+            "cells_not_tallied": self.cells_not_tallied,
+        }
+
+
+def _count(document: dict[str, Any], name: str) -> int:
+    value = document.get(name)
+    # bool is an int subclass; true is not a count
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(
+            f"{LOCAL_REJECTIONS_HEADER}: {name} must be a count (a whole number >= 0)",
+            field=LOCAL_REJECTIONS_HEADER,
+        )
+    return value
+
+
+def parse_local_rejections(header: str | None, schema: RecordSchema) -> LocalRejections | None:
+    """Read the toolkit's account of the rows it refused before sending (JSON in one header).
+
+    :param header: the header's value, or ``None`` when the file was sent whole.
+    :param schema: the record schema, whose fields the reasons must name.
+    :raises InvalidInput: naming the member that is malformed.
+
+    >>> from contributors.schema import load_schema
+    >>> text = ('{"file_rows_total": 5, "rows_rejected": 2, "error_count": 3, "reasons": '
+    ...     '[{"field": "gender", "reason": "not one of the codes", "cells": 3}], '
+    ...     '"cells_not_tallied": 0}')
+    >>> parse_local_rejections(text, load_schema()).reasons
+    (('gender', 'not one of the codes', 3),)
+    """
+    if header is None:
+        return None
+    where = LOCAL_REJECTIONS_HEADER
+    if len(header) > _LOCAL_REJECTIONS_MAX_BYTES:
+        raise InvalidInput(f"{where} is longer than {_LOCAL_REJECTIONS_MAX_BYTES} bytes")
+    try:
+        document = json.loads(header)
+    except ValueError:
+        raise InvalidInput(f"{where} must be a JSON object", field=where) from None
+    if not isinstance(document, dict):
+        raise InvalidInput(f"{where} must be a JSON object", field=where)
+    raw_reasons = document.get("reasons", [])
+    if not isinstance(raw_reasons, list) or len(raw_reasons) > _LOCAL_REASONS_MAX:
+        raise InvalidInput(
+            f"{where}: reasons must be a list of at most {_LOCAL_REASONS_MAX} tallies", field=where
+        )
+    reasons: list[tuple[str, str, int]] = []
+    for number, item in enumerate(raw_reasons, start=1):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: reason {number} must be an object", field=where)
+        field, reason = item.get("field"), item.get("reason")
+        if not isinstance(field, str) or field not in schema:
+            raise InvalidInput(
+                f"{where}: reason {number} must name a field of the record schema", field=where
+            )
+        if not isinstance(reason, str) or not _REASON.match(reason):
+            raise InvalidInput(
+                f"{where}: reason {number} must be 1-300 characters, none a control character",
+                field=where,
+            )
+        reasons.append((field, reason, _count(item, "cells")))
+    rejections = LocalRejections(
+        file_rows_total=_count(document, "file_rows_total"),
+        rows_rejected=_count(document, "rows_rejected"),
+        error_count=_count(document, "error_count"),
+        reasons=tuple(reasons),
+        cells_not_tallied=_count(document, "cells_not_tallied"),
+    )
+    if rejections.rows_rejected > rejections.file_rows_total:
+        raise InvalidInput(f"{where}: rows_rejected exceeds file_rows_total", field=where)
+    if sum(cells for _, _, cells in reasons) + rejections.cells_not_tallied != (
+        rejections.error_count
+    ):
+        raise InvalidInput(
+            f"{where}: the reasons' cells and cells_not_tallied must add up to error_count",
+            field=where,
+        )
+    return rejections
+
+
 def encode_batch(records: pd.DataFrame) -> bytes:
     """Serialise normalised records as Parquet, in memory."""
     sink = io.BytesIO()
@@ -185,13 +297,16 @@ def ingest(
     keyring: Keyring,
     request_id: str | None,
     read_limits: ReadLimits | None = None,
+    local_rejections: str | None = None,
 ) -> IngestOutcome:
     """Validate, seal and store an upload; return its receipt.
 
     :param actor: a partner's principal acting under ``records:write``.
     :param request_id: the HTTP request's id, recorded in the audit event.
     :param read_limits: the table's size limits (:func:`read_limits` of the settings).
-
+    :param local_rejections: the ``Local-Rejections`` header: the partner's toolkit sent only
+        the rows it accepted, and says how many it refused and why (see
+        :func:`parse_local_rejections`); the receipt records the whole file's totals.
     :raises ValidationFailed: (422) with the report when the identifier screen, the columns or
         any row fails (unless ``accept_valid`` and some rows pass).
     :raises Conflict: (409) when ``idempotency_key`` was used for a different body.
@@ -203,6 +318,8 @@ def ingest(
             "Idempotency-Key must be 1-200 visible ASCII characters", field="Idempotency-Key"
         )
     media = media_kind(media_type)
+    schema = load_schema()
+    local = parse_local_rejections(local_rejections, schema)
     organisation_id = principal.organisation_id
     seen = _existing(session, organisation_id, idempotency_key, sha256_hex)
     if seen is not None:
@@ -215,33 +332,24 @@ def ingest(
     except FormatError as error:
         raise ValidationFailed(f"the file could not be read: {error}") from None
 
-    result = validate_records(frame, load_schema())
+    result = validate_records(frame, schema)
     report = result.report.as_dict()
-    findings = result.report.identifier_findings
-    if findings:
-        columns = sorted({f.label for f in findings})
-        raise ValidationFailed(
-            "the upload looks like it holds direct identifiers in column(s) "
-            + ", ".join(columns)
-            + "; remove them (the partner toolkit's `prepare` does) and upload again",
-            identifier_findings=report["identifier_findings"],
-            report=report,
+    if (
+        local is not None
+        and local.file_rows_total - local.rows_rejected != result.report.rows_total
+    ):
+        raise InvalidInput(
+            f"{LOCAL_REJECTIONS_HEADER} says {local.file_rows_total - local.rows_rejected} rows "
+            f"were sent, but the body holds {result.report.rows_total}",
+            field=LOCAL_REJECTIONS_HEADER,
         )
-    if result.report.unknown_columns:
-        raise ValidationFailed(
-            "the upload has column(s) that are not in the hub's record schema: "
-            + ", ".join(result.report.unknown_columns),
-            report=report,
-        )
-    if result.report.rows_rejected and not accept_valid:
-        raise ValidationFailed(
-            f"{result.report.rows_rejected} of {result.report.rows_total} rows failed "
-            "validation; nothing was stored (fix them, or send ?accept_valid=true to store "
-            "the valid rows)",
-            report=report,
-        )
-    if result.report.rows_accepted == 0:
-        raise ValidationFailed("the upload has no valid row to store", report=report)
+    reason = refusal(result.report, accept_valid=accept_valid)
+    if reason is not None:
+        if result.report.identifier_findings:
+            raise ValidationFailed(
+                reason, identifier_findings=report["identifier_findings"], report=report
+            )
+        raise ValidationFailed(reason, report=report)
 
     upload_id = new_id()
     sealed = seal(
@@ -260,6 +368,9 @@ def ingest(
         rows_rejected=result.report.rows_rejected,
         accept_valid=accept_valid,
         report=report,
+        file_rows_total=local.file_rows_total if local is not None else None,
+        rows_rejected_locally=local.rows_rejected if local is not None else None,
+        local_rejections=local.as_dict() if local is not None else None,
     )
     batch = RecordBatch(
         upload_id=upload_id,
@@ -281,6 +392,7 @@ def ingest(
             "rows_total": upload.rows_total,
             "rows_accepted": upload.rows_accepted,
             "rows_rejected": upload.rows_rejected,
+            "rows_rejected_locally": upload.rows_rejected_locally,
             "size_bytes": upload.size_bytes,
             "sha256": sha256_hex,
         },

@@ -131,7 +131,7 @@ def test_prepare_drops_identifiers_and_refuses_rejected_rows(flawed: Path, tmp_p
     assert result.exit_code == 1
     assert "dropped column victimFullName: direct identifier (name)" in result.output
     assert "dropped column contact: direct identifier (phone)" in result.output
-    assert "1 row(s) would be rejected" in result.output
+    assert "1 of 4 row(s) would be rejected" in result.output
     assert not out.exists()
 
     result = _run(
@@ -188,7 +188,7 @@ def test_prepare_htcds_export(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "dropped column prs_FirstName: direct identifier" in result.output
-    assert "dropped column org_Type: not in the hub schema" in result.output
+    assert "dropped column org_Type: HTCDS field the hub does not collect" in result.output
     prepared = _read(out)
     assert len(prepared) == 60
     assert all(is_pseudonym(value) for value in prepared["caseNo"])
@@ -203,7 +203,7 @@ def test_prepare_htcds_export(tmp_path: Path) -> None:
 def test_upload_needs_the_client_secret_and_https(flawed: Path) -> None:
     result = _run("upload", str(flawed), "--hub", "https://hub.example.org", "--client-id", "p")
     assert result.exit_code == 2
-    assert "CTDHUB_CLIENT_SECRET" in result.output
+    assert "CTDC_PARTNER_CLIENT_SECRET" in result.output
     result = _run(
         "upload",
         str(flawed),
@@ -211,7 +211,7 @@ def test_upload_needs_the_client_secret_and_https(flawed: Path) -> None:
         "http://hub.example.org",
         "--client-id",
         "p",
-        CTDHUB_CLIENT_SECRET="s",
+        CTDC_PARTNER_CLIENT_SECRET="s",
     )
     assert result.exit_code == 2
     assert "use https" in result.output
@@ -229,10 +229,10 @@ def test_upload_refuses_a_file_that_would_be_rejected(flawed: Path) -> None:
         "--pseudonym-key-env",
         KEY_ENV,
         key=True,
-        CTDHUB_CLIENT_SECRET="s",
+        CTDC_PARTNER_CLIENT_SECRET="s",
     )
     assert result.exit_code == 1
-    assert "1 row(s) would be rejected" in result.output
+    assert "1 of 4 row(s) would be rejected" in result.output
 
 
 def test_help_documents_exit_codes() -> None:

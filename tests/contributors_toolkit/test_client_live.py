@@ -97,7 +97,7 @@ def test_cli_upload_of_the_ctdc_sample(live_hub: Any, ctdc_file: Path, tmp_path:
     frame = pd.read_csv(ctdc_file, dtype="string", keep_default_na=False).iloc[::500]
     source = tmp_path / "sample.csv"
     frame.to_csv(source, index=False)
-    env = {"CTDHUB_CLIENT_SECRET": live_hub.client_secret, "LIVE_KEY": KEY.decode()}
+    env = {"CTDC_PARTNER_CLIENT_SECRET": live_hub.client_secret, "LIVE_KEY": KEY.decode()}
     args = [
         "upload",
         str(source),
@@ -124,7 +124,7 @@ def test_cli_upload_of_the_ctdc_sample(live_hub: Any, ctdc_file: Path, tmp_path:
     assert result.exit_code == 0, result.output
     assert "already received before" in result.output
 
-    env["CTDHUB_CLIENT_SECRET"] = "wrong"
+    env["CTDC_PARTNER_CLIENT_SECRET"] = "wrong"
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 3
     assert result.output.strip().splitlines()[-1].startswith("error: the hub refused")
@@ -133,7 +133,7 @@ def test_cli_upload_of_the_ctdc_sample(live_hub: Any, ctdc_file: Path, tmp_path:
 def test_cli_lists_and_withdraws(live_hub: Any) -> None:
     with _client(live_hub) as client:
         receipt = client.upload(_records(3), media_type=CSV)
-    env = {"CTDHUB_CLIENT_SECRET": live_hub.client_secret}
+    env = {"CTDC_PARTNER_CLIENT_SECRET": live_hub.client_secret}
     hub = ["--hub", live_hub.url, "--client-id", live_hub.client_id]
     listed = CliRunner().invoke(cli, ["uploads", *hub], env=env)
     assert listed.exit_code == 0, listed.output

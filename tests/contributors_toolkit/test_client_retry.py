@@ -21,10 +21,10 @@ import pytest
 
 from contributors.client import (
     CSV,
+    HubAuthError,
     HubClient,
     HubError,
     HubUnavailable,
-    backoff_delay,
     content_digest,
 )
 
@@ -145,7 +145,6 @@ def hub() -> Iterator[ScriptedHub]:
 
 def _client(hub: ScriptedHub, **options: Any) -> HubClient:
     options.setdefault("backoff", 0.01)
-    options.setdefault("rng", random.Random(1))
     return HubClient(hub.url, "partner-a", "s3cret", **options)
 
 
@@ -252,12 +251,15 @@ def test_repeated_401_is_an_error_not_a_loop(hub: ScriptedHub) -> None:
 
 
 def test_expired_token_is_renewed(hub: ScriptedHub) -> None:
-    hub.on("POST", "/oauth/token", _token(expires_in=0))
+    # The first token expires within the renewal margin (a minute); the second lasts.
+    hub.on("POST", "/oauth/token", _token(expires_in=1), _token(expires_in=900))
     hub.on("GET", "/v1/uploads", Answer(200, []))
     client = _client(hub)
     client.list_uploads()
     client.list_uploads()
     assert len(hub.seen("POST", "/oauth/token")) == 2
+    used = {a.headers["Authorization"] for a in hub.seen("GET", "/v1/uploads")}
+    assert len(used) == 1
 
 
 def test_429_honours_retry_after_and_gives_up_after_retries(hub: ScriptedHub) -> None:
@@ -271,14 +273,16 @@ def test_429_honours_retry_after_and_gives_up_after_retries(hub: ScriptedHub) ->
     assert len(hub.seen("DELETE", "/v1/uploads/up-1")) == 4
 
 
-def test_bad_token_answer_is_an_oauth_error(hub: ScriptedHub) -> None:
-    hub.on(
-        "POST",
-        "/oauth/token",
-        Answer(401, {"error": "invalid_client", "error_description": "unknown client"}),
-    )
-    with pytest.raises(HubError, match="invalid_client: unknown client"):
+def test_refused_client_is_told_its_id_or_secret_is_wrong(hub: ScriptedHub) -> None:
+    refusal = {
+        "error": "invalid_client",
+        "error_description": "The client cannot authenticate with methods: ['client_secret_basic']",
+    }
+    hub.on("POST", "/oauth/token", Answer(401, refusal))
+    with pytest.raises(HubAuthError, match="client id or secret is wrong") as caught:
         _client(hub).list_uploads()
+    assert "cannot authenticate with methods" not in str(caught.value)
+    assert hub.seen("GET", "/v1/uploads") == []
 
 
 def test_receipt_with_another_digest_is_refused(hub: ScriptedHub) -> None:
@@ -309,15 +313,34 @@ def test_unsupported_media_type_is_refused_before_sending(hub: ScriptedHub) -> N
     assert hub.arrivals == []
 
 
-def test_backoff_grows_exponentially_within_its_cap() -> None:
-    # Full jitter: each wait is uniform on [0, min(cap, base * 2**n)]; over 400 draws the mean
-    # is within 4 standard errors (sd of U[0,c] is c/sqrt(12)) of c/2.
-    rng = random.Random(2026)
-    for attempt, ceiling in ((0, 0.5), (3, 4.0), (10, 30.0)):
-        waits = [backoff_delay(attempt, 0.5, 30.0, rng) for _ in range(400)]
-        assert all(0.0 <= wait <= ceiling for wait in waits)
-        mean = sum(waits) / len(waits)
-        assert abs(mean - ceiling / 2) <= 4 * ceiling / (12**0.5) / 20
+def test_each_retry_is_reported_with_the_url(hub: ScriptedHub) -> None:
+    unavailable = Answer(503, {"title": "Unavailable", "status": 503, "detail": "busy"})
+    hub.on("POST", "/v1/uploads", unavailable, unavailable, Answer(201, _receipt(BODY)))
+    lines: list[str] = []
+    _client(hub, retries=4, on_retry=lines.append).upload(BODY, media_type=CSV)
+    assert len(lines) == 2
+    for number, line in enumerate(lines, start=1):
+        assert line.startswith(f"POST {hub.url}/v1/uploads")
+        assert f"answered 503; retry {number} of 4 in " in line
+
+
+def test_unreachable_hub_names_its_url_and_reports_each_retry() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lines: list[str] = []
+    client = HubClient(
+        f"http://127.0.0.1:{port}", "a", "b", retries=2, backoff=0.001, on_retry=lines.append
+    )
+    with pytest.raises(HubUnavailable) as caught:
+        client.list_uploads()
+    assert f"http://127.0.0.1:{port}/oauth/token" in str(caught.value)
+    assert "connection refused" in str(caught.value)
+    assert [line.split(";")[1].split(" in ")[0] for line in lines] == [
+        " retry 1 of 2",
+        " retry 2 of 2",
+    ]
+    assert all("connection refused" in line for line in lines)
 
 
 def test_content_digest_matches_rfc_9530_example_form() -> None:
