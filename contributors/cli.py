@@ -50,6 +50,7 @@ __all__ = [
     "ENV_PREFIX",
     "EXIT_CODES",
     "HUB_URL_ENV",
+    "RETRIES_ENV",
     "ColumnError",
     "PreparedUpload",
     "cli",
@@ -82,6 +83,7 @@ ENV_PREFIX = "CTDC_PARTNER_"
 CLIENT_SECRET_ENV = ENV_PREFIX + "CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 CLIENT_ID_ENV = ENV_PREFIX + "CLIENT_ID"
 HUB_URL_ENV = ENV_PREFIX + "HUB_URL"
+RETRIES_ENV = ENV_PREFIX + "RETRIES"
 # The name the toolkit documented before it had its own prefix (it broke the hub's commands).
 _OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
@@ -511,7 +513,7 @@ _EPILOG = (
     "Exit codes: "
     + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
     + f". Environment: {HUB_URL_ENV}, {CLIENT_ID_ENV} (defaults of --hub, --client-id), "
-    f"{CLIENT_SECRET_ENV} (the client secret)."
+    f"{CLIENT_SECRET_ENV} (the client secret), {RETRIES_ENV} (default of --retries)."
 )
 
 _FILE = click.argument(
@@ -565,6 +567,15 @@ _HUB = click.option(
     envvar=HUB_URL_ENV,
     show_envvar=True,
     help="The hub's address.",
+)
+_RETRIES = click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    envvar=RETRIES_ENV,
+    show_envvar=True,
+    help="How often to retry when the hub cannot be reached or asks to wait (each is shown).",
 )
 _CLIENT_ID = click.option(
     "--client-id",
@@ -722,6 +733,7 @@ def _refuse_if_unsafe(prepared: PreparedUpload, accept_valid: bool) -> None:
 @_FILE
 @_HUB
 @_CLIENT_ID
+@_RETRIES
 @_ACCEPT_VALID
 @click.option(
     "--idempotency-key",
@@ -743,6 +755,7 @@ def upload(
     pseudonym_key_env: str | None,
     drop: tuple[str, ...],
     assign_case_ids: Path | None,
+    retries: int,
 ) -> None:
     """Prepare FILE in memory, check it locally, and upload it to the hub.
 
@@ -750,7 +763,7 @@ def upload(
     with rows that would be rejected is not sent, unless --accept-valid, and then only its
     valid rows are sent, and the hub's receipt records how many rows were refused here and why.
     """
-    client = _client(hub_url, client_id)
+    client = _client(hub_url, client_id, retries)
     case_ids = _open_case_ids(assign_case_ids, None)
     prepared = prepare_upload(
         _read_input(file),
@@ -778,7 +791,7 @@ def upload(
     _print_receipt(receipt)
 
 
-def _client(hub_url: str, client_id: str) -> HubClient:
+def _client(hub_url: str, client_id: str, retries: int) -> HubClient:
     """Make a hub client, the secret read from the environment (never from the command line)."""
     secret = os.environ.get(CLIENT_SECRET_ENV, "")
     if not secret:
@@ -789,7 +802,7 @@ def _client(hub_url: str, client_id: str) -> HubClient:
         )
         raise _Stop(f"set {CLIENT_SECRET_ENV} to the partner's client secret{renamed}", EXIT_INPUT)
     try:
-        return HubClient(hub_url, client_id, secret, on_retry=_say_retry)
+        return HubClient(hub_url, client_id, secret, retries=retries, on_retry=_say_retry)
     except ValueError as error:
         raise _Stop(str(error), EXIT_INPUT) from None
 
@@ -801,13 +814,14 @@ def _say_retry(line: str) -> None:
 @cli.command("uploads", epilog=_EPILOG)
 @_HUB
 @_CLIENT_ID
+@_RETRIES
 @_one_line_errors
-def list_uploads(hub_url: str, client_id: str) -> None:
+def list_uploads(hub_url: str, client_id: str, retries: int) -> None:
     """List the partner's uploads on the hub, newest first.
 
     The client secret is read from CTDC_PARTNER_CLIENT_SECRET.
     """
-    with _client(hub_url, client_id) as client:
+    with _client(hub_url, client_id, retries) as client:
         receipts = client.list_uploads()
     for receipt in receipts:
         click.echo(
@@ -822,10 +836,11 @@ def list_uploads(hub_url: str, client_id: str) -> None:
 @click.argument("upload_id")
 @_HUB
 @_CLIENT_ID
+@_RETRIES
 @_one_line_errors
-def withdraw(upload_id: str, hub_url: str, client_id: str) -> None:
+def withdraw(upload_id: str, hub_url: str, client_id: str, retries: int) -> None:
     """Withdraw the upload UPLOAD_ID from the hub (secret from CTDC_PARTNER_CLIENT_SECRET)."""
-    with _client(hub_url, client_id) as client:
+    with _client(hub_url, client_id, retries) as client:
         receipt = client.withdraw(upload_id)
     if receipt is None:
         click.echo(f"upload {upload_id}: withdrawn")
