@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import secrets
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ import pandas as pd
 
 from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnavailable, Receipt
 from contributors.formats import FormatError, read_table
+from contributors.headers import match_headers
 from contributors.htcds import HtcdsMapping, HtcdsMappingError, map_htcds
 from contributors.identifiers import IdentifierFinding, screen_identifiers
 from contributors.normalise import (
@@ -218,14 +220,12 @@ class _Columns:
     matched: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _header_field(label: str, schema: RecordSchema) -> str | None:
-    """Return the schema field a header names, or ``None``."""
-    name = label.strip()
-    return name if name in schema else None
-
-
 def _take_columns(frame: pd.DataFrame, schema: RecordSchema, drop: Sequence[str]) -> _Columns:
     """Decide each column's fate; refuse to lose a schema field or an unknown column silently.
+
+    Headers are matched to fields by the schema's declared spellings
+    (:func:`~contributors.headers.match_headers`). The headers are shown only here, on the
+    partner's machine.
 
     :raises ColumnError: for a ``--drop`` naming no column, two columns for one field, a
         schema field the identifier screen flags, or columns that match no schema field.
@@ -244,41 +244,40 @@ def _take_columns(frame: pd.DataFrame, schema: RecordSchema, drop: Sequence[str]
     }
     columns = _Columns()
     unknown: list[str] = []
-    taken: dict[str, str] = {}
-    for label in labels:
+    for label, match in zip(labels, match_headers(labels, schema).matches, strict=True):
         if label in drop:
             columns.dropped.append((label, "left out with --drop"))
             continue
-        target = _header_field(label, schema)
+        target = match.field
         finding = findings.get(label)
         if finding is not None and target not in pseudonym_fields:
             if target is not None:
                 raise ColumnError(
-                    f"column {label} is the schema field {target}, but the identifier screen "
+                    f"column {label!r} is the schema field {target}, but the identifier screen "
                     f"flags it: {finding.kind} in {finding.rows_flagged} row(s) "
-                    f"({finding.reason}); "
-                    f"correct those values, or give --drop {label} to send the file without it"
+                    f"({finding.reason}); correct those values, or give "
+                    f"--drop {shlex.quote(label)} to send the file without it"
                 )
             columns.dropped.append((label, f"direct identifier ({finding.kind})"))
             continue
         if target is None:
             unknown.append(label)
             continue
-        if target in taken:
+        if match.duplicate_of is not None:
+            first = labels[match.duplicate_of - 1]
             raise ColumnError(
-                f"columns {taken[target]} and {label} both match the schema field {target}: "
-                f"give --drop with the one to leave out"
+                f"columns {first!r} and {label!r} both name the schema field {target}: give "
+                "--drop with the one to leave out"
             )
-        taken[target] = label
         columns.rename[label] = target
         if label != target:
             columns.matched.append((label, target))
     if unknown:
-        drops = " ".join(f"--drop {label}" for label in unknown)
+        drops = " ".join(f"--drop {shlex.quote(label)}" for label in unknown)
         raise ColumnError(
-            f"column(s) {', '.join(unknown)} match no field of the hub's record schema and would "
-            f"be lost: rename them to a schema field, or give {drops} to send the file without "
-            "them"
+            f"column(s) {', '.join(map(repr, unknown))} match no field of the hub's record "
+            f"schema and would be lost: rename them to a schema field, or give {drops} to send "
+            "the file without them"
         )
     return columns
 

@@ -62,7 +62,7 @@ def test_an_unknown_column_stops_prepare_until_dropped_on_purpose(
     result = _run(*args)
     assert result.exit_code == 2, result.output
     line = _last_line(result)
-    assert line.startswith("error: column(s) partnerRegion match no field")
+    assert line.startswith("error: column(s) 'partnerRegion' match no field")
     assert "--drop partnerRegion" in line
     assert not out.exists()
 
@@ -70,6 +70,30 @@ def test_an_unknown_column_stops_prepare_until_dropped_on_purpose(
     assert result.exit_code == 0, result.output
     assert "dropped column partnerRegion: left out with --drop" in result.output
     assert list(pd.read_csv(out, dtype="string").columns) == list(ctdc_rows.columns)
+
+
+def test_headers_spelled_differently_are_matched_and_said(
+    ctdc_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    # The issue's 300-row file: three headers spelled otherwise lost 799 values in silence.
+    rows = ctdc_rows.head(300)
+    respelled = {
+        "CountryOfExploitation": "Country of Exploitation",
+        "gender": "Gender",
+        "yearOfRegistration": "year of registration",
+    }
+    source = _write(rows.rename(columns=respelled), tmp_path / "cases.csv")
+    out = tmp_path / "out.csv"
+    result = _run("prepare", str(source), "-o", str(out), "--pseudonym-key-env", KEY_ENV)
+    assert result.exit_code == 0, result.output
+    for field, header in respelled.items():
+        assert f"column {header!r} read as the schema field {field}" in result.output
+    assert "dropped column" not in result.output
+    sent = pd.read_csv(out, dtype="string", keep_default_na=False)
+    for field in respelled:
+        assert sent[field].tolist() == rows[field].tolist()
+    values = int((rows[list(respelled)] != "").to_numpy().sum())
+    assert values > 700  # the issue counted 799 in its file
 
 
 def test_a_flagged_schema_field_stops_prepare_rather_than_vanishing(
@@ -83,7 +107,7 @@ def test_a_flagged_schema_field_stops_prepare_rather_than_vanishing(
     result = _run("prepare", str(source), "-o", str(out), "--pseudonym-key-env", KEY_ENV)
     assert result.exit_code == 2, result.output
     line = _last_line(result)
-    assert line.startswith("error: column Datasource is the schema field Datasource")
+    assert line.startswith("error: column 'Datasource' is the schema field Datasource")
     assert "--drop Datasource" in line and "555" not in result.output
     assert not out.exists()
 
