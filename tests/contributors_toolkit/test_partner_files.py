@@ -96,6 +96,21 @@ def test_headers_spelled_differently_are_matched_and_said(
     assert values > 700  # the issue counted 799 in its file
 
 
+def test_a_year_written_as_a_date_is_kept_as_its_year(
+    ctdc_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    # The old toolkit dropped yearOfRegistration as a "birth date", uploaded, and exited 0.
+    years = ctdc_rows["yearOfRegistration"]
+    frame = ctdc_rows.assign(yearOfRegistration=years.where(years == "", years + "-03-15"))
+    source = _write(frame, tmp_path / "cases.csv")
+    out = tmp_path / "out.csv"
+    result = _run("prepare", str(source), "-o", str(out), "--pseudonym-key-env", KEY_ENV)
+    assert result.exit_code == 0, result.output
+    assert "dropped column" not in result.output
+    sent = pd.read_csv(out, dtype="string", keep_default_na=False)
+    assert sent["yearOfRegistration"].tolist() == years.tolist()
+
+
 def test_a_flagged_schema_field_stops_prepare_rather_than_vanishing(
     ctdc_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
