@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contributors.schema import COUNTRIES_PATH, SCHEMA_PATH
 from disclosure_control.sdc import (
     AnonymisationReport,
     PrivacyModel,
@@ -74,12 +75,12 @@ def skewed_records(n: int, seed: int = 2021) -> pd.DataFrame:
     """Return ``n`` Zipf-skewed case records over the five CTDC quasi-identifiers.
 
     Gender 3 values, age band 10 (the 9 CTDC bands and missing), citizenship 180 and country
-    of exploitation 120 ISO codes from config/countries.csv, year 20 (2002-2021); each column
+    of exploitation 120 ISO codes from the schema's countries.csv, year 20 (2002-2021); each column
     independently Zipf-like, with exponents chosen so that redacting every record in a class
     under 11 (CTDC's way) loses about half of them, as on the issue's table.
     """
     rng = np.random.default_rng(seed)
-    countries = pd.read_csv(CONFIG / "countries.csv", dtype="string", keep_default_na=False)
+    countries = pd.read_csv(COUNTRIES_PATH, dtype="string", keep_default_na=False)
     codes = countries["alpha2"].to_numpy(dtype=object)
 
     def zipf(values: Any, exponent: float) -> pd.Series:
@@ -141,7 +142,7 @@ def line(label: str, seconds: float, floor: float | None = None, note: str = "")
 
 def bench_ctdc(repeats: int) -> None:
     """Measure and anonymise the CTDC file with the record schema's quasi-identifiers."""
-    schema = json.loads((CONFIG / "record_schema.json").read_text("utf-8"))
+    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
     qis = fields_with_role(schema, "quasi_identifier")
     hierarchies = load_hierarchies(CONFIG / "hierarchies")
     # The exploitation type is the derived attribute the schema declares from its flags.

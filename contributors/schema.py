@@ -1,4 +1,4 @@
-"""Load the one machine-readable case record schema (``config/record_schema.json``).
+"""Load the one machine-readable case record schema (``contributors/resources/record_schema.json``).
 
 The schema is a Frictionless Table Schema with ctdhub's own keys (prefixed ``ctdhub:``). It drives
 upload validation, the published data dictionary, the quasi-identifier domains of k-anonymity and
@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -34,8 +35,10 @@ __all__ = [
     "load_schema",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
-#: Where the schema lives in a checkout; :func:`load_schema` reads it when given no path.
+# Package data, so an installed toolkit has the one schema the hub uses (a directory on disk in
+# any installation that is not a zip file).
+CONFIG_DIR = Path(str(resources.files("contributors") / "resources"))
+#: Where the schema lives; :func:`load_schema` reads it when given no path.
 SCHEMA_PATH = CONFIG_DIR / "record_schema.json"
 #: ISO 3166-1 countries with their UN M49 sub-region and region.
 COUNTRIES_PATH = CONFIG_DIR / "countries.csv"
@@ -500,7 +503,7 @@ def _load_schema_cached(path: Path) -> RecordSchema:
 def load_schema(path: Path | None = None) -> RecordSchema:
     """Load the record schema, once per path (later calls return the same object).
 
-    :param path: a schema file; defaults to ``config/record_schema.json`` of this checkout.
+    :param path: a schema file; defaults to the package's ``resources/record_schema.json``.
     :raises SchemaError: if the file is missing or malformed.
 
     >>> schema = load_schema()
@@ -532,7 +535,7 @@ def _read_countries(path: Path) -> pd.DataFrame:
 
 
 def load_countries(path: Path | None = None) -> pd.DataFrame:
-    """Return the country list (``config/countries.csv``) with every column as strings.
+    """Return the country list (``resources/countries.csv``) with every column as strings.
 
     :param path: a countries file; defaults to the one beside the schema.
     :raises SchemaError: if the file is missing or malformed.

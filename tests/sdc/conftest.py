@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contributors.schema import SCHEMA_PATH
 from disclosure_control.sdc.hierarchies import (
     Hierarchy,
     fields_with_role,
@@ -34,7 +35,7 @@ CTDC_PUBLISHED_QIS = (
 @pytest.fixture(scope="session")
 def schema() -> dict[str, Any]:
     """Return the hub's record schema."""
-    parsed: dict[str, Any] = json.loads((CONFIG / "record_schema.json").read_text("utf-8"))
+    parsed: dict[str, Any] = json.loads(SCHEMA_PATH.read_text("utf-8"))
     return parsed
 
 

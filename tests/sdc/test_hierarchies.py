@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contributors.schema import COUNTRIES_PATH
 from disclosure_control.sdc.hierarchies import (
     TOP,
     Hierarchy,
@@ -17,7 +18,7 @@ from disclosure_control.sdc.hierarchies import (
     load_hierarchies,
     load_hierarchy_file,
 )
-from tests.sdc.conftest import CONFIG, CTDC_PUBLISHED_QIS
+from tests.sdc.conftest import CTDC_PUBLISHED_QIS
 
 
 def test_every_quasi_identifier_of_the_schema_has_a_hierarchy(
@@ -30,7 +31,7 @@ def test_every_quasi_identifier_of_the_schema_has_a_hierarchy(
 def test_country_hierarchy_is_derived_from_the_country_list(
     hierarchies: dict[str, Hierarchy],
 ) -> None:
-    countries = pd.read_csv(CONFIG / "countries.csv", dtype="string", keep_default_na=False)
+    countries = pd.read_csv(COUNTRIES_PATH, dtype="string", keep_default_na=False)
     for field in ("citizenship", "CountryOfExploitation"):
         h = hierarchies[field]
         assert set(countries["alpha2"]) | {""} == set(h.leaves)
