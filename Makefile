@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test browser lint bench clean
+.PHONY: help venv demo test browser lint bench toolkit clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -44,5 +44,8 @@ lint: $(STAMP) ## Check formatting, lint rules and types
 bench: $(STAMP) ## Run the benchmarks against their floors and peers (BENCH="upload sdc dp synth")
 	$(PY) -m bench $(BENCH)
 
+toolkit: $(STAMP) ## Build the partner toolkit's own wheel (ctdhub-contribute) into dist/
+	$(PY) -m pip wheel --no-deps -w dist ./toolkit
+
 clean: ## Remove the environment and local state
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache dist toolkit/build
