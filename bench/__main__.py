@@ -1,5 +1,6 @@
-"""Run the benchmarks: ``python -m bench [upload|sdc|dp|query|synth|anon|differencing ...]``
-(default: all but synth and anon).
+"""Run the benchmarks:
+``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit ...]``
+(default: all but synth, anon, differencing and toolkit).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
@@ -19,6 +20,7 @@ BENCHES = {
     "query": "bench.query_bench",
     "synth": "bench.synth_bench",
     "anon": "bench.anon_check",
+    "toolkit": "bench.toolkit_bench",
     "differencing": "bench.differencing_bench",
 }
 DEFAULT = ("upload", "sdc", "dp", "query")

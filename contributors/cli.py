@@ -23,6 +23,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 import pandas as pd
+import pyarrow
+import pyarrow.csv
 
 from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnavailable, Receipt
 from contributors.formats import FormatError, read_table
@@ -36,10 +38,10 @@ from contributors.normalise import (
     validate_records,
 )
 from contributors.pseudonym import (
+    PSEUDONYM_PATTERN,
     CaseIdMapping,
     PseudonymError,
     PseudonymKeyError,
-    is_pseudonym,
     key_from_env,
     pseudonymise_column,
 )
@@ -185,9 +187,22 @@ class PreparedUpload:
 
     def to_csv(self) -> bytes:
         """Write the accepted records, in the hub's canonical spelling, as UTF-8 CSV."""
-        buffer = io.StringIO()
-        format_records(self.result.records).to_csv(buffer, index=False, lineterminator="\n")
-        return buffer.getvalue().encode("utf-8")
+        formatted = format_records(self.result.records)
+        sink = io.BytesIO()
+        try:
+            # Arrow's writer is an order of magnitude faster than pandas'; canonical values
+            # (codes, numbers, pseudonyms) never need quotes, and one that would is refused by
+            # this quoting style, so the slower writer takes over rather than write it wrong.
+            pyarrow.csv.write_csv(
+                pyarrow.Table.from_pandas(formatted, preserve_index=False),
+                sink,
+                pyarrow.csv.WriteOptions(quoting_style="none"),
+            )
+        except pyarrow.ArrowInvalid:
+            buffer = io.StringIO()
+            formatted.to_csv(buffer, index=False, lineterminator="\n")
+            return buffer.getvalue().encode("utf-8")
+        return sink.getvalue()
 
     def local_rejections(self) -> dict[str, Any] | None:
         """Return the account of the rows refused here, for the hub's receipt (never a value).
@@ -221,14 +236,14 @@ class _Columns:
 
 
 def _take_columns(frame: pd.DataFrame, schema: RecordSchema, drop: Sequence[str]) -> _Columns:
-    """Decide each column's fate; refuse to lose a schema field or an unknown column silently.
+    """Decide each column's fate; refuse to lose an unknown column silently.
 
     Headers are matched to fields by the schema's declared spellings
     (:func:`~contributors.headers.match_headers`). The headers are shown only here, on the
     partner's machine.
 
-    :raises ColumnError: for a ``--drop`` naming no column, two columns for one field, a
-        schema field the identifier screen flags, or columns that match no schema field.
+    :raises ColumnError: for a ``--drop`` naming no column, two columns for one field, or
+        columns that match no schema field.
     """
     labels = [str(label) for label in frame.columns]
     absent = [name for name in drop if name not in labels]
@@ -237,27 +252,24 @@ def _take_columns(frame: pd.DataFrame, schema: RecordSchema, drop: Sequence[str]
             f"--drop names no column of the file: {', '.join(absent)} (columns are matched "
             "exactly as the file's header spells them)"
         )
-    pseudonym_fields = set(schema.by_role("pseudonym"))
-    findings = {
-        finding.column: finding
-        for finding in screen_identifiers(frame.drop(columns=list(drop)), schema)
-    }
+    matches = match_headers(labels, schema).matches
+    # Only the columns that name no field are screened here, to tell an identifier (dropped,
+    # and said) from a column that would be lost; the validation screens the fields' columns.
+    unmatched = [
+        label
+        for label, match in zip(labels, matches, strict=True)
+        if label not in drop and match.field is None
+    ]
+    findings = {finding.column: finding for finding in screen_identifiers(frame[unmatched], schema)}
     columns = _Columns()
     unknown: list[str] = []
-    for label, match in zip(labels, match_headers(labels, schema).matches, strict=True):
+    for label, match in zip(labels, matches, strict=True):
         if label in drop:
             columns.dropped.append((label, "left out with --drop"))
             continue
         target = match.field
         finding = findings.get(label)
-        if finding is not None and target not in pseudonym_fields:
-            if target is not None:
-                raise ColumnError(
-                    f"column {label!r} is the schema field {target}, but the identifier screen "
-                    f"flags it: {finding.kind} in {finding.rows_flagged} row(s) "
-                    f"({finding.reason}); correct those values, or give "
-                    f"--drop {shlex.quote(label)} to send the file without it"
-                )
+        if finding is not None:
             columns.dropped.append((label, f"direct identifier ({finding.kind})"))
             continue
         if target is None:
@@ -368,13 +380,38 @@ def prepare_upload(
                 frame[name] = _pseudonym_column(
                     frame[name], pseudonym_key, name, schema.missing_values
                 )
+    result = validate_records(frame, schema)
+    if mapping is None:
+        _refuse_flagged_fields(result.report.identifier_findings, matched, pseudonym_fields)
     return PreparedUpload(
-        result=validate_records(frame, schema),
+        result=result,
         dropped=tuple(dropped),
         mapping=mapping,
         matched=tuple(matched),
         assigned=assigned,
     )
+
+
+def _refuse_flagged_fields(
+    findings: Sequence[IdentifierFinding],
+    matched: Sequence[tuple[str, str]],
+    pseudonym_fields: Sequence[str],
+) -> None:
+    """Stop when the identifier screen flags a schema field: dropping it would lose the field.
+
+    :raises ColumnError: naming the column as the partner's file spells it.
+    """
+    header_of = {name: header for header, name in matched}
+    for finding in findings:
+        if finding.column in pseudonym_fields:
+            continue  # its rows are rejected by validation, with the rule named
+        label = header_of.get(finding.column, finding.column)
+        raise ColumnError(
+            f"column {label!r} is the schema field {finding.column}, but the identifier screen "
+            f"flags it: {finding.kind} in {finding.rows_flagged} row(s) ({finding.reason}); "
+            f"correct those values, or give --drop {shlex.quote(label)} to send the file "
+            "without it"
+        )
 
 
 def _assign_case_ids(
@@ -411,7 +448,7 @@ def _pseudonym_column(
     """
     text = values.fillna("").astype(str).str.strip()
     present = text[~text.isin(["", *missing])]
-    made_here = present.map(is_pseudonym)
+    made_here = present.str.fullmatch(PSEUDONYM_PATTERN.pattern).astype(bool)
     if key is None:
         if not bool(made_here.all()):
             raise _Stop(

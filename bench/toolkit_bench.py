@@ -1,0 +1,201 @@
+"""The partner toolkit's ``prepare`` + ``upload`` of the whole CTDC file, against the hub's own
+ingest of the same file.
+
+Run: ``python -m bench.toolkit_bench [--repeat N]`` (``make bench BENCH=toolkit``). A hub is
+served by waitress in its own process on a fresh SQLite database. The floor is the hub's own
+ingest of the file the toolkit sends (the CTDC file with its case ids pseudonymised, since the hub
+refuses raw case ids): one HTTP POST, timed to the receipt. The toolkit is the real command,
+``ctdhub-contribute upload`` on the raw CTDC file, in its own process, timed from start to exit:
+interpreter start, reading, header matching, identifier screen, pseudonymisation, validation,
+CSV, token, upload and the hub's ingest. Client peak memory is that process's high-water mark
+(``ru_maxrss`` of the waited child). Targets: within 2x of the floor, under 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+
+from bench.upload_bench import CTDC_FILE, ROOT, _free_port
+
+ROWS = 97_750
+KEY_VARIABLE = "BENCH_PARTNER_PSEUDONYM_KEY"
+KEY = "bench-partner-pseudonym-key-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Hub:
+    """A hub served in its own process, with one partner's credentials and a token."""
+
+    url: str
+    client_id: str
+    secret: str
+    token: str
+
+    def withdraw_all(self) -> None:
+        """Withdraw every live upload, so the same body is a new upload next round."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        listed = requests.get(f"{self.url}/v1/uploads", headers=headers, timeout=30).json()
+        for receipt in listed["uploads"]:
+            if receipt["status"] != "withdrawn":
+                requests.delete(
+                    f"{self.url}/v1/uploads/{receipt['id']}", headers=headers, timeout=30
+                ).raise_for_status()
+
+
+@contextmanager
+def served_hub() -> Iterator[Hub]:
+    """Serve a fresh hub (SQLite) in its own process; stop it afterwards."""
+    from hub import create_app, migrate
+    from hub.actors import OPERATOR
+    from hub.crypto import Keyring
+    from hub.db import session_factory
+    from hub.services import principals
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.sqlite3"
+        keyring = Keyring.generate().to_json()
+        migrate.upgrade(url)
+        app = create_app({"DATABASE_URL": url, "KEYRING": keyring})
+        with session_factory(app)() as session:
+            org = principals.create_organisation(session, OPERATOR, "Bench Partner")
+            person = principals.create_principal(session, OPERATOR, org.id, "bench", ["partner"])
+            client, secret = principals.create_client(session, OPERATOR, person.id)
+            client_id = client.client_id
+        app.extensions["ctdhub.engine"].dispose()
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "CTDHUB_DATABASE_URL": url, "CTDHUB_KEYRING": keyring}
+        server = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{base}/health", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            token = requests.post(
+                f"{base}/oauth/token",
+                data={"grant_type": "client_credentials", "scope": "records:write records:read"},
+                auth=(client_id, secret),
+                timeout=30,
+            ).json()["access_token"]
+            yield Hub(base, client_id, secret, token)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def prepared_body() -> bytes:
+    """Return what the toolkit sends for the CTDC file (made here, outside the timings)."""
+    from contributors.cli import prepare_upload
+
+    prepared = prepare_upload(
+        CTDC_FILE.read_bytes(),
+        filename=CTDC_FILE.name,
+        htcds=False,
+        pseudonym_key=KEY.encode(),
+    )
+    assert prepared.report.rows_accepted == ROWS, prepared.report.as_dict()
+    return prepared.to_csv()
+
+
+def floor_seconds(hub: Hub, body: bytes, repeat: int) -> list[float]:
+    """Time the hub's own ingest of ``body``: one POST, to the receipt."""
+    times = []
+    for _ in range(repeat):
+        hub.withdraw_all()
+        start = time.perf_counter()
+        response = requests.post(
+            f"{hub.url}/v1/uploads",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {hub.token}",
+                "Content-Type": "text/csv",
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+            timeout=600,
+        )
+        times.append(time.perf_counter() - start)
+        if response.status_code != 201:
+            raise RuntimeError(f"upload answered {response.status_code}: {response.text[:500]}")
+    return times
+
+
+def toolkit_seconds(hub: Hub, repeat: int) -> tuple[list[float], float]:
+    """Time ``ctdhub-contribute upload`` of the raw CTDC file; return times and peak MiB."""
+    env = {
+        **os.environ,
+        KEY_VARIABLE: KEY,
+        "CTDC_PARTNER_CLIENT_SECRET": hub.secret,
+        "CTDC_PARTNER_HUB_URL": hub.url,
+        "CTDC_PARTNER_CLIENT_ID": hub.client_id,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "contributors.cli",
+        "upload",
+        str(CTDC_FILE),
+        "--pseudonym-key-env",
+        KEY_VARIABLE,
+    ]
+    times = []
+    for _ in range(repeat):
+        hub.withdraw_all()
+        start = time.perf_counter()
+        done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+            command, env=env, cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0 or f"{ROWS} accepted" not in done.stdout:
+            raise RuntimeError(f"the toolkit failed ({done.returncode}): {done.stderr[-2000:]}")
+    # ru_maxrss of children is in KiB on Linux: the largest of the waited children, which are
+    # the toolkit runs alone (the hub is still running).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return times, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the times, the ratio to the floor and client peak memory."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    body = prepared_body()
+    with served_hub() as hub:
+        floor = statistics.median(floor_seconds(hub, body, args.repeat))
+        toolkit_times, peak = toolkit_seconds(hub, args.repeat)
+    toolkit = statistics.median(toolkit_times)
+    print(f"toolkit prepare + upload of the CTDC file ({ROWS:,} records), median of {args.repeat}")
+    print(f"  floor: the hub's own ingest (one POST) {floor:6.2f} s  {ROWS / floor:>9,.0f} rec/s")
+    print(
+        f"  toolkit: ctdhub-contribute upload      {toolkit:6.2f} s  {ROWS / toolkit:>9,.0f} rec/s"
+    )
+    print(f"  ratio toolkit / floor: {toolkit / floor:.2f}x   (target <= 2x)")
+    print(f"  client peak memory: {peak:.0f} MiB   (target < 500 MB = {500e6 / 2**20:.0f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
