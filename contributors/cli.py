@@ -91,6 +91,7 @@ RETRIES_ENV = ENV_PREFIX + "RETRIES"
 # The name the toolkit documented before it had its own prefix (it broke the hub's commands).
 _OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
+_CSV_SLICE_ROWS = 20_000
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -187,20 +188,29 @@ class PreparedUpload:
 
     def to_csv(self) -> bytes:
         """Write the accepted records, in the hub's canonical spelling, as UTF-8 CSV."""
-        formatted = format_records(self.result.records)
+        records = self.result.records
         sink = io.BytesIO()
         try:
             # Arrow's writer is an order of magnitude faster than pandas'; canonical values
             # (codes, numbers, pseudonyms) never need quotes, and one that would is refused by
             # this quoting style, so the slower writer takes over rather than write it wrong.
-            pyarrow.csv.write_csv(
-                pyarrow.Table.from_pandas(formatted, preserve_index=False),
-                sink,
-                pyarrow.csv.WriteOptions(quoting_style="none"),
-            )
+            # Rows are spelled out a slice at a time, to keep the partner's memory low.
+            writer: pyarrow.csv.CSVWriter | None = None
+            for start in range(0, len(records), _CSV_SLICE_ROWS):
+                table = pyarrow.Table.from_pandas(
+                    format_records(records.iloc[start : start + _CSV_SLICE_ROWS]),
+                    preserve_index=False,
+                )
+                if writer is None:
+                    options = pyarrow.csv.WriteOptions(quoting_style="none")
+                    writer = pyarrow.csv.CSVWriter(sink, table.schema, write_options=options)
+                writer.write_table(table)
+            if writer is None:
+                raise pyarrow.ArrowInvalid("no row to write")  # the header alone: pandas' job
+            writer.close()
         except pyarrow.ArrowInvalid:
             buffer = io.StringIO()
-            formatted.to_csv(buffer, index=False, lineterminator="\n")
+            format_records(records).to_csv(buffer, index=False, lineterminator="\n")
             return buffer.getvalue().encode("utf-8")
         return sink.getvalue()
 
