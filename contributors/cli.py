@@ -92,6 +92,7 @@ RETRIES_ENV = ENV_PREFIX + "RETRIES"
 _OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
 _CSV_SLICE_ROWS = 20_000
+_LOCAL_REASONS_SENT = 100
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -223,16 +224,17 @@ class PreparedUpload:
         report = self.report
         if not report.rows_rejected:
             return None
-        tally = Counter((error.field, error.reason) for error in report.errors)
+        tally = Counter((error.field, error.reason[:300]) for error in report.errors)
+        # The most frequent reasons fit in the request header; the rest are counted only.
+        kept = tally.most_common(_LOCAL_REASONS_SENT)
         return {
             "file_rows_total": report.rows_total,
             "rows_rejected": report.rows_rejected,
             "error_count": report.error_count,
             "reasons": [
-                {"field": name, "reason": reason, "cells": cells}
-                for (name, reason), cells in tally.most_common()
+                {"field": name, "reason": reason, "cells": cells} for (name, reason), cells in kept
             ],
-            "cells_not_tallied": report.errors_not_listed,
+            "cells_not_tallied": report.error_count - sum(cells for _, cells in kept),
         }
 
 

@@ -16,7 +16,16 @@ import requests
 from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
-from contributors.cli import CLIENT_ID_ENV, CLIENT_SECRET_ENV, ENV_PREFIX, HUB_URL_ENV, cli
+from contributors.cli import (
+    CLIENT_ID_ENV,
+    CLIENT_SECRET_ENV,
+    ENV_PREFIX,
+    HUB_URL_ENV,
+    cli,
+    prepare_upload,
+)
+from contributors.schema import load_schema
+from hub.services.uploads import parse_local_rejections
 from contributors.pseudonym import MAPPING_COLUMNS, is_pseudonym, pseudonymise
 from hub.settings import ENV_PREFIX as HUB_ENV_PREFIX
 from hub.settings import load_settings
@@ -432,3 +441,26 @@ def unused_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def test_the_local_account_counts_every_bad_cell_and_the_hub_reads_it(
+    ctdc_rows: pd.DataFrame,
+) -> None:
+    # 1,200 bad cells: more than the report lists (1,000), so some are counted, not tallied.
+    rows = pd.concat([ctdc_rows] * 4, ignore_index=True).head(1300)
+    frame = rows.assign(caseNo=[str(n) for n in range(len(rows))])
+    frame.loc[:1199, "gender"] = "Femme"
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    prepared = prepare_upload(
+        buffer.getvalue().encode(), filename="cases.csv", htcds=False, pseudonym_key=KEY.encode()
+    )
+    account = prepared.local_rejections()
+    assert account is not None
+    assert (account["file_rows_total"], account["rows_rejected"]) == (1300, 1200)
+    assert account["error_count"] == 1200
+    tallied = sum(reason["cells"] for reason in account["reasons"])
+    assert tallied + account["cells_not_tallied"] == 1200 and tallied == 1000
+    assert "Femme" not in json.dumps(account)
+    parsed = parse_local_rejections(json.dumps(account), load_schema())
+    assert parsed is not None and parsed.rows_rejected == 1200
