@@ -24,9 +24,9 @@ from contributors.cli import (
     cli,
     prepare_upload,
 )
+from contributors.pseudonym import MAPPING_COLUMNS, is_pseudonym, pseudonymise
 from contributors.schema import load_schema
 from hub.services.uploads import parse_local_rejections
-from contributors.pseudonym import MAPPING_COLUMNS, is_pseudonym, pseudonymise
 from hub.settings import ENV_PREFIX as HUB_ENV_PREFIX
 from hub.settings import load_settings
 from tests.conftest import LiveHub, Partner
