@@ -30,7 +30,9 @@ def refusal(report: ValidationReport, *, accept_valid: bool) -> str | None:
     "the upload has column(s) that are not in the hub's record schema: nom"
     """
     if report.identifier_findings:
-        columns = sorted({finding.column for finding in report.identifier_findings})
+        # A finding's label names a column by position unless it is a schema field: a header
+        # that names no field may itself be a value.
+        columns = sorted({finding.label for finding in report.identifier_findings})
         return (
             "the upload looks like it holds direct identifiers in column(s) "
             + ", ".join(columns)
