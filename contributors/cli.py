@@ -826,15 +826,18 @@ def upload(
     # The mapping is kept before sending: the hub may store the upload even if its answer is
     # lost, and the same file prepared again reuses these ids (a replay, not a second upload).
     _save_case_ids(case_ids, assign_case_ids)
+    body, local_rejections = prepared.to_csv(), prepared.local_rejections()
+    # The typed records are no longer needed: their memory serves the upload instead.
+    del prepared
     with client:
         # No file name is sent: a partner's file names can hold a person's name.
         receipt = client.upload(
-            prepared.to_csv(),
+            body,
             media_type=CSV,
             accept_valid=accept_valid,
             idempotency_key=idempotency_key,
             progress=True,
-            local_rejections=prepared.local_rejections(),
+            local_rejections=local_rejections,
         )
     _print_receipt(receipt)
 
