@@ -1,12 +1,12 @@
 """Make the sample files in ``examples/``: small, synthetic, reproducible (fixed seed).
 
 Nothing here comes from real case records. ``ctdc_cases.csv`` draws every field at random from
-the hub's record schema (``config/record_schema.json``), with case ids already pseudonymised as
-the toolkit's ``prepare`` writes them, so it is a CTDC-format file the hub accepts whole.
-``htcds_export.csv`` is a case-management export in HTCDS field names, with the made-up names
-and birth dates a real export carries, for ``ctdhub-contribute prepare --htcds`` to map, screen
-and pseudonymise. Run ``.venv/bin/python examples/make_examples.py`` to remake them; a test
-checks the committed files are exactly what it makes.
+the hub's record schema (``contributors/resources/record_schema.json``), with case ids already
+pseudonymised as the toolkit's ``prepare`` writes them, so it is a CTDC-format file the hub
+accepts whole. ``htcds_export.csv`` is a case-management export in HTCDS field names, with the
+made-up names and birth dates a real export carries, for ``ctdhub-contribute prepare --htcds``
+to map, screen and pseudonymise. Run ``.venv/bin/python examples/make_examples.py`` to remake
+them; a test checks the committed files are exactly what it makes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contributors.schema import SCHEMA_PATH
 from disclosure_control.dp.accounting import PrivacySpend
 from disclosure_control.sdc import (
     TablePolicy,
@@ -68,7 +69,7 @@ def by_check(results: list[Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ctdc_sample() -> pd.DataFrame:
     """Every eighth CTDC record, with the record schema's derived attributes."""
-    schema = yaml.safe_load((ROOT / "config" / "record_schema.json").read_text("utf-8"))
+    schema = yaml.safe_load(SCHEMA_PATH.read_text("utf-8"))
     frame = pd.read_csv(CTDC, dtype="string", keep_default_na=False).iloc[::8].copy()
     return with_derived_attributes(frame, schema)
 
