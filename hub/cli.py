@@ -277,8 +277,7 @@ def release_synthetic(
             if (row.error or "").startswith("files-not-written"):
                 # The candidate is recorded as failed and its charge stands (records measured).
                 raise click.ClickException(
-                    f"job {job.id} failed: the candidate's files could not be written "
-                    f"({row.error})"
+                    f"job {job.id} failed: the candidate's files could not be written ({row.error})"
                 )
             raise click.ClickException(f"job {job.id} {row.state}: {row.error}")
         candidate = session.get_one(ReleaseCandidate, row.result["release_candidate"])
