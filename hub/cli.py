@@ -168,6 +168,7 @@ def keys_rewrap() -> None:
 @with_appcontext
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the hub with waitress."""
+    from hub import jobs
     from hub.serving import make_server
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -177,8 +178,14 @@ def serve(host: str, port: int, threads: int) -> None:
         raise click.ClickException(
             f"cannot serve on {host}:{port} ({error.strerror}); choose a free port with --port"
         ) from None
+    # QUEUE_CONSUMER=in-process: this server runs queued jobs itself (demo, single machine).
+    consumer = jobs.start_in_process(app)
     click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it")
-    server.run()  # waitress ends its loop and closes its sockets on Ctrl-C (SIGINT)
+    try:
+        server.run()  # waitress ends its loop and closes its sockets on Ctrl-C (SIGINT)
+    finally:
+        if consumer is not None:
+            consumer.stop()
     click.echo("ctdhub stopped")
 
 

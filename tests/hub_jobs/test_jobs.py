@@ -78,7 +78,10 @@ def test_a_build_requested_over_the_api_is_run_by_a_consumer(
     assert client.get(location, headers=headers).get_json()["state"] == "queued"
     assert spent(db_session) == 0
 
-    consumer = jobs.InProcessConsumer(app).start()
+    assert jobs.start_in_process(app) is None  # the default: separate `ctdhub worker`s
+    app.config["QUEUE_CONSUMER"] = "in-process"  # what `ctdhub serve` starts on a single machine
+    consumer = jobs.start_in_process(app)
+    assert consumer is not None
     try:
         shown = wait_for(lambda: finished(client, location, headers), "the job to finish")
     finally:
