@@ -494,31 +494,50 @@ def reap(
     failed: list[str] = []
     requeued: list[str] = []
     for job_id in expired:
-        job = session.get(Job, job_id, populate_existing=True, with_for_update=True)
+        job = session.get(Job, job_id, populate_existing=True)
         if job is None or job.state != RUNNING or job.lease_expires_at is None:
             session.rollback()
             continue
-        if job.lease_expires_at >= now:
+        lost = job.worker
+        give_up = job.charged_at is not None or job.attempts >= max_attempts
+        if give_up:
+            why = "charged" if job.charged_at is not None else "out of attempts"
+            values: dict[str, Any] = {
+                "state": FAILED,
+                "finished_at": now,
+                "lease_expires_at": None,
+                "error": f"worker-lost: the worker stopped renewing its lease ({why})",
+            }
+        else:
+            values = {"state": QUEUED, "worker": None, "lease_expires_at": None}
+            values.update(stage=None, done=0, total=0)
+        # Only if nothing changed since it was read: of reapers racing (or a late heartbeat),
+        # one wins and the others leave it.
+        changed = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.state == RUNNING,
+                Job.worker == lost,
+                Job.lease_expires_at < now,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
             continue
-        lost = job.worker
-        if job.charged_at is not None or job.attempts >= max_attempts:
-            why = "charged" if job.charged_at is not None else "out of attempts"
-            job.state, job.finished_at, job.lease_expires_at = FAILED, now, None
-            job.error = f"worker-lost: the worker stopped renewing its lease ({why})"
+        job = session.get_one(Job, job_id, populate_existing=True)
+        if give_up:
             kind = kinds.get(job.kind)
             if kind is not None and kind.abandon is not None:
                 kind.abandon(session, job, actor)
-            tag = "jobs:job:expire"
             failed.append(job_id)
         else:
-            job.state, job.worker, job.lease_expires_at = QUEUED, None, None
-            job.stage, job.done, job.total = None, 0, 0
-            tag = "jobs:job:retry"
             requeued.append(job_id)
         audit.record(
             session,
-            tag,
+            "jobs:job:expire" if give_up else "jobs:job:retry",
             actor=actor,
             request_id=None,
             subject_id=job_id,

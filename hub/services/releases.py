@@ -44,7 +44,7 @@ from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel
 from hub import audit
 from hub.actors import Actor, PrincipalActor, SystemActor, authorize
 from hub.crypto import Keyring
-from hub.domain_errors import InvalidInput, NotFound
+from hub.domain_errors import Conflict, InvalidInput, NotFound
 from hub.models import Job, ReleaseCandidate, utcnow
 from hub.services import jobs, ledger
 from hub.services.snapshot import SnapshotCache, analysis_snapshot
@@ -238,6 +238,8 @@ def build_synthetic(
     final = directory / candidate_id
     try:
         model = synthesizer.fit(training, progress)
+        if progress is not None:
+            progress("draw and evaluate", 0, 1)
         synthetic = model.sample(request.records, request.seed)
         report = evaluate_release(
             training,
@@ -256,6 +258,8 @@ def build_synthetic(
             seed=request.seed,
         )
         model_text = model.to_json()
+        if progress is not None:
+            progress("write files", 0, 1)
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{candidate_id}-", dir=directory))
         try:
@@ -266,10 +270,15 @@ def build_synthetic(
             (staging / "report.html").write_text(report.to_html())
             artefacts = {name: _sha256(staging / name) for name in ARTEFACTS}
             staging.rename(final)
+            if progress is not None:
+                progress("write files", 1, 1)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        row = session.get_one(ReleaseCandidate, candidate_id)
+        row = session.get_one(ReleaseCandidate, candidate_id, populate_existing=True)
+        if row.status != "building":
+            # The job's lease ran out and the reaper failed it meanwhile: it stays failed.
+            raise Conflict(f"release candidate {candidate_id} is {row.status}, not building")
         row.status = "candidate"
         row.finished_at = utcnow()
         row.spend = model.spend.to_dict()

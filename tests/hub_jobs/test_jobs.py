@@ -255,3 +255,56 @@ def test_a_worker_killed_mid_build_leaves_the_job_failed_and_the_ledger_charged_
     assert tags_of(db_session, job_id)[-1] == "jobs:job:expire"
     ledger_row = db_session.get_one(PrivacyLedger, ledger.DATASET)
     assert ledger_row.charges == 1
+
+
+def test_a_job_the_queue_refuses_is_recorded_failed_and_answered_503(
+    app: APIFlask,
+    client: FlaskClient,
+    make_client: MakeClient,
+    bearer: Bearer,
+    db_session: Session,
+) -> None:
+    app.config["QUEUE_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    cid, secret, _ = make_client("Board", ["board"])
+    body = {"records": 10, "rho": 0.01, "columns": COLUMNS}
+    response = client.post("/v1/releases/synthetic", json=body, headers=bearer(cid, secret))
+    assert response.status_code == 503 and response.mimetype == PROBLEM_JSON
+    job = db_session.execute(select(Job)).scalar_one()
+    assert job.state == "failed" and job.error is not None
+    assert job.error.startswith("queue-unavailable")
+    assert spent(db_session) == 0
+    assert tags_of(db_session, job.id) == ["jobs:job:enqueue", "jobs:job:fail"]
+
+
+def test_a_lost_job_out_of_attempts_is_failed_not_retried(
+    app: APIFlask, db_session: Session
+) -> None:
+    request = releases.SyntheticRequest(records=10, rho=0.01, columns=tuple(COLUMNS))
+    job = releases.submit_synthetic(db_session, OPERATOR, request, queue=None)
+    claimed = service.claim(db_session, job.id, "lost-worker", timedelta(seconds=5))
+    assert claimed is not None and claimed.lease_expires_at is not None
+    later = claimed.lease_expires_at + timedelta(seconds=1)
+    reaped = service.reap(db_session, service.JOB_REAPER, jobs.KINDS, max_attempts=1, now=later)
+    assert reaped == ([job.id], [])
+    row = job_row(db_session, job.id)
+    assert row.state == "failed" and row.error is not None and "out of attempts" in row.error
+    # A second reaper finds nothing left to do.
+    assert service.reap(db_session, service.JOB_REAPER, jobs.KINDS, max_attempts=1, now=later) == (
+        [],
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("QUEUE_URL", "amqp://host/", "QUEUE_URL must be"),
+        ("QUEUE_CONSUMER", "thread", "QUEUE_CONSUMER must be"),
+        ("JOB_LEASE_SECONDS", "0", "JOB_LEASE_SECONDS"),
+    ],
+)
+def test_job_settings_are_checked_at_start(setting: str, value: str, message: str) -> None:
+    from hub.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ={f"CTDHUB_{setting}": value})
