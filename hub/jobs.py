@@ -4,8 +4,9 @@ Huey carries only job ids (one task, ``ctdhub.run_job``); each job's state and p
 rows of the hub's database (:mod:`hub.services.jobs`). The queue's storage is chosen by the
 ``QUEUE_URL`` setting: empty means SqliteHuey on a file in the instance folder (the demo and a
 single machine), ``sqlite:///path`` another file, ``redis://...`` RedisHuey (production: several
-workers on several machines). Huey is created on first use, so an app that queues nothing
-touches no queue file.
+workers on several machines). Huey pickles messages, so with ``QUEUE_SECRET`` set (required
+with Redis) each is signed and checked before a worker unpickles it. Huey is created on first
+use, so an app that queues nothing touches no queue file.
 
 The consumer runs as ``ctdhub worker`` or, with ``QUEUE_CONSUMER=in-process``, inside
 ``ctdhub serve`` (:func:`start_in_process`). Either way a reaper thread runs beside it: at start
@@ -23,6 +24,7 @@ from typing import Any
 from flask import Flask
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
+from huey.serializer import SignedSerializer
 
 from hub.db import session_factory
 from hub.services import jobs as service
@@ -57,14 +59,17 @@ def make_huey(app: Flask) -> Huey:
     """Create the Huey instance ``QUEUE_URL`` names (messages only: no results are stored)."""
     url: str = app.config["QUEUE_URL"]
     name: str = app.config["QUEUE_NAME"]
+    secret: str = app.config["QUEUE_SECRET"]
+    # Huey pickles messages: signed ones are checked before a worker unpickles them.
+    serializer = SignedSerializer(secret=secret, salt="ctdhub-queue") if secret else None
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisHuey(name, results=False, url=url)
+        return RedisHuey(name, results=False, serializer=serializer, url=url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
     else:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         path = Path(app.instance_path) / "queue.sqlite3"
-    return SqliteHuey(name, results=False, filename=str(path))
+    return SqliteHuey(name, results=False, serializer=serializer, filename=str(path))
 
 
 def queue(app: Flask) -> HueyQueue:

@@ -39,6 +39,7 @@ def hub_overrides(
         "DATABASE_URL": database_url,
         "KEYRING": test_keyring.to_json(),
         "QUEUE_URL": queue_url,
+        "QUEUE_SECRET": "test-queue-secret-" + "s" * 32,
         # A queue of its own, so parallel test sessions sharing Redis never take each other's.
         "QUEUE_NAME": f"ctdhub-test-{uuid.uuid4().hex[:12]}",
         "JOB_LEASE_SECONDS": LEASE_SECONDS,

@@ -301,6 +301,7 @@ def test_a_lost_job_out_of_attempts_is_failed_not_retried(
         ("QUEUE_URL", "amqp://host/", "QUEUE_URL must be"),
         ("QUEUE_CONSUMER", "thread", "QUEUE_CONSUMER must be"),
         ("JOB_LEASE_SECONDS", "0", "JOB_LEASE_SECONDS"),
+        ("QUEUE_URL", "redis://127.0.0.1:6379/0", "QUEUE_SECRET .* is required"),
     ],
 )
 def test_job_settings_are_checked_at_start(setting: str, value: str, message: str) -> None:
@@ -308,3 +309,18 @@ def test_job_settings_are_checked_at_start(setting: str, value: str, message: st
 
     with pytest.raises(SettingsError, match=message):
         load_settings(environ={f"CTDHUB_{setting}": value})
+
+
+@pytest.mark.parametrize("queue_url", ["sqlite", "redis"], indirect=True)
+def test_a_queue_message_not_signed_with_the_hub_secret_is_refused(
+    app: APIFlask, queue_url: str
+) -> None:
+    from huey.serializer import SignedSerializer
+
+    huey = jobs.queue(app).huey
+    assert isinstance(huey.serializer, SignedSerializer)
+    signed = huey.serializer.serialize({"job": "id"})
+    assert huey.serializer.deserialize(signed) == {"job": "id"}
+    forged = SignedSerializer(secret="someone else's secret", salt="ctdhub-queue")
+    with pytest.raises(ValueError, match="mismatch"):
+        huey.serializer.deserialize(forged.serialize({"job": "id"}))
