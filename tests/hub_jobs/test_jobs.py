@@ -208,6 +208,7 @@ def _worker(overrides: dict[str, Any]) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.parametrize("queue_url", ["sqlite", "redis"], indirect=True)
 def test_a_worker_killed_mid_build_leaves_the_job_failed_and_the_ledger_charged_once(
     app: APIFlask,
     client: FlaskClient,
