@@ -277,7 +277,19 @@ def release_synthetic(
     if queue:
         click.echo(f"queued job {job.id}; follow it at /v1/jobs/{job.id}")
         return
-    state = jobs.run_job(app, job.id)
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="step", disable=None)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.set_description(stage)
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        state = jobs.run_job(app, job.id, observe=progress)
+    finally:
+        bar.close()
     with session_factory()() as session:
         row = session.get_one(Job, job.id)
         if state != job_service.SUCCEEDED or row.result is None:

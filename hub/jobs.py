@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,19 @@ def environment(app: Flask) -> service.JobEnvironment:
     )
 
 
-def run_job(app: Flask, job_id: str) -> str | None:
+def run_job(
+    app: Flask, job_id: str, observe: Callable[[str, int, int], None] | None = None
+) -> str | None:
     """Run one job in this process (what a worker does with a queued id); see service.run."""
     with app.app_context():
-        return service.run(session_factory(app), job_id, KINDS, environment(app), lease=lease(app))
+        return service.run(
+            session_factory(app),
+            job_id,
+            KINDS,
+            environment(app),
+            lease=lease(app),
+            observe=observe,
+        )
 
 
 def reap(app: Flask) -> tuple[list[str], list[str]]:

@@ -421,8 +421,11 @@ def run(
     *,
     lease: timedelta,
     worker: str | None = None,
+    observe: Callable[[str, int, int], None] | None = None,
 ) -> str | None:
     """Claim and run one job; return its final state, or ``None`` if it was not queued.
+
+    :param observe: also told every progress step (the command line's progress bar).
 
     The work's errors end the job ``failed`` (a domain error's problem slug, or the error's
     type) and are not raised: the job row is where they are reported.
@@ -438,13 +441,19 @@ def run(
             _end(session, job_id, worker, FAILED, actor, error=f"unknown-kind: {job.kind}")
             return FAILED
         with _Heartbeat(sessions, job_id, worker, lease) as heartbeat:
+
+            def progress(stage: str, done: int, total: int) -> None:
+                heartbeat.progress(stage, done, total)
+                if observe is not None:
+                    observe(stage, done, total)
+
             job_run = JobRun(
                 job_id=job_id,
                 actor=actor,
                 parameters=dict(job.parameters),
                 request_id=job.request_id,
                 environment=environment,
-                progress=heartbeat.progress,
+                progress=progress,
             )
             try:
                 result = kind.work(session, job_run)
