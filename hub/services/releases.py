@@ -380,7 +380,7 @@ def _run_synthetic_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
     return {"release_candidate": row.id}
 
 
-def _abandon_synthetic_build(session: Session, job: Job, actor: SystemActor) -> None:
+def _abandon_synthetic_build(session: Session, job: Job, reaper: SystemActor) -> None:
     """Fail the candidate a lost worker left ``building``; its charge stands."""
     candidate_id = (job.result or {}).get("release_candidate")
     if candidate_id is None:
@@ -392,7 +392,7 @@ def _abandon_synthetic_build(session: Session, job: Job, actor: SystemActor) -> 
     audit.record(
         session,
         "releases:synthetic:fail",
-        actor=actor,
+        actor=reaper,
         request_id=None,
         subject_id=candidate_id,
         details={"error": "WorkerLost", "job_id": job.id},
