@@ -130,6 +130,15 @@ class JobKind:
 # --- submitting and reading -------------------------------------------------------------------
 
 
+def _refuse_no_actor(actor: object) -> None:
+    """Refuse at once when no actor is given: a job's scope comes from its kind, read later."""
+    if not isinstance(actor, PrincipalActor | SystemActor):
+        raise NotAuthorized(
+            "no actor was given: a job is started, read or reaped only for a principal or a "
+            "named system actor passed on purpose"
+        )
+
+
 def _actor_columns(actor: Actor) -> dict[str, Any]:
     if isinstance(actor, PrincipalActor):
         return {"principal_id": actor.id, "actor_name": None, "scopes": " ".join(actor.scopes)}
@@ -148,6 +157,7 @@ def create(
 
     :raises hub.domain_errors.NotAuthorized: if ``actor`` may not start a job of this kind.
     """
+    _refuse_no_actor(actor)
     authorize(actor, kind.start_scope)
     job = Job(
         kind=kind.name,
@@ -187,6 +197,7 @@ def submit(
     :raises hub.domain_errors.ServiceUnavailable: if the queue refused it; the job is then
         recorded ``failed`` with reason ``queue-unavailable``.
     """
+    _refuse_no_actor(actor)
     job = create(session, actor, kind, parameters, request_id=request_id)
     try:
         queue.enqueue(job.id)
@@ -208,6 +219,7 @@ def get(session: Session, actor: Actor, job_id: str, kinds: Mapping[str, JobKind
 
     :raises hub.domain_errors.NotFound: if there is no such job visible to ``actor``.
     """
+    _refuse_no_actor(actor)
     job = session.get(Job, job_id)
     if job is None or job.kind not in kinds:
         raise NotFound(f"no job {job_id!r}")
@@ -493,6 +505,7 @@ def reap(
     :param now: the time the leases are compared with; the current time by default.
     :returns: the ids failed and the ids to queue again (after this commit).
     """
+    _refuse_no_actor(actor)
     now = now or utcnow()
     expired = list(
         session.execute(
