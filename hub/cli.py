@@ -15,7 +15,7 @@ from hub.actors import OPERATOR
 from hub.cli_admin import admin
 from hub.db import session_factory
 from hub.errors import HubError
-from hub.models import ReleaseCandidate
+from hub.models import Job, ReleaseCandidate
 
 
 def load_hub() -> APIFlask:
@@ -168,6 +168,7 @@ def keys_rewrap() -> None:
 @with_appcontext
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the hub with waitress."""
+    from hub import jobs
     from hub.serving import make_server
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -177,8 +178,14 @@ def serve(host: str, port: int, threads: int) -> None:
         raise click.ClickException(
             f"cannot serve on {host}:{port} ({error.strerror}); choose a free port with --port"
         ) from None
+    # QUEUE_CONSUMER=in-process: this server runs queued jobs itself (demo, single machine).
+    consumer = jobs.start_in_process(app)
     click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it")
-    server.run()  # waitress ends its loop and closes its sockets on Ctrl-C (SIGINT)
+    try:
+        server.run()  # waitress ends its loop and closes its sockets on Ctrl-C (SIGINT)
+    finally:
+        if consumer is not None:
+            consumer.stop()
     click.echo("ctdhub stopped")
 
 
@@ -234,6 +241,7 @@ def _candidate_line(row: ReleaseCandidate) -> str:
 @click.option(
     "--column", "columns", multiple=True, help="A column to synthesise (repeat); all by default."
 )
+@click.option("--queue", is_flag=True, help="Only queue the build for a `ctdhub worker`.")
 @with_appcontext
 def release_synthetic(
     records: int,
@@ -243,44 +251,57 @@ def release_synthetic(
     seed: int,
     holdout: float,
     columns: tuple[str, ...],
+    queue: bool,
 ) -> None:
-    """Build a DP synthetic release candidate, charged to the dataset's privacy ledger."""
-    from tqdm import tqdm
+    """Build a DP synthetic release candidate, charged to the dataset's privacy ledger.
 
-    from hub.services import ledger, releases
+    The build is a job: by default this command runs it here and waits; with --queue it only
+    queues it for a `ctdhub worker` and prints the job's id.
+    """
+    from hub import jobs
+    from hub.services import jobs as job_service
+    from hub.services import releases
 
     request = releases.SyntheticRequest(
         records=records, epsilon=epsilon, rho=rho, delta=delta, seed=seed, holdout=holdout,
         columns=columns,
     )  # fmt: skip
-    bar = tqdm(total=0, unit="measurement", disable=None)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        with session_factory()() as session:
+            job = releases.submit_synthetic(
+                session, OPERATOR, request, queue=jobs.queue(app) if queue else None
+            )
+    except HubError as error:
+        raise click.ClickException(str(error)) from None
+    if queue:
+        click.echo(f"queued job {job.id}; follow it at /v1/jobs/{job.id}")
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="step", disable=None)
 
     def progress(stage: str, done: int, total: int) -> None:
+        bar.set_description(stage)
         bar.total = total
         bar.update(done - bar.n)
 
     try:
-        with session_factory()() as session:
-            row = releases.build_synthetic(
-                session,
-                OPERATOR,
-                request,
-                keyring=crypto.keyring(current_app),
-                snapshots=current_app.extensions["ctdhub.snapshots"],
-                policy=ledger.BudgetPolicy.from_settings(current_app.config),
-                directory=releases_directory(),
-                progress=progress,
-            )
-            line = _candidate_line(row)
-    except HubError as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        # The candidate is recorded as failed and its charge stands (the records were measured).
-        raise click.ClickException(f"the candidate's files could not be written: {error}") from None
+        state = jobs.run_job(app, job.id, observe=progress)
     finally:
         bar.close()
-    click.echo(line)
-    click.echo(f"files in {releases_directory() / row.id}")
+    with session_factory()() as session:
+        row = session.get_one(Job, job.id)
+        if state != job_service.SUCCEEDED or row.result is None:
+            if (row.error or "").startswith("files-not-written"):
+                # The candidate is recorded as failed and its charge stands (records measured).
+                raise click.ClickException(
+                    f"job {job.id} failed: the candidate's files could not be written ({row.error})"
+                )
+            raise click.ClickException(f"job {job.id} {row.state}: {row.error}")
+        candidate = session.get_one(ReleaseCandidate, row.result["release_candidate"])
+        click.echo(_candidate_line(candidate))
+    click.echo(f"files in {releases_directory() / candidate.id}")
 
 
 @release.command("list")
@@ -314,6 +335,22 @@ def release_redraw(candidate_id: str, out: Path) -> None:
 def releases_directory() -> Path:
     """Return where release candidates' files are kept (the RELEASE_DIRECTORY setting)."""
     return Path(current_app.instance_path) / str(current_app.config["RELEASE_DIRECTORY"])
+
+
+@main.command("worker")
+@click.option("--workers", default=1, show_default=True, type=int, help="Jobs run at once.")
+@with_appcontext
+def worker(workers: int) -> None:
+    """Run queued jobs (Huey's consumer), reaping jobs whose worker died, until stopped."""
+    from hub import jobs
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    reaper = jobs.Reaper(app).start()
+    click.echo(f"ctdhub worker: {workers} thread(s) on queue {app.config['QUEUE_NAME']!r}")
+    try:
+        jobs.consumer(app, workers).run()
+    finally:
+        reaper.stop()
 
 
 main.add_command(admin)

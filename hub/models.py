@@ -286,3 +286,41 @@ class ReleaseCandidate(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     artefacts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(String(200))
+
+
+class Job(Base):
+    """Long work run by a queue worker, with its state and progress for ``/v1/jobs/{id}``.
+
+    The queue (Huey) carries only the job's id; everything an app server answers with lives
+    here. A running job holds a lease its worker renews; a job whose lease ran out was cut off
+    (its worker died) and is failed or retried by the reaper. ``charged_at`` is set in the same
+    transaction as a privacy charge, so a job that charged the ledger is never run twice.
+    """
+
+    __tablename__ = "job"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(64))
+    # queued -> running -> succeeded | failed; running -> queued again only if nothing charged.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Who asked: a principal (with the scopes it acted under) or a named system actor.
+    principal_id: Mapped[str | None] = mapped_column(ForeignKey("principal.id"), index=True)
+    actor_name: Mapped[str | None] = mapped_column(String(100))
+    scopes: Mapped[str] = mapped_column(String(500))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    charged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the job made: e.g. {"release_candidate": id}. Ids only, never a record value.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Why it failed, as a reason code and the error's type: a message could quote a value.
+    error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

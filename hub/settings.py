@@ -107,6 +107,21 @@ def _validate(values: Mapping[str, Any]) -> None:
         )
     if values["LOG_LEVEL"].upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    if values["QUEUE_URL"] and not values["QUEUE_URL"].startswith(
+        ("sqlite:///", "redis://", "rediss://", "unix://")
+    ):
+        raise SettingsError("QUEUE_URL must be empty, sqlite:///path or redis://host:port/db")
+    if values["QUEUE_URL"].startswith(("redis://", "rediss://", "unix://")) and (
+        len(values["QUEUE_SECRET"]) < 32
+    ):
+        raise SettingsError(
+            "QUEUE_SECRET (32 characters or more) is required with a Redis queue: messages are "
+            "signed so that whoever can write to Redis cannot run code in the workers"
+        )
+    if values["QUEUE_CONSUMER"] not in {"worker", "in-process"}:
+        raise SettingsError("QUEUE_CONSUMER must be 'worker' or 'in-process'")
+    if values["JOB_LEASE_SECONDS"] < 1 or values["JOB_MAX_ATTEMPTS"] < 1:
+        raise SettingsError("JOB_LEASE_SECONDS and JOB_MAX_ATTEMPTS must be at least 1")
     _validate_privacy_budget(values)
 
 

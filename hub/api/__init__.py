@@ -19,8 +19,9 @@ def current_actor() -> PrincipalActor:
 
 def register_api(app: APIFlask) -> None:
     """Register every API blueprint on ``app``."""
-    from hub.api import meta, queries, uploads
+    from hub.api import jobs, meta, queries, uploads
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(queries.bp)
+    app.register_blueprint(jobs.bp)

@@ -42,11 +42,11 @@ from disclosure_control.dp import PrivacySpend
 from disclosure_control.evaluate import evaluate_release
 from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel, rho_for_epsilon
 from hub import audit
-from hub.actors import Actor, PrincipalActor, authorize
+from hub.actors import Actor, PrincipalActor, SystemActor, authorize
 from hub.crypto import Keyring
-from hub.domain_errors import InvalidInput, NotFound
-from hub.models import ReleaseCandidate, utcnow
-from hub.services import ledger
+from hub.domain_errors import Conflict, InvalidInput, NotFound
+from hub.models import Job, ReleaseCandidate, utcnow
+from hub.services import jobs, ledger
 from hub.services.snapshot import SnapshotCache, analysis_snapshot
 
 CREATE_SCOPE = "releases:create"
@@ -152,6 +152,7 @@ def build_synthetic(
     directory: Path,
     progress: Progress | None = None,
     request_id: str | None = None,
+    on_charge: Callable[[Session, str], None] | None = None,
 ) -> ReleaseCandidate:
     """Build a DP synthetic release candidate, its files under ``directory/<candidate id>``.
 
@@ -164,6 +165,8 @@ def build_synthetic(
     :param directory: where candidates' files are kept.
     :param progress: called as the synthesizer advances.
     :param request_id: the HTTP request's id for the audit events, if built in a request.
+    :param on_charge: called with the session and the candidate's id inside the charge's
+        transaction (a job marks itself charged there, so it is never run, or charged, twice).
     :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged.
     """
     authorize(actor, CREATE_SCOPE)
@@ -213,6 +216,8 @@ def build_synthetic(
             subject_id=candidate.id,
             details={"dataset": ledger.DATASET, "snapshot_id": snapshot.snapshot_id, "rho": rho},
         )
+        if on_charge is not None:
+            on_charge(session, candidate.id)
         session.commit()
     except ledger.BudgetExceeded:
         session.rollback()
@@ -233,6 +238,8 @@ def build_synthetic(
     final = directory / candidate_id
     try:
         model = synthesizer.fit(training, progress)
+        if progress is not None:
+            progress("draw and evaluate", 0, 1)
         synthetic = model.sample(request.records, request.seed)
         report = evaluate_release(
             training,
@@ -251,6 +258,8 @@ def build_synthetic(
             seed=request.seed,
         )
         model_text = model.to_json()
+        if progress is not None:
+            progress("write files", 0, 1)
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{candidate_id}-", dir=directory))
         try:
@@ -261,10 +270,15 @@ def build_synthetic(
             (staging / "report.html").write_text(report.to_html())
             artefacts = {name: _sha256(staging / name) for name in ARTEFACTS}
             staging.rename(final)
+            if progress is not None:
+                progress("write files", 1, 1)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        row = session.get_one(ReleaseCandidate, candidate_id)
+        row = session.get_one(ReleaseCandidate, candidate_id, populate_existing=True)
+        if row.status != "building":
+            # The job's lease ran out and the reaper failed it meanwhile: it stays failed.
+            raise Conflict(f"release candidate {candidate_id} is {row.status}, not building")
         row.status = "candidate"
         row.finished_at = utcnow()
         row.spend = model.spend.to_dict()
@@ -299,6 +313,100 @@ def build_synthetic(
         )
         session.commit()
         raise
+
+
+# --- as a job ---------------------------------------------------------------------------------
+
+
+def _checked(request: SyntheticRequest) -> float:
+    """Check a request in full (parameters, columns, synthesizer) without touching any data."""
+    rho = request.checked_rho()
+    domain = synthesis_domain(load_schema(), request.columns)
+    try:
+        MarginalSynthesizer(domain, rho, delta=request.delta)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
+    return rho
+
+
+def submit_synthetic(
+    session: Session,
+    actor: Actor,
+    request: SyntheticRequest,
+    *,
+    queue: jobs.JobQueue | None,
+    request_id: str | None = None,
+) -> Job:
+    """Check a synthetic candidate's request and queue its build as a job; return the job.
+
+    Nothing is charged here: the build charges the ledger when a worker starts it.
+
+    :param queue: where the job goes; ``None`` records it for the caller to run itself
+        (:func:`hub.services.jobs.run`, as the command line does).
+    :raises hub.domain_errors.InvalidInput: if the request is invalid (no job is recorded).
+    """
+    authorize(actor, CREATE_SCOPE)
+    _checked(request)
+    parameters = asdict(request)
+    parameters["columns"] = list(request.columns)
+    if queue is None:
+        return jobs.create(session, actor, SYNTHETIC_BUILD, parameters, request_id=request_id)
+    return jobs.submit(
+        session, actor, SYNTHETIC_BUILD, parameters, queue=queue, request_id=request_id
+    )
+
+
+def _run_synthetic_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
+    parameters = dict(run.parameters)
+    parameters["columns"] = tuple(parameters.get("columns") or ())
+    request = SyntheticRequest(**parameters)
+    environment = run.environment
+
+    def charged(charge_session: Session, candidate_id: str) -> None:
+        run.charged(charge_session, {"release_candidate": candidate_id})
+
+    row = build_synthetic(
+        session,
+        run.actor,
+        request,
+        keyring=environment.keyring(),
+        snapshots=environment.snapshots,
+        policy=environment.policy,
+        directory=environment.release_directory,
+        progress=run.progress,
+        request_id=run.request_id,
+        on_charge=charged,
+    )
+    return {"release_candidate": row.id}
+
+
+def _abandon_synthetic_build(session: Session, job: Job, reaper: SystemActor) -> None:
+    """Fail the candidate a lost worker left ``building``; its charge stands."""
+    candidate_id = (job.result or {}).get("release_candidate")
+    if candidate_id is None:
+        return
+    row = session.get(ReleaseCandidate, candidate_id)
+    if row is None or row.status != "building":
+        return
+    row.status, row.finished_at, row.error = "failed", utcnow(), "WorkerLost"
+    audit.record(
+        session,
+        "releases:synthetic:fail",
+        actor=reaper,
+        request_id=None,
+        subject_id=candidate_id,
+        details={"error": "WorkerLost", "job_id": job.id},
+    )
+
+
+#: Building a DP synthetic release candidate, as a job.
+SYNTHETIC_BUILD = jobs.JobKind(
+    name="releases.synthetic",
+    start_scope=CREATE_SCOPE,
+    read_scope=CANDIDATES_READ_SCOPE,
+    work=_run_synthetic_build,
+    abandon=_abandon_synthetic_build,
+)
 
 
 def list_candidates(session: Session, actor: Actor) -> list[ReleaseCandidate]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from hub import migrate
 from hub.actors import ROLE_SCOPES, PrincipalActor
 from hub.errors import NotAuthorized
-from hub.models import Principal, ReleaseCandidate
+from hub.models import Job, Principal, ReleaseCandidate
 from hub.services import releases
 from hub.services.releases import SyntheticRequest
 from hub.storage import make_engine
@@ -47,6 +47,10 @@ CANDIDATE_READERS: dict[str, Call] = {
     ),
     "redraw": lambda session, actor, app, directory, candidate_id: releases.redraw(
         session, actor, candidate_id
+    ),
+    # Queues a build (a job row, no candidate data); refused like the build itself.
+    "submit_synthetic": lambda session, actor, app, directory, _id: releases.submit_synthetic(
+        session, actor, SyntheticRequest(records=20, rho=0.01, columns=COLUMNS), queue=None
     ),
 }
 
@@ -104,6 +108,8 @@ def test_candidates_and_reports_reach_the_board_only(
         assert candidate.id in {row.id for row in result}
     elif isinstance(result, ReleaseCandidate):
         assert result.report is not None
+    elif isinstance(result, Job):
+        assert result.state == "queued" and result.principal_id == principal.id
     else:
         assert isinstance(result, pd.DataFrame) and len(result) == 20
 
