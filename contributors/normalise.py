@@ -1,6 +1,6 @@
 """Validate partner case records against the record schema and normalise them, vectorised.
 
-Rules, all driven by ``config/record_schema.json``:
+Rules, all driven by the record schema (``contributors/resources/record_schema.json``):
 
 - whitespace around a cell is ignored; an empty cell, ``NULL`` or ``-99`` is missing;
 - codes match case-insensitively (and with any dash spelling in age bands) and are stored in their
