@@ -14,6 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 SETTINGS_FILE = CONFIG_DIR / "settings.toml"
 ENV_PREFIX = "CTDHUB_"
@@ -123,6 +125,7 @@ def _validate(values: Mapping[str, Any]) -> None:
     if values["JOB_LEASE_SECONDS"] < 1 or values["JOB_MAX_ATTEMPTS"] < 1:
         raise SettingsError("JOB_LEASE_SECONDS and JOB_MAX_ATTEMPTS must be at least 1")
     _validate_privacy_budget(values)
+    _validate_limits(values)
 
 
 def _exact(name: str, text: str) -> Fraction:
@@ -150,3 +153,25 @@ def _validate_privacy_budget(values: Mapping[str, Any]) -> None:
         raise SettingsError("DP_RESEARCHER_DELTA_ALLOWANCE must not exceed DP_DATASET_DELTA_CAP")
     if delta_cap >= 1 or display_delta >= 1:
         raise SettingsError("DP_DATASET_DELTA_CAP and DP_DISPLAY_DELTA must be below 1")
+    if _exact("DP_QUERY_RHO_MIN", values["DP_QUERY_RHO_MIN"]) >= _exact(
+        "DP_QUERY_RHO_MAX", values["DP_QUERY_RHO_MAX"]
+    ):
+        raise SettingsError("DP_QUERY_RHO_MIN must be below DP_QUERY_RHO_MAX")
+
+
+def _validate_limits(values: Mapping[str, Any]) -> None:
+    for name in ("MAX_JSON_BODY_BYTES", "MAX_BODIES_IN_FLIGHT", "RETRY_AFTER_SECONDS"):
+        if values[name] < 1:
+            raise SettingsError(f"{name} must be at least 1")
+    for name in ("SERVER_WORKERS", "SERVER_THREADS"):
+        if not 1 <= values[name] <= 64:
+            raise SettingsError(f"{name} must be between 1 and 64")
+    for name in ("TOKEN_RATE_LIMIT_PER_CLIENT", "TOKEN_RATE_LIMIT_PER_ADDRESS"):
+        try:
+            parse_many(values[name])
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be a rate limit such as '20 per minute', got {values[name]!r}"
+            ) from None
+    if not values["RATELIMIT_STORAGE_URL"].startswith(("memory://", "redis://", "rediss://")):
+        raise SettingsError("RATELIMIT_STORAGE_URL must be memory:// or a redis:// URL")

@@ -27,7 +27,15 @@ from disclosure_control.dp.accounting import (
     epsilon_delta_to_rho,
     rho_to_epsilon,
 )
-from disclosure_control.dp.spec import Code, Field, QuerySpec, QuerySpecError, validate_spec
+from disclosure_control.dp.calibrate import CalibrationError, search
+from disclosure_control.dp.spec import (
+    Code,
+    Field,
+    QuerySpec,
+    QuerySpecError,
+    SpendOutOfRange,
+    validate_spec,
+)
 
 dp.enable_features("contrib")
 
@@ -39,6 +47,7 @@ __all__ = [
     "Preview",
     "QueryPlan",
     "RECORD_DISTANCE",
+    "RHO_RANGE",
     "Statistic",
     "plan_query",
     "polars_dtype",
@@ -53,6 +62,8 @@ MAX_CELLS = 200_000
 CONFIDENCE = 0.95
 DISPLAY_DELTA = 1e-6
 """The delta at which epsilon is shown beside rho (the ledger itself is kept in rho)."""
+RHO_RANGE = (1e-6, 1e9)
+"""The rho one query may spend, inclusive, unless the caller declares another range."""
 _ALPHA = 1 - CONFIDENCE
 _NO_THRESHOLD = 2**32 - 1  # OpenDP's u32 maximum: "suppress everything" while tuning the scale
 
@@ -163,6 +174,7 @@ class _Shape:
     spec: QuerySpec
     fields: tuple[Field, ...]
     max_records: int
+    rho_range: tuple[float, float] = RHO_RANGE
 
 
 def _used_fields(spec: QuerySpec, schema: Mapping[str, Field]) -> tuple[Field, ...]:
@@ -305,15 +317,19 @@ def _calibrate(shape: _Shape, rho: float) -> tuple[Measurement, float, int | Non
     if not approximate:
         return measurement, scale, None
     delta = shape.spec.key_selection_delta
-    # OpenDP wants a threshold > 1; delta falls as the threshold rises, so bisect for the
-    # lowest threshold within the delta budget.
-    low, high = 2, _NO_THRESHOLD
-    while low < high:
-        middle = (low + high) // 2
-        if _loss(_make(shape, scale, middle))[1] <= delta:
-            high = middle
-        else:
-            low = middle + 1
+    # OpenDP wants a threshold > 1; delta falls as the threshold rises: find the lowest
+    # threshold within the delta budget.
+
+    def fits(threshold: int) -> bool:
+        return _loss(_make(shape, scale, threshold))[1] <= delta
+
+    try:
+        high = 2 if fits(2) else search(fits, 2, 2**31 - 1)
+    except CalibrationError:
+        raise QuerySpecError(
+            "key_selection_delta",
+            f"{delta} is smaller than any threshold can achieve at this spend",
+        ) from None
     measurement = _make(shape, scale, high)
     spent_rho, spent_delta = _loss(measurement)
     if spent_rho > rho or spent_delta > delta:
@@ -359,28 +375,35 @@ def _is_approximate(shape: _Shape) -> bool:
 
 
 def _rho_for_half_width(shape: _Shape, half_width: float) -> float:
-    """Return the smallest rho whose 95% half-width on the count (or sum) is ``half_width``."""
+    """Return the smallest rho whose 95% half-width on the count (or sum) is ``half_width``.
+
+    The search explores only the scales that spends within ``shape.rho_range`` buy.
+    """
     unit = _make(shape, 1.0, _NO_THRESHOLD if _is_approximate(shape) else None)
     unit_rho = _loss(unit)[0]
     unit_scale = _statistics(unit)[0].scale
+    low_rho, high_rho = shape.rho_range
 
-    def accuracy(global_scale: float) -> float:
-        return float(dp.discrete_gaussian_scale_to_accuracy(unit_scale * global_scale, _ALPHA))
+    def within(global_scale: float) -> bool:
+        accuracy = dp.discrete_gaussian_scale_to_accuracy(unit_scale * global_scale, _ALPHA)
+        return float(accuracy) <= half_width
 
     # OpenDP's accuracy of a discrete Gaussian is integer-valued and its inverse can land one
-    # unit high, so bisect on the forward map: the largest scale still within ``half_width``.
-    low, high = 0.0, float(dp.accuracy_to_discrete_gaussian_scale(half_width, _ALPHA)) * 2
-    high /= unit_scale
-    if accuracy(high / 2**40) > half_width:
-        raise QuerySpecError("spend.half_width", f"{half_width} is finer than any noise allows")
-    for _ in range(60):
-        middle = (low + high) / 2
-        if accuracy(middle) <= half_width:
-            low = middle
-        else:
-            high = middle
+    # unit high, so search on the forward map: the largest scale still within ``half_width``.
+    try:
+        scale = search(within, math.sqrt(unit_rho / high_rho), math.sqrt(unit_rho / low_rho))
+    except CalibrationError:
+        if within(math.sqrt(unit_rho / low_rho)):
+            raise SpendOutOfRange(
+                "spend.half_width",
+                f"{half_width} is coarser than the smallest spend allowed (rho={low_rho}) gives",
+            ) from None
+        raise SpendOutOfRange(
+            "spend.half_width",
+            f"{half_width} is finer than the largest spend allowed (rho={high_rho}) gives",
+        ) from None
     # Step back from the jump so the calibration's upward nudges cannot cross it.
-    return unit_rho / (low * (1 - 1e-9)) ** 2
+    return unit_rho / (scale * (1 - 1e-9)) ** 2
 
 
 def _resolve_rho(shape: _Shape, display_delta: float) -> tuple[float, float]:
@@ -414,6 +437,7 @@ def plan_query(
     *,
     max_records: int = MAX_RECORDS,
     display_delta: float = DISPLAY_DELTA,
+    rho_range: tuple[float, float] = RHO_RANGE,
 ) -> QueryPlan:
     """Validate ``spec`` and return its calibrated measurement with cost and accuracy.
 
@@ -424,6 +448,8 @@ def plan_query(
     :param schema: the record schema, by field name
     :param max_records: public upper bound on the snapshot's size
     :param display_delta: the delta at which epsilon is shown
+    :param rho_range: the smallest and largest rho one query may spend, inclusive
+    :raises SpendOutOfRange: if the spend, converted to rho, is outside ``rho_range``
 
     >>> from disclosure_control.dp.spec import Measure, SpendRequest
     >>> schema = {"gender": Field("gender", "string", ("Female", "Male"))}
@@ -433,7 +459,12 @@ def plan_query(
     (PrivacySpend(rho=0.5, delta=0.0), 3, 3.0)
     """
     validate_spec(spec, schema)
-    shape = _Shape(spec=spec, fields=_used_fields(spec, schema), max_records=max_records)
+    shape = _Shape(
+        spec=spec,
+        fields=_used_fields(spec, schema),
+        max_records=max_records,
+        rho_range=(float(rho_range[0]), float(rho_range[1])),
+    )
     return _plan(shape, display_delta)
 
 
@@ -444,6 +475,13 @@ def _plan(shape: _Shape, display_delta: float) -> QueryPlan:
     rho, display_delta = _resolve_rho(shape, display_delta)
     if not (math.isfinite(rho) and rho > 0):
         raise QuerySpecError("spend", f"the requested spend resolves to rho={rho!r}")
+    low, high = shape.rho_range
+    if not low <= rho <= high:
+        raise SpendOutOfRange(
+            "spend",
+            f"the requested spend resolves to rho={rho:.3g}, outside the range one query may "
+            f"spend: {low:g} to {high:g}",
+        )
     measurement, scale, threshold = _calibrate(shape, rho)
     charged_rho, key_delta = _loss(measurement)
     spend = PrivacySpend(charged_rho, key_delta)

@@ -20,6 +20,7 @@ __all__ = [
     "Measure",
     "QuerySpec",
     "QuerySpecError",
+    "SpendOutOfRange",
     "SpendRequest",
     "canonical_json",
     "parse_spec",
@@ -48,6 +49,14 @@ class QuerySpecError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class SpendOutOfRange(QuerySpecError):
+    """A spend, once converted to rho, is outside the range the hub declares for one query.
+
+    Refused before any calibration runs: a tiny spend buys nothing but noise, and OpenDP's
+    accuracy summary costs time in proportion to the noise scale.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 import opendp.prelude as dp
 
+from disclosure_control.dp.calibrate import search
+
 dp.enable_features("contrib")
 
 
@@ -42,16 +44,10 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
     >>> round(rho, 4), epsilon_for_rho(rho, 1e-6) <= 1.0
     (0.0244, True)
     """
-    if epsilon <= 0 or not 0 < delta < 1:
-        raise ValueError("epsilon must be positive and delta in (0, 1)")
-    low, high = 0.0, epsilon
-    for _ in range(100):
-        middle = (low + high) / 2
-        if middle > 0 and epsilon_for_rho(middle, delta) <= epsilon:
-            low = middle
-        else:
-            high = middle
-    return low
+    if not (0 < epsilon < float("inf")) or not 0 < delta < 1:
+        raise ValueError("epsilon must be positive and finite, and delta in (0, 1)")
+    # rho <= epsilon always (epsilon(rho) >= rho), so the boundary lies in [0, epsilon].
+    return search(lambda rho: rho <= 0 or epsilon_for_rho(rho, delta) <= epsilon, 0.0, epsilon)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from disclosure_control.dp import PrivacySpend, to_epsilon_delta
+from disclosure_control.dp.plan import RHO_RANGE
 from hub.actors import Actor, authorize
 from hub.domain_errors import HubError
 from hub.models import PrivacyLedger, ResearcherAllowance, utcnow
@@ -130,6 +131,7 @@ class BudgetPolicy:
     :param researcher_rho: each researcher's allowance in rho, within the dataset's cap
     :param researcher_delta: each researcher's allowance of key-selection delta
     :param display_delta: the delta at which epsilon is shown beside rho
+    :param query_rho_range: the smallest and largest rho one query may spend
     """
 
     dataset_rho: Fraction
@@ -137,6 +139,7 @@ class BudgetPolicy:
     researcher_rho: Fraction
     researcher_delta: Fraction
     display_delta: float
+    query_rho_range: tuple[float, float] = RHO_RANGE
 
     @classmethod
     def from_settings(cls, config: Any) -> BudgetPolicy:
@@ -156,6 +159,10 @@ class BudgetPolicy:
             researcher_rho=Fraction(config["DP_RESEARCHER_RHO_ALLOWANCE"]),
             researcher_delta=Fraction(config["DP_RESEARCHER_DELTA_ALLOWANCE"]),
             display_delta=float(Fraction(config["DP_DISPLAY_DELTA"])),
+            query_rho_range=(
+                float(Fraction(config.get("DP_QUERY_RHO_MIN", RHO_RANGE[0]))),
+                float(Fraction(config.get("DP_QUERY_RHO_MAX", RHO_RANGE[1]))),
+            ),
         )
 
 

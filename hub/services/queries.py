@@ -32,6 +32,7 @@ from disclosure_control.dp import (
     QuerySpecError,
     Release,
     Snapshot,
+    SpendOutOfRange,
     canonical_json,
     nonnegative_integer_counts,
     parse_spec,
@@ -42,7 +43,7 @@ from disclosure_control.dp import (
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring
-from hub.domain_errors import InvalidInput
+from hub.domain_errors import InvalidInput, ValidationFailed
 from hub.models import QueryAnswer
 from hub.services import ledger
 from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
@@ -129,9 +130,18 @@ class Outcome:
     reused: bool
 
 
-def _plan(document: object, display_delta: float) -> QueryPlan:
+def _plan(document: object, policy: ledger.BudgetPolicy) -> QueryPlan:
     try:
-        return plan_query(parse_spec(document), query_schema(), display_delta=display_delta)
+        return plan_query(
+            parse_spec(document),
+            query_schema(),
+            display_delta=policy.display_delta,
+            rho_range=policy.query_rho_range,
+        )
+    except SpendOutOfRange as error:
+        raise ValidationFailed(
+            f"the query spec is refused at {error.field}: {error.reason}", field=error.field
+        ) from None
     except QuerySpecError as error:
         raise InvalidInput(
             f"the query spec is refused at {error.field}: {error.reason}", field=error.field
@@ -152,7 +162,7 @@ def preview(
     :param policy: the budget caps
     """
     principal = acting_principal(actor, SCOPE)
-    plan = _plan(document, policy.display_delta)
+    plan = _plan(document, policy)
     dataset, researcher = ledger.balances(session, principal.id, policy)
     session.rollback()  # read only: end the read transaction at once
     spend = plan.preview.spend
@@ -298,7 +308,7 @@ def run(
     """
     principal = acting_principal(actor, SCOPE)
     policy = context.policy
-    plan = _plan(document, policy.display_delta)
+    plan = _plan(document, policy)
     spec_text = canonical_json(plan.spec)
     spec_sha256 = hashlib.sha256(spec_text.encode()).hexdigest()
     stored = _stored(session, principal, live_snapshot_id(session), spec_sha256)
