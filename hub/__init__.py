@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     """
     from apiflask import APIFlask
 
-    from hub import actors, auth, crypto, db, docs, errors, settings
+    from hub import actors, auth, crypto, db, docs, errors, guards, logs, settings
     from hub.api import register_api
     from hub.services.snapshot import SnapshotCache
 
@@ -39,8 +38,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     if not app.config["DATABASE_URL"]:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'ctdhub.sqlite3'}"
+    # Per view, hub.guards lowers this to MAX_JSON_BODY_BYTES for all but uploads.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
-    logging.getLogger("ctdhub").setLevel(app.config["LOG_LEVEL"].upper())
+    logs.configure(app.config["LOG_LEVEL"])
 
     docs.init_app(app)
     app.info = {
@@ -58,8 +58,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
 
     db.init_app(app)
     errors.init_app(app)
+    rate_limiter = guards.init_app(app)
     crypto.init_app(app)
     app.extensions["ctdhub.snapshots"] = SnapshotCache(app.config["SNAPSHOT_CACHE_SIZE"])
-    auth.init_app(app)
+    auth.init_app(app, rate_limiter)
     register_api(app)
     return app

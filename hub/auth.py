@@ -3,8 +3,11 @@
 Partner systems and API clients get short-lived bearer tokens by the client-credentials grant
 at ``POST /oauth/token``; they can revoke a token (RFC 7009) and introspect one (RFC 7662).
 Views declare what they need with :func:`require_scope`; services check the acting principal
-with :func:`authorize`. Client secrets are kept only as salted scrypt hashes and access tokens
-only as SHA-256 digests, so a copy of the database lets nobody act as a client.
+with :func:`authorize`. Client secrets are kept only as Argon2id hashes and access tokens
+only as SHA-256 digests, so a copy of the database lets nobody act as a client. The token
+endpoint is rate-limited per client id and per address; every refused client authentication
+is logged and audited, and an unknown client id gets the same answer, after the same work, as
+a wrong secret.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from apiflask import APIBlueprint, APIFlask
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
@@ -39,8 +44,9 @@ from authlib.oauth2.rfc6750 import (
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from flask import current_app, g
+from flask import Response, current_app, g, has_request_context, request
 from flask.typing import ResponseReturnValue
+from flask_limiter import Limiter
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -48,6 +54,7 @@ from hub import audit
 from hub.actors import SCOPES, PrincipalActor, principal_scopes
 from hub.db import get_session
 from hub.errors import NotAuthorized, Unauthenticated, request_id
+from hub.guards import with_body_slot
 from hub.models import OAuthClient, OAuthToken, Principal, utcnow
 
 log = logging.getLogger("ctdhub.auth")
@@ -55,10 +62,12 @@ log = logging.getLogger("ctdhub.auth")
 GRANT_TYPE = "client_credentials"
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
-# scrypt cost: 16 MiB and tens of milliseconds per check. Secrets are 256 random bits, so the
-# hash is slow to blunt a stolen table, not because the secrets could be guessed; the
-# parameters are stored with each hash so they can be raised without breaking old ones.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
+# Argon2id at OWASP's lower profile (19 MiB, 2 passes, 1 lane): secrets are 256 random bits,
+# so the hash is slow to blunt a stolen table, not because a secret could be guessed, and a
+# cheaper hash keeps each refused guess from costing the hub much memory. The parameters are
+# stored with each hash; a hash made with other ones is redone at the next good login.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_LEGACY_SCRYPT = "scrypt$"
 
 _OAUTH_SERVER = "ctdhub.oauth.server"
 _OAUTH_PROTECTOR = "ctdhub.oauth.protector"
@@ -80,45 +89,53 @@ def new_secret() -> str:
 
 
 def hash_secret(secret: str) -> str:
-    """Hash a client secret with scrypt and a fresh salt, parameters included.
+    """Hash a client secret with Argon2id and a fresh salt, parameters included.
 
     :param secret: the plaintext secret; it is never stored.
 
     >>> stored = hash_secret("correct horse")
-    >>> stored.startswith("scrypt$16384$8$1$"), "correct horse" in stored
+    >>> stored.startswith("$argon2id$"), "correct horse" in stored
     (True, False)
     >>> hash_secret("correct horse") == stored  # a fresh salt each time
     False
     """
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        secret.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_LEN
-    )
-    return "$".join(
-        [
-            "scrypt",
-            str(_SCRYPT_N),
-            str(_SCRYPT_R),
-            str(_SCRYPT_P),
-            base64.b64encode(salt).decode("ascii"),
-            base64.b64encode(digest).decode("ascii"),
-        ]
-    )
+    return _HASHER.hash(secret)
 
 
 def verify_secret(secret: str, stored: str) -> bool:
-    """Tell whether ``secret`` matches the stored hash, comparing in constant time.
+    """Tell whether ``secret`` matches the stored hash (Argon2id, or the hub's old scrypt).
 
     :param secret: the secret the client presented.
-    :param stored: a value made by :func:`hash_secret`.
-    :raises ValueError: if ``stored`` is not such a value (a corrupt row, not a wrong secret).
+    :param stored: a value made by :func:`hash_secret`, or by the hub's scrypt hashing of
+        before Argon2id (verified until the client's next good login rehashes it).
+    :raises ValueError: if ``stored`` is neither (a corrupt row, not a wrong secret).
 
     >>> stored = hash_secret("s3cret")
     >>> verify_secret("s3cret", stored), verify_secret("s3cret ", stored)
     (True, False)
     """
+    if stored.startswith(_LEGACY_SCRYPT):
+        return _verify_legacy_scrypt(secret, stored)
+    try:
+        return _HASHER.verify(stored, secret)
+    except VerifyMismatchError:
+        return False
+    except (InvalidHashError, VerificationError):
+        raise ValueError("the stored client secret hash is not an Argon2id hash") from None
+
+
+def needs_rehash(stored: str) -> bool:
+    """Tell whether a stored hash should be redone with the current hasher (at a good login).
+
+    >>> needs_rehash(hash_secret("s3cret")), needs_rehash("scrypt$16384$8$1$AAAA$AAAA")
+    (False, True)
+    """
+    return stored.startswith(_LEGACY_SCRYPT) or _HASHER.check_needs_rehash(stored)
+
+
+def _verify_legacy_scrypt(secret: str, stored: str) -> bool:
     parts = stored.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
+    if len(parts) != 6:
         raise ValueError("the stored client secret hash is not an scrypt hash made by the hub")
     try:
         n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
@@ -126,6 +143,9 @@ def verify_secret(secret: str, stored: str) -> bool:
         expected = base64.b64decode(parts[5], validate=True)
     except (ValueError, binascii.Error):
         raise ValueError("the stored client secret hash has malformed parameters") from None
+    if not (n <= 2**16 and r <= 16 and p <= 4):
+        # A stored row must not make one login cost more than the hub ever used.
+        raise ValueError("the stored client secret hash has out-of-range parameters")
     candidate = hashlib.scrypt(
         secret.encode("utf-8"),
         salt=salt,
@@ -136,6 +156,13 @@ def verify_secret(secret: str, stored: str) -> bool:
         dklen=len(expected),
     )
     return hmac.compare_digest(candidate, expected)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when a client id is unknown, so that answer costs what a wrong secret
+    # costs: timing must not tell which client ids exist.
+    return hash_secret(secrets.token_urlsafe(32))
 
 
 def token_digest(token: str) -> str:
@@ -192,17 +219,27 @@ class HubClient(ClientMixin):  # type: ignore[misc]  # authlib ships no type hin
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        """Verify the secret; a right secret on a revoked client is refused with the reason."""
+        """Verify the secret; a right secret on a revoked client is refused with the reason.
+
+        A good secret under an outdated hash (the old scrypt format, or weaker Argon2id
+        parameters) is rehashed now, in the same transaction as the token it earns.
+        """
         if not verify_secret(client_secret, self.row.secret_hash):
-            log.info("client %s presented a wrong secret", self.row.client_id)
+            _refuse_client(self.row.client_id, "wrong_secret", principal=self.row.principal)
             return False
         # Told only to a caller who proved it holds the secret, so it leaks nothing to others.
         if self.row.revoked_at is not None:
+            _refuse_client(self.row.client_id, "revoked_client", principal=self.row.principal)
             raise InvalidClientError(status_code=401, description="This client has been revoked.")
         if self.row.principal.disabled_at is not None:
+            _refuse_client(self.row.client_id, "disabled_principal", principal=self.row.principal)
             raise InvalidClientError(
                 status_code=401, description="The principal of this client has been disabled."
             )
+        if needs_rehash(self.row.secret_hash):
+            self.row.secret_hash = hash_secret(client_secret)
+            get_session().commit()
+            log.info("client %s: secret rehashed with Argon2id", self.row.client_id)
         return True
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
@@ -216,6 +253,62 @@ class HubClient(ClientMixin):  # type: ignore[misc]  # authlib ships no type hin
     def check_grant_type(self, grant_type: str) -> bool:
         """Allow only the client-credentials grant."""
         return grant_type == GRANT_TYPE
+
+
+class _UnknownClient(ClientMixin):  # type: ignore[misc]  # authlib ships no type hints
+    """A client id this hub does not know: it fails authentication exactly as a wrong secret.
+
+    Authlib answers "the client does not exist" at once for a missing client, which tells a
+    guesser which ids exist (and does it ten times faster); this stand-in makes both paths
+    verify one Argon2id hash and end in the same ``invalid_client`` answer.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Verify against a dummy hash (never matches), then refuse."""
+        verify_secret(client_secret, _dummy_hash())
+        _refuse_client(self.client_id, "unknown_client", principal=None)
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Accept the same methods as a real client, so the secret is always checked."""
+        return method in CLIENT_AUTH_METHODS
+
+
+def _refuse_client(client_id: str, reason: str, *, principal: Principal | None) -> None:
+    """Log and audit a refused client authentication (no secret, no record value).
+
+    :param reason: ``wrong_secret``, ``unknown_client``, ``revoked_client`` or
+        ``disabled_principal``
+    """
+    known = principal is not None
+    address = request.remote_addr if has_request_context() else None
+    # A guessed id is attacker-chosen text: logged only as a bounded, printable repr.
+    shown = client_id if known else repr(client_id[:64])
+    log.warning(
+        "auth: client authentication refused (%s): client %s from %s",
+        reason,
+        shown,
+        address,
+    )
+    session = get_session()
+    session.rollback()
+    audit.record(
+        session,
+        "auth:client:refuse",
+        actor=None,
+        request_id=request_id() if has_request_context() else None,
+        organisation_id=principal.organisation_id if principal is not None else None,
+        subject_id=client_id if known else None,
+        details={
+            "reason": reason,
+            "remote_address": address,
+            "endpoint": request.path if has_request_context() else None,
+        },
+    )
+    session.commit()
 
 
 class HubToken(TokenMixin):  # type: ignore[misc]  # authlib ships no type hints
@@ -258,7 +351,7 @@ class HubToken(TokenMixin):  # type: ignore[misc]  # authlib ships no type hints
         return HubClient(self.client)
 
 
-def _query_client(client_id: str) -> HubClient | None:
+def _query_client(client_id: str) -> HubClient | _UnknownClient:
     row = (
         get_session()
         .scalars(
@@ -268,7 +361,7 @@ def _query_client(client_id: str) -> HubClient | None:
         )
         .first()
     )
-    return HubClient(row) if row is not None else None
+    return HubClient(row) if row is not None else _UnknownClient(client_id)
 
 
 def _find_token(token_string: str) -> HubToken | None:
@@ -431,7 +524,7 @@ def _new_access_token(**_context: Any) -> str:
 # --- wiring -----------------------------------------------------------------------------------
 
 
-def init_app(app: APIFlask) -> None:
+def init_app(app: APIFlask, rate_limiter: Limiter) -> None:
     """Give ``app`` its authorization server, resource protector and ``/oauth/*`` endpoints.
 
     Each app gets its own server, so several apps (tests) in one process never share state.
@@ -449,13 +542,27 @@ def init_app(app: APIFlask) -> None:
     protector.register_token_validator(_BearerTokenValidator(realm="ctdhub"))
     app.extensions[_OAUTH_SERVER] = server
     app.extensions[_OAUTH_PROTECTOR] = protector
-    app.register_blueprint(_oauth_blueprint())
+    app.register_blueprint(_oauth_blueprint(rate_limiter))
 
 
-def _oauth_blueprint() -> APIBlueprint:
+def _oauth_blueprint(rate_limiter: Limiter) -> APIBlueprint:
     bp = APIBlueprint("oauth", __name__, url_prefix="/oauth", tag="OAuth 2")
 
+    def limited(view: F) -> F:
+        # Only refused attempts count, so a client that holds its secret is never slowed; once
+        # a client id or an address is over its limit, even a right secret waits (429).
+        per_address = rate_limiter.limit(
+            lambda: str(current_app.config["TOKEN_RATE_LIMIT_PER_ADDRESS"]), deduct_when=_refused
+        )
+        per_client = rate_limiter.limit(
+            lambda: str(current_app.config["TOKEN_RATE_LIMIT_PER_CLIENT"]),
+            key_func=_presented_client_id,
+            deduct_when=_refused,
+        )
+        return cast(F, per_client(per_address(view)))
+
     @bp.post("/token")
+    @limited
     @bp.doc(
         summary="Issue an access token (client-credentials grant)",
         description=(
@@ -470,6 +577,7 @@ def _oauth_blueprint() -> APIBlueprint:
         return response
 
     @bp.post("/revoke")
+    @limited
     @bp.doc(
         summary="Revoke one of your access tokens (RFC 7009)",
         description="Form field `token`; authenticate the client as for the token endpoint.",
@@ -481,6 +589,7 @@ def _oauth_blueprint() -> APIBlueprint:
         return response
 
     @bp.post("/introspect")
+    @limited
     @bp.doc(
         summary="Describe an access token (RFC 7662)",
         description=(
@@ -495,6 +604,19 @@ def _oauth_blueprint() -> APIBlueprint:
         return response
 
     return bp
+
+
+def _refused(response: Response) -> bool:
+    return response.status_code != 200
+
+
+def _presented_client_id(default: str = "-") -> str:
+    """Return the client id a token request presents (HTTP Basic or form), for rate limits."""
+    authorization = request.authorization
+    client_id = authorization.username if authorization is not None else None
+    if not client_id and request.mimetype == "application/x-www-form-urlencoded":
+        client_id = request.form.get("client_id")
+    return "client:" + (client_id or default)[:200]
 
 
 def _server() -> AuthorizationServer:
@@ -523,10 +645,14 @@ def require_scope(*scopes: str) -> Callable[[F], F]:
     required = tuple(dict.fromkeys(scopes))
 
     def decorator(view: F) -> F:
+        bounded = with_body_slot(view)
+
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            # The token first: a body is read only for a principal who may send it, and then
+            # only within the bound on bodies in flight.
             _authenticate(required)
-            return view(*args, **kwargs)
+            return bounded(*args, **kwargs)
 
         # functools.wraps shares the inner view's APIFlask spec dict; copy it before editing.
         spec = dict(getattr(view, "_spec", {}))

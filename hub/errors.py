@@ -12,6 +12,7 @@ import traceback
 import uuid
 from typing import Any
 
+import sqlalchemy.exc
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
@@ -72,6 +73,8 @@ def problem(status: int, title: str, detail: str, slug: str, **extensions: Any) 
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ctdhub"'
+    if "retry_after" in extensions:
+        response.headers["Retry-After"] = str(extensions["retry_after"])
     return response
 
 
@@ -94,6 +97,29 @@ def init_app(app: Flask) -> None:
         if status == 413:
             detail = f"the body is larger than {app.config['MAX_UPLOAD_BYTES']} bytes"
         return problem(status, name, detail, _slugify(name))
+
+    @app.errorhandler(RecursionError)
+    def _too_deep(error: RecursionError) -> Response:
+        # Raised by JSON parsers on a body nested thousands deep: a bad body, not a bug.
+        log.warning("request %s: body nested too deeply to parse", request_id())
+        return problem(
+            400,
+            "Invalid input",
+            "the body is nested too deeply to read; send a flat JSON document",
+            "invalid-input",
+        )
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def _database_unreachable(error: sqlalchemy.exc.OperationalError) -> Response:
+        # Only the type: the message may quote the statement's parameters.
+        log.error("request %s: database unavailable (%s)", request_id(), type(error).__name__)
+        return problem(
+            503,
+            "Service unavailable",
+            "the hub's database cannot be reached; retry later",
+            "service-unavailable",
+            retry_after=app.config.get("RETRY_AFTER_SECONDS", 5),
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

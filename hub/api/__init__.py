@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from apiflask import APIFlask
+from werkzeug.routing import BaseConverter
 
 from hub.actors import PrincipalActor
 from hub.auth import current_principal, current_scopes
+
+
+class ObjectIdConverter(BaseConverter):
+    """An object id in a path: the hub's ids are UUIDs; anything else is simply not found.
+
+    A NUL byte or a kilobyte of text in ``/v1/uploads/<id>`` used to reach the database
+    (PostgreSQL refuses NUL in text: a 500); such a path now matches no route (404).
+    """
+
+    regex = r"[A-Za-z0-9-]{1,64}"
 
 
 def current_actor() -> PrincipalActor:
@@ -21,6 +32,7 @@ def register_api(app: APIFlask) -> None:
     """Register every API blueprint on ``app``."""
     from hub.api import jobs, meta, queries, uploads
 
+    app.url_map.converters["id"] = ObjectIdConverter
     app.register_blueprint(meta.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(queries.bp)

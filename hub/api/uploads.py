@@ -14,6 +14,7 @@ from hub.auth import require_scope
 from hub.crypto import keyring
 from hub.db import get_session
 from hub.errors import request_id
+from hub.guards import accepts_upload_body
 from hub.models import Upload
 from hub.services import uploads as service
 
@@ -75,7 +76,8 @@ class PageQuerySchema(Schema):
     """Paging of a list."""
 
     limit = Integer(load_default=100, validate=Range(1, 1000))
-    offset = Integer(load_default=0, validate=Range(0))
+    # Bounded so it always fits the databases' 64-bit integers (an unbounded one was a 500).
+    offset = Integer(load_default=0, validate=Range(0, 2**31 - 1))
 
 
 def receipt(upload: Upload) -> dict[str, Any]:
@@ -101,6 +103,7 @@ def receipt(upload: Upload) -> dict[str, Any]:
 
 
 @bp.post("")
+@accepts_upload_body
 @require_scope("records:write")
 @bp.input(UploadQuerySchema, location="query", arg_name="query")
 @bp.output(ReceiptSchema, status_code=201, description="Stored (200 if seen before)")
@@ -154,7 +157,7 @@ def list_uploads(page: dict[str, Any]) -> dict[str, Any]:
     return {"uploads": [receipt(u) for u in uploads]}
 
 
-@bp.get("/<upload_id>")
+@bp.get("/<id:upload_id>")
 @require_scope("records:read")
 @bp.output(ReceiptSchema)
 @bp.doc(summary="Show one of your organisation's uploads", responses={404: "Not found"})
@@ -163,7 +166,7 @@ def get_upload(upload_id: str) -> dict[str, Any]:
     return receipt(service.get_upload(get_session(), current_actor(), upload_id))
 
 
-@bp.delete("/<upload_id>")
+@bp.delete("/<id:upload_id>")
 @require_scope("records:write")
 @bp.output(ReceiptSchema)
 @bp.doc(

@@ -83,7 +83,9 @@ def test_admin_cli_end_to_end(app: APIFlask, client: FlaskClient, db_session: Se
         "admin:client:create",
         "auth:token:issue",
         "admin:client:rotate_secret",
+        "auth:client:refuse",
         "admin:client:revoke",
+        "auth:client:refuse",
     ]
 
 

@@ -384,7 +384,7 @@ def test_scopes_and_roles_are_consistent() -> None:
 
 
 def test_a_corrupt_stored_hash_is_an_error_not_a_mismatch() -> None:
-    with pytest.raises(ValueError, match="not an scrypt hash"):
+    with pytest.raises(ValueError, match="not an Argon2id hash"):
         verify_secret("secret", "secret")
     with pytest.raises(ValueError, match="malformed"):
         verify_secret("secret", "scrypt$16384$8$1$not base64!$AAAA")
