@@ -10,19 +10,24 @@ before the view reads one.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import logging
+import math
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
-from flask_limiter import Limiter, RequestLimit
+from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 from flask_limiter.util import get_remote_address
 
-from hub.errors import HubError
+from hub.errors import HubError, problem
 
 log = logging.getLogger("ctdhub.security")
 
@@ -32,12 +37,13 @@ _LIMITER = "ctdhub.limiter"
 _BODY_SLOTS = "ctdhub.body_slots"
 
 #: The Content-Security-Policy of every answer. The docs page loads Swagger UI's script and
-#: style from /docs/assets (same origin) and needs no inline script; Swagger UI sets inline
-#: styles on its elements and shows its logo from a data: URL.
+#: style from /docs/assets (same origin); its one inline script (the UI's start-up) is allowed
+#: by its SHA-256 only (see _csp), never by 'unsafe-inline'. Swagger UI sets inline styles on
+#: its elements and shows its logo from a data: URL.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
-        "script-src 'self'",
+        "script-src 'self'{hashes}",
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "connect-src 'self'",
@@ -68,12 +74,13 @@ def init_app(app: Flask) -> Limiter:
         get_remote_address,
         app=app,
         storage_uri=app.config["RATELIMIT_STORAGE_URL"],
-        headers_enabled=True,
+        headers_enabled=False,  # Retry-After on 429 only: see _rate_limited
         strategy="moving-window",
         key_prefix="ctdhub",
         on_breach=_log_breach,
     )
     app.extensions[_LIMITER] = limiter
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.before_request(_cap_body)
     app.after_request(_security_headers)
     return limiter
@@ -142,6 +149,18 @@ def with_body_slot(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
     return bounded
 
 
+def _rate_limited(error: RateLimitExceeded) -> Response:
+    current = limiter().current_limit
+    wait = max(1, math.ceil(current.reset_at - time.time())) if current is not None else 60
+    return problem(
+        429,
+        "Too many requests",
+        f"too many attempts ({error.description}); retry after the seconds in Retry-After",
+        "too-many-requests",
+        retry_after=wait,
+    )
+
+
 def _log_breach(limit: RequestLimit) -> None:
     log.warning(
         "security: rate limit %s exceeded for %s on %s %s",
@@ -152,10 +171,23 @@ def _log_breach(limit: RequestLimit) -> None:
     )
 
 
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def _csp(response: Response) -> str:
+    """Return the policy, allowing each inline script of an HTML page by its hash."""
+    hashes = ""
+    if response.mimetype == "text/html" and not response.direct_passthrough:
+        for script in _INLINE_SCRIPT.findall(response.get_data()):
+            digest = base64.b64encode(hashlib.sha256(script).digest()).decode()
+            hashes += f" 'sha256-{digest}'"
+    return CONTENT_SECURITY_POLICY.format(hashes=hashes)
+
+
 def _security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("Content-Security-Policy", _csp(response))
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
