@@ -26,7 +26,7 @@ from hub.actors import (
     parse_scopes,
     principal_scopes,
 )
-from hub.auth import hash_secret, new_client_id, new_secret
+from hub.credentials import hash_secret, new_client_id, new_secret
 from hub.domain_errors import Conflict, InvalidInput, NotFound
 from hub.models import OAuthClient, OAuthToken, Organisation, Principal, utcnow
 

@@ -47,12 +47,10 @@ FLASK_FREE = [
     "hub.domain_errors",
     "hub.models",
     "hub.storage",
+    "hub.credentials",
     *SERVICE_MODULES,
 ]
 WEB_FRAMEWORK = ("flask", "apiflask", "werkzeug", "authlib.integrations.flask_oauth2")
-# The client-secret hasher lives in hub.auth for now (it is being replaced there by Argon2id);
-# once it moves to a Flask-free module this strict xfail turns into a failure to remove it.
-STILL_IMPORTS_AUTH = {"hub.services.principals"}
 
 
 def _loaded_in_fresh_interpreter(module: str) -> list[str]:
@@ -71,20 +69,7 @@ def _loaded_in_fresh_interpreter(module: str) -> list[str]:
     return loaded
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="imports hash_secret from hub.auth (Flask)", strict=True
-            ),
-        )
-        if name in STILL_IMPORTS_AUTH
-        else name
-        for name in FLASK_FREE
-    ],
-)
+@pytest.mark.parametrize("module", FLASK_FREE)
 def test_services_and_domain_errors_import_no_flask(module: str) -> None:
     assert _loaded_in_fresh_interpreter(module) == []
 

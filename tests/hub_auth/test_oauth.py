@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.actors import OPERATOR, ROLE_SCOPES, SCOPES
-from hub.auth import token_digest, verify_secret
+from hub.credentials import token_digest, verify_secret
 from hub.crypto import Keyring
 from hub.db import Base
 from hub.models import AuditEvent, OAuthClient, OAuthToken, utcnow

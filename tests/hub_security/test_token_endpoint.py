@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import create_app
-from hub.auth import verify_secret
+from hub.credentials import verify_secret
 from hub.crypto import Keyring
 from hub.models import AuditEvent, OAuthClient
 from tests.conftest import MakeClient
