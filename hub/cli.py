@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from fractions import Fraction
 from pathlib import Path
 
@@ -164,27 +166,41 @@ def keys_rewrap() -> None:
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--threads", default=4, show_default=True, type=int)
+@click.option("--workers", type=int, help="Worker processes [default: SERVER_WORKERS]")
+@click.option("--threads", type=int, help="Threads per worker [default: SERVER_THREADS]")
 @with_appcontext
-def serve(host: str, port: int, threads: int) -> None:
-    """Serve the hub with waitress."""
+def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Serve the hub with gunicorn (bodies are streamed, never buffered before the token)."""
     from hub import jobs
-    from hub.serving import make_server
+    from hub.serving import serve as run
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Bind once before gunicorn starts, so a taken port is one clear line, not a retry loop.
     try:
-        server = make_server(app, host, port, threads)
+        socket.create_server((host, port)).close()
     except OSError as error:
         raise click.ClickException(
             f"cannot serve on {host}:{port} ({error.strerror}); choose a free port with --port"
         ) from None
-    # QUEUE_CONSUMER=in-process: this server runs queued jobs itself (demo, single machine).
-    consumer = jobs.start_in_process(app)
+    config = current_app.config
+    master = os.getpid()
+    # QUEUE_CONSUMER=in-process: this server runs queued jobs itself (demo, single machine),
+    # in a thread of gunicorn's master process.
+    consumer = jobs.start_in_process(current_app._get_current_object())  # type: ignore[attr-defined]
     click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it")
     try:
-        server.run()  # waitress ends its loop and closes its sockets on Ctrl-C (SIGINT)
+        run(
+            create_app,
+            host,
+            port,
+            workers or config["SERVER_WORKERS"],
+            threads or config["SERVER_THREADS"],
+        )
+    except SystemExit as stop:
+        # Gunicorn ends its master and its workers (forked from here) by SystemExit.
+        if os.getpid() != master or stop.code not in (0, None):
+            raise
     finally:
-        if consumer is not None:
+        if consumer is not None and os.getpid() == master:
             consumer.stop()
     click.echo("ctdhub stopped")
 

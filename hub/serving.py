@@ -1,12 +1,82 @@
-"""Serve the hub with waitress, keeping request bodies in memory."""
+"""Serve the hub: gunicorn for ``ctdhub serve``, waitress for a server inside this process.
+
+``ctdhub serve`` runs gunicorn's threaded workers. Gunicorn hands the application a request as
+soon as its headers are read and streams the body from the socket as the view reads it, so
+the bearer token is checked before one body byte is read (an unauthenticated 60 MiB body costs
+no memory; gunicorn discards it unread), and the bound on bodies in flight
+(``MAX_BODIES_IN_FLIGHT``, per worker) answers 429 before reading too. Gunicorn writes no body
+to disk; its workers' heartbeat files hold no request data.
+
+Waitress stays for one job gunicorn cannot do: serving an app object from a thread of the
+calling process (the test suite's live hubs, the query bench and ``make demo``, which uploads
+the CTDC data through the API it is serving), since gunicorn's arbiter must own the main
+thread, its signals and forked workers. Waitress reads each whole body before the application
+sees it; it is kept in memory (never spooled to a file) and capped, and those servers listen
+on loopback only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import waitress
 from flask import Flask
+from gunicorn.app.base import BaseApplication
 from waitress.server import BaseWSGIServer, MultiSocketServer
+
+
+class HubServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    """Gunicorn running the hub: each worker process builds its own app with ``factory``."""
+
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self.factory = factory
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Apply our options (and nothing from the command line or a config file)."""
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        """Build the app inside the worker (never before the fork: no shared connections)."""
+        return self.factory()
+
+
+def gunicorn_options(
+    host: str, port: int, workers: int, threads: int, log_level: str = "info"
+) -> dict[str, Any]:
+    """Return gunicorn's settings for the hub.
+
+    >>> options = gunicorn_options("127.0.0.1", 5000, 2, 4)
+    >>> options["bind"], options["worker_class"], options["preload_app"]
+    (['127.0.0.1:5000'], 'gthread', False)
+    """
+    return {
+        "bind": [f"{host}:{port}"],
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "preload_app": False,
+        # A worker busy with one long request (a large upload) still beats its heartbeat from
+        # its main thread; this only ends workers that are truly stuck.
+        "timeout": 120,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        # The hub writes its own JSON log lines; gunicorn's access log would repeat paths.
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": log_level.lower(),
+        "proc_name": "ctdhub",
+        # No runtime control socket in the user's home: nothing outside the hub steers it.
+        "control_socket_disable": True,
+    }
+
+
+def serve(factory: Callable[[], Flask], host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the hub with gunicorn until it is stopped (SIGTERM or SIGINT)."""
+    HubServer(factory, gunicorn_options(host, port, workers, threads)).run()
 
 
 def make_server(
