@@ -5,9 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test browser lint bench toolkit clean
+.PHONY: help venv demo test browser lint bench toolkit fuzz clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +36,9 @@ browser: ## Install Debian's chromium and chromedriver for the /docs tests, when
 	  else \
 	    echo "make: the /docs tests need Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; \
 	  fi; }
+
+fuzz: $(STAMP) ## Fuzz every API operation with each role's token (FUZZ_EXAMPLES per operation)
+	CTDHUB_TEST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/hub_security/test_fuzz.py -p no:cacheprovider
 
 lint: $(STAMP) ## Check formatting, lint rules and types
 	$(VENV)/bin/ruff format --check .

@@ -30,9 +30,10 @@ def current_actor() -> PrincipalActor:
 
 def register_api(app: APIFlask) -> None:
     """Register every API blueprint on ``app``."""
-    from hub.api import jobs, meta, queries, uploads
+    from hub.api import jobs, meta, openapi, queries, uploads
 
     app.url_map.converters["id"] = ObjectIdConverter
+    app.spec_processor(openapi.complete)
     app.register_blueprint(meta.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(queries.bp)

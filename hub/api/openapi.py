@@ -1,0 +1,231 @@
+"""What the OpenAPI document says beyond what APIFlask derives from the views.
+
+APIFlask documents errors as ``application/json`` and only those a view declares; the hub
+answers every error as RFC 9457 ``application/problem+json`` (OAuth's token endpoints excepted:
+RFC 6749 fixes their error format), and some errors can happen on any operation (an
+unreachable database, an unexpected error) or on any operation of a kind (a body too large, a
+busy hub). :func:`complete` writes all of that into the document in one pass, from what each
+operation is (protected, with a body, with parameters), so a new view is documented alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_JSON = "application/problem+json"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem: never holds a record value or a stack trace.",
+    "required": ["type", "title", "status", "detail", "instance", "request_id"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:ctdhub:problem:<slug>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request's path."},
+        "request_id": {"type": "string", "description": "Also sent as X-Request-ID."},
+        "field": {"type": "string", "description": "The part of the request at fault."},
+        "errors": {"type": "object", "description": "Parameter errors, by location and name."},
+        "retry_after": {"type": "integer", "description": "Seconds; also sent as Retry-After."},
+    },
+    "additionalProperties": True,
+}
+
+OAUTH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An OAuth 2 error (RFC 6749 section 5.2).",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    "additionalProperties": True,
+}
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+#: Why each status can happen, by kind of operation.
+_WHY = {
+    400: "The request is malformed (e.g. a body that is not JSON or nested too deeply)",
+    401: "No valid access token (WWW-Authenticate says why)",
+    403: "The access token lacks a scope this operation needs",
+    404: "No such object, or not visible to you",
+    413: "The body is larger than the hub accepts",
+    415: "The body's media type is not one the operation reads",
+    422: "The request's parameters or body do not validate",
+    429: "Too many requests (rate limit or bodies in flight); see Retry-After",
+    500: "An unexpected error; quote request_id to the hub's operators",
+    503: "The hub's database or key store cannot be reached; see Retry-After",
+}
+
+_UPLOAD_MEDIA_TYPES = (
+    "text/csv",
+    "application/json",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+)
+
+_TOKEN_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "scope": {"type": "string", "description": "Space-separated scopes."},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+    },
+}
+_TOKEN_ARGUMENT_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {"type": "string"},
+        "token_type_hint": {"type": "string"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+    },
+}
+_TOKEN_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["access_token", "token_type", "expires_in"],
+    "properties": {
+        "access_token": {"type": "string"},
+        "token_type": {"type": "string"},
+        "expires_in": {"type": "integer"},
+        "scope": {"type": "string"},
+    },
+}
+
+
+def _problem(status: int, description: str | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description or _WHY[status],
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if status in (429, 503):
+        response["headers"] = dict(_RETRY_AFTER)
+    return response
+
+
+def _oauth_error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}},
+    }
+
+
+def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    statuses = [500, 503]
+    if operation.get("security"):
+        statuses += [401, 403]
+    if "{" in path:
+        statuses.append(404)
+    has_body = method in ("post", "put", "patch")
+    if has_body:
+        statuses += [400, 413, 415, 422, 429]
+    if any(p.get("in") in ("query", "header") for p in operation.get("parameters", [])):
+        statuses += [400, 422]
+    return sorted(set(statuses))
+
+
+def _complete_oauth(path: str, operation: dict[str, Any]) -> None:
+    form = _TOKEN_FORM if path.endswith("/token") else _TOKEN_ARGUMENT_FORM
+    operation["requestBody"] = {
+        "required": True,
+        "content": {"application/x-www-form-urlencoded": {"schema": form}},
+    }
+    operation["security"] = [{"clientBasic": []}, {}]
+    responses = operation.setdefault("responses", {})
+    if path.endswith("/token"):
+        responses["200"] = {
+            "description": "An access token",
+            "content": {"application/json": {"schema": _TOKEN_ANSWER}},
+        }
+    else:
+        responses["200"] = {
+            "description": "Done (RFC 7009) or described (RFC 7662)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    responses["400"] = _oauth_error("The request is malformed (OAuth 2 error)")
+    responses["401"] = _oauth_error("Client authentication failed (invalid_client)")
+    for status in (413, 429, 500, 503):
+        responses[str(status)] = _problem(status)
+
+
+def complete(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+    """Document every error as problem+json, each status where it can happen, and bodies.
+
+    :param spec: the OpenAPI document APIFlask generated; changed in place and returned.
+    """
+    if isinstance(spec, str):  # APIFlask hands over a dict unless asked for YAML text
+        return spec
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["OAuthError"] = OAUTH_ERROR_SCHEMA
+    for unused in ("HTTPError", "ValidationError"):
+        schemas.pop(unused, None)
+    components.setdefault("securitySchemes", {})["clientBasic"] = {
+        "type": "http",
+        "scheme": "basic",
+        "description": "An OAuth client's id and secret (token endpoints only).",
+    }
+    for path, item in spec.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            if path.startswith("/oauth/"):
+                _complete_oauth(path, operation)
+                continue
+            responses = operation.setdefault("responses", {})
+            for code in list(responses):
+                if int(code) >= 400:
+                    responses[code] = _problem(int(code), responses[code].get("description"))
+            for status in _statuses(path, method, operation):
+                responses.setdefault(str(status), _problem(status))
+    _complete_upload(spec)
+    _replayed_answers(spec)
+    return spec
+
+
+def _complete_upload(spec: dict[str, Any]) -> None:
+    operation = spec["paths"].get("/v1/uploads", {}).get("post")
+    if operation is None:
+        return
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    operation["requestBody"] = {
+        "required": True,
+        "description": "The file itself: CSV, JSON (an array of records) or XLSX.",
+        "content": {media: dict(binary) for media in _UPLOAD_MEDIA_TYPES},
+    }
+    operation["parameters"] = [
+        *operation.get("parameters", []),
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "required": False,
+            "description": "Names this upload for good: a retry with it stores nothing twice.",
+            "schema": {"type": "string", "maxLength": 200},
+        },
+        {
+            "in": "header",
+            "name": "Content-Digest",
+            "required": False,
+            "description": "sha-256=:<base64>: of the body (RFC 9530), checked on arrival.",
+            "schema": {"type": "string"},
+        },
+    ]
+    operation["responses"]["409"] = _problem(409, "Idempotency-Key reused for another body")
+
+
+def _replayed_answers(spec: dict[str, Any]) -> None:
+    # A body or question seen before is answered 200 with the first answer (201 otherwise).
+    for path in ("/v1/uploads", "/v1/queries"):
+        operation = spec["paths"].get(path, {}).get("post")
+        if operation is not None and "201" in operation["responses"]:
+            operation["responses"].setdefault(
+                "200",
+                {**operation["responses"]["201"], "description": "Seen before: the first answer"},
+            )
