@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -101,6 +102,8 @@ def test_a_server_killed_mid_upload_leaves_no_partial_batch(
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # gunicorn: a master and its worker; kill -9 takes the whole group, as a crash would.
+            start_new_session=True,
         )
         failures: list[BaseException] = []
         try:
@@ -120,13 +123,13 @@ def test_a_server_killed_mid_upload_leaves_no_partial_batch(
             sender = threading.Thread(target=send)
             sender.start()
             time.sleep(delay)
-            process.send_signal(signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
             sender.join(timeout=60)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         interrupted += bool(failures)
         with Session(engine) as session:
             uploads = session.scalars(select(Upload)).all()
