@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 from flask import has_request_context
 
@@ -47,6 +48,18 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=True)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]  # a TextIO stream
+    """A handler writing to whatever ``sys.stderr`` is when a line is written."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 class _RequestId(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
@@ -63,7 +76,7 @@ def configure(level: str) -> None:
     logger.setLevel(level.upper())
     if any(isinstance(h.formatter, JsonLines) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(JsonLines())
     handler.addFilter(_RequestId())
     logger.addHandler(handler)
