@@ -28,6 +28,11 @@ def test_environment_then_overrides() -> None:
         ({"CTDHUB_MAX_UPLOAD_BYTES": "lots"}, "must be an integer"),
         ({"CTDHUB_ACCESS_TOKEN_TTL": "5"}, "between 60 s and 86400 s"),
         ({"CTDHUB_DATABASE_URL": "mysql://x"}, "SQLite or PostgreSQL"),
+        ({"CTDHUB_TOKEN_RATE_LIMIT_PER_CLIENT": "often"}, "must be a rate limit"),
+        ({"CTDHUB_RATELIMIT_STORAGE_URL": "memcached://x"}, "memory:// or a redis://"),
+        ({"CTDHUB_MAX_BODIES_IN_FLIGHT": "0"}, "MAX_BODIES_IN_FLIGHT must be at least 1"),
+        ({"CTDHUB_DP_QUERY_RHO_MIN": "2", "CTDHUB_DP_QUERY_RHO_MAX": "1"}, "must be below"),
+        ({"CTDHUB_DP_QUERY_RHO_MIN": "0"}, "DP_QUERY_RHO_MIN must be greater than 0"),
     ],
 )
 def test_bad_settings_are_refused_by_name(env: dict[str, str], message: str) -> None:
