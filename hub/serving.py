@@ -8,11 +8,11 @@ no memory; gunicorn discards it unread), and the bound on bodies in flight
 to disk; its workers' heartbeat files hold no request data.
 
 Waitress stays for one job gunicorn cannot do: serving an app object from a thread of the
-calling process (the test suite's live hubs, the query bench and ``make demo``, which uploads
-the CTDC data through the API it is serving), since gunicorn's arbiter must own the main
-thread, its signals and forked workers. Waitress reads each whole body before the application
-sees it; it is kept in memory (never spooled to a file) and capped, and those servers listen
-on loopback only.
+calling process (the test suite's live hubs, the query bench, and ``make demo``, which uploads
+the CTDC data through the API it is serving and stops cleanly on Ctrl-C from its own main
+thread), since gunicorn's arbiter must own the main thread, its signals and forked workers.
+Waitress reads each whole body before the application sees it; it is kept in memory (never
+spooled to a file) and capped, and those servers listen on loopback by default.
 """
 
 from __future__ import annotations
