@@ -187,7 +187,88 @@ def complete(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
                 responses.setdefault(str(status), _problem(status))
     _complete_upload(spec)
     _replayed_answers(spec)
+    _describe_query_specs(spec)
     return spec
+
+
+def _describe_query_specs(spec: dict[str, Any]) -> None:
+    """Spell out the query spec from the record schema (the view's schema only says "object").
+
+    The hub checks a spec itself, with a message naming the part at fault (400), so the view
+    accepts any object; the document still tells clients, and fuzzers, what a spec looks like.
+    """
+    from hub.services.queries import query_schema
+
+    fields = query_schema()
+    names = sorted(fields)
+    numeric = sorted(name for name, item in fields.items() if item.value_bounds is not None)
+    positive = {"type": "number", "exclusiveMinimum": 0}
+    query_spec = {
+        "type": "object",
+        "required": ["measure", "spend"],
+        "additionalProperties": False,
+        "properties": {
+            "measure": {
+                "type": "object",
+                "required": ["kind"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"type": "string", "enum": ["count", "sum", "mean", "quantile"]},
+                    "field": {"type": "string", "enum": numeric},
+                    "quantile": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                },
+            },
+            "group_by": {
+                "type": "array",
+                "maxItems": 4,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": names},
+            },
+            "filters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "values"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "field": {"type": "string", "enum": names},
+                        "values": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": ["string", "integer", "boolean", "null"]},
+                        },
+                    },
+                },
+            },
+            "spend": {
+                "description": "Exactly one of: rho; epsilon with delta; half_width.",
+                "oneOf": [
+                    _only({"rho": positive}),
+                    _only(
+                        {
+                            "epsilon": positive,
+                            "delta": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        }
+                    ),
+                    _only({"half_width": positive}),
+                ],
+            },
+            "key_selection_delta": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        },
+    }
+    for path in ("/v1/queries", "/v1/queries/preview"):
+        operation = spec["paths"].get(path, {}).get("post")
+        if operation is not None:
+            operation["requestBody"]["content"]["application/json"]["schema"] = query_spec
+
+
+def _only(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
 
 
 def _complete_upload(spec: dict[str, Any]) -> None:

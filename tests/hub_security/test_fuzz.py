@@ -8,6 +8,7 @@ Every answer must be documented (status, media type, schema) and none may be a s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -23,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import Bearer, MakeClient
+from tests.hub_uploads.test_uploads_api import post, sample_csv
 
 EXAMPLES = int(os.environ.get("CTDHUB_TEST_FUZZ_EXAMPLES", "8"))
 ROLES = ("partner", "researcher", "board", "admin")
@@ -39,12 +41,17 @@ CHECKS = [
 
 
 @pytest.fixture
-def role_headers(make_client: MakeClient, bearer: Bearer) -> dict[str, dict[str, str]]:
-    """A bearer header per role, and none at all."""
+def role_headers(
+    app: APIFlask, make_client: MakeClient, bearer: Bearer, ctdc_file: Path
+) -> dict[str, dict[str, str]]:
+    """A bearer header per role, and none at all; some CTDC records are already uploaded,
+    so queries reach OpenDP and uploads meet duplicates."""
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
     for role in ROLES:
         client_id, secret, _ = make_client(f"{role} org", [role])
         headers[role] = bearer(client_id, secret)
+    stored = post(app.test_client(), headers["partner"], sample_csv(ctdc_file, step=500))
+    assert stored.status_code == 201
     return headers
 
 
