@@ -114,7 +114,7 @@ class HubClient(ClientMixin):  # type: ignore[misc]  # authlib ships no type hin
         """Verify the secret; a right secret on a revoked client is refused with the reason.
 
         A good secret under an outdated hash (the old scrypt format, or weaker Argon2id
-        parameters) is rehashed now, in the same transaction as the token it earns.
+        parameters) is rehashed with the current parameters and stored at once.
         """
         if not verify_secret(client_secret, self.row.secret_hash):
             _refuse_client(self.row.client_id, "wrong_secret", principal=self.row.principal)

@@ -88,3 +88,23 @@ def test_an_unreachable_database_is_a_503_with_retry_after(url: str) -> None:
         assert response.headers["Retry-After"] == "7"
         assert "nothing" not in response.get_data(as_text=True)
     app.extensions["ctdhub.engine"].dispose()
+
+
+def test_json_and_form_bodies_are_capped_below_the_upload_cap(
+    client: FlaskClient, partner_a: Partner, researcher_headers: dict[str, str], app: object
+) -> None:
+    cap = app.config["MAX_JSON_BODY_BYTES"]  # type: ignore[attr-defined]
+    big = b"[" + b"0," * cap + b"0]"
+    preview = client.post(
+        "/v1/queries/preview",
+        data=big,
+        headers={**researcher_headers, "Content-Type": "application/json"},
+    )
+    assert _is_problem(preview, 413)["detail"] == f"the body is larger than {cap} bytes"
+    token = client.post("/oauth/token", data={"grant_type": "client_credentials", "x": "y" * cap})
+    assert token.status_code == 413
+    # An upload of the same size is read (and refused for what it holds, not for its size).
+    upload = client.post(
+        "/v1/uploads", data=big, headers={**partner_a.headers, "Content-Type": "text/csv"}
+    )
+    assert upload.status_code != 413
