@@ -438,7 +438,7 @@ def init_app(app: APIFlask, rate_limiter: Limiter) -> None:
 
 
 def _oauth_blueprint(rate_limiter: Limiter) -> APIBlueprint:
-    bp = APIBlueprint("oauth", __name__, url_prefix="/oauth", tag="OAuth 2")
+    bp = APIBlueprint("oauth", __name__, url_prefix="/oauth", tag="OAuth")
 
     def limited(view: F) -> F:
         # Only refused attempts count, so a client that holds its secret is never slowed; once

@@ -61,7 +61,10 @@ _WHY = {
     503: "The hub's database or key store cannot be reached; see Retry-After",
 }
 
+# Every type hub.services.uploads reads. The document's keys are served sorted and the docs page
+# offers the first media type, so "application/csv" is what a person trying an upload sends.
 _UPLOAD_MEDIA_TYPES = (
+    "application/csv",
     "text/csv",
     "application/json",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -136,7 +139,8 @@ def _complete_oauth(path: str, operation: dict[str, Any]) -> None:
         "required": True,
         "content": {"application/x-www-form-urlencoded": {"schema": form}},
     }
-    operation["security"] = [{"clientBasic": []}, {}]
+    # The client authenticates with HTTP Basic or the form's client_id and client_secret; the
+    # docs page's Authorize dialog does this itself for the oauth2 scheme, so no second scheme.
     responses = operation.setdefault("responses", {})
     if path.endswith("/token"):
         responses["200"] = {
@@ -167,11 +171,6 @@ def complete(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
     schemas["OAuthError"] = OAUTH_ERROR_SCHEMA
     for unused in ("HTTPError", "ValidationError"):
         schemas.pop(unused, None)
-    components.setdefault("securitySchemes", {})["clientBasic"] = {
-        "type": "http",
-        "scheme": "basic",
-        "description": "An OAuth client's id and secret (token endpoints only).",
-    }
     for path, item in spec.get("paths", {}).items():
         for method, operation in item.items():
             if method not in ("get", "post", "put", "patch", "delete"):
