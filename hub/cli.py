@@ -186,7 +186,6 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
     # QUEUE_CONSUMER=in-process: this server runs queued jobs itself (demo, single machine),
     # in a thread of gunicorn's master process.
     consumer = jobs.start_in_process(current_app._get_current_object())  # type: ignore[attr-defined]
-    click.echo(f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it")
     try:
         run(
             create_app,
@@ -194,6 +193,10 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
             port,
             workers or config["SERVER_WORKERS"],
             threads or config["SERVER_THREADS"],
+            # Said once the port is really bound, so whoever waits for the line can connect.
+            on_ready=lambda: click.echo(
+                f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it"
+            ),
         )
     except SystemExit as stop:
         # Gunicorn ends its master and its workers (forked from here) by SystemExit.

@@ -74,9 +74,22 @@ def gunicorn_options(
     }
 
 
-def serve(factory: Callable[[], Flask], host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the hub with gunicorn until it is stopped (SIGTERM or SIGINT)."""
-    HubServer(factory, gunicorn_options(host, port, workers, threads)).run()
+def serve(
+    factory: Callable[[], Flask],
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve the hub with gunicorn until it is stopped (SIGTERM or SIGINT).
+
+    :param on_ready: called once the port is bound and the workers are starting.
+    """
+    options = gunicorn_options(host, port, workers, threads)
+    if on_ready is not None:
+        options["when_ready"] = lambda _arbiter: on_ready()
+    HubServer(factory, options).run()
 
 
 def make_server(
