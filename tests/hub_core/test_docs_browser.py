@@ -231,10 +231,7 @@ def test_a_person_authorizes_and_tries_an_operation(live_hub: LiveHub, browser: 
 def test_a_person_tries_an_upload(live_hub: LiveHub, browser: WebDriver) -> None:
     """Upload the README's sample file from the docs page; the hub stores it."""
     spec: dict[str, Any] = requests.get(f"{live_hub.url}/openapi.json", timeout=30).json()
-    if "requestBody" not in spec["paths"]["/v1/uploads"]["post"]:
-        # The body is declared by the OpenAPI work on the upload view (issue 12 item 10, helper
-        # "dos"); until it is, the page cannot offer one. Remove this once it lands.
-        pytest.xfail("the upload operation declares no request body yet")
+    assert "requestBody" in spec["paths"]["/v1/uploads"]["post"], "the page cannot offer a body"
     wait = authorize(browser, live_hub)
     operation = try_out(browser, wait, "operations-Uploads-post_v1_uploads")
     body = operation.find_element(By.CSS_SELECTOR, ".opblock-section-request-body")
