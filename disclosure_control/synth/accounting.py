@@ -51,8 +51,9 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
 
 
 @dataclass
-class PrivacySpend:
-    """The privacy loss a synthetic run used, for the hub's ledger.
+class SynthesisSpend:
+    """The account of one synthetic run's privacy loss: its rho, its epsilon at ``delta`` and
+    each measurement's share (the ledger's own unit is :class:`disclosure_control.dp.PrivacySpend`).
 
     :param rho: the run's total zero-concentrated DP loss, from OpenDP's composition.
     :param delta: the delta at which ``epsilon`` is stated.

@@ -61,7 +61,7 @@ import numpy.typing as npt
 import opendp.prelude as dp
 import pandas as pd
 
-from disclosure_control.synth.accounting import PrivacySpend, epsilon_for_rho
+from disclosure_control.synth.accounting import SynthesisSpend, epsilon_for_rho
 from disclosure_control.synth.domain import Domain, IntMatrix
 
 # User transformations (record codes -> cells, records -> selection scores) need this flag;
@@ -388,7 +388,7 @@ class SynthesisModel:
     order: list[int]
     factors: list[_Factor]
     expand: list[tuple[IntMatrix, IntMatrix, FloatArray]]
-    spend: PrivacySpend
+    spend: SynthesisSpend
     tree: list[tuple[str, str]]
 
     def parents(self) -> dict[str, tuple[str, ...]]:
@@ -595,7 +595,7 @@ def _model_from_payload(payload: dict[str, Any], domain: Domain) -> SynthesisMod
     if len(factors) != d:
         raise ValueError("synthesis model: there must be one factor per column")
     saved_spend = payload["spend"]
-    spend = PrivacySpend(
+    spend = SynthesisSpend(
         float.fromhex(saved_spend["rho"]),
         float.fromhex(saved_spend["delta"]),
         float.fromhex(saved_spend["epsilon"]),
@@ -814,7 +814,9 @@ class MarginalSynthesizer:
         factors = _rake(factors, sizes, priors, one_way_var, model_var)
 
         rho_spent = _loss(composition, 1)
-        spend = PrivacySpend(rho_spent, self.delta, epsilon_for_rho(rho_spent, self.delta), ledger)
+        spend = SynthesisSpend(
+            rho_spent, self.delta, epsilon_for_rho(rho_spent, self.delta), ledger
+        )
         return SynthesisModel(
             domain=self.domain,
             order=order,
