@@ -7,31 +7,10 @@ from typing import Any
 
 import opendp.prelude as dp
 
+from disclosure_control.dp.accounting import rho_to_epsilon
 from disclosure_control.dp.calibrate import search
 
 dp.enable_features("contrib")
-
-
-def _unit_zcdp(rho: float) -> dp.Measurement:
-    """Return a Gaussian measurement whose privacy loss at distance 1 is ``rho``."""
-    domain = dp.atom_domain(T=float, nan=False)
-    return dp.m.make_gaussian(domain, dp.absolute_distance(T=float), scale=(0.5 / rho) ** 0.5)
-
-
-def epsilon_for_rho(rho: float, delta: float) -> float:
-    """Return the epsilon that rho-zCDP implies at a given delta, by OpenDP's conversion.
-
-    :param rho: the zero-concentrated DP loss.
-    :param delta: the approximate-DP delta.
-
-    >>> round(epsilon_for_rho(0.5, 1e-6), 2)
-    5.22
-    """
-    if rho <= 0 or not 0 < delta < 1:
-        raise ValueError("rho must be positive and delta in (0, 1)")
-    converted = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(_unit_zcdp(rho)), delta)
-    epsilon, _ = converted.map(1.0)  # type: ignore[no-untyped-call]  # opendp is untyped
-    return float(epsilon)
 
 
 def rho_for_epsilon(epsilon: float, delta: float) -> float:
@@ -41,13 +20,13 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
     :param delta: the approximate-DP delta.
 
     >>> rho = rho_for_epsilon(1.0, 1e-6)
-    >>> round(rho, 4), epsilon_for_rho(rho, 1e-6) <= 1.0
+    >>> round(rho, 4), rho_to_epsilon(rho, 1e-6) <= 1.0
     (0.0244, True)
     """
     if not (0 < epsilon < float("inf")) or not 0 < delta < 1:
         raise ValueError("epsilon must be positive and finite, and delta in (0, 1)")
     # rho <= epsilon always (epsilon(rho) >= rho), so the boundary lies in [0, epsilon].
-    return search(lambda rho: rho <= 0 or epsilon_for_rho(rho, delta) <= epsilon, 0.0, epsilon)
+    return search(lambda rho: rho <= 0 or rho_to_epsilon(rho, delta) <= epsilon, 0.0, epsilon)
 
 
 @dataclass

@@ -61,7 +61,8 @@ import numpy.typing as npt
 import opendp.prelude as dp
 import pandas as pd
 
-from disclosure_control.synth.accounting import SynthesisSpend, epsilon_for_rho
+from disclosure_control.dp.accounting import rho_to_epsilon
+from disclosure_control.synth.accounting import SynthesisSpend
 from disclosure_control.synth.domain import Domain, IntMatrix
 
 # User transformations (record codes -> cells, records -> selection scores) need this flag;
@@ -814,9 +815,7 @@ class MarginalSynthesizer:
         factors = _rake(factors, sizes, priors, one_way_var, model_var)
 
         rho_spent = _loss(composition, 1)
-        spend = SynthesisSpend(
-            rho_spent, self.delta, epsilon_for_rho(rho_spent, self.delta), ledger
-        )
+        spend = SynthesisSpend(rho_spent, self.delta, rho_to_epsilon(rho_spent, self.delta), ledger)
         return SynthesisModel(
             domain=self.domain,
             order=order,

@@ -80,14 +80,14 @@ def test_searches_are_bounded_in_steps(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # Synthesis converts epsilon to rho through the same bounded search.
     calls = 0
-    real = synth_accounting.epsilon_for_rho
+    real = synth_accounting.rho_to_epsilon
 
     def counted(rho: float, delta: float) -> float:
         nonlocal calls
         calls += 1
         return real(rho, delta)
 
-    monkeypatch.setattr(synth_accounting, "epsilon_for_rho", counted)
+    monkeypatch.setattr(synth_accounting, "rho_to_epsilon", counted)
     rho = synth_accounting.rho_for_epsilon(1.0, 1e-6)
     assert real(rho, 1e-6) <= 1.0
     assert 0 < calls <= 1100

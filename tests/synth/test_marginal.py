@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from disclosure_control.dp.accounting import rho_to_epsilon
 from disclosure_control.evaluate import evaluate_utility
 from disclosure_control.synth import (
     Domain,
     MarginalSynthesizer,
     SynthesisModel,
-    epsilon_for_rho,
     rho_for_epsilon,
 )
 from disclosure_control.synth.marginal import _dependence
@@ -51,8 +51,8 @@ def test_missing_schema_column_is_refused(domain: Domain, ctdc_training: pd.Data
 
 def test_epsilon_and_rho_convert_both_ways() -> None:
     rho = rho_for_epsilon(4.0, 1e-6)
-    assert epsilon_for_rho(rho, 1e-6) == pytest.approx(4.0, abs=1e-6)
-    assert epsilon_for_rho(rho, 1e-6) <= 4.0
+    assert rho_to_epsilon(rho, 1e-6) == pytest.approx(4.0, abs=1e-6)
+    assert rho_to_epsilon(rho, 1e-6) <= 4.0
 
 
 def test_spend_is_openDP_composition_within_budget(
@@ -64,7 +64,7 @@ def test_spend_is_openDP_composition_within_budget(
     # d one-way marginals, d-1 tree edges, d-2 parent-set choices, d-1 model marginals.
     assert len(model.spend.measurements) == 4 * d - 4
     assert sum(r for _, r in model.spend.measurements) == pytest.approx(model.spend.rho)
-    assert model.spend.epsilon == pytest.approx(epsilon_for_rho(model.spend.rho, 1e-6))
+    assert model.spend.epsilon == pytest.approx(rho_to_epsilon(model.spend.rho, 1e-6))
 
 
 def test_progress_reaches_every_measurement(fitted: tuple[SynthesisModel, list[int]]) -> None:
