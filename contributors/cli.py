@@ -14,7 +14,6 @@ import os
 import secrets
 import shlex
 import sys
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -92,7 +91,6 @@ RETRIES_ENV = ENV_PREFIX + "RETRIES"
 _OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
 _CSV_SLICE_ROWS = 20_000
-_LOCAL_REASONS_SENT = 100
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -218,23 +216,18 @@ class PreparedUpload:
     def local_rejections(self) -> dict[str, Any] | None:
         """Return the account of the rows refused here, for the hub's receipt (never a value).
 
-        ``None`` when every row is sent. The reasons tally the listed bad cells by field and
-        reason; the cells beyond the listed ones are counted, not tallied.
+        ``None`` when every row is sent. The reasons tally every bad cell of the file by field
+        and reason (the validation report's complete tally, not its capped list), so their cells
+        add up to ``error_count``.
         """
         report = self.report
         if not report.rows_rejected:
             return None
-        tally = Counter((error.field, error.reason[:300]) for error in report.errors)
-        # The most frequent reasons fit in the request header; the rest are counted only.
-        kept = tally.most_common(_LOCAL_REASONS_SENT)
         return {
             "file_rows_total": report.rows_total,
             "rows_rejected": report.rows_rejected,
             "error_count": report.error_count,
-            "reasons": [
-                {"field": name, "reason": reason, "cells": cells} for (name, reason), cells in kept
-            ],
-            "cells_not_tallied": report.error_count - sum(cells for _, cells in kept),
+            "reasons": [tally.as_dict() for tally in report.error_tally],
         }
 
 
