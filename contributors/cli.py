@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
+import numpy as np
 import pandas as pd
 import pyarrow
+import pyarrow.compute
 import pyarrow.csv
 
 from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnavailable, Receipt
@@ -31,6 +33,7 @@ from contributors.headers import match_headers
 from contributors.htcds import HtcdsMapping, HtcdsMappingError, map_htcds
 from contributors.identifiers import IdentifierFinding, screen_identifiers
 from contributors.normalise import (
+    BOOLEAN_SPELLING,
     ValidationReport,
     ValidationResult,
     format_records,
@@ -196,10 +199,7 @@ class PreparedUpload:
             # Rows are spelled out a slice at a time, to keep the partner's memory low.
             writer: pyarrow.csv.CSVWriter | None = None
             for start in range(0, len(records), _CSV_SLICE_ROWS):
-                table = pyarrow.Table.from_pandas(
-                    format_records(records.iloc[start : start + _CSV_SLICE_ROWS]),
-                    preserve_index=False,
-                )
+                table = _spelled(records.iloc[start : start + _CSV_SLICE_ROWS])
                 if writer is None:
                     options = pyarrow.csv.WriteOptions(quoting_style="none")
                     writer = pyarrow.csv.CSVWriter(sink, table.schema, write_options=options)
@@ -229,6 +229,24 @@ class PreparedUpload:
             "error_count": report.error_count,
             "reasons": [tally.as_dict() for tally in report.error_tally],
         }
+
+
+def _spelled(records: pd.DataFrame) -> pyarrow.Table:
+    """Spell typed records in the hub's canonical form as an Arrow table of strings, in Arrow's
+    compute kernels (what :func:`~contributors.normalise.format_records` writes, without building
+    Python strings per cell); a missing value stays null, which Arrow's writer leaves empty."""
+    false, true = BOOLEAN_SPELLING
+    columns: dict[str, pyarrow.Array] = {}
+    for name in records.columns:
+        cells = pyarrow.array(records[name])
+        if pyarrow.types.is_boolean(cells.type):
+            cells = pyarrow.compute.if_else(cells, true, false)
+        elif not pyarrow.types.is_string(cells.type) and not pyarrow.types.is_large_string(
+            cells.type
+        ):
+            cells = pyarrow.compute.cast(cells, pyarrow.string())
+        columns[str(name)] = cells
+    return pyarrow.table(columns)
 
 
 @dataclass
@@ -452,7 +470,8 @@ def _pseudonym_column(
     same case two different pseudonyms across uploads, and sending raw ids would reveal them.
     """
     text = values.fillna("").astype(str).str.strip()
-    present = text[~text.isin(["", *missing])]
+    given = ~text.isin(["", *missing]).to_numpy(dtype=bool)
+    present = text[given]
     made_here = present.str.fullmatch(PSEUDONYM_PATTERN.pattern).astype(bool)
     if key is None:
         if not bool(made_here.all()):
@@ -470,10 +489,9 @@ def _pseudonym_column(
         )
     # A missing case id stays missing, so validation rejects that row alone (caseNo is
     # required) instead of the whole file failing here.
-    pseudonyms = dict(zip(present.index, pseudonymise_column(present.tolist(), key), strict=True))
-    return pd.Series(
-        [pseudonyms.get(index, "") for index in text.index], index=values.index, dtype="string"
-    )
+    pseudonyms = np.full(len(text), "", dtype=object)
+    pseudonyms[given] = pseudonymise_column(present.tolist(), key)
+    return pd.Series(pseudonyms, index=values.index, dtype="string")
 
 
 # -- printing ------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ from contributors.cli import (
     ENV_PREFIX,
     HUB_URL_ENV,
     cli,
+    prepare_upload,
 )
+from contributors.normalise import format_records
 from contributors.pseudonym import MAPPING_COLUMNS, is_pseudonym, pseudonymise
 from hub.settings import ENV_PREFIX as HUB_ENV_PREFIX
 from hub.settings import load_settings
@@ -486,3 +488,21 @@ def test_the_receipt_tallies_every_locally_refused_cell(
     assert "cells_not_tallied" not in local
     text = json.dumps(receipt)
     assert "Femme" not in text and "maybe" not in text and "last year" not in text
+
+
+def test_the_prepared_csv_spells_what_format_records_spells(ctdc_rows: pd.DataFrame) -> None:
+    # The toolkit writes its CSV through Arrow's kernels; it must hold exactly the canonical
+    # spelling (booleans 1/0, whole numbers, codes, empty for missing) of every accepted cell.
+    frame = ctdc_rows.assign(caseNo=[str(n) for n in range(len(ctdc_rows))])
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    prepared = prepare_upload(
+        buffer.getvalue().encode(), filename="cases.csv", htcds=False, pseudonym_key=KEY.encode()
+    )
+    records = prepared.result.records
+    assert records["yearOfRegistration"].isna().any() or records["isForcedLabour"].isna().any()
+    expected = io.StringIO()
+    format_records(records).to_csv(expected, index=False, lineterminator="\n")
+    header, body = prepared.to_csv().decode("utf-8").split("\n", 1)
+    assert body == expected.getvalue().split("\n", 1)[1]
+    assert header.replace('"', "") == ",".join(records.columns)
