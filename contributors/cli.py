@@ -14,7 +14,6 @@ import os
 import secrets
 import shlex
 import sys
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,8 +21,10 @@ from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
+import numpy as np
 import pandas as pd
 import pyarrow
+import pyarrow.compute
 import pyarrow.csv
 
 from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnavailable, Receipt
@@ -32,6 +33,7 @@ from contributors.headers import match_headers
 from contributors.htcds import HtcdsMapping, HtcdsMappingError, map_htcds
 from contributors.identifiers import IdentifierFinding, screen_identifiers
 from contributors.normalise import (
+    BOOLEAN_SPELLING,
     ValidationReport,
     ValidationResult,
     format_records,
@@ -92,7 +94,6 @@ RETRIES_ENV = ENV_PREFIX + "RETRIES"
 _OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
 _CSV_SLICE_ROWS = 20_000
-_LOCAL_REASONS_SENT = 100
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -198,10 +199,7 @@ class PreparedUpload:
             # Rows are spelled out a slice at a time, to keep the partner's memory low.
             writer: pyarrow.csv.CSVWriter | None = None
             for start in range(0, len(records), _CSV_SLICE_ROWS):
-                table = pyarrow.Table.from_pandas(
-                    format_records(records.iloc[start : start + _CSV_SLICE_ROWS]),
-                    preserve_index=False,
-                )
+                table = _spelled(records.iloc[start : start + _CSV_SLICE_ROWS])
                 if writer is None:
                     options = pyarrow.csv.WriteOptions(quoting_style="none")
                     writer = pyarrow.csv.CSVWriter(sink, table.schema, write_options=options)
@@ -218,24 +216,37 @@ class PreparedUpload:
     def local_rejections(self) -> dict[str, Any] | None:
         """Return the account of the rows refused here, for the hub's receipt (never a value).
 
-        ``None`` when every row is sent. The reasons tally the listed bad cells by field and
-        reason; the cells beyond the listed ones are counted, not tallied.
+        ``None`` when every row is sent. The reasons tally every bad cell of the file by field
+        and reason (the validation report's complete tally, not its capped list), so their cells
+        add up to ``error_count``.
         """
         report = self.report
         if not report.rows_rejected:
             return None
-        tally = Counter((error.field, error.reason[:300]) for error in report.errors)
-        # The most frequent reasons fit in the request header; the rest are counted only.
-        kept = tally.most_common(_LOCAL_REASONS_SENT)
         return {
             "file_rows_total": report.rows_total,
             "rows_rejected": report.rows_rejected,
             "error_count": report.error_count,
-            "reasons": [
-                {"field": name, "reason": reason, "cells": cells} for (name, reason), cells in kept
-            ],
-            "cells_not_tallied": report.error_count - sum(cells for _, cells in kept),
+            "reasons": [tally.as_dict() for tally in report.error_tally],
         }
+
+
+def _spelled(records: pd.DataFrame) -> pyarrow.Table:
+    """Spell typed records in the hub's canonical form as an Arrow table of strings, in Arrow's
+    compute kernels (what :func:`~contributors.normalise.format_records` writes, without building
+    Python strings per cell); a missing value stays null, which Arrow's writer leaves empty."""
+    false, true = BOOLEAN_SPELLING
+    columns: dict[str, pyarrow.Array] = {}
+    for name in records.columns:
+        cells = pyarrow.array(records[name])
+        if pyarrow.types.is_boolean(cells.type):
+            cells = pyarrow.compute.if_else(cells, true, false)
+        elif not pyarrow.types.is_string(cells.type) and not pyarrow.types.is_large_string(
+            cells.type
+        ):
+            cells = pyarrow.compute.cast(cells, pyarrow.string())
+        columns[str(name)] = cells
+    return pyarrow.table(columns)
 
 
 @dataclass
@@ -459,7 +470,8 @@ def _pseudonym_column(
     same case two different pseudonyms across uploads, and sending raw ids would reveal them.
     """
     text = values.fillna("").astype(str).str.strip()
-    present = text[~text.isin(["", *missing])]
+    given = ~text.isin(["", *missing]).to_numpy(dtype=bool)
+    present = text[given]
     made_here = present.str.fullmatch(PSEUDONYM_PATTERN.pattern).astype(bool)
     if key is None:
         if not bool(made_here.all()):
@@ -477,10 +489,9 @@ def _pseudonym_column(
         )
     # A missing case id stays missing, so validation rejects that row alone (caseNo is
     # required) instead of the whole file failing here.
-    pseudonyms = dict(zip(present.index, pseudonymise_column(present.tolist(), key), strict=True))
-    return pd.Series(
-        [pseudonyms.get(index, "") for index in text.index], index=values.index, dtype="string"
-    )
+    pseudonyms = np.full(len(text), "", dtype=object)
+    pseudonyms[given] = pseudonymise_column(present.tolist(), key)
+    return pd.Series(pseudonyms, index=values.index, dtype="string")
 
 
 # -- printing ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from contributors.schema import RecordSchema, SchemaField, load_schema
 __all__ = [
     "ERROR_LIMIT",
     "MAX_EXACT_AGE",
+    "ErrorTally",
     "RowError",
     "ValidationReport",
     "ValidationResult",
@@ -100,6 +101,24 @@ class RowError:
         }
 
 
+@dataclass(frozen=True)
+class ErrorTally:
+    """How many bad cells of one field share one reason (never a value).
+
+    :param field: the schema field.
+    :param reason: what is wrong, as :attr:`RowError.reason` says it.
+    :param cells: the bad cells of ``field`` with this reason, in the whole upload.
+    """
+
+    field: str
+    reason: str
+    cells: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the tally as a JSON-ready mapping."""
+        return {"field": self.field, "reason": self.reason, "cells": self.cells}
+
+
 @dataclass
 class ValidationReport:
     """What validation found in one upload.
@@ -116,6 +135,8 @@ class ValidationReport:
     :param identifier_findings: columns that look like they carry direct identifiers.
     :param schema_version: the schema version the upload was checked against.
     :param columns: how each header matched the schema (:func:`contributors.headers.match_headers`).
+    :param error_tally: every bad cell (listed or not) counted by field and reason, the most
+        frequent first; the cells add up to :attr:`error_count`.
     """
 
     rows_total: int
@@ -128,12 +149,18 @@ class ValidationReport:
     identifier_findings: list[IdentifierFinding] = field(default_factory=list)
     schema_version: str = ""
     columns: list[HeaderMatch] = field(default_factory=list)
+    error_tally: list[ErrorTally] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.rows_total != self.rows_accepted + self.rows_rejected:
             raise ValueError(
                 f"inconsistent report: {self.rows_total} rows is not {self.rows_accepted} "
                 f"accepted + {self.rows_rejected} rejected"
+            )
+        tallied = sum(tally.cells for tally in self.error_tally)
+        if tallied != self.error_count:
+            raise ValueError(
+                f"inconsistent report: the tally counts {tallied} bad cells, not {self.error_count}"
             )
 
     @property
@@ -160,6 +187,7 @@ class ValidationReport:
             "error_count": self.error_count,
             "errors_not_listed": self.errors_not_listed,
             "errors": [error.as_dict() for error in self.errors],
+            "error_tally": [tally.as_dict() for tally in self.error_tally],
             "columns": [match.as_dict() for match in self.columns],
         }
 
@@ -576,14 +604,32 @@ def _row_numbers(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
     return np.arange(1, len(frame) + 1, dtype=np.int64)
 
 
+def _tally_errors(column: _Column, rows: npt.NDArray[np.intp]) -> list[ErrorTally]:
+    """Count a column's bad cells by reason, without a Python loop over cells or entries."""
+    if not len(rows):
+        return []
+    # cells per verdict-table entry, then entries summed per reason (several entries share one)
+    per_entry = np.bincount(column.codes[rows], minlength=len(column.table.state))
+    entries = np.flatnonzero(per_entry)
+    reasons = np.asarray(column.table.reason, dtype=object)[entries]
+    labels, distinct = pd.factorize(reasons)
+    cells = np.bincount(labels, weights=per_entry[entries]).astype(np.int64)
+    return [
+        ErrorTally(field=column.spec.name, reason=str(reason), cells=int(count))
+        for reason, count in zip(distinct.tolist(), cells.tolist(), strict=True)
+    ]
+
+
 def _collect_errors(
     columns: list[_Column], bad: list[npt.NDArray[np.bool_]], numbers: npt.NDArray[np.int64]
-) -> tuple[list[RowError], int]:
+) -> tuple[list[RowError], int, list[ErrorTally]]:
     total = 0
+    tally: list[ErrorTally] = []
     candidates: list[tuple[int, int, RowError]] = []
     for position, (column, mask) in enumerate(zip(columns, bad, strict=True)):
         rows = np.flatnonzero(mask)
         total += len(rows)
+        tally.extend(_tally_errors(column, rows))
         # only the earliest rows of each field can make the listed (first ERROR_LIMIT) errors
         for row in rows[:ERROR_LIMIT]:
             entry = column.codes[row]
@@ -596,7 +642,9 @@ def _collect_errors(
             candidates.append((int(row), position, error))
     candidates.sort(key=lambda item: (item[0], item[1]))
     listed = [error for _, _, error in candidates[:ERROR_LIMIT]]
-    return listed, total - len(listed)
+    # the most frequent first; a stable sort keeps schema order among equals
+    tally.sort(key=lambda item: -item.cells)
+    return listed, total - len(listed), tally
 
 
 def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) -> ValidationResult:
@@ -652,7 +700,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
     bad = [column.state() == _INVALID for column in ordered]
     rejected = np.logical_or.reduce(bad) if bad else np.zeros(rows, dtype=bool)
     accepted = ~np.asarray(rejected, dtype=bool)
-    errors, not_listed = _collect_errors(ordered, bad, _row_numbers(frame))
+    errors, not_listed, tally = _collect_errors(ordered, bad, _row_numbers(frame))
     records = pd.DataFrame(
         {column.spec.name: _typed_array(column, accepted) for column in ordered},
         index=pd.RangeIndex(int(accepted.sum())),
@@ -668,6 +716,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
         identifier_findings=findings,
         schema_version=schema.version,
         columns=list(mapping.matches),
+        error_tally=tally,
     )
     return ValidationResult(records=records, report=report, accepted_mask=accepted)
 

@@ -115,8 +115,8 @@ def receipt(upload: Upload) -> dict[str, Any]:
         "422 answers carry the validation report; nothing is stored unless every row passes "
         "or `accept_valid=true`. A partner toolkit that sends only the rows it accepted "
         "reports the rest in the `Local-Rejections` header (JSON: `file_rows_total`, "
-        "`rows_rejected`, `error_count`, `reasons` [{`field`, `reason`, `cells`}], "
-        "`cells_not_tallied`); the receipt records them."
+        "`rows_rejected`, `error_count`, `reasons` [{`field`, `reason`, `cells`}] tallying "
+        "every bad cell); the receipt records them."
     ),
     responses={409: "Idempotency-Key reused", 413: "Too large", 422: "Validation failed"},
 )

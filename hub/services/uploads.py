@@ -175,15 +175,14 @@ class LocalRejections:
     :param file_rows_total: the data rows of the partner's whole file.
     :param rows_rejected: the rows refused on the partner's machine (not sent).
     :param error_count: the bad cells in those rows.
-    :param reasons: ``{"field", "reason", "cells"}`` tallies of the first listed bad cells.
-    :param cells_not_tallied: bad cells beyond those tallied.
+    :param reasons: ``(field, reason, cells)`` tallies of every one of those bad cells: their
+        cells add up to ``error_count``.
     """
 
     file_rows_total: int
     rows_rejected: int
     error_count: int
     reasons: tuple[tuple[str, str, int], ...]
-    cells_not_tallied: int
 
     def as_dict(self) -> dict[str, Any]:
         """Return the account as stored on the receipt."""
@@ -193,7 +192,6 @@ class LocalRejections:
                 {"field": field, "reason": reason, "cells": cells}
                 for field, reason, cells in self.reasons
             ],
-            "cells_not_tallied": self.cells_not_tallied,
         }
 
 
@@ -217,8 +215,7 @@ def parse_local_rejections(header: str | None, schema: RecordSchema) -> LocalRej
 
     >>> from contributors.schema import load_schema
     >>> text = ('{"file_rows_total": 5, "rows_rejected": 2, "error_count": 3, "reasons": '
-    ...     '[{"field": "gender", "reason": "not one of the codes", "cells": 3}], '
-    ...     '"cells_not_tallied": 0}')
+    ...     '[{"field": "gender", "reason": "not one of the codes", "cells": 3}]}')
     >>> parse_local_rejections(text, load_schema()).reasons
     (('gender', 'not one of the codes', 3),)
     """
@@ -258,15 +255,12 @@ def parse_local_rejections(header: str | None, schema: RecordSchema) -> LocalRej
         rows_rejected=_count(document, "rows_rejected"),
         error_count=_count(document, "error_count"),
         reasons=tuple(reasons),
-        cells_not_tallied=_count(document, "cells_not_tallied"),
     )
     if rejections.rows_rejected > rejections.file_rows_total:
         raise InvalidInput(f"{where}: rows_rejected exceeds file_rows_total", field=where)
-    if sum(cells for _, _, cells in reasons) + rejections.cells_not_tallied != (
-        rejections.error_count
-    ):
+    if sum(cells for _, _, cells in reasons) != rejections.error_count:
         raise InvalidInput(
-            f"{where}: the reasons' cells and cells_not_tallied must add up to error_count",
+            f"{where}: the reasons' cells must add up to error_count (every bad cell tallied)",
             field=where,
         )
     return rejections

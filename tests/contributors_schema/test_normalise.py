@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from contributors.normalise import (
     ERROR_LIMIT,
+    ErrorTally,
     RowError,
     ValidationReport,
     format_records,
@@ -300,6 +301,51 @@ def test_errors_are_capped_and_counted() -> None:
         (2, "gender"),
     ]
     assert report.as_dict()["errors_not_listed"] == 2 * rows - ERROR_LIMIT
+
+
+def test_every_bad_cell_is_tallied_by_field_and_reason() -> None:
+    # Far more bad cells than the report lists, of several reasons, one field with a distinct
+    # bad value per row: the tally counts every one, and agrees with a count made here.
+    rows = 3 * ERROR_LIMIT
+    number = pd.Series(range(rows))
+    gender = np.where(number % 2 == 0, "Femme", "Female")
+    age = np.where(number % 3 == 0, "old", np.where(number % 7 == 0, "200", "30"))
+    flag = np.where(number % 4 == 0, "maybe", "yes")
+    cases = [f"case {n}" if n % 5 == 0 else _case(n) for n in range(rows)]
+    frame = _frame(
+        caseNo=cases, gender=gender.tolist(), ageBroad=age.tolist(), isAbduction=flag.tolist()
+    )
+    report = validate_records(frame).report
+    expected = {
+        "gender": int((gender == "Femme").sum()),
+        "ageBroad/band": int((age == "old").sum()),
+        "ageBroad/exact": int((age == "200").sum()),
+        "isAbduction": int((flag == "maybe").sum()),
+        "caseNo": sum(1 for case in cases if case.startswith("case ")),
+    }
+    found: dict[str, int] = {}
+    for tally in report.error_tally:
+        key = tally.field
+        if tally.field == "ageBroad":
+            key += "/exact" if "exact age must be" in tally.reason else "/band"
+        assert key not in found, tally
+        found[key] = tally.cells
+    assert found == expected
+    assert report.error_count == sum(expected.values()) > 2 * ERROR_LIMIT
+    assert len(report.errors) == ERROR_LIMIT
+    assert [t.cells for t in report.error_tally] == sorted(found.values(), reverse=True)
+    document = json.loads(json.dumps(report.as_dict()))
+    assert sum(item["cells"] for item in document["error_tally"]) == report.error_count
+    assert "Femme" not in json.dumps(document) and "maybe" not in json.dumps(document)
+
+
+def test_a_tally_that_misses_cells_is_refused() -> None:
+    error = RowError(row=1, field="gender", value_class="alphabetic", reason="not a code")
+    with pytest.raises(ValueError, match="the tally counts 0 bad cells, not 1"):
+        ValidationReport(1, 0, 1, [error], [], [])
+    tally = [ErrorTally(field="gender", reason="not a code", cells=3)]
+    report = ValidationReport(1, 0, 1, [error], [], [], errors_not_listed=2, error_tally=tally)
+    assert report.error_count == 3
 
 
 def test_unknown_and_missing_columns(schema: RecordSchema) -> None:

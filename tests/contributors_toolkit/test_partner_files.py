@@ -24,9 +24,8 @@ from contributors.cli import (
     cli,
     prepare_upload,
 )
+from contributors.normalise import format_records
 from contributors.pseudonym import MAPPING_COLUMNS, is_pseudonym, pseudonymise
-from contributors.schema import load_schema
-from hub.services.uploads import parse_local_rejections
 from hub.settings import ENV_PREFIX as HUB_ENV_PREFIX
 from hub.settings import load_settings
 from tests.conftest import LiveHub, Partner
@@ -251,7 +250,7 @@ def test_accept_valid_upload_records_the_local_rejections(
     assert receipt["rows_rejected_locally"] == 4
     assert receipt["rows_total"] == kept
     local = receipt["local_rejections"]
-    assert local["error_count"] == 5 and local["cells_not_tallied"] == 0
+    assert local["error_count"] == 5 and "cells_not_tallied" not in local
     tallies = {(r["field"], r["cells"]) for r in local["reasons"]}
     assert tallies == {("gender", 3), ("ageBroad", 2)}
     # Counts and reasons, never values.
@@ -264,17 +263,15 @@ def test_accept_valid_upload_records_the_local_rejections(
         ("not json", "Local-Rejections must be a JSON object"),
         (
             '{"file_rows_total": 10, "rows_rejected": 1, "error_count": 1, "reasons": '
-            '[{"field": "nom", "reason": "x", "cells": 1}], "cells_not_tallied": 0}',
+            '[{"field": "nom", "reason": "x", "cells": 1}]}',
             "reason 1 must name a field of the record schema",
         ),
         (
-            '{"file_rows_total": 10, "rows_rejected": 1, "error_count": 2, "reasons": [], '
-            '"cells_not_tallied": 0}',
+            '{"file_rows_total": 10, "rows_rejected": 1, "error_count": 2, "reasons": []}',
             "must add up to error_count",
         ),
         (
-            '{"file_rows_total": 99, "rows_rejected": 1, "error_count": 0, "reasons": [], '
-            '"cells_not_tallied": 0}',
+            '{"file_rows_total": 99, "rows_rejected": 1, "error_count": 0, "reasons": []}',
             "says 98 rows were sent, but the body holds 40",
         ),
     ],
@@ -443,24 +440,69 @@ def unused_port() -> int:
     return port
 
 
-def test_the_local_account_counts_every_bad_cell_and_the_hub_reads_it(
-    ctdc_rows: pd.DataFrame,
+def test_the_receipt_tallies_every_locally_refused_cell(
+    live_hub: LiveHub, ctdc_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    # 1,200 bad cells: more than the report lists (1,000), so some are counted, not tallied.
-    rows = pd.concat([ctdc_rows] * 4, ignore_index=True).head(1300)
-    frame = rows.assign(caseNo=[str(n) for n in range(len(rows))])
-    frame.loc[:1199, "gender"] = "Femme"
+    # Thousands of bad cells of several reasons: far more than the report lists (1,000), yet the
+    # receipt's reasons count every one, as a count made here from the injected cells says.
+    frame = pd.concat([ctdc_rows] * 10, ignore_index=True)
+    frame = frame.assign(caseNo=[str(n) for n in range(len(frame))])
+    number = pd.Series(range(len(frame)))
+    femme, old, ancient = number % 2 == 0, number % 3 == 0, (number % 7 == 0) & (number % 3 != 0)
+    maybe, words = number % 4 == 0, number % 5 == 0
+    frame.loc[femme, "gender"] = "Femme"
+    frame.loc[old, "ageBroad"] = "old"
+    frame.loc[ancient, "ageBroad"] = "200"
+    frame.loc[maybe, "isForcedLabour"] = "maybe"
+    frame.loc[words, "yearOfRegistration"] = "last year"
+    source = _write(frame, tmp_path / "cases.csv")
+    env = {CLIENT_SECRET_ENV: live_hub.client_secret}
+    args = ["upload", str(source), "--hub", live_hub.url, "--client-id", live_hub.client_id]
+    result = _run(*args, "--pseudonym-key-env", KEY_ENV, "--accept-valid", **env)
+    assert result.exit_code == 0, result.output
+
+    token = live_hub.token()
+    (receipt,) = requests.get(
+        f"{live_hub.url}/v1/uploads", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ).json()["uploads"]
+    refused = femme | old | ancient | maybe | words
+    assert receipt["file_rows_total"] == len(frame)
+    assert receipt["rows_rejected_locally"] == int(refused.sum())
+    assert receipt["rows_total"] == len(frame) - int(refused.sum())
+    local = receipt["local_rejections"]
+    found: dict[str, int] = {}
+    for item in local["reasons"]:
+        key = item["field"]
+        if key == "ageBroad":
+            key += "/exact" if "exact age must be" in item["reason"] else "/band"
+        assert key not in found, item
+        found[key] = item["cells"]
+    assert found == {
+        "gender": int(femme.sum()),
+        "ageBroad/band": int(old.sum()),
+        "ageBroad/exact": int(ancient.sum()),
+        "isForcedLabour": int(maybe.sum()),
+        "yearOfRegistration": int(words.sum()),
+    }
+    assert local["error_count"] == sum(found.values()) > 2000
+    assert "cells_not_tallied" not in local
+    text = json.dumps(receipt)
+    assert "Femme" not in text and "maybe" not in text and "last year" not in text
+
+
+def test_the_prepared_csv_spells_what_format_records_spells(ctdc_rows: pd.DataFrame) -> None:
+    # The toolkit writes its CSV through Arrow's kernels; it must hold exactly the canonical
+    # spelling (booleans 1/0, whole numbers, codes, empty for missing) of every accepted cell.
+    frame = ctdc_rows.assign(caseNo=[str(n) for n in range(len(ctdc_rows))])
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     prepared = prepare_upload(
         buffer.getvalue().encode(), filename="cases.csv", htcds=False, pseudonym_key=KEY.encode()
     )
-    account = prepared.local_rejections()
-    assert account is not None
-    assert (account["file_rows_total"], account["rows_rejected"]) == (1300, 1200)
-    assert account["error_count"] == 1200
-    tallied = sum(reason["cells"] for reason in account["reasons"])
-    assert tallied + account["cells_not_tallied"] == 1200 and tallied == 1000
-    assert "Femme" not in json.dumps(account)
-    parsed = parse_local_rejections(json.dumps(account), load_schema())
-    assert parsed is not None and parsed.rows_rejected == 1200
+    records = prepared.result.records
+    assert records["yearOfRegistration"].isna().any() or records["isForcedLabour"].isna().any()
+    expected = io.StringIO()
+    format_records(records).to_csv(expected, index=False, lineterminator="\n")
+    header, body = prepared.to_csv().decode("utf-8").split("\n", 1)
+    assert body == expected.getvalue().split("\n", 1)[1]
+    assert header.replace('"', "") == ",".join(records.columns)
