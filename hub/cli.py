@@ -105,10 +105,12 @@ def keys_rotate(key_id: str, retire: bool) -> None:
     """Add a new active key and re-wrap every data key under it (data is not touched).
 
     Withdrawing an upload destroys its data key in the database; with --retire the key that
-    wrapped it in any older copy is destroyed too. Run it after withdrawals, while no upload
-    is in flight (a running hub reads the new keyring on its next request).
+    wrapped it in any older copy is destroyed too. Run it after withdrawals. A running hub
+    reads the new keyring on its next request; an upload already sealed under an old key
+    either commits before the retirement (its data key is re-wrapped) or is refused with a
+    retryable 503, never stored with a key that is gone.
     """
-    from hub.services.keys import retire_keys, rewrap_all
+    from hub.services.keys import refuse_retired_id, retire_keys, rewrap_all
 
     if current_app.config["KEYRING"]:
         raise click.ClickException(
@@ -116,6 +118,8 @@ def keys_rotate(key_id: str, retire: bool) -> None:
         )
     try:
         ring = crypto.keyring(current_app).with_new_active_key(key_id)
+        with session_factory()() as session:
+            refuse_retired_id(session, key_id)
     except (crypto.KeyringError, HubError) as error:
         raise click.ClickException(str(error)) from None
     # Write the new keyring first: old keys stay in it, so every batch stays readable
@@ -128,7 +132,11 @@ def keys_rotate(key_id: str, retire: bool) -> None:
             return
         try:
             retired = retire_keys(
-                session, OPERATOR, ring, lambda kept: crypto.write_keyring(current_app, kept)
+                session,
+                OPERATOR,
+                ring,
+                lambda kept: crypto.write_keyring(current_app, kept),
+                rewrap_stragglers=True,  # uploads sealed under an old key since the re-wrap
             )
         except HubError as error:
             raise click.ClickException(error.detail) from None

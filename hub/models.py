@@ -324,3 +324,27 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class KeyringState(Base):
+    """The one row that orders sealing against key retirement (see :mod:`hub.services.keys`).
+
+    An upload's transaction holds a shared lock on it from sealing to commit, and retirement
+    an exclusive one, so no upload sealed under a key commits after that key's retirement.
+    """
+
+    __tablename__ = "keyring_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # How many retirements have run: written by each, which takes the exclusive lock.
+    retirements: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RetiredKey(Base):
+    """A key-encryption key retired (destroyed from the keyring): nothing is sealed under it."""
+
+    __tablename__ = "retired_key"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -38,10 +38,12 @@ from hub.domain_errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from hub.models import RecordBatch, Upload, new_id, utcnow
+from hub.services.keys import hold_seal_key
 from hub.storage import checkpoint
 
 log = logging.getLogger("ctdhub.uploads")
@@ -305,6 +307,8 @@ def ingest(
         any row fails (unless ``accept_valid`` and some rows pass).
     :raises Conflict: (409) when ``idempotency_key`` was used for a different body.
     :raises PayloadTooLarge: (413) naming the limit a table or workbook is over.
+    :raises ServiceUnavailable: (503 with Retry-After) when the key it was sealed under was
+        retired meanwhile (``ctdhub keys rotate --retire``); nothing is stored.
     """
     principal = acting_principal(actor, "records:write").principal
     if idempotency_key is not None and not _KEY.match(idempotency_key):
@@ -392,7 +396,12 @@ def ingest(
         },
     )
     try:
+        # Until the commit, no retirement of the sealing key can slip in (hub.services.keys).
+        hold_seal_key(session, sealed.key_id)
         session.commit()
+    except ServiceUnavailable:
+        session.rollback()
+        raise
     except IntegrityError:
         # A concurrent request stored the same key or body first: answer with its receipt.
         session.rollback()
