@@ -114,7 +114,8 @@ def keys_rotate(key_id: str, retire: bool) -> None:
 
     if current_app.config["KEYRING"]:
         raise click.ClickException(
-            "CTDHUB_KEYRING is set: add the key in your secret store, then run `ctdhub keys rewrap`"
+            "CTDHUB_KEYRING is set: add the key in your secret store and make it active, then "
+            "run `ctdhub keys rewrap` (with --retire to retire the others)"
         )
     try:
         ring = crypto.keyring(current_app).with_new_active_key(key_id)
@@ -147,23 +148,56 @@ def keys_rotate(key_id: str, retire: bool) -> None:
 
 
 @keys.command("rewrap")
+@click.option(
+    "--retire",
+    is_flag=True,
+    help=(
+        "Then record every other key as retired: from then on nothing sealed under one is "
+        "stored (a hub still holding it answers uploads with a retryable 503). With "
+        "CTDHUB_KEYRING, delete those keys from the secret store afterwards; with a keyring "
+        "file they are destroyed from it."
+    ),
+)
 @with_appcontext
-def keys_rewrap() -> None:
+def keys_rewrap(retire: bool) -> None:
     """Re-wrap every data key under the keyring's active key; name the keys left unused.
 
-    With CTDHUB_KEYRING (a keyring kept in a secret store), retire a key by deleting the keys
-    this command names as unused from the secret store.
+    With CTDHUB_KEYRING (a keyring kept in a secret store), retire a key by running this with
+    --retire, then deleting the keys it names from the secret store.
     """
-    from hub.services.keys import rewrap_all, unused_keys
+    from hub.services.keys import retire_keys, rewrap_all, unused_keys
 
     try:
         ring = crypto.keyring(current_app)
     except HubError as error:
         raise click.ClickException(str(error)) from None
+    in_store = bool(current_app.config["KEYRING"])
     with session_factory()() as session:
-        count = rewrap_all(session, OPERATOR, ring)
+        try:
+            count = rewrap_all(session, OPERATOR, ring)
+            click.echo(f"re-wrapped {count} data key(s)")
+            if retire:
+                retired = retire_keys(
+                    session,
+                    OPERATOR,
+                    ring,
+                    (lambda _kept: None)
+                    if in_store
+                    else (lambda kept: crypto.write_keyring(current_app, kept)),
+                    rewrap_stragglers=True,
+                )
+                click.echo(
+                    f"retired key(s) {', '.join(retired) or '(none)'}: "
+                    + (
+                        "now delete them from your secret store"
+                        if in_store
+                        else "destroyed from the keyring file; back the database up again"
+                    )
+                )
+                return
+        except HubError as error:
+            raise click.ClickException(error.detail) from None
         unused = [key_id for key_id in unused_keys(session, ring) if key_id != ring.active]
-    click.echo(f"re-wrapped {count} data key(s)")
     if unused:
         click.echo(
             f"key(s) {', '.join(unused)} wrap no live data key: delete them from the keyring "

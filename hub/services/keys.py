@@ -75,12 +75,15 @@ def hold_seal_key(session: Session, key_id: str) -> None:
 
 
 def refuse_retired_id(session: Session, key_id: str) -> None:
-    """Refuse a new key id that names a retired key: uploads sealed under it would be refused.
+    """Refuse to wrap under, or name a new key, ``key_id`` if it was retired.
 
     :raises hub.domain_errors.Conflict: if ``key_id`` was retired before.
     """
     if session.scalar(select(RetiredKey.key_id).where(RetiredKey.key_id == key_id)) is not None:
-        raise Conflict(f"key id {key_id!r} names a retired key: choose a new id")
+        raise Conflict(
+            f"key id {key_id!r} names a retired key: nothing is wrapped under it again; "
+            "make a new key with a new id"
+        )
 
 
 def _rewrap(session: Session, keyring: Keyring) -> int:
@@ -111,8 +114,16 @@ def rewrap_all(session: Session, actor: Actor, keyring: Keyring) -> int:
     The record ciphertexts are not touched. One transaction: all or none are re-wrapped.
 
     :param actor: who rotates keys (``admin:keys``), usually :data:`hub.actors.OPERATOR`.
+    :raises hub.domain_errors.Conflict: if the active key was retired (a stale keyring).
     """
     authorize(actor, "admin:keys")
+    try:
+        # Like an upload, it wraps under the active key: a retirement must not slip in.
+        _lock_keyring_state(session, exclusive=False)
+        refuse_retired_id(session, keyring.active)
+    except BaseException:
+        session.rollback()
+        raise
     count = _rewrap(session, keyring)
     audit.record(
         session,

@@ -200,8 +200,33 @@ def test_a_retired_key_id_is_not_used_again(
         main, ["keys", "rotate", "--key-id", old.active, "--retire"]
     )
     assert again.exit_code != 0
-    assert f"key id {old.active!r} names a retired key" in again.output
+    assert (
+        f"key id {old.active!r} names a retired key: nothing is wrapped under it again"
+        in again.output
+    )
     assert sorted(keyring(file_app).keys) == ["k2"]
     # A hub still sealing under the retired key stores nothing and says to retry.
     response = post(client, partner_a.headers, sample_csv(ctdc_file))
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+
+
+def test_a_keyring_in_a_secret_store_is_retired_by_rewrap_and_a_stale_hub_stores_nothing(
+    database_url: str, app: APIFlask, client: FlaskClient, partner_a: Any, ctdc_file: Path
+) -> None:
+    old: Keyring = app.extensions["ctdhub.keyring"]
+    kept = post(client, partner_a.headers, sample_csv(ctdc_file, start=1)).get_json()
+    rotated = old.with_new_active_key("k-store-2")  # the operator's edit of the secret store
+    operator = create_app({"DATABASE_URL": database_url, "KEYRING": rotated.to_json()})
+    result = operator.test_cli_runner().invoke(main, ["keys", "rewrap", "--retire"])
+    assert result.exit_code == 0, result.output
+    assert f"retired key(s) {old.active}: now delete them from your secret store" in result.output
+
+    # ``app`` still holds the old keyring: it neither stores an upload nor re-wraps under it.
+    refused = post(client, partner_a.headers, sample_csv(ctdc_file))
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    stale = app.test_cli_runner().invoke(main, ["keys", "rewrap"])
+    assert stale.exit_code != 0 and "names a retired key" in stale.output
+    with operator.extensions["ctdhub.sessionmaker"]() as session:
+        assert session.scalars(select(Upload.id)).all() == [kept["id"]]
+    assert assert_every_live_batch_opens(database_url, rotated.only_active()) == 1
+    operator.extensions["ctdhub.engine"].dispose()
