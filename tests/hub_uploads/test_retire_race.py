@@ -21,9 +21,12 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from hub import create_app
+from hub.actors import OPERATOR
 from hub.cli import main
 from hub.crypto import Keyring, keyring, open_batch
+from hub.domain_errors import Conflict
 from hub.models import RecordBatch, RetiredKey, Upload
+from hub.services.keys import retire_keys
 from tests.hub_uploads.test_uploads_api import post, sample_csv
 from tests.hub_uploads.test_withdrawal_shred import dump_batches, file_keyed_app
 
@@ -230,3 +233,33 @@ def test_a_keyring_in_a_secret_store_is_retired_by_rewrap_and_a_stale_hub_stores
         assert session.scalars(select(Upload.id)).all() == [kept["id"]]
     assert assert_every_live_batch_opens(database_url, rotated.only_active()) == 1
     operator.extensions["ctdhub.engine"].dispose()
+
+
+def test_a_refused_or_interrupted_retirement_leaves_a_state_that_a_rerun_completes(
+    database_url: str,
+    app: APIFlask,
+    client: FlaskClient,
+    partner_a: Any,
+    ctdc_file: Path,
+    db_session: Session,
+) -> None:
+    post(client, partner_a.headers, sample_csv(ctdc_file))
+    old: Keyring = app.extensions["ctdhub.keyring"]
+    rotated = old.with_new_active_key("k-next")
+    destroyed: list[Keyring] = []
+    with pytest.raises(Conflict, match="nothing was retired"):
+        retire_keys(db_session, OPERATOR, rotated, destroyed.append)
+    assert destroyed == [] and db_session.scalars(select(RetiredKey.key_id)).all() == []
+
+    def fails(_kept: Keyring) -> None:
+        raise OSError("the keyring file could not be written")
+
+    with pytest.raises(OSError, match="could not be written"):
+        retire_keys(db_session, OPERATOR, rotated, fails, rewrap_stragglers=True)
+    # Recorded as retired (nothing more is sealed under it) and every data key re-wrapped:
+    # no data key depends on the key the keyring file still holds.
+    assert db_session.scalars(select(RetiredKey.key_id)).all() == [old.active]
+    assert db_session.scalars(select(RecordBatch.key_id)).all() == ["k-next"]
+    assert retire_keys(db_session, OPERATOR, rotated, destroyed.append) == [old.active]
+    assert [sorted(ring.keys) for ring in destroyed] == [["k-next"]]
+    assert assert_every_live_batch_opens(database_url, destroyed[0]) == 1
