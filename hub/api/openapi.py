@@ -58,7 +58,10 @@ _WHY = {
     422: "The request's parameters or body do not validate",
     429: "Too many requests (rate limit or bodies in flight); see Retry-After",
     500: "An unexpected error; quote request_id to the hub's operators",
-    503: "The hub's database or key store cannot be reached; see Retry-After",
+    503: (
+        "The hub's database or key store cannot be reached, or its sealing key was retired "
+        "while an upload was stored; see Retry-After"
+    ),
 }
 
 # Every type hub.services.uploads reads. The document's keys are served sorted and the docs page
