@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -213,7 +214,6 @@ def keys_rewrap(retire: bool) -> None:
 @with_appcontext
 def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the hub with gunicorn (bodies are streamed, never buffered before the token)."""
-    from hub import jobs
     from hub.serving import serve as run
 
     # Bind once before gunicorn starts, so a taken port is one clear line, not a retry loop.
@@ -225,9 +225,12 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
         ) from None
     config = current_app.config
     master = os.getpid()
-    # QUEUE_CONSUMER=in-process: this server runs queued jobs itself (demo, single machine),
-    # in a thread of gunicorn's master process.
-    consumer = jobs.start_in_process(current_app._get_current_object())  # type: ignore[attr-defined]
+    # QUEUE_CONSUMER=in-process: this command also runs queued jobs (single machine), with
+    # `ctdhub worker` as a child of gunicorn's master, never as threads of the master that
+    # forks the workers (hub.serving.HubArbiter says why).
+    consumer = None
+    if config["QUEUE_CONSUMER"] == "in-process":
+        consumer = [sys.executable, "-m", "hub.cli", "worker"]
     try:
         run(
             create_app,
@@ -239,14 +242,12 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
             on_ready=lambda: click.echo(
                 f"ctdhub serving on http://{host}:{port} (docs at /docs); Ctrl-C stops it"
             ),
+            consumer=consumer,
         )
     except SystemExit as stop:
         # Gunicorn ends its master and its workers (forked from here) by SystemExit.
         if os.getpid() != master or stop.code not in (0, None):
             raise
-    finally:
-        if consumer is not None and os.getpid() == master:
-            consumer.stop()
     click.echo("ctdhub stopped")
 
 

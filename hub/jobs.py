@@ -8,9 +8,12 @@ workers on several machines). Huey pickles messages, so with ``QUEUE_SECRET`` se
 with Redis) each is signed and checked before a worker unpickles it. Huey is created on first
 use, so an app that queues nothing touches no queue file.
 
-The consumer runs as ``ctdhub worker`` or, with ``QUEUE_CONSUMER=in-process``, inside
-``ctdhub serve`` (:func:`start_in_process`). Either way a reaper thread runs beside it: at start
-and every half lease it fails or requeues jobs whose lease ran out.
+The consumer runs as ``ctdhub worker``; with ``QUEUE_CONSUMER=in-process`` ``ctdhub serve`` runs
+that command itself as a child of gunicorn's master (never as threads of a process that forks:
+see :class:`hub.serving.HubArbiter`). A server that is not forked (waitress in a thread of the
+caller) can instead run it on threads of its own process (:func:`start_in_process`). Either
+way a reaper thread runs beside it: at start and every half lease it fails or requeues jobs
+whose lease ran out.
 """
 
 from __future__ import annotations
@@ -170,7 +173,7 @@ class _HostedConsumer(Consumer):  # type: ignore[misc]  # huey ships no type hin
 
 
 class InProcessConsumer:
-    """Huey's consumer and the reaper on threads of this process (demo, single machine, tests)."""
+    """Huey's consumer and the reaper on threads of this process (a server that never forks)."""
 
     def __init__(self, app: Flask, workers: int = 1) -> None:
         self.app = app

@@ -17,22 +17,47 @@ spooled to a file) and capped, and those servers listen on loopback by default.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import waitress
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 
 class HubServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    """Gunicorn running the hub: each worker process builds its own app with ``factory``."""
+    """Gunicorn running the hub: each worker process builds its own app with ``factory``.
 
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+    :param consumer: the command of a job consumer (``ctdhub worker``) for the master to run as
+        a child process beside the workers, or ``None``.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Flask],
+        options: dict[str, Any],
+        consumer: Sequence[str] | None = None,
+    ) -> None:
         self.factory = factory
         self.options = options
+        self.consumer = consumer
         super().__init__()
+
+    def run(self) -> None:
+        """Run gunicorn's master (with the consumer child, if any) until it is stopped."""
+        try:
+            HubArbiter(self).run()
+        except RuntimeError as error:  # as BaseApplication.run: a bad setting, said in one line
+            print(f"\nError: {error}\n", file=sys.stderr)
+            sys.exit(1)
 
     def load_config(self) -> None:
         """Apply our options (and nothing from the command line or a config file)."""
@@ -42,6 +67,101 @@ class HubServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
     def load(self) -> Flask:
         """Build the app inside the worker (never before the fork: no shared connections)."""
         return self.factory()
+
+
+class HubArbiter(Arbiter):  # type: ignore[misc]  # gunicorn ships no type hints
+    """Gunicorn's master, which also runs the job consumer as a child process of its own.
+
+    With ``QUEUE_CONSUMER=in-process`` the consumer used to be threads of this process. The
+    master forks a worker at start and again whenever one dies, and a child forked while
+    another thread holds a lock (logging's, SQLite's, Huey's storage's) inherits it held and
+    can deadlock. Starting the consumer in one worker after the fork instead would tie jobs
+    to a process gunicorn kills at will (timeouts, respawns) and leave the choice of "the one
+    worker" to races. So the consumer is ``ctdhub worker`` in a separate process, started with
+    fork+exec (nothing of this process runs in it), and the master keeps a single thread.
+
+    The consumer has a process group of its own, so Ctrl-C reaches it only through the master:
+    on any stop the master asks it for a graceful stop (Huey's SIGINT: a running job finishes,
+    as the in-process consumer did, so no charged build is thrown away) and waits for it; a
+    second Ctrl-C or SIGTERM tells it to stop now (the reaper then settles the job). If the
+    consumer ends on its own, the master says so and stops the hub: queued jobs would
+    otherwise wait for nobody.
+    """
+
+    def __init__(self, app: HubServer) -> None:
+        super().__init__(app)
+        self.consumer_command = app.consumer
+        self.consumer: subprocess.Popen[bytes] | None = None
+        self.consumer_stopping = False
+        self.consumer_reported = False
+
+    def start(self) -> None:
+        """Bind and get ready as gunicorn does, then start the consumer (before any worker)."""
+        super().start()
+        if self.consumer_command is not None:
+            self.consumer = subprocess.Popen(  # noqa: S603 - our own command
+                list(self.consumer_command), process_group=0, stdin=subprocess.DEVNULL
+            )
+            self.log.info("job consumer started (pid %s)", self.consumer.pid)
+
+    def spawn_worker(self) -> int:
+        """Fork a worker once no other thread of this process runs.
+
+        Building the app for the command (its settings) leaves a short-lived timer thread of
+        the rate limiter's memory storage; it ends within moments and is waited for here.
+        """
+        others = [
+            thread for thread in threading.enumerate() if thread is not threading.main_thread()
+        ]
+        for thread in others:
+            thread.join(timeout=5.0)
+        running = [thread.name for thread in others if thread.is_alive()]
+        if running:
+            self.log.warning("forking a worker while other threads run: %s", ", ".join(running))
+        pid: int = super().spawn_worker()
+        return pid
+
+    def reap_workers(self) -> None:
+        """Reap the consumer if it ended (first, by its pid), then gunicorn's workers."""
+        consumer = self.consumer
+        # Polled even while stopping: gunicorn's waitpid(-1) below would take its status.
+        if consumer is not None and consumer.poll() is not None and not self.consumer_stopping:
+            self.consumer_reported = True
+            reason = f"job consumer (pid {consumer.pid}) {_ending(consumer.returncode)}"
+            raise HaltServer(f"{reason}; stopping the hub", 1)
+        super().reap_workers()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop the workers as gunicorn does and the consumer, waiting for both."""
+        consumer = self.consumer
+        if consumer is not None and not self.consumer_stopping:
+            self.consumer_stopping = True
+            if consumer.poll() is None:
+                consumer.send_signal(signal.SIGINT)
+        super().stop(graceful)
+        if consumer is None or self.consumer_reported:
+            return
+        while consumer.poll() is None:
+            try:
+                sig = self.SIG_QUEUE.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+                self.log.info("stopping the job consumer now (the reaper settles its job)")
+                # Huey's second SIGINT ends its graceful stop at once.
+                consumer.send_signal(signal.SIGINT)
+        self.consumer_reported = True
+        self.log.info("job consumer (pid %s) %s", consumer.pid, _ending(consumer.returncode))
+
+
+def _ending(status: int) -> str:
+    """Describe a child's exit status as ``Popen.returncode`` gives it."""
+    if status < 0:
+        try:
+            return f"ended by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"ended by signal {-status}"
+    return f"exited with status {status}"
 
 
 def gunicorn_options(
@@ -81,15 +201,18 @@ def serve(
     workers: int,
     threads: int,
     on_ready: Callable[[], None] | None = None,
+    consumer: Sequence[str] | None = None,
 ) -> None:
     """Serve the hub with gunicorn until it is stopped (SIGTERM or SIGINT).
 
     :param on_ready: called once the port is bound and the workers are starting.
+    :param consumer: a job consumer's command, run as a child process and stopped with the
+        hub (see :class:`HubArbiter`).
     """
     options = gunicorn_options(host, port, workers, threads)
     if on_ready is not None:
         options["when_ready"] = lambda _arbiter: on_ready()
-    HubServer(factory, options).run()
+    HubServer(factory, options, consumer).run()
 
 
 def make_server(
