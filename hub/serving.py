@@ -82,10 +82,11 @@ class HubArbiter(Arbiter):  # type: ignore[misc]  # gunicorn ships no type hints
 
     The consumer has a process group of its own, so Ctrl-C reaches it only through the master:
     on any stop the master asks it for a graceful stop (Huey's SIGINT: a running job finishes,
-    as the in-process consumer did, so no charged build is thrown away) and waits for it; a
-    second Ctrl-C or SIGTERM tells it to stop now (the reaper then settles the job). If the
-    consumer ends on its own, the master says so and stops the hub: queued jobs would
-    otherwise wait for nobody.
+    as the in-process consumer did, so no charged build is thrown away) and waits for it once
+    the web workers are gone; a Ctrl-C or SIGTERM during that wait tells it to stop now (the
+    reaper then settles its job). If the consumer ends on its own, the master says so and
+    stops the hub: queued jobs would otherwise wait for nobody. If the master itself is
+    killed (SIGKILL), the consumer lives on as a plain ``ctdhub worker``; stop it by its pid.
     """
 
     def __init__(self, app: HubServer) -> None:
