@@ -70,10 +70,26 @@ def serve(overrides: dict[str, Any], port: int) -> Running:
     return start([*command, "--threads", "2"], env)
 
 
+def end(run: Running, *pids: int) -> None:
+    """After a failed test, kill serve and the children it started.
+
+    The consumer has a process group of its own: killing the master alone would leave it.
+    """
+    pids = (*pids, *children(run.process.pid))
+    if run.process.poll() is None:
+        run.process.kill()
+        run.process.wait()
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def consumer_pid(run: Running) -> int:
-    """Read the consumer's pid from serve's output."""
-    run.wait_for("job consumer started (pid ")
-    return int(run.lines[-1].rsplit("pid ", 1)[1].rstrip(")"))
+    """Read the consumer's pid from serve's output (said before the first worker boots)."""
+    run.wait_for("Booting worker")
+    said = [line for line in run.lines if "job consumer started (pid " in line]
+    assert len(said) == 1, run.lines
+    return int(said[0].rsplit("pid ", 1)[1].rstrip(")"))
 
 
 def token(base: str, client_id: str, secret: str) -> dict[str, str]:
@@ -95,10 +111,12 @@ def test_serve_runs_jobs_in_a_consumer_process_and_one_ctrl_c_stops_everything(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     run = serve(hub_overrides, port)
+    ours: list[int] = []
     try:
         run.wait_for("ctdhub serving on")
         master = run.process.pid
         consumer = consumer_pid(run)
+        ours = [consumer]
         # The consumer and both workers are up: three children of the master.
         ours = wait_for(lambda: (found := children(master)) and len(found) == 3 and found, "3")
         assert consumer in ours
@@ -142,10 +160,9 @@ def test_serve_runs_jobs_in_a_consumer_process_and_one_ctrl_c_stops_everything(
 
         run.process.send_signal(signal.SIGINT)
         assert run.finish() == 0
-    finally:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+    except BaseException:
+        end(run, *ours)
+        raise
     assert run.lines[-1] == "ctdhub stopped"
     assert any(f"job consumer (pid {consumer}) exited with status 0" in line for line in run.lines)
     # The master checks it runs no other thread whenever it forks a worker.
@@ -159,17 +176,18 @@ def test_a_consumer_that_dies_is_reported_and_stops_the_hub(
 ) -> None:
     port = free_port()
     run = serve(hub_overrides, port)
+    ours: list[int] = []
     try:
         consumer = consumer_pid(run)
+        ours = [consumer]
         master = run.process.pid
         wait_for(lambda: command_line(consumer)[-1] == "worker", "the consumer's exec")
         ours = wait_for(lambda: (found := children(master)) and len(found) == 3 and found, "3")
         os.kill(consumer, signal.SIGKILL)
         assert run.finish() == 1
-    finally:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+    except BaseException:
+        end(run, *ours)
+        raise
     assert any(
         f"job consumer (pid {consumer}) ended by SIGKILL; stopping the hub" in line
         for line in run.lines
