@@ -1,13 +1,13 @@
 """The partner toolkit's ``prepare`` + ``upload`` of the whole CTDC file, against the hub's own
 ingest of the same file.
 
-Run: ``python -m bench.toolkit_bench [--repeat N]`` (``make bench BENCH=toolkit``). A hub is
-served by waitress in its own process on a fresh SQLite database. The floor is the hub's own
-ingest of the file the toolkit sends (the CTDC file with its case ids pseudonymised, since the hub
-refuses raw case ids): one HTTP POST, timed to the receipt. The toolkit is the real command,
+Run: ``python -m bench.toolkit_bench [--repeat N]`` (``make bench BENCH=toolkit``). A hub is served
+by ``ctdhub serve`` (gunicorn) in its own process on a fresh SQLite database. The floor is the hub's
+own ingest of the file the toolkit sends (the CTDC file with its case ids pseudonymised, since the
+hub refuses raw case ids): one HTTP POST, timed to the receipt. The toolkit is the real command,
 ``ctdhub-contribute upload`` on the raw CTDC file, in its own process, timed from start to exit:
-interpreter start, reading, header matching, identifier screen, pseudonymisation, validation,
-CSV, token, upload and the hub's ingest. Client peak memory is that process's high-water mark
+interpreter start, reading, header matching, identifier screen, pseudonymisation, validation, CSV,
+token, upload and the hub's ingest. Client peak memory is that process's high-water mark
 (``ru_maxrss`` of the waited child). Targets: within 2x of the floor, under 500 MB.
 """
 
@@ -19,92 +19,16 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import requests
 
-from bench.upload_bench import CTDC_FILE, ROOT, _free_port
+from bench.upload_bench import CTDC_FILE, ROOT, Hub, served_hub
 
 ROWS = 97_750
 KEY_VARIABLE = "BENCH_PARTNER_PSEUDONYM_KEY"
 KEY = "bench-partner-pseudonym-key-0123456789abcdef"
-
-
-@dataclass(frozen=True)
-class Hub:
-    """A hub served in its own process, with one partner's credentials and a token."""
-
-    url: str
-    client_id: str
-    secret: str
-    token: str
-
-    def withdraw_all(self) -> None:
-        """Withdraw every live upload, so the same body is a new upload next round."""
-        headers = {"Authorization": f"Bearer {self.token}"}
-        listed = requests.get(f"{self.url}/v1/uploads", headers=headers, timeout=30).json()
-        for receipt in listed["uploads"]:
-            if receipt["status"] != "withdrawn":
-                requests.delete(
-                    f"{self.url}/v1/uploads/{receipt['id']}", headers=headers, timeout=30
-                ).raise_for_status()
-
-
-@contextmanager
-def served_hub() -> Iterator[Hub]:
-    """Serve a fresh hub (SQLite) in its own process; stop it afterwards."""
-    from hub import create_app, migrate
-    from hub.actors import OPERATOR
-    from hub.crypto import Keyring
-    from hub.db import session_factory
-    from hub.services import principals
-
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.sqlite3"
-        keyring = Keyring.generate().to_json()
-        migrate.upgrade(url)
-        app = create_app({"DATABASE_URL": url, "KEYRING": keyring})
-        with session_factory(app)() as session:
-            org = principals.create_organisation(session, OPERATOR, "Bench Partner")
-            person = principals.create_principal(session, OPERATOR, org.id, "bench", ["partner"])
-            client, secret = principals.create_client(session, OPERATOR, person.id)
-            client_id = client.client_id
-        app.extensions["ctdhub.engine"].dispose()
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CTDHUB_DATABASE_URL": url, "CTDHUB_KEYRING": keyring}
-        server = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{base}/health", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-            token = requests.post(
-                f"{base}/oauth/token",
-                data={"grant_type": "client_credentials", "scope": "records:write records:read"},
-                auth=(client_id, secret),
-                timeout=30,
-            ).json()["access_token"]
-            yield Hub(base, client_id, secret, token)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 def prepared_body() -> bytes:

@@ -2,9 +2,10 @@
 
 Run: ``python -m bench.upload_bench [--repeat N]``. The floor is what one process does with
 pandas alone: read the file's bytes as strings and validate them with the hub's schema code.
-The API number is a real HTTP upload to a hub served by waitress in its own process, on a fresh
-SQLite database: token, streaming, hashing, identifier screen, validation, Parquet, AES-GCM and
-the database transaction. Peak memory is the server process's high-water mark (VmHWM).
+The API number is a real HTTP upload to a hub served by ``ctdhub serve`` (gunicorn) in its own
+process, on a fresh SQLite database: token, streaming, hashing, identifier screen, validation,
+Parquet, AES-GCM and the database transaction. Peak memory is the largest high-water mark
+(VmHWM) of the server's processes: gunicorn's master and the workers that serve the uploads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -60,14 +64,45 @@ def _free_port() -> int:
 
 
 def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Return the largest VmHWM of ``pid`` and its descendants (gunicorn's workers), in MiB."""
+    peaks = []
+    pending = [pid]
+    while pending:
+        proc = Path(f"/proc/{pending.pop()}")
+        try:
+            status = (proc / "status").read_text().splitlines()
+            peaks += [int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:")]
+            for task in (proc / "task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue  # a process that ended meanwhile
+    return max(peaks, default=float("nan"))
 
 
-def api_seconds(body: bytes, repeat: int) -> tuple[list[float], float]:
-    """Time HTTP uploads of ``body`` to a fresh hub; return the times and peak server MiB."""
+@dataclass(frozen=True)
+class Hub:
+    """A hub served in its own process, with one partner's credentials and a token."""
+
+    url: str
+    client_id: str
+    secret: str
+    token: str
+    pid: int
+
+    def withdraw_all(self) -> None:
+        """Withdraw every live upload, so the same body is a new upload next round."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        listed = requests.get(f"{self.url}/v1/uploads", headers=headers, timeout=30).json()
+        for receipt in listed["uploads"]:
+            if receipt["status"] != "withdrawn":
+                requests.delete(
+                    f"{self.url}/v1/uploads/{receipt['id']}", headers=headers, timeout=30
+                ).raise_for_status()
+
+
+@contextmanager
+def served_hub() -> Iterator[Hub]:
+    """Serve a fresh hub (SQLite, ``ctdhub serve``) in its own process; stop it afterwards."""
     from hub import create_app, migrate
     from hub.actors import OPERATOR
     from hub.crypto import Keyring
@@ -85,7 +120,6 @@ def api_seconds(body: bytes, repeat: int) -> tuple[list[float], float]:
             client, secret = principals.create_client(session, OPERATOR, person.id)
             client_id = client.client_id
         app.extensions["ctdhub.engine"].dispose()
-
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "CTDHUB_DATABASE_URL": url, "CTDHUB_KEYRING": keyring}
@@ -106,35 +140,36 @@ def api_seconds(body: bytes, repeat: int) -> tuple[list[float], float]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-            times = []
-            # A partner asks for a token once per session, not per upload.
             token = requests.post(
                 f"{base}/oauth/token",
-                data={"grant_type": "client_credentials", "scope": "records:write"},
+                data={"grant_type": "client_credentials", "scope": "records:write records:read"},
                 auth=(client_id, secret),
                 timeout=30,
             ).json()["access_token"]
-            for _ in range(repeat):
-                start = time.perf_counter()
-                response = requests.post(
-                    f"{base}/v1/uploads",
-                    data=body,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-                    timeout=300,
-                )
-                times.append(time.perf_counter() - start)
-                if response.status_code != 201:
-                    raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
-                # Withdraw it so the same body is a new upload next round, not a duplicate.
-                requests.delete(
-                    f"{base}/v1/uploads/{response.json()['id']}",
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=30,
-                ).raise_for_status()
-            peak = _peak_rss_mib(server.pid)
+            yield Hub(base, client_id, secret, token, server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def api_seconds(body: bytes, repeat: int) -> tuple[list[float], float]:
+    """Time HTTP uploads of ``body`` to a fresh hub; return the times and peak server MiB."""
+    times = []
+    with served_hub() as hub:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            response = requests.post(
+                f"{hub.url}/v1/uploads",
+                data=body,
+                headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "text/csv"},
+                timeout=300,
+            )
+            times.append(time.perf_counter() - start)
+            if response.status_code != 201:
+                raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
+            # Withdraw it so the same body is a new upload next round, not a duplicate.
+            hub.withdraw_all()
+        peak = _peak_rss_mib(hub.pid)
     return times, peak
 
 
