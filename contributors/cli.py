@@ -702,6 +702,28 @@ def _open_case_ids(path: Path | None, output: Path | None) -> CaseIdMapping | No
     return CaseIdMapping(path)
 
 
+def _prepare_checked(
+    file: Path,
+    htcds: bool,
+    pseudonym_key_env: str | None,
+    drop: tuple[str, ...],
+    case_ids: CaseIdMapping | None,
+    accept_valid: bool,
+) -> PreparedUpload:
+    """Prepare FILE in memory, print its report, and stop if it is not safe to send."""
+    prepared = prepare_upload(
+        _read_input(file),
+        filename=file.name,
+        htcds=htcds,
+        pseudonym_key=_key(pseudonym_key_env),
+        drop=drop,
+        case_ids=case_ids,
+    )
+    _print_report(prepared)
+    _refuse_if_unsafe(prepared, accept_valid)
+    return prepared
+
+
 @cli.command(epilog=_EPILOG)
 @_FILE
 @click.option(
@@ -734,16 +756,7 @@ def prepare(
     if output.resolve() == file.resolve():
         raise _Stop("the output must not overwrite the input file", EXIT_INPUT)
     case_ids = _open_case_ids(assign_case_ids, output)
-    prepared = prepare_upload(
-        _read_input(file),
-        filename=file.name,
-        htcds=htcds,
-        pseudonym_key=_key(pseudonym_key_env),
-        drop=drop,
-        case_ids=case_ids,
-    )
-    _print_report(prepared)
-    _refuse_if_unsafe(prepared, accept_valid)
+    prepared = _prepare_checked(file, htcds, pseudonym_key_env, drop, case_ids, accept_valid)
     # Both files are whole or untouched: the output goes to a temporary name first.
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     temporary.write_bytes(prepared.to_csv())
@@ -824,16 +837,7 @@ def upload(
     """
     client = _client(hub_url, client_id, retries)
     case_ids = _open_case_ids(assign_case_ids, None)
-    prepared = prepare_upload(
-        _read_input(file),
-        filename=file.name,
-        htcds=htcds,
-        pseudonym_key=_key(pseudonym_key_env),
-        drop=drop,
-        case_ids=case_ids,
-    )
-    _print_report(prepared)
-    _refuse_if_unsafe(prepared, accept_valid)
+    prepared = _prepare_checked(file, htcds, pseudonym_key_env, drop, case_ids, accept_valid)
     # The mapping is kept before sending: the hub may store the upload even if its answer is
     # lost, and the same file prepared again reuses these ids (a replay, not a second upload).
     _save_case_ids(case_ids, assign_case_ids)
