@@ -48,7 +48,8 @@ from hub import audit
 from hub.actors import SCOPES, PrincipalActor, principal_scopes
 from hub.credentials import dummy_hash, hash_secret, needs_rehash, token_digest, verify_secret
 from hub.db import get_session
-from hub.errors import NotAuthorized, Unauthenticated, request_id
+from hub.domain_errors import NotAuthorized, Unauthenticated
+from hub.errors import request_id
 from hub.guards import with_body_slot
 from hub.models import OAuthClient, OAuthToken, Principal, utcnow
 
@@ -589,7 +590,8 @@ def _as_detail(description: str | None) -> str:
 def current_principal() -> Principal:
     """Return the principal acting in this request, with its organisation loaded.
 
-    :raises hub.errors.Unauthenticated: if the view is not protected by :func:`require_scope`.
+    :raises hub.domain_errors.Unauthenticated: if the view is not protected by
+        :func:`require_scope`.
     """
     principal: Principal | None = g.get("ctdhub_principal")
     if principal is None:

@@ -17,7 +17,7 @@ from hub import __version__, create_app, crypto, migrate
 from hub.actors import OPERATOR
 from hub.cli_admin import admin
 from hub.db import session_factory
-from hub.errors import HubError
+from hub.domain_errors import HubError
 from hub.models import Job, ReleaseCandidate
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hub.actors import OPERATOR
 from hub.db import session_factory
-from hub.errors import HubError
+from hub.domain_errors import HubError
 from hub.models import OAuthClient, Organisation, Principal
 from hub.services import principals as service
 

@@ -128,7 +128,7 @@ def ensure_accounts(
     hub accepts them; only missing ones are made, and the file is rewritten as each is made.
     """
     from hub.actors import OPERATOR
-    from hub.errors import NotFound
+    from hub.domain_errors import NotFound
     from hub.services import principals
 
     current = load_credentials(stored)

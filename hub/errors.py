@@ -1,6 +1,6 @@
 """The one place that turns the hub's domain errors into RFC 9457 problem+json responses.
 
-Services raise the errors of :mod:`hub.domain_errors` (re-exported here for the HTTP layer);
+Services raise the errors of :mod:`hub.domain_errors`;
 views never build error responses themselves. A response never holds a stack trace or a record
 value, and neither does the log line of an unexpected error.
 """
@@ -16,35 +16,9 @@ import sqlalchemy.exc
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
-from hub.domain_errors import (
-    Conflict,
-    HubError,
-    InvalidInput,
-    NotAuthorized,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Unauthenticated,
-    UnsupportedMediaType,
-    ValidationFailed,
-)
+from hub.domain_errors import HubError
 
-__all__ = [
-    "PROBLEM_JSON",
-    "Conflict",
-    "HubError",
-    "InvalidInput",
-    "NotAuthorized",
-    "NotFound",
-    "PayloadTooLarge",
-    "ServiceUnavailable",
-    "Unauthenticated",
-    "UnsupportedMediaType",
-    "ValidationFailed",
-    "init_app",
-    "problem",
-    "request_id",
-]
+__all__ = ["PROBLEM_JSON", "init_app", "problem", "request_id"]
 
 log = logging.getLogger("ctdhub.errors")
 

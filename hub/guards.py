@@ -27,7 +27,8 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 from flask_limiter.util import get_remote_address
 
-from hub.errors import HubError, problem
+from hub.domain_errors import HubError
+from hub.errors import problem
 
 log = logging.getLogger("ctdhub.security")
 

@@ -41,7 +41,7 @@ def clean_name(name: str, what: str) -> str:
 
     :param name: the name as typed.
     :param what: what is being named, for the error message.
-    :raises hub.errors.InvalidInput: if it is empty, too long or holds control characters.
+    :raises hub.domain_errors.InvalidInput: if it is empty, too long or holds control characters.
 
     >>> clean_name("  La  Strada   International ", "organisation")
     'La Strada International'
@@ -66,7 +66,7 @@ def create_organisation(
     """Create an organisation (a partner, a research institute, the hub's operator).
 
     :param name: its display name, unique regardless of case.
-    :raises hub.errors.Conflict: if an organisation already has that name.
+    :raises hub.domain_errors.Conflict: if an organisation already has that name.
     """
     authorize(actor, "admin:organisations")
     cleaned = clean_name(name, "organisation")
@@ -94,7 +94,7 @@ def get_organisation(session: Session, actor: Actor, ref: str) -> Organisation:
     """Return an organisation by id or by exact name.
 
     :param ref: the organisation's id, or its name.
-    :raises hub.errors.NotFound: if neither matches.
+    :raises hub.domain_errors.NotFound: if neither matches.
     """
     authorize(actor, "admin:organisations")
     organisation = session.get(Organisation, ref) or session.scalar(
@@ -125,9 +125,9 @@ def create_principal(
     :param organisation_id: the organisation it acts for.
     :param name: its display name, unique within the organisation.
     :param roles: role names from :data:`hub.auth.ROLE_SCOPES`.
-    :raises hub.errors.InvalidInput: for an unknown role or a bad name.
-    :raises hub.errors.NotFound: if the organisation does not exist.
-    :raises hub.errors.Conflict: if the organisation already has a principal of that name.
+    :raises hub.domain_errors.InvalidInput: for an unknown role or a bad name.
+    :raises hub.domain_errors.NotFound: if the organisation does not exist.
+    :raises hub.domain_errors.Conflict: if the organisation already has a principal of that name.
     """
     authorize(actor, "admin:principals")
     role_names = parse_roles(roles)
@@ -177,8 +177,8 @@ def disable_principal(
 ) -> Principal:
     """Disable a principal: its clients can no longer get tokens and its live tokens stop.
 
-    :raises hub.errors.NotFound: if there is no such principal.
-    :raises hub.errors.Conflict: if it is already disabled, or is the actor itself.
+    :raises hub.domain_errors.NotFound: if there is no such principal.
+    :raises hub.domain_errors.Conflict: if it is already disabled, or is the actor itself.
     """
     authorize(actor, "admin:principals")
     principal = session.get(Principal, principal_id)
@@ -220,9 +220,9 @@ def create_client(
     :param principal_id: the principal the client acts for.
     :param scopes: what the client may ask for; by default everything the principal's roles
         grant. It must be a subset of that.
-    :raises hub.errors.InvalidInput: for an unknown scope or one the roles do not grant.
-    :raises hub.errors.NotFound: if there is no such principal.
-    :raises hub.errors.Conflict: if the principal is disabled.
+    :raises hub.domain_errors.InvalidInput: for an unknown scope or one the roles do not grant.
+    :raises hub.domain_errors.NotFound: if there is no such principal.
+    :raises hub.domain_errors.Conflict: if the principal is disabled.
     """
     authorize(actor, "admin:clients")
     principal = session.get(Principal, principal_id)
@@ -284,8 +284,8 @@ def rotate_secret(
 
     Rotation usually follows a suspected leak, so tokens got with the old secret go too.
 
-    :raises hub.errors.NotFound: if there is no such client.
-    :raises hub.errors.Conflict: if the client is revoked.
+    :raises hub.domain_errors.NotFound: if there is no such client.
+    :raises hub.domain_errors.Conflict: if the client is revoked.
     """
     authorize(actor, "admin:clients")
     client = _get_client(session, client_id)
@@ -313,8 +313,8 @@ def revoke_client(
 ) -> OAuthClient:
     """Revoke a client for good: no more tokens, and its live tokens stop.
 
-    :raises hub.errors.NotFound: if there is no such client.
-    :raises hub.errors.Conflict: if it is already revoked.
+    :raises hub.domain_errors.NotFound: if there is no such client.
+    :raises hub.domain_errors.Conflict: if it is already revoked.
     """
     authorize(actor, "admin:clients")
     client = _get_client(session, client_id)

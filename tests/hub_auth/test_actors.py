@@ -29,7 +29,7 @@ from hub.actors import (
     scopes_for_roles,
 )
 from hub.crypto import keyring
-from hub.errors import NotAuthorized
+from hub.domain_errors import NotAuthorized
 from hub.models import AuditEvent, Principal
 from hub.services import uploads
 from tests.conftest import Bearer, MakeClient, Partner

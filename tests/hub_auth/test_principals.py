@@ -15,7 +15,7 @@ from hub.actors import OPERATOR, Actor, PrincipalActor
 from hub.api import current_actor
 from hub.auth import require_scope
 from hub.db import get_session
-from hub.errors import Conflict, InvalidInput, NotAuthorized, NotFound
+from hub.domain_errors import Conflict, InvalidInput, NotAuthorized, NotFound
 from hub.models import AuditEvent, OAuthToken, Principal
 from hub.services import principals as service
 from tests.conftest import Bearer, MakeClient

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from hub.actors import ROLE_SCOPES, SCOPES
 from hub.auth import require_scope
-from hub.errors import InvalidInput
+from hub.domain_errors import InvalidInput
 from tests.conftest import Bearer, MakeClient
 
 #: Endpoints anyone may call: documentation, the OAuth endpoints themselves (they authenticate

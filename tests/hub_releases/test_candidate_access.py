@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hub import migrate
 from hub.actors import ROLE_SCOPES, PrincipalActor
-from hub.errors import NotAuthorized
+from hub.domain_errors import NotAuthorized
 from hub.models import Job, Principal, ReleaseCandidate
 from hub.services import releases
 from hub.services.releases import SyntheticRequest

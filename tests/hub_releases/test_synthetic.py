@@ -16,7 +16,7 @@ from contributors.schema import load_schema
 from hub.actors import OPERATOR, Actor, PrincipalActor
 from hub.cli import release
 from hub.crypto import Keyring
-from hub.errors import InvalidInput, NotAuthorized
+from hub.domain_errors import InvalidInput, NotAuthorized
 from hub.models import AuditEvent, PrivacyLedger, ReleaseCandidate, ResearcherAllowance
 from hub.services import ledger, releases
 from hub.services.releases import SyntheticRequest
