@@ -57,7 +57,7 @@ class SyntheticRequestSchema(Schema):
     columns = List(String(), load_default=list)
 
 
-@bp.get("/jobs/<job_id>")
+@bp.get("/jobs/<id:job_id>")
 # Release builds are the only jobs yet: their submitters and the board hold this scope.
 @require_scope("releases:create")
 @bp.output(JobSchema)

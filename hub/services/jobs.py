@@ -222,7 +222,7 @@ def get(session: Session, actor: Actor, job_id: str, kinds: Mapping[str, JobKind
     _refuse_no_actor(actor)
     job = session.get(Job, job_id)
     if job is None or job.kind not in kinds:
-        raise NotFound(f"no job {job_id!r}")
+        raise NotFound("no such job")
     kind = kinds[job.kind]
     try:
         authorize(actor, kind.start_scope)
@@ -233,7 +233,7 @@ def get(session: Session, actor: Actor, job_id: str, kinds: Mapping[str, JobKind
     try:
         authorize(actor, kind.read_scope)
     except NotAuthorized:
-        raise NotFound(f"no job {job_id!r}") from None
+        raise NotFound("no such job") from None
     return job
 
 

@@ -92,6 +92,8 @@ class SyntheticRequest:
             raise InvalidInput(f"delta must be in (0, 1), got {self.delta!r}")
         if not 0 < self.records <= 10_000_000:
             raise InvalidInput(f"records must be between 1 and 10000000, got {self.records!r}")
+        if not 0 <= self.seed < 2**32:  # numpy's generators take seeds of 32 bits here
+            raise InvalidInput(f"seed must be between 0 and {2**32 - 1}, got {self.seed!r}")
         if not 0 <= self.holdout < 0.5:
             raise InvalidInput(f"holdout must be in [0, 0.5), got {self.holdout!r}")
         if self.epsilon is not None:

@@ -136,6 +136,8 @@ def test_jobs_are_scoped_to_their_starter_and_the_board(
         ({"records": 10}, "exactly one of epsilon or rho"),
         ({"records": 10, "rho": 0.1, "columns": ["nope"]}, "not in the record schema"),
         ({"records": 0, "rho": 0.1}, "records must be between"),
+        ({"records": 10, "rho": 0.1, "seed": -1}, "seed must be between"),
+        ({"records": 10, "rho": 0.1, "seed": 2**32}, "seed must be between"),
     ],
 )
 def test_a_bad_request_is_refused_before_any_job_is_recorded(

@@ -49,7 +49,15 @@ def test_deeply_nested_json_upload_is_refused(
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/uploads/%00", "/v1/uploads/a%00b", "/v1/uploads/" + "x" * 300]
+    "path",
+    [
+        "/v1/uploads/%00",
+        "/v1/uploads/a%00b",
+        "/v1/uploads/" + "x" * 300,
+        "/v1/jobs/%00",
+        "/v1/jobs/a%00b",
+        "/v1/jobs/" + "x" * 300,
+    ],
 )
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_a_malformed_upload_id_is_not_found(
