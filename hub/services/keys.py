@@ -195,17 +195,17 @@ def retire_keys(
         )
         for key_id in retired:
             session.merge(RetiredKey(key_id=key_id, retired_at=now))
+        # The event is written with the retirement it records; the keys' destruction follows.
+        audit.record(
+            session,
+            "admin:keys:retire",
+            actor=actor,
+            request_id=None,
+            details={"active_key_id": keyring.active, "retired": retired, "rewrapped": stragglers},
+        )
         session.commit()
     except BaseException:
         session.rollback()
         raise
     destroy(keyring.only_active())
-    audit.record(
-        session,
-        "admin:keys:retire",
-        actor=actor,
-        request_id=None,
-        details={"active_key_id": keyring.active, "retired": retired, "rewrapped": stragglers},
-    )
-    session.commit()
     return retired
