@@ -679,6 +679,8 @@ def _json_document(text: str) -> list[Any]:
         ) from error
     except RecursionError:
         raise FormatError("the JSON is nested too deeply; send an array of flat objects") from None
+    except ValueError:  # Python refuses integers of more than 4,300 digits
+        raise FormatError("the JSON holds a number too long to read") from None
     if isinstance(document, dict):
         if "records" not in document:
             raise FormatError('JSON: expected an array of objects or {"records": [...]}')
@@ -702,6 +704,8 @@ def _json_lines(text: str) -> list[Any]:
             ) from error
         except RecursionError:
             raise FormatError(f"JSON Lines line {number} is nested too deeply") from None
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            raise FormatError(f"JSON Lines line {number} holds a number too long to read") from None
     return records
 
 

@@ -159,6 +159,8 @@ def test_json_records(wrapped: bool) -> None:
         (b'[{"gender": ["secret-value"]}]', "JSON record 1, field 'gender': nested"),
         (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
         (b'{"a": 1}\n{"a": secret-value}\n', "JSON Lines line 2 is not a JSON object"),
+        (b'[{"a": ' + b"9" * 5000 + b"}]", "number too long"),
+        (b'{"a": 1}\n{"a": ' + b"9" * 5000 + b"}\n", "JSON Lines line 2 holds a number too long"),
     ],
 )
 def test_bad_json_says_why(document: bytes, message: str) -> None:
