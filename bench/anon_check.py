@@ -356,7 +356,8 @@ def main() -> None:
 
     from bench.synth_bench import CTDC_FILE, DELTA, split_ctdc
     from contributors.schema import load_schema
-    from disclosure_control.synth import MarginalSynthesizer, rho_for_epsilon
+    from disclosure_control.dp import epsilon_delta_to_rho
+    from disclosure_control.synth import MarginalSynthesizer
     from hub.services.releases import synthesis_domain
 
     records = pd.read_csv(CTDC_FILE, dtype="string", keep_default_na=False).drop(columns=["caseNo"])
@@ -375,7 +376,7 @@ def main() -> None:
     )
     start = time.perf_counter()
     domain = synthesis_domain(load_schema(), columns)
-    model = MarginalSynthesizer(domain, rho_for_epsilon(EPSILON, DELTA), delta=DELTA)
+    model = MarginalSynthesizer(domain, epsilon_delta_to_rho(EPSILON, DELTA), delta=DELTA)
     synthesized = model.fit(training).sample(len(training), seed=0)[columns]
     synth_seconds = time.perf_counter() - start
     tables = {

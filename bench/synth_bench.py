@@ -82,11 +82,12 @@ def _worker(args: argparse.Namespace) -> None:
     train = pd.read_csv(args.train, dtype="string", keep_default_na=False)
     start = time.perf_counter()
     if args.worker == "ctdhub":
-        from disclosure_control.synth import Domain, MarginalSynthesizer, rho_for_epsilon
+        from disclosure_control.dp import epsilon_delta_to_rho
+        from disclosure_control.synth import Domain, MarginalSynthesizer
 
         domains = json.loads(Path(args.domains).read_text())
         domain = Domain.from_schema({k: tuple(v) for k, v in domains.items()}, list(train.columns))
-        model = MarginalSynthesizer(domain, rho_for_epsilon(args.epsilon, DELTA)).fit(train)
+        model = MarginalSynthesizer(domain, epsilon_delta_to_rho(args.epsilon, DELTA)).fit(train)
         synthetic = model.sample(len(train), seed=0)
         extra = {"rho": model.spend.rho, "epsilon": model.spend.epsilon}
     elif args.worker == "pac-synth":

@@ -15,6 +15,8 @@ from functools import lru_cache
 import opendp.prelude as dp
 from opendp.mod import OpenDPException
 
+from disclosure_control.dp.calibrate import search
+
 dp.enable_features("contrib")
 
 __all__ = [
@@ -137,10 +139,13 @@ def _opendp_epsilon(rho: float, delta: float) -> float:
         return rho + 2 * math.sqrt(rho * math.log(1 / delta))
 
 
+@lru_cache(maxsize=1024)
 def epsilon_delta_to_rho(epsilon: float, delta: float) -> float:
     """Return the largest rho whose OpenDP (epsilon, delta) conversion stays within ``epsilon``.
 
-    Bisection on the monotone map :func:`rho_to_epsilon`; the answer errs on the small side.
+    The one conversion from (epsilon, delta) to rho, for queries and synthesis alike: the
+    bounded search of :func:`disclosure_control.dp.calibrate.search` on the monotone map
+    :func:`rho_to_epsilon`; the answer errs on the small side.
 
     :param epsilon: target epsilon (> 0)
     :param delta: the delta of the target, in (0, 1)
@@ -154,15 +159,8 @@ def epsilon_delta_to_rho(epsilon: float, delta: float) -> float:
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise AccountingError(f"epsilon must be a finite number > 0, got {epsilon!r}")
     _check_delta(delta)
-    low, high = 0.0, epsilon  # rho <= epsilon always, since epsilon(rho) >= rho
-    # 60 halvings take the bracket below one part in 1e18 of epsilon: finer than a float.
-    for _ in range(60):
-        middle = (low + high) / 2
-        if _opendp_epsilon(middle, delta) <= epsilon:
-            low = middle
-        else:
-            high = middle
-    return low
+    # rho <= epsilon always, since epsilon(rho) >= rho: the boundary lies in [0, epsilon].
+    return search(lambda rho: rho <= 0 or rho_to_epsilon(rho, delta) <= epsilon, 0.0, epsilon)
 
 
 def to_epsilon_delta(spend: PrivacySpend, delta: float) -> tuple[float, float]:

@@ -422,13 +422,8 @@ def _resolve_rho(shape: _Shape, display_delta: float) -> tuple[float, float]:
                     f"must exceed key_selection_delta={shape.spec.key_selection_delta}, "
                     "which DP key selection spends from it",
                 )
-        return _cached_rho_of(float(request.epsilon), conversion_delta), conversion_delta
+        return epsilon_delta_to_rho(float(request.epsilon), conversion_delta), conversion_delta
     return _rho_for_half_width(shape, float(request.half_width or 0.0)), display_delta
-
-
-@lru_cache(maxsize=256)
-def _cached_rho_of(epsilon: float, delta: float) -> float:
-    return epsilon_delta_to_rho(epsilon, delta)
 
 
 def plan_query(

@@ -1,6 +1,6 @@
 """Differentially private synthetic case records, and CTDC's 2021 k-synthetic mode."""
 
-from disclosure_control.synth.accounting import SynthesisSpend, rho_for_epsilon
+from disclosure_control.synth.accounting import SynthesisSpend
 from disclosure_control.synth.domain import Domain
 from disclosure_control.synth.marginal import (
     BudgetShares,
@@ -16,5 +16,4 @@ __all__ = [
     "SynthesisSpend",
     "ProgressCallback",
     "SynthesisModel",
-    "rho_for_epsilon",
 ]

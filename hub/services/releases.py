@@ -38,9 +38,9 @@ from sqlalchemy.orm import Session
 
 from contributors.normalise import BOOLEAN_SPELLING, format_records
 from contributors.schema import RecordSchema, load_schema
-from disclosure_control.dp import PrivacySpend
+from disclosure_control.dp import PrivacySpend, epsilon_delta_to_rho
 from disclosure_control.evaluate import evaluate_release
-from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel, rho_for_epsilon
+from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel
 from hub import audit
 from hub.actors import Actor, PrincipalActor, SystemActor, authorize
 from hub.crypto import Keyring
@@ -99,7 +99,7 @@ class SyntheticRequest:
         if self.epsilon is not None:
             if not (math.isfinite(self.epsilon) and self.epsilon > 0):
                 raise InvalidInput(f"epsilon must be positive, got {self.epsilon!r}")
-            return rho_for_epsilon(self.epsilon, self.delta)
+            return epsilon_delta_to_rho(self.epsilon, self.delta)
         if self.rho is None or not (math.isfinite(self.rho) and self.rho > 0):
             raise InvalidInput(f"rho must be positive, got {self.rho!r}")
         return self.rho

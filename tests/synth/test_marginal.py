@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclosure_control.dp.accounting import rho_to_epsilon
+from disclosure_control.dp.accounting import epsilon_delta_to_rho, rho_to_epsilon
 from disclosure_control.evaluate import evaluate_utility
 from disclosure_control.synth import (
     Domain,
     MarginalSynthesizer,
     SynthesisModel,
-    rho_for_epsilon,
 )
 from disclosure_control.synth.marginal import _dependence
 
@@ -50,7 +49,7 @@ def test_missing_schema_column_is_refused(domain: Domain, ctdc_training: pd.Data
 
 
 def test_epsilon_and_rho_convert_both_ways() -> None:
-    rho = rho_for_epsilon(4.0, 1e-6)
+    rho = epsilon_delta_to_rho(4.0, 1e-6)
     assert rho_to_epsilon(rho, 1e-6) == pytest.approx(4.0, abs=1e-6)
     assert rho_to_epsilon(rho, 1e-6) <= 4.0
 
