@@ -453,12 +453,15 @@ def plan_query(
     >>> plan.preview.spend, plan.preview.cells, plan.preview.statistics[0].half_width
     (PrivacySpend(rho=0.5, delta=0.0), 3, 3.0)
     """
+    low, high = float(rho_range[0]), float(rho_range[1])
+    if not (0 < low < high and math.isfinite(high)):
+        raise ValueError(f"rho_range must hold 0 < low < high < inf, got {rho_range!r}")
     validate_spec(spec, schema)
     shape = _Shape(
         spec=spec,
         fields=_used_fields(spec, schema),
         max_records=max_records,
-        rho_range=(float(rho_range[0]), float(rho_range[1])),
+        rho_range=(low, high),
     )
     return _plan(shape, display_delta)
 

@@ -64,6 +64,14 @@ def test_the_plan_refuses_before_calibrating() -> None:
         plan_query(spec, schema, rho_range=(1e-6, 1.0))
 
 
+@pytest.mark.parametrize("rho_range", [(0.0, 1.0), (1.0, 1.0), (1.0, 0.5), (1e-6, float("inf"))])
+def test_a_malformed_range_is_refused_plainly(rho_range: tuple[float, float]) -> None:
+    schema = {"gender": Field("gender", "string", ("Female", "Male"))}
+    spec = QuerySpec(Measure("count"), SpendRequest(rho=0.1), group_by=("gender",))
+    with pytest.raises(ValueError, match="rho_range must hold"):
+        plan_query(spec, schema, rho_range=rho_range)
+
+
 def test_searches_are_bounded_in_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     steps = 0
 
