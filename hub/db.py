@@ -8,9 +8,7 @@ from __future__ import annotations
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.storage import NAMING, Base, make_engine
-
-__all__ = ["NAMING", "Base", "get_session", "init_app", "make_engine", "session_factory"]
+from hub.storage import make_engine
 
 
 def init_app(app: Flask) -> None:

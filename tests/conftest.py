@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from hub import create_app, migrate
 from hub.actors import OPERATOR
 from hub.crypto import Keyring
-from hub.db import Base, make_engine
 from hub.models import Organisation, Principal
 from hub.services import principals
 from hub.serving import make_server, stop_server
+from hub.storage import Base, make_engine
 
 POSTGRES_URL = os.environ.get("CTDHUB_TEST_POSTGRES_URL", "")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

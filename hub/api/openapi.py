@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.services import uploads
+
 PROBLEM_JSON = "application/problem+json"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -64,14 +66,9 @@ _WHY = {
     ),
 }
 
-# Every type hub.services.uploads reads. The document's keys are served sorted and the docs page
-# offers the first media type, so "application/csv" is what a person trying an upload sends.
-_UPLOAD_MEDIA_TYPES = (
-    "application/csv",
-    "text/csv",
-    "application/json",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-)
+# Every type hub.services.uploads reads, sorted as the document is served: the docs page offers
+# the first, "application/csv", so that is what a person trying an upload sends.
+_UPLOAD_MEDIA_TYPES = tuple(sorted(uploads.MEDIA_TYPES))
 
 _TOKEN_FORM: dict[str, Any] = {
     "type": "object",

@@ -444,7 +444,6 @@ def withdraw(session: Session, actor: Actor, upload_id: str, *, request_id: str 
 
     :param actor: a partner's principal acting under ``records:write``.
     :param request_id: the HTTP request's id, recorded in the audit event.
-    :param read_limits: the table's size limits (:func:`read_limits` of the settings).
     """
     upload = _own_upload(session, acting_principal(actor, "records:write"), upload_id)
     if upload.withdrawn_at is not None:

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from hub.actors import OPERATOR, ROLE_SCOPES, SCOPES
 from hub.credentials import token_digest, verify_secret
 from hub.crypto import Keyring
-from hub.db import Base
 from hub.models import AuditEvent, OAuthClient, OAuthToken, utcnow
 from hub.services import principals
+from hub.storage import Base
 from tests.conftest import Bearer, MakeClient
 
 PARTNER_SCOPES = "records:read records:write"

@@ -8,7 +8,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from hub import migrate
-from hub.db import Base, make_engine
+from hub.storage import Base, make_engine
 
 
 def test_unknown_route_is_problem_json_with_request_id(client: FlaskClient) -> None:

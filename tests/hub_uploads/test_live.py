@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.crypto import Keyring
-from hub.db import make_engine
 from hub.models import AuditEvent, RecordBatch, Upload
 from hub.services.uploads import open_record_batch
+from hub.storage import make_engine
 from tests.hub_uploads.test_uploads_api import pseudonymised_csv, sample_csv
 
 ROOT = Path(__file__).resolve().parents[2]
