@@ -55,12 +55,12 @@ class IdentifierFinding:
     kind: str
     rows_flagged: int
     reason: str
-    label: str = ""
+    label: str
 
     def as_dict(self) -> dict[str, object]:
         """Return the finding as a JSON-ready mapping, naming the column by its label only."""
         found = asdict(self)
-        found["column"] = found.pop("label") or self.column
+        found["column"] = found.pop("label")
         return found
 
 
