@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linprog
 from scipy.sparse import csr_array, vstack
 
+from bench.sdc_bench import timed
 from disclosure_control.sdc.differencing import (
     Tabulation,
     _atoms,
@@ -50,16 +48,6 @@ from disclosure_control.sdc.tables import TablePolicy
 ROOT = Path(__file__).resolve().parents[1]
 CTDC = ROOT / ".." / "shared" / "data" / "ctdc" / "ctdc_global_kanon_2021.csv"
 COUNTRY, YEAR, DEBT = "CountryOfExploitation", "yearOfRegistration", "meansOfControlDebtBondage"
-
-
-def timed(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Return the median wall time of ``repeats`` runs and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def plain_program(
