@@ -348,3 +348,46 @@ class RetiredKey(Base):
 
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- release policies (hub.services.policies) --------------------------------------------------
+
+
+class PolicyVersion(Base):
+    """One version of the release policy: its YAML document as proposed, and where it stands.
+
+    ``document`` is kept byte for byte as the board member wrote it, ``sha256`` is its digest.
+    ``state`` is a :class:`policies.PolicyState`; at most one version is ``active``.
+    ``revision`` counts every change of the row (a vote, a decision) and is its ETag: a write
+    names the revision it saw, and a write made meanwhile by someone else makes it stale.
+    """
+
+    __tablename__ = "policy_version"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    document: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(24))
+    # The proposing board member, or for the first version the system actor that adopted it.
+    proposed_by: Mapped[str | None] = mapped_column(ForeignKey("principal.id"), index=True)
+    proposer_name: Mapped[str | None] = mapped_column(String(100))
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (
+        Index(
+            "uq_policy_version_active",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
+    # SQLAlchemy adds "WHERE revision = <the one read>" to every UPDATE of the row and raises
+    # StaleDataError when another transaction changed it first.
+    __mapper_args__ = {"version_id_col": revision}
