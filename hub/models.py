@@ -358,8 +358,9 @@ class PolicyVersion(Base):
 
     ``document`` is kept byte for byte as the board member wrote it, ``sha256`` is its digest.
     ``state`` is a :class:`policies.PolicyState`; at most one version is ``active``.
-    ``revision`` counts every change of the row (a vote, a decision) and is its ETag: a write
-    names the revision it saw, and a write made meanwhile by someone else makes it stale.
+    ``revision`` counts every change of the version (a vote, a comment, a decision) and makes
+    its ETag: a write names the revision it read and raises it by one in a conditional
+    ``UPDATE``, so a write made meanwhile by someone else makes it stale.
     """
 
     __tablename__ = "policy_version"
@@ -388,6 +389,33 @@ class PolicyVersion(Base):
             postgresql_where=text("state = 'active'"),
         ),
     )
-    # SQLAlchemy adds "WHERE revision = <the one read>" to every UPDATE of the row and raises
-    # StaleDataError when another transaction changed it first.
-    __mapper_args__ = {"version_id_col": revision}
+
+
+class PolicyVote(Base):
+    """A board member's vote or comment on a policy version, with its reason code.
+
+    A member votes once per version (a partial unique index backs the service's rule); comments
+    are any number. ``remark`` is the member's own words to the board, never audited.
+    """
+
+    __tablename__ = "policy_vote"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy_version_id: Mapped[str] = mapped_column(ForeignKey("policy_version.id"), index=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
+    # A policies.Decision: approve, request_changes, reject or comment.
+    decision: Mapped[str] = mapped_column(String(24))
+    reason_code: Mapped[str] = mapped_column(String(32))
+    remark: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "uq_policy_vote_one_per_member",
+            "policy_version_id",
+            "member_id",
+            unique=True,
+            sqlite_where=text("decision != 'comment'"),
+            postgresql_where=text("decision != 'comment'"),
+        ),
+    )

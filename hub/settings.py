@@ -124,6 +124,8 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise SettingsError("QUEUE_CONSUMER must be 'worker' or 'in-process'")
     if values["JOB_LEASE_SECONDS"] < 1 or values["JOB_MAX_ATTEMPTS"] < 1:
         raise SettingsError("JOB_LEASE_SECONDS and JOB_MAX_ATTEMPTS must be at least 1")
+    if values["BOARD_QUORUM"] < 1:
+        raise SettingsError("BOARD_QUORUM must be at least 1")
     _validate_privacy_budget(values)
     _validate_limits(values)
 

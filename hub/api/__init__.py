@@ -38,3 +38,8 @@ def register_api(app: APIFlask) -> None:
     app.register_blueprint(uploads.bp)
     app.register_blueprint(queries.bp)
     app.register_blueprint(jobs.bp)
+
+    # Release policies and the board's review of them.
+    from hub.api import policies
+
+    app.register_blueprint(policies.bp)

@@ -187,7 +187,65 @@ def complete(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
     _complete_upload(spec)
     _replayed_answers(spec)
     _describe_query_specs(spec)
+    _describe_policy_writes(spec)
     return spec
+
+
+def _describe_policy_writes(spec: dict[str, Any]) -> None:
+    """Document a proposal's two body forms and the If-Match of a vote (the views read them)."""
+    from hub.api.policies import YAML_TYPES
+
+    propose = spec["paths"].get("/v1/policies", {}).get("post")
+    if propose is not None:
+        yaml_body = {"schema": {"type": "string", "description": "The policy's YAML document."}}
+        propose["requestBody"] = {
+            "required": True,
+            "content": {
+                **{media: dict(yaml_body) for media in YAML_TYPES},
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["document", "rationale"],
+                        "properties": {
+                            "document": {"type": ["string", "object"]},
+                            "rationale": {"type": "string", "minLength": 1, "maxLength": 5000},
+                        },
+                    }
+                },
+            },
+        }
+        propose["parameters"] = [
+            *propose.get("parameters", []),
+            {
+                "in": "query",
+                "name": "rationale",
+                "required": False,
+                "description": "Why the board should adopt it (with a YAML body).",
+                "schema": {"type": "string", "maxLength": 5000},
+            },
+        ]
+        for status in (400, 422):
+            propose["responses"].setdefault(str(status), _problem(status))
+    etag_header = {"ETag": {"description": "The version's ETag.", "schema": {"type": "string"}}}
+    for path, item in spec["paths"].items():
+        if not path.startswith("/v1/policies"):
+            continue
+        for operation in item.values():
+            for code in ("200", "201"):
+                if code in operation.get("responses", {}):
+                    operation["responses"][code].setdefault("headers", {}).update(etag_header)
+    review = spec["paths"].get("/v1/policies/{version}/reviews", {}).get("post")
+    if review is not None:
+        review["parameters"] = [
+            *review.get("parameters", []),
+            {
+                "in": "header",
+                "name": "If-Match",
+                "required": False,
+                "description": "The ETag of the version as you read it (428 without it).",
+                "schema": {"type": "string"},
+            },
+        ]
 
 
 def _describe_query_specs(spec: dict[str, Any]) -> None:

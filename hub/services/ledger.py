@@ -298,6 +298,21 @@ def dataset_balance(session: Session, policy: BudgetPolicy, dataset: str = DATAS
     return _balance(row, policy.dataset_rho, policy.dataset_delta)
 
 
+def dataset_spent(session: Session, dataset: str = DATASET) -> tuple[Fraction, Fraction]:
+    """Return what the dataset's ledger has charged so far: (rho, key-selection delta), exact.
+
+    :param dataset: the dataset's ledger
+    """
+    row = session.execute(
+        select(PrivacyLedger)
+        .where(PrivacyLedger.dataset == dataset)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if row is None:
+        return Fraction(0), Fraction(0)
+    return exact(row.spent_rho), exact(row.spent_delta)
+
+
 def balances(
     session: Session, principal_id: str, policy: BudgetPolicy, dataset: str = DATASET
 ) -> tuple[Balance, Balance]:

@@ -1,8 +1,15 @@
 """Release policies in the hub: the stored versions, the active one, and the board's review.
 
 The policy document and the board's rules are pure (:mod:`policies`); this module stores the
-versions (:class:`hub.models.PolicyVersion`) and tells every other service which version is
-active. The first version is adopted from ``config/policies/default.yaml`` the first time any
+versions (:class:`hub.models.PolicyVersion`) and their votes, tells every other service which
+version is active, and runs the board's workflow: a member proposes a version, members comment
+and vote with reason codes, and the version becomes active once :mod:`policies.board` says the
+quorum (setting ``BOARD_QUORUM``) is met. Each step is one transaction with its audit event.
+Every write to a version names the revision it read (its ETag, sent as ``If-Match``) and takes
+the version's row by raising that revision in one conditional ``UPDATE``: a concurrent write
+makes it stale (412) instead of being counted on a state its author never saw.
+
+The first version is adopted from ``config/policies/default.yaml`` the first time any
 service asks, with the settings' DP caps (``DP_DATASET_*_CAP``, ``DP_RESEARCHER_*_ALLOWANCE``,
 ``DP_DISPLAY_DELTA``) written into its privacy section: those settings are only the defaults
 of the first policy; from then on the board's versions set the caps.
@@ -11,24 +18,45 @@ of the first policy; from then on the board's versions set the caps.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contributors.schema import load_schema
+from disclosure_control.dp import PrivacySpend
 from hub import audit
-from hub.actors import OPERATOR
-from hub.domain_errors import ServiceUnavailable
-from hub.models import PolicyVersion, new_id, utcnow
-from policies import Policy, PolicyError, PolicyState, RecordFields, load_policy
+from hub.actors import OPERATOR, Actor, acting_principal, authorize
+from hub.domain_errors import Conflict, HubError, InvalidInput, NotFound, ServiceUnavailable
+from hub.models import PolicyVersion, PolicyVote, Principal, new_id, utcnow
+from hub.services import ledger
+from policies import (
+    DEFAULT_QUORUM,
+    Decision,
+    Policy,
+    PolicyError,
+    PolicyState,
+    ProposalRefused,
+    RecordFields,
+    Review,
+    Vote,
+    VoteRefused,
+    check_proposal,
+    diff_policies,
+    format_diff,
+    load_policy,
+    open_review,
+    policy_state,
+)
 
 #: The document the first policy version is made from.
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "config" / "policies" / "default.yaml"
@@ -230,3 +258,439 @@ def active_policy(session: Session, config: Mapping[str, Any]) -> ActivePolicy:
                 "no release policy is active although versions exist; the board must approve one"
             )
     return ActivePolicy(version=row.version, policy=parse_stored(row), digest=row.sha256, id=row.id)
+
+
+# --- the board's workflow ---------------------------------------------------------------------
+
+READ_SCOPE = "policies:read"
+PROPOSE_SCOPE = "policies:write"
+VOTE_SCOPE = "policies:approve"
+_BOARD_ROLE = "board"
+
+
+class PreconditionFailed(HubError):
+    """The ``If-Match`` names a revision that is no longer current; nothing was changed."""
+
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PreconditionRequired(HubError):
+    """A write to a policy version came without ``If-Match``; nothing was changed."""
+
+    status, slug, title = 428, "precondition-required", "Precondition required"
+
+
+class InvalidPolicy(HubError):
+    """A proposed policy document does not validate; ``problems`` lists each, nothing stored."""
+
+    status, slug, title = 422, "invalid-policy", "Invalid release policy"
+
+
+class BoardRefusal(HubError):
+    """The board's rules refuse a proposal, vote or comment; nothing was recorded.
+
+    The status follows the rule: a non-member is not authorised (403); a bad decision or reason
+    code, or a proposal whose version number or cap cannot follow, is invalid input (422); a
+    vote the state of the review forbids (by the proposer, a second vote, on a decided
+    version) or a quorum the board cannot reach is a conflict (409).
+    """
+
+    slug, title = "board-refusal", "Refused by the board's rules"
+    _STATUS = {
+        "not_board_member": 403,
+        "bad_decision": 422,
+        "bad_reason": 422,
+        "cap": 422,
+        "version": 422,
+    }
+
+    def __init__(self, code: str, detail: str, **extensions: Any) -> None:
+        super().__init__(detail, code=code, **extensions)
+        self.status = self._STATUS.get(code, 409)
+
+
+def etag(row: PolicyVersion) -> str:
+    """Return the ETag of a policy version: its number and revision, quoted."""
+    return f'"policy-{row.version}-r{row.revision}"'
+
+
+def _expected_revision(if_match: str | None, row: PolicyVersion) -> int:
+    """Return the revision an ``If-Match`` names for ``row``, or refuse the write."""
+    if if_match is None or not if_match.strip():
+        raise PreconditionRequired(
+            f"send If-Match with the ETag of policy version {row.version} as you last read it "
+            f"(GET /v1/policies/{row.version}); it is {etag(row)} now"
+        )
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if etag(row) not in tags:
+        raise PreconditionFailed(
+            f"policy version {row.version} changed since you read it: If-Match {if_match.strip()!r}"
+            f" does not match its ETag {etag(row)}; read it again and decide again",
+            etag=etag(row),
+        )
+    return row.revision
+
+
+def _board(session: Session) -> frozenset[str]:
+    """Return the ids of the board's members now: enabled principals with the board role."""
+    found = session.scalars(
+        select(Principal).where(
+            Principal.roles.contains(_BOARD_ROLE), Principal.disabled_at.is_(None)
+        )
+    )
+    return frozenset(p.id for p in found if _BOARD_ROLE in p.roles.split())
+
+
+def _row(session: Session, number: int) -> PolicyVersion:
+    row = session.scalars(
+        select(PolicyVersion)
+        .where(PolicyVersion.version == number)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"there is no release policy version {number}")
+    return row
+
+
+def _votes(session: Session, row: PolicyVersion) -> list[PolicyVote]:
+    return list(
+        session.scalars(
+            select(PolicyVote)
+            .where(PolicyVote.policy_version_id == row.id)
+            .order_by(PolicyVote.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _review(row: PolicyVersion, votes: list[PolicyVote], quorum: int) -> Review:
+    proposer = row.proposed_by if row.proposed_by is not None else f"system:{row.proposer_name}"
+    return Review(
+        proposer,
+        quorum,
+        tuple(Vote(v.member_id, Decision(v.decision), v.reason_code, v.remark) for v in votes),
+    )
+
+
+def _quorum(config: Mapping[str, Any]) -> int:
+    return int(config.get("BOARD_QUORUM", DEFAULT_QUORUM))
+
+
+def _float_at_least(value: Fraction) -> float:
+    """Return the smallest double not below ``value`` (a spend is never shown smaller)."""
+    near = float(value)
+    return near if Fraction(near) >= value else math.nextafter(near, math.inf)
+
+
+def _spent(session: Session) -> PrivacySpend:
+    rho, delta = ledger.dataset_spent(session)
+    return PrivacySpend(_float_at_least(rho), _float_at_least(delta))
+
+
+def _refusal(error: VoteRefused) -> BoardRefusal:
+    return BoardRefusal(error.code, str(error))
+
+
+def _proposal_refusal(error: ProposalRefused) -> BoardRefusal:
+    code = "cap" if any("already spent" in p for p in error.problems) else "version"
+    return BoardRefusal(code, str(error), problems=list(error.problems))
+
+
+def _read_document(text: str | None, document: object) -> str:
+    """Return the YAML text of a proposal sent as YAML, or as a JSON object or string."""
+    if text is not None:
+        return text
+    if isinstance(document, str):
+        return document
+    if isinstance(document, Mapping):
+        # Kept as YAML, the one form every version is stored and read in; the text is then
+        # validated as stored, so what is checked is what is kept.
+        return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
+    raise InvalidInput(
+        "send the policy as a YAML body (application/yaml), or as JSON with 'document' (the "
+        "YAML text or the policy as an object) and 'rationale'",
+        field="document",
+    )
+
+
+def propose(
+    session: Session,
+    actor: Actor,
+    config: Mapping[str, Any],
+    *,
+    text: str | None = None,
+    document: object = None,
+    rationale: str,
+    request_id: str | None,
+) -> dict[str, Any]:
+    """Propose a new policy version for the board's review; return it as :func:`show` does.
+
+    :param text: the YAML document, or ``None`` when ``document`` carries it.
+    :param document: the policy as a JSON object, or its YAML text.
+    :param rationale: why the board should adopt it.
+    :raises InvalidPolicy: naming each problem's key path, line and reason; nothing stored.
+    :raises BoardRefusal: for a proposer not on the board, a quorum the board cannot reach, a
+        version number that does not follow the latest, or a cap below what is spent.
+    """
+    principal = acting_principal(actor, PROPOSE_SCOPE)
+    yaml_text = _read_document(text, document)
+    if not rationale.strip():
+        raise InvalidInput("a proposal needs a rationale for the board", field="rationale")
+    active = active_policy(session, config)
+    try:
+        open_review(principal.id, _board(session), _quorum(config))
+    except VoteRefused as error:
+        raise _refusal(error) from None
+    try:
+        policy = load_policy(yaml_text, record_fields())
+    except PolicyError as error:
+        raise InvalidPolicy(
+            str(error),
+            problems=[
+                {"path": problem.path, "reason": problem.reason, "line": problem.line}
+                for problem in error.problems
+            ],
+        ) from None
+    latest = session.scalar(select(func.max(PolicyVersion.version))) or active.version
+    try:
+        check_proposal(policy, latest, _spent(session))
+    except ProposalRefused as error:
+        raise _proposal_refusal(error) from None
+    row = PolicyVersion(
+        version=policy.version,
+        document=yaml_text,
+        sha256=digest(yaml_text),
+        state=PolicyState.PROPOSED.value,
+        proposed_by=principal.id,
+        rationale=rationale.strip(),
+        revision=1,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(
+            f"version {policy.version} was proposed by someone else meanwhile; propose version"
+            f" {policy.version + 1}"
+        ) from None
+    audit.record(
+        session,
+        "policies:version:propose",
+        actor=principal,
+        request_id=request_id,
+        subject_id=row.id,
+        details={"version": row.version, "sha256": row.sha256, "active_version": active.version},
+    )
+    session.commit()
+    return show(session, principal, row.version, config)
+
+
+def _activate(session: Session, row: PolicyVersion, actor: Actor, request_id: str | None) -> None:
+    """Make ``row`` the active version (the quorum approved it), in the caller's transaction."""
+    policy = parse_stored(row)
+    # The ledger may have been charged since the proposal: with its row locked, the cap is
+    # checked again against what is spent now (check_proposal's version rule holds trivially).
+    ledger.lock_dataset(session)
+    try:
+        check_proposal(policy, row.version - 1, _spent(session))
+    except ProposalRefused as error:
+        raise _proposal_refusal(error) from None
+    now = utcnow()
+    previous = _active_row(session)
+    if previous is not None:
+        previous.state = PolicyState.SUPERSEDED.value
+        previous.superseded_at = now
+        previous.revision += 1
+        session.flush()  # before the new one is active: at most one active row at any moment
+    # Open proposals older than the new active version can no longer become active.
+    older = session.scalars(
+        select(PolicyVersion).where(
+            PolicyVersion.state == PolicyState.PROPOSED.value,
+            PolicyVersion.version < row.version,
+        )
+    )
+    for stale in older:
+        stale.state, stale.decided_at = PolicyState.SUPERSEDED.value, now
+        stale.revision += 1
+    row.state, row.decided_at, row.activated_at = PolicyState.ACTIVE.value, now, now
+    session.flush()
+    audit.record(
+        session,
+        "policies:version:activate",
+        actor=actor,
+        request_id=request_id,
+        subject_id=row.id,
+        details={
+            "version": row.version,
+            "sha256": row.sha256,
+            "superseded_version": previous.version if previous is not None else None,
+        },
+    )
+
+
+def vote(
+    session: Session,
+    actor: Actor,
+    config: Mapping[str, Any],
+    number: int,
+    *,
+    decision: str,
+    reason_code: str,
+    text: str = "",
+    if_match: str | None,
+    request_id: str | None,
+) -> dict[str, Any]:
+    """Record a board member's vote or comment on a version; activate it on the quorum.
+
+    :param number: the version's number.
+    :param decision: ``approve``, ``request_changes``, ``reject`` or ``comment``.
+    :param reason_code: one of :data:`policies.REASON_CODES` for the decision.
+    :param text: the member's words (required with some codes).
+    :param if_match: the ETag the member read.
+    :raises PreconditionRequired: without ``if_match``; :raises PreconditionFailed: when stale.
+    :raises BoardRefusal: when the board's rules refuse it; nothing is recorded.
+    """
+    principal = acting_principal(actor, PROPOSE_SCOPE if decision == "comment" else VOTE_SCOPE)
+    active_policy(session, config)
+    row = _row(session, number)
+    expected = _expected_revision(if_match, row)
+    try:
+        # Vote checks a decision given as text itself (bad_decision), as the API hands it over.
+        ballot = Vote(principal.id, cast("Decision", decision), reason_code, text)
+    except VoteRefused as error:
+        raise _refusal(error) from None
+    # Take the version: one conditional UPDATE, which waits for a concurrent writer's commit
+    # (PostgreSQL's row lock, SQLite's write lock) and then finds the revision moved on.
+    taken = session.execute(
+        update(PolicyVersion)
+        .where(PolicyVersion.id == row.id, PolicyVersion.revision == expected)
+        .values(revision=expected + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if cast("CursorResult[Any]", taken).rowcount != 1:
+        session.rollback()
+        raise PreconditionFailed(
+            f"policy version {number} changed while your request was on its way; read it again",
+            etag=etag(_row(session, number)),
+        )
+    row = _row(session, number)
+    review = _review(row, _votes(session, row), _quorum(config))
+    try:
+        if ballot.counts and row.state != PolicyState.PROPOSED.value:
+            raise VoteRefused("decided", f"policy version {number} is already {row.state}")
+        review = review.cast(ballot, _board(session))
+    except VoteRefused as error:
+        session.rollback()
+        raise _refusal(error) from None
+    session.add(
+        PolicyVote(
+            policy_version_id=row.id,
+            member_id=principal.id,
+            decision=ballot.decision.value,
+            reason_code=reason_code,
+            remark=text,
+        )
+    )
+    # The reason code, never the member's words: they are for the board, not the trail.
+    audit.record(
+        session,
+        "policies:version:comment" if not ballot.counts else "policies:version:vote",
+        actor=principal,
+        request_id=request_id,
+        subject_id=row.id,
+        details={"version": number, "decision": ballot.decision.value, "reason_code": reason_code},
+    )
+    outcome = policy_state(review.state)
+    try:
+        if row.state == PolicyState.PROPOSED.value and outcome is PolicyState.ACTIVE:
+            _activate(session, row, principal, request_id)
+        elif row.state == PolicyState.PROPOSED.value and outcome is not PolicyState.PROPOSED:
+            row.state, row.decided_at = outcome.value, utcnow()
+            audit.record(
+                session,
+                f"policies:version:{outcome.value}",
+                actor=principal,
+                request_id=request_id,
+                subject_id=row.id,
+                details={"version": number, "reason_code": reason_code},
+            )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return show(session, principal, number, config)
+
+
+def _version_json(row: PolicyVersion) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "state": row.state,
+        "sha256": row.sha256,
+        "proposed_by": row.proposed_by,
+        "proposer_name": row.proposer_name,
+        "rationale": row.rationale,
+        "created_at": row.created_at.isoformat(),
+        "decided_at": row.decided_at.isoformat() if row.decided_at else None,
+        "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+        "superseded_at": row.superseded_at.isoformat() if row.superseded_at else None,
+        "revision": row.revision,
+        "etag": etag(row),
+    }
+
+
+def list_versions(session: Session, actor: Actor, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return every policy version, newest first, with the active one's number."""
+    authorize(actor, READ_SCOPE)
+    active = active_policy(session, config)
+    rows = session.scalars(select(PolicyVersion).order_by(PolicyVersion.version.desc()))
+    listed = {"active_version": active.version, "versions": [_version_json(r) for r in rows]}
+    session.rollback()  # read only
+    return listed
+
+
+def show(
+    session: Session, actor: Actor, number: int | None, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return one version (the active one for ``None``): its document, its review and the
+    changes it makes to the active version, one readable line each.
+
+    :raises hub.domain_errors.NotFound: if there is no such version.
+    """
+    authorize(actor, READ_SCOPE)
+    active = active_policy(session, config)
+    row = _row(session, active.version if number is None else number)
+    policy = parse_stored(row)
+    review = _review(row, votes := _votes(session, row), _quorum(config))
+    changes = diff_policies(active.policy, policy) if row.version != active.version else []
+    shown = {
+        **_version_json(row),
+        "active_version": active.version,
+        "document": row.document,
+        "policy": policy.to_json(),
+        "review": {
+            "quorum": review.quorum,
+            "approvals": list(review.approvals),
+            "needed": review.needed() if row.state == PolicyState.PROPOSED.value else 0,
+            "votes": [
+                {
+                    "member_id": v.member_id,
+                    "decision": v.decision,
+                    "reason_code": v.reason_code,
+                    "text": v.remark,
+                    "at": v.created_at.isoformat(),
+                }
+                for v in votes
+            ],
+        },
+        "diff_against_active": {
+            "active_version": active.version,
+            "changes": [
+                {"path": c.path, "old": c.old, "new": c.new, "note": c.note, "text": str(c)}
+                for c in changes
+            ],
+            "text": format_diff(changes),
+        },
+    }
+    session.rollback()  # read only
+    return shown

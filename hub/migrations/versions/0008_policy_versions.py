@@ -1,4 +1,4 @@
-"""release policy versions: the board's documents, their digest, state and revision
+"""release policy versions (the board's documents, digest, state, revision) and their votes
 
 Revision ID: 0008
 Revises: 0007
@@ -49,9 +49,47 @@ def upgrade() -> None:
             sqlite_where=sa.text("state = 'active'"),
             postgresql_where=sa.text("state = 'active'"),
         )
+    op.create_table(
+        "policy_vote",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("policy_version_id", sa.String(length=36), nullable=False),
+        sa.Column("member_id", sa.String(length=36), nullable=False),
+        sa.Column("decision", sa.String(length=24), nullable=False),
+        sa.Column("reason_code", sa.String(length=32), nullable=False),
+        sa.Column("remark", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["principal.id"], name=op.f("fk_policy_vote_member_id_principal")
+        ),
+        sa.ForeignKeyConstraint(
+            ["policy_version_id"],
+            ["policy_version.id"],
+            name=op.f("fk_policy_vote_policy_version_id_policy_version"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_vote")),
+    )
+    with op.batch_alter_table("policy_vote") as batch:
+        batch.create_index(
+            batch.f("ix_policy_vote_policy_version_id"), ["policy_version_id"], unique=False
+        )
+        batch.create_index(
+            "uq_policy_vote_one_per_member",
+            ["policy_version_id", "member_id"],
+            unique=True,
+            sqlite_where=sa.text("decision != 'comment'"),
+            postgresql_where=sa.text("decision != 'comment'"),
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("policy_vote") as batch:
+        batch.drop_index(
+            "uq_policy_vote_one_per_member",
+            sqlite_where=sa.text("decision != 'comment'"),
+            postgresql_where=sa.text("decision != 'comment'"),
+        )
+        batch.drop_index(batch.f("ix_policy_vote_policy_version_id"))
+    op.drop_table("policy_vote")
     with op.batch_alter_table("policy_version") as batch:
         batch.drop_index(
             "uq_policy_version_active",
