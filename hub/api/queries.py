@@ -14,7 +14,6 @@ from hub.crypto import keyring
 from hub.db import get_session
 from hub.errors import request_id
 from hub.services import queries as service
-from hub.services.ledger import BudgetPolicy
 
 bp = APIBlueprint("queries", __name__, url_prefix="/v1", tag="Queries")
 
@@ -98,12 +97,11 @@ class BudgetSchema(Schema):
     dataset = String()
     unit = String()
     display_delta = Float()
+    policy_version = Integer(
+        allow_none=True, metadata={"description": "The release policy version setting the caps."}
+    )
     researcher = Dict()
     dataset_ledger = Dict()
-
-
-def _policy() -> BudgetPolicy:
-    return BudgetPolicy.from_settings(current_app.config)
 
 
 def _context() -> service.QueryContext:
@@ -126,7 +124,11 @@ def _context() -> service.QueryContext:
     description=_SPEC_HELP
     + " The spend is charged to your allowance and the dataset's ledger before OpenDP runs; "
     "the same spec on the same snapshot is re-served free.",
-    responses={400: "The spec does not fit the record schema", 409: "Over budget"},
+    responses={
+        400: "The spec does not fit the record schema",
+        403: "The release policy does not let researchers group or filter by a field",
+        409: "Over budget",
+    },
 )
 def run_query(spec: dict[str, Any], options: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Answer a query."""
@@ -152,7 +154,7 @@ def run_query(spec: dict[str, Any], options: dict[str, Any]) -> tuple[dict[str, 
 )
 def preview_query(spec: dict[str, Any]) -> dict[str, Any]:
     """Preview a query."""
-    return service.preview(get_session(), current_actor(), spec, _policy())
+    return service.preview(get_session(), current_actor(), spec, current_app.config)
 
 
 @bp.get("/budget")
@@ -161,4 +163,4 @@ def preview_query(spec: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(summary="Show your privacy allowance: allowance, spent and remaining")
 def show_budget() -> dict[str, Any]:
     """Show the caller's budget."""
-    return service.budget(get_session(), current_actor(), _policy())
+    return service.budget(get_session(), current_actor(), current_app.config)

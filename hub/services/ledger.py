@@ -124,7 +124,7 @@ def amount_json(rho: Fraction, key_delta: Fraction, display_delta: float) -> dic
 
 @dataclass(frozen=True)
 class BudgetPolicy:
-    """The caps of the active release policy (for now taken from settings).
+    """The caps of the active release policy (:func:`hub.services.policies.budget_policy`).
 
     :param dataset_rho: the dataset's total cap in rho
     :param dataset_delta: the dataset's cap on key-selection delta
@@ -132,6 +132,7 @@ class BudgetPolicy:
     :param researcher_delta: each researcher's allowance of key-selection delta
     :param display_delta: the delta at which epsilon is shown beside rho
     :param query_rho_range: the smallest and largest rho one query may spend
+    :param policy_version: the release policy version the caps are from (``None``: settings)
     """
 
     dataset_rho: Fraction
@@ -140,10 +141,14 @@ class BudgetPolicy:
     researcher_delta: Fraction
     display_delta: float
     query_rho_range: tuple[float, float] = RHO_RANGE
+    policy_version: int | None = None
 
     @classmethod
     def from_settings(cls, config: Any) -> BudgetPolicy:
-        """Build the policy from the hub's (already validated) settings.
+        """Build the caps from the hub's (already validated) settings.
+
+        Once a release policy is active its caps govern (:func:`hub.services.policies.
+        budget_policy`); the settings' are the defaults of the first policy.
 
         :param config: a mapping with the ``DP_*`` settings
 

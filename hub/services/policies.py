@@ -85,12 +85,14 @@ class ActivePolicy:
     :param policy: the validated document.
     :param digest: the SHA-256 of its YAML text, as stored.
     :param id: the id of its :class:`~hub.models.PolicyVersion` row.
+    :param document: its YAML text, as stored (the caps are read from it exactly).
     """
 
     version: int
     policy: Policy
     digest: str
     id: str
+    document: str
 
 
 def digest(text: str) -> str:
@@ -128,21 +130,78 @@ def parse_stored(row: PolicyVersion) -> Policy:
         ) from None
 
 
-def _yaml_float(text: str) -> str:
-    """Write a DP setting as a YAML 1.2 float the policy reads (the nearest double).
+def _yaml_number(text: str) -> str:
+    """Write a DP setting as the exact decimal it is, a number a YAML 1.2 reader sees.
 
-    >>> _yaml_float("1"), _yaml_float("1e-7"), _yaml_float("0.25")
-    ('1.0', '1e-07', '0.25')
+    >>> _yaml_number("1"), _yaml_number("1e-7"), _yaml_number("0.25"), _yaml_number("1/3")
+    ('1', '0.0000001', '0.25', '0.3333333333333333')
     """
-    return repr(float(Fraction(str(text).strip())))
+    value = Fraction(str(text).strip())
+    try:
+        return ledger.decimal_text(value)
+    except ValueError:  # no finite decimal (a setting written as a fraction): the nearest double
+        return repr(float(value))
+
+
+def _scalar(root: yaml.Node | None, path: tuple[str, ...]) -> yaml.ScalarNode | None:
+    """Return the scalar node at a key path of a YAML node tree, if there is one."""
+    node = root
+    for key in path:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == key), None)
+    return node if isinstance(node, yaml.ScalarNode) else None
+
+
+def _exact(node: yaml.ScalarNode | None, validated: float) -> Fraction:
+    """Return a number of the document exactly as written, or the validated double's decimal.
+
+    The policy model holds doubles; the ledger compares exact fractions, so a cap is the
+    decimal the board wrote (0.1 is 1/10, not the double nearest it). A literal no decimal
+    reading gives back the validated value for (0x10, a missing key's default) falls back to
+    the double's shortest decimal.
+    """
+    if node is not None:
+        try:
+            written = Fraction(node.value.replace("_", ""))
+        except ValueError:
+            written = None
+        if written is not None and float(written) == validated:
+            return written
+    return Fraction(repr(validated))
+
+
+def budget_policy(active: ActivePolicy, config: Mapping[str, Any]) -> ledger.BudgetPolicy:
+    """Return the ledger's caps from the active policy, exactly as its document writes them.
+
+    :param active: the policy in force.
+    :param config: the hub's settings (only the per-query rho range is read from them).
+    """
+    root = yaml.compose(active.document, Loader=yaml.SafeLoader)
+    privacy = active.policy.privacy
+    cap, allowance = privacy.dataset_cap, privacy.researcher_allowance
+    settings = ledger.BudgetPolicy.from_settings(config)
+
+    def exact(path: tuple[str, ...], validated: float) -> Fraction:
+        return _exact(_scalar(root, ("privacy", *path)), validated)
+
+    return ledger.BudgetPolicy(
+        dataset_rho=exact(("dataset_cap", "rho"), cap.rho),
+        dataset_delta=exact(("dataset_cap", "delta"), cap.delta),
+        researcher_rho=exact(("researcher_allowance", "rho"), allowance.rho),
+        researcher_delta=exact(("researcher_allowance", "delta"), allowance.delta),
+        display_delta=privacy.display_delta,
+        query_rho_range=settings.query_rho_range,
+        policy_version=active.version,
+    )
 
 
 def default_document(config: Mapping[str, Any]) -> str:
     """Return the first policy's YAML text: the default document with the settings' DP caps.
 
     Only the five numbers are replaced, where they stand in the text, so the document keeps its
-    comments and layout. A setting that no double holds exactly (more than 17 significant
-    digits) becomes the nearest double, as the policy document stores its numbers.
+    comments and layout. Each is written as the exact decimal the setting is, so the ledger's
+    caps are the settings' to the last digit (:func:`budget_policy` reads them as written).
 
     :param config: the hub's settings (the ``DP_*`` ones are read).
     :raises ValueError: if the default document lacks one of the five keys.
@@ -151,15 +210,10 @@ def default_document(config: Mapping[str, Any]) -> str:
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     spans: list[tuple[int, int, str]] = []
     for path, setting in _SETTINGS_IN_POLICY.items():
-        node = root
-        for key in path:
-            if not isinstance(node, yaml.MappingNode):
-                node = None
-                break
-            node = next((v for k, v in node.value if k.value == key), None)
-        if not isinstance(node, yaml.ScalarNode):
+        node = _scalar(root, path)
+        if node is None:
             raise ValueError(f"{DEFAULT_POLICY} has no {'.'.join(path)} to set from {setting}")
-        spans.append((node.start_mark.index, node.end_mark.index, _yaml_float(config[setting])))
+        spans.append((node.start_mark.index, node.end_mark.index, _yaml_number(config[setting])))
     for start, end, value in sorted(spans, reverse=True):
         text = text[:start] + value + text[end:]
     return text
@@ -257,7 +311,13 @@ def active_policy(session: Session, config: Mapping[str, Any]) -> ActivePolicy:
             raise ServiceUnavailable(
                 "no release policy is active although versions exist; the board must approve one"
             )
-    return ActivePolicy(version=row.version, policy=parse_stored(row), digest=row.sha256, id=row.id)
+    return ActivePolicy(
+        version=row.version,
+        policy=parse_stored(row),
+        digest=row.sha256,
+        id=row.id,
+        document=row.document,
+    )
 
 
 # --- the board's workflow ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ from disclosure_control.dp import (
     Field,
     PrivacySpend,
     QueryPlan,
+    QuerySpec,
     QuerySpecError,
     Release,
     Snapshot,
@@ -43,9 +44,9 @@ from disclosure_control.dp import (
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring
-from hub.domain_errors import InvalidInput, ValidationFailed
+from hub.domain_errors import InvalidInput, NotAuthorized, ValidationFailed
 from hub.models import QueryAnswer
-from hub.services import ledger
+from hub.services import ledger, policies
 from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
 
 SCOPE = "queries:run"
@@ -108,18 +109,59 @@ class DPSnapshotCache:
 
 @dataclass(frozen=True)
 class QueryContext:
-    """What a query needs besides the session and principal: keys, caches and the policy.
+    """What a query needs besides the session and principal: keys, caches and the settings.
 
     :param keyring: decrypts record batches
     :param snapshots: the hub's cache of decrypted analysis snapshots
     :param dp_snapshots: the cache of typed DP snapshots
-    :param policy: the budget caps
+    :param config: the hub's settings (the caps come from the active release policy)
     """
 
     keyring: Keyring
     snapshots: SnapshotCache
     dp_snapshots: DPSnapshotCache
-    policy: ledger.BudgetPolicy
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the active release policy says about queries: its fields and the ledger's caps.
+
+    :param active: the release policy in force
+    :param budget: its caps, as the ledger compares them
+    """
+
+    active: policies.ActivePolicy
+    budget: ledger.BudgetPolicy
+
+
+def rules(session: Session, config: Mapping[str, Any]) -> Rules:
+    """Return the active release policy's rules for queries (adopting the first if need be).
+
+    :param config: the hub's settings
+    """
+    active = policies.active_policy(session, config)
+    return Rules(active, policies.budget_policy(active, config))
+
+
+def _refuse_unlisted_fields(spec: QuerySpec, active: policies.ActivePolicy) -> None:
+    """Refuse a spec grouping or filtering by a field the release policy does not list."""
+    allowed = active.policy.researchers
+    for position, name in enumerate(spec.group_by):
+        if name not in allowed.group_by:
+            raise NotAuthorized(
+                f"the release policy (version {active.version}) does not let researchers group "
+                f"by {name!r}; they may group by: " + ", ".join(allowed.group_by),
+                field=f"group_by[{position}]",
+            )
+    for position, condition in enumerate(spec.filters):
+        if condition.field not in allowed.filter_by:
+            raise NotAuthorized(
+                f"the release policy (version {active.version}) does not let researchers filter "
+                f"on {condition.field!r}; they may filter on: "
+                + (", ".join(allowed.filter_by) or "nothing"),
+                field=f"filters[{position}].field",
+            )
 
 
 @dataclass(frozen=True)
@@ -130,9 +172,10 @@ class Outcome:
     reused: bool
 
 
-def _plan(document: object, policy: ledger.BudgetPolicy) -> QueryPlan:
+def _plan(document: object, rules: Rules) -> QueryPlan:
+    policy = rules.budget
     try:
-        return plan_query(
+        plan = plan_query(
             parse_spec(document),
             query_schema(),
             display_delta=policy.display_delta,
@@ -146,6 +189,10 @@ def _plan(document: object, policy: ledger.BudgetPolicy) -> QueryPlan:
         raise InvalidInput(
             f"the query spec is refused at {error.field}: {error.reason}", field=error.field
         ) from None
+    # A spec the schema accepts may still ask for what the policy does not allow; refused
+    # before any spend is known, let alone charged.
+    _refuse_unlisted_fields(plan.spec, rules.active)
+    return plan
 
 
 def _spend_json(spend: PrivacySpend, display_delta: float) -> dict[str, Any]:
@@ -153,16 +200,18 @@ def _spend_json(spend: PrivacySpend, display_delta: float) -> dict[str, Any]:
 
 
 def preview(
-    session: Session, actor: Actor, document: object, policy: ledger.BudgetPolicy
+    session: Session, actor: Actor, document: object, config: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Return a query's spend and expected accuracy, and whether it fits; charge nothing.
 
     :param actor: a researcher acting under ``queries:run``
     :param document: the decoded JSON query spec
-    :param policy: the budget caps
+    :param config: the hub's settings
     """
     principal = acting_principal(actor, SCOPE)
-    plan = _plan(document, policy)
+    current = rules(session, config)
+    policy = current.budget
+    plan = _plan(document, current)
     dataset, researcher = ledger.balances(session, principal.id, policy)
     session.rollback()  # read only: end the read transaction at once
     spend = plan.preview.spend
@@ -187,19 +236,21 @@ def preview(
     }
 
 
-def budget(session: Session, actor: Actor, policy: ledger.BudgetPolicy) -> dict[str, Any]:
+def budget(session: Session, actor: Actor, config: Mapping[str, Any]) -> dict[str, Any]:
     """Return the researcher's allowance, spent and remaining, with the dataset's beside it.
 
     :param actor: a researcher acting under ``queries:run``
-    :param policy: the budget caps
+    :param config: the hub's settings
     """
     principal = acting_principal(actor, SCOPE)
+    policy = rules(session, config).budget
     dataset, researcher = ledger.balances(session, principal.id, policy)
     session.rollback()
     return {
         "dataset": ledger.DATASET,
         "unit": "zero-concentrated DP (rho); epsilon shown at delta",
         "display_delta": policy.display_delta,
+        "policy_version": policy.policy_version,
         "researcher": researcher.as_json(policy.display_delta),
         "dataset_ledger": dataset.as_json(policy.display_delta),
     }
@@ -307,8 +358,9 @@ def run(
     :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged
     """
     principal = acting_principal(actor, SCOPE)
-    policy = context.policy
-    plan = _plan(document, policy)
+    current = rules(session, context.config)
+    policy = current.budget
+    plan = _plan(document, current)
     spec_text = canonical_json(plan.spec)
     spec_sha256 = hashlib.sha256(spec_text.encode()).hexdigest()
     stored = _stored(session, principal, live_snapshot_id(session), spec_sha256)
@@ -387,4 +439,4 @@ def context_from(config: Mapping[str, Any], **parts: Any) -> QueryContext:
     :param config: the hub's settings
     :param parts: ``keyring``, ``snapshots`` and ``dp_snapshots``
     """
-    return QueryContext(policy=ledger.BudgetPolicy.from_settings(config), **parts)
+    return QueryContext(config=config, **parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 
 from hub import create_app
 from hub.crypto import Keyring
+from hub.services import policies
 from tests.conftest import Bearer, MakeClient
 from tests.hub_uploads.test_uploads_api import post, sample_csv
 
@@ -27,6 +29,8 @@ class Researcher:
 
 MakeResearcher = Callable[[str], Researcher]
 MakeHub = Callable[..., FlaskClient]
+#: set_caps(DP_DATASET_RHO_CAP="0.3", ...): the board adopts a policy with these caps.
+SetCaps = Callable[..., int]
 
 
 @pytest.fixture
@@ -72,3 +76,46 @@ def make_hub(app: APIFlask, database_url: str, test_keyring: Keyring) -> Iterato
     yield _make
     for other in made:
         other.extensions["ctdhub.engine"].dispose()
+
+
+@pytest.fixture
+def set_caps(
+    app: APIFlask, client: FlaskClient, make_client: MakeClient, bearer: Bearer
+) -> SetCaps:
+    """Have the board adopt, through the API, the next policy version with the given caps.
+
+    The caps are named as the settings that made the first version (``DP_DATASET_RHO_CAP``,
+    ...), written into the default policy exactly as given; returns the new version.
+    """
+    members = []
+    for _ in range(3):
+        client_id, secret, _principal = make_client("Board", ["board"])
+        members.append(bearer(client_id, secret))
+
+    def _set(**caps: str) -> int:
+        active = client.get("/v1/policies/active", headers=members[0]).get_json()["version"]
+        text, found = re.subn(
+            r"(?m)^version: 1$",
+            f"version: {active + 1}",
+            policies.default_document({**app.config, **caps}),
+        )
+        assert found == 1
+        proposed = client.post(
+            "/v1/policies?rationale=test%20caps",
+            data=text,
+            headers={**members[0], "Content-Type": "application/yaml"},
+        )
+        assert proposed.status_code == 201, proposed.get_json()
+        etag = proposed.headers["ETag"]
+        for member in members[1:]:
+            voted = client.post(
+                f"/v1/policies/{active + 1}/reviews",
+                json={"decision": "approve", "reason_code": "meets_policy"},
+                headers={**member, "If-Match": etag},
+            )
+            assert voted.status_code == 200, voted.get_json()
+            etag = voted.headers["ETag"]
+        assert voted.get_json()["state"] == "active"
+        return active + 1
+
+    return _set

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hub.crypto import Keyring
 from hub.models import AuditEvent, PrivacyLedger, QueryAnswer
-from tests.hub_queries.conftest import MakeResearcher, hub_settings
+from tests.hub_queries.conftest import MakeResearcher, SetCaps, hub_settings
 from tests.hub_queries.worker import run_into
 
 WORKERS = 4
@@ -43,6 +43,7 @@ def _spec(year: int) -> dict[str, Any]:
 def test_concurrent_charges_never_pass_the_cap(
     client: FlaskClient,
     make_researcher: MakeResearcher,
+    set_caps: SetCaps,
     accepted_records: int,
     database_url: str,
     test_keyring: Keyring,
@@ -61,12 +62,9 @@ def test_concurrent_charges_never_pass_the_cap(
         context.prec = 1000
         cap = str(Decimal(cost) * FITTING)  # exact: a float is a finite decimal
     assert Fraction(cap) == FITTING * Fraction(cost)
-    overrides = hub_settings(
-        database_url,
-        test_keyring,
-        DP_DATASET_RHO_CAP=cap,
-        DP_RESEARCHER_RHO_ALLOWANCE=cap,
-    )
+    # The caps are the active policy's, exactly as the board wrote them.
+    set_caps(DP_DATASET_RHO_CAP=cap, DP_RESEARCHER_RHO_ALLOWANCE=cap)
+    overrides = hub_settings(database_url, test_keyring)
     years = list(YEARS)
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(WORKERS)

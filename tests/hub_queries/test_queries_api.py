@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from hub.models import AuditEvent, PrivacyLedger, QueryAnswer, ResearcherAllowance
 from hub.services import queries
-from tests.hub_queries.conftest import MakeHub, MakeResearcher, Researcher
+from tests.hub_queries.conftest import MakeHub, MakeResearcher, Researcher, SetCaps
 
 PROBLEM_JSON = "application/problem+json"
 GENDER_COUNT: dict[str, Any] = {
@@ -194,12 +194,13 @@ def test_the_dataset_cap_binds_every_researcher_together(
 
 def test_a_cap_is_compared_exactly_not_in_floating_point(
     client: FlaskClient,
-    make_hub: MakeHub,
+    set_caps: SetCaps,
     make_researcher: MakeResearcher,
     accepted_records: int,
 ) -> None:
     # An allowance 1e-30 below the exact sum of three charges refuses the third; one equal
-    # to it admits all three. Floats cannot tell these two allowances apart.
+    # to it admits all three. Floats cannot tell these two allowances apart: the ledger reads
+    # the allowance exactly as the active policy's document writes it.
     probe = make_researcher("Probe")
     specs = [
         {**GENDER_COUNT, "group_by": [field], "spend": {"rho": rho}}
@@ -217,10 +218,10 @@ def test_a_cap_is_compared_exactly_not_in_floating_point(
         short = exact_sum - Decimal("1e-30")
     assert float(Fraction(str(short))) == float(Fraction(str(exact_sum)))
     for allowance, expected in ((short, [201, 201, 409]), (exact_sum, [201, 201, 201])):
-        hub = make_hub(DP_DATASET_RHO_CAP="1.0", DP_RESEARCHER_RHO_ALLOWANCE=str(allowance))
+        set_caps(DP_DATASET_RHO_CAP="1.0", DP_RESEARCHER_RHO_ALLOWANCE=str(allowance))
         researcher = make_researcher(f"Exact {expected[-1]}")
         statuses = [
-            hub.post("/v1/queries", json=spec, headers=researcher.headers).status_code
+            client.post("/v1/queries", json=spec, headers=researcher.headers).status_code
             for spec in specs
         ]
         assert statuses == expected
@@ -314,3 +315,35 @@ def test_a_spend_may_be_asked_as_epsilon_or_as_a_target_accuracy(
         headers=researcher.headers,
     ).get_json()
     assert finer["spend"]["rho"] > as_accuracy["spend"]["rho"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"group_by": ["typeOfLabourBegging"]}, "group_by[0]", "group by 'typeOfLabourBegging'"),
+        (
+            {"filters": [{"field": "isOtherExploit", "values": [True]}]},
+            "filters[0].field",
+            "filter on 'isOtherExploit'",
+        ),
+    ],
+)
+def test_a_field_the_policy_does_not_allow_is_refused_without_spend(
+    client: FlaskClient,
+    researcher: Researcher,
+    accepted_records: int,
+    db_session: Session,
+    spec: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    # Both fields are in the record schema; the default policy does not list them.
+    asked = {**GENDER_COUNT, **spec}
+    for path in ("/v1/queries/preview", "/v1/queries"):
+        refused = client.post(path, json=asked, headers=researcher.headers)
+        assert refused.status_code == 403, refused.get_json()
+        assert refused.get_json()["field"] == field
+        assert words in refused.get_json()["detail"] and "version 1" in refused.get_json()["detail"]
+    assert db_session.scalar(select(func.count()).select_from(QueryAnswer)) == 0
+    assert db_session.scalar(select(func.count()).select_from(PrivacyLedger)) == 0
+    assert client.get("/v1/budget", headers=researcher.headers).get_json()["policy_version"] == 1
