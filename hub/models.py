@@ -240,6 +240,8 @@ class QueryAnswer(Base):
     """A DP answer given to a researcher, re-served free for the same spec and snapshot.
 
     ``answer`` holds released (noisy) values only; it is never written to a log or audit event.
+    The row is written with the charge, ``measuring``, and committed before OpenDP runs; the
+    answer follows (``answered``), or the measurement failed (``failed``, the charge stands).
     """
 
     __tablename__ = "query_answer"
@@ -255,6 +257,11 @@ class QueryAnswer(Base):
     rho: Mapped[str] = mapped_column(Text)
     delta: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # measuring -> answered | failed; a failed (or abandoned) one is measured again only when
+    # charged again. charged_at: when it was last charged. error: the failure's type, no text.
+    state: Mapped[str] = mapped_column(String(16), default="answered", server_default="answered")
+    charged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (UniqueConstraint("principal_id", "dataset", "snapshot_id", "spec_sha256"),)
 

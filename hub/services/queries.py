@@ -1,22 +1,27 @@
 """Differentially private researcher queries over every accepted case record.
 
 A query is a JSON spec (see :func:`disclosure_control.dp.parse_spec`) validated against the
-record schema. Its cost is known before any data is read (:func:`preview`); :func:`run` then
-re-serves a stored answer if the researcher asked the same question of the same snapshot (free:
-fresh noise on the same question would average the noise away), and otherwise locks the
-dataset's ledger, refuses the query if it does not fit, runs the OpenDP measurement once and
-stores the answer, the charge and the audit event in one transaction. Answers are never logged
-or audited: the audit event holds who, the spec, the spend and the time.
+record schema and the active release policy (the fields researchers may group and filter by,
+and the ledger's caps). Its cost is known before any data is read (:func:`preview`); :func:`run`
+then re-serves a stored answer if the researcher asked the same question of the same snapshot
+(free: fresh noise on the same question would average the noise away), and otherwise follows
+the ledger's protocol: lock the dataset's ledger, refuse the query if it does not fit, charge
+it and commit (with the answer row, ``measuring``, and the audit event), and only then run the
+OpenDP measurement, holding no lock, and store the answer. Answers are never logged or
+audited: the audit event holds who, the spec, the spend and the time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -44,12 +49,19 @@ from disclosure_control.dp import (
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring
-from hub.domain_errors import InvalidInput, NotAuthorized, ValidationFailed
-from hub.models import QueryAnswer
+from hub.domain_errors import (
+    HubError,
+    InvalidInput,
+    NotAuthorized,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from hub.models import QueryAnswer, utcnow
 from hub.services import ledger, policies
 from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
 
 SCOPE = "queries:run"
+log = logging.getLogger("ctdhub.queries")
 
 
 @lru_cache(maxsize=1)
@@ -339,6 +351,162 @@ def _audit(
     )
 
 
+#: The states of a stored answer (see :class:`hub.models.QueryAnswer`).
+MEASURING, ANSWERED, FAILED = "measuring", "answered", "failed"
+#: A measuring answer charged longer ago than this was cut off (its process died before it
+#: could say): the next ask of the question charges it again and measures it.
+ABANDONED_AFTER = timedelta(minutes=15)
+#: How long a request waits for the answer to the same question another request is measuring.
+WAIT_FOR_ANSWER_SECONDS = 120.0
+_POLL_SECONDS = 0.05
+
+
+class MeasurementFailed(HubError):
+    """OpenDP failed after the query was charged: the charge stands, nothing was released."""
+
+    status, slug, title = 500, "measurement-failed", "The measurement failed after its charge"
+
+
+def _abandoned(row: QueryAnswer) -> bool:
+    return row.charged_at is None or utcnow() - row.charged_at > ABANDONED_AFTER
+
+
+def _await_answer(session: Session, row_id: str) -> QueryAnswer:
+    """Wait, holding no lock, until another request's measurement of a question ends."""
+    deadline = time.monotonic() + WAIT_FOR_ANSWER_SECONDS
+    while True:
+        session.rollback()  # see the other request's commit
+        row = session.get(QueryAnswer, row_id, populate_existing=True)
+        if row is None or row.state != MEASURING or _abandoned(row):
+            if row is None:  # a row is never deleted; kept for a clear message all the same
+                raise ServiceUnavailable("the answer being measured vanished; ask again")
+            return row
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                "the same question is still being measured by another of your requests; ask "
+                "again shortly (it will be re-served free once answered)",
+                retry_after=5,
+            )
+        time.sleep(_POLL_SECONDS)
+
+
+def _refused(
+    session: Session,
+    principal: PrincipalActor,
+    refusal: ledger.BudgetExceeded,
+    snapshot_id: str,
+    spec_text: str,
+    spend: PrivacySpend,
+    request_id: str | None,
+) -> None:
+    """Record a refusal (who asked what, for how much) in its own transaction."""
+    audit.record(
+        session,
+        "queries:query:refuse",
+        actor=principal,
+        request_id=request_id,
+        details={
+            "dataset": ledger.DATASET,
+            "snapshot_id": snapshot_id,
+            "spec": json.loads(spec_text),
+            "rho": spend.rho,
+            "key_selection_delta": spend.delta,
+            "ledger": refusal.extensions["ledger"],
+        },
+    )
+    session.commit()
+
+
+def _charge(
+    session: Session,
+    principal: PrincipalActor,
+    plan: QueryPlan,
+    snapshot_id: str,
+    policy: ledger.BudgetPolicy,
+    request_id: str | None,
+) -> QueryAnswer:
+    """Lock the ledger, check, charge and commit; return the answer row to measure.
+
+    Returns an ``answered`` row instead when the question was answered while this request
+    waited (re-served free). A question another request is measuring is waited for, holding no
+    lock; one whose measurement failed, or was cut off, is charged again here and measured
+    again by this request: a measurement is never repeated without its charge.
+
+    :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged
+    """
+    spec_text = canonical_json(plan.spec)
+    spec_sha256 = hashlib.sha256(spec_text.encode()).hexdigest()
+    spend = plan.preview.spend
+    while True:
+        try:
+            ledger.lock(session, principal.id)
+            stored = _stored(session, principal, snapshot_id, spec_sha256)
+            if stored is not None and stored.state == ANSWERED:
+                return stored
+            if stored is not None and stored.state == MEASURING and not _abandoned(stored):
+                session.rollback()  # let go of the ledger while the other request measures
+                if _await_answer(session, stored.id).state == ANSWERED:
+                    return stored
+                continue  # it failed or was cut off: charge it again, under the lock
+            dataset, researcher = ledger.balances(session, principal.id, policy)
+            ledger.refuse_unless_fits(spend, dataset, researcher, policy.display_delta)
+            ledger.charge(session, principal.id, spend)
+            row = stored or QueryAnswer(
+                dataset=ledger.DATASET,
+                principal_id=principal.id,
+                snapshot_id=snapshot_id,
+                spec_sha256=spec_sha256,
+                spec=json.loads(spec_text),
+                answer={},
+            )
+            row.state, row.error, row.charged_at = MEASURING, None, utcnow()
+            row.rho = ledger.as_text(Fraction(spend.rho))
+            row.delta = ledger.as_text(Fraction(spend.delta))
+            session.add(row)
+            session.flush()
+            _audit(session, principal, row, spend, False, request_id)
+            session.commit()
+            return row
+        except ledger.BudgetExceeded as refusal:
+            session.rollback()
+            _refused(session, principal, refusal, snapshot_id, spec_text, spend, request_id)
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _measure_failed(
+    session: Session,
+    principal: PrincipalActor,
+    row_id: str,
+    error: Exception,
+    request_id: str | None,
+) -> None:
+    """Mark a charged answer failed, with the error's type only; the charge stands."""
+    session.rollback()
+    row = session.get(QueryAnswer, row_id, populate_existing=True)
+    if row is None or row.state != MEASURING:
+        return
+    row.state, row.error = FAILED, type(error).__name__[:200]
+    # The error's type, never its message: it could quote a record value.
+    audit.record(
+        session,
+        "queries:query:fail",
+        actor=principal,
+        request_id=request_id,
+        subject_id=row.id,
+        details={
+            "dataset": row.dataset,
+            "snapshot_id": row.snapshot_id,
+            "spec": row.spec,
+            "error": row.error,
+            "charge_stands": True,
+        },
+    )
+    session.commit()
+
+
 def run(
     session: Session,
     actor: Actor,
@@ -348,88 +516,68 @@ def run(
     request_id: str | None,
     nonnegative_counts: bool = False,
 ) -> Outcome:
-    """Answer a researcher's query: re-served free, or charged and released once.
+    """Answer a researcher's query: re-served free, or charged and then measured once.
+
+    The ledger's protocol, as for releases: lock, check, charge, commit, then measure. The
+    ledger is locked only while the charge is checked and written, never while OpenDP runs,
+    so uploads and other researchers' charges do not wait behind a measurement. If the
+    measurement fails after the commit, the charge stands, the answer is marked failed and
+    :class:`MeasurementFailed` says so; asking the same question again charges it again.
 
     :param actor: a researcher acting under ``queries:run``
     :param document: the decoded JSON query spec
-    :param context: keyring, caches and budget policy
+    :param context: keyring, caches and the hub's settings
     :param request_id: the HTTP request's id, recorded in the audit events
     :param nonnegative_counts: post-process counts to non-negative integers with a kept total
     :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged
+    :raises MeasurementFailed: if OpenDP failed after the charge (which stands)
     """
     principal = acting_principal(actor, SCOPE)
     current = rules(session, context.config)
     policy = current.budget
     plan = _plan(document, current)
-    spec_text = canonical_json(plan.spec)
-    spec_sha256 = hashlib.sha256(spec_text.encode()).hexdigest()
+    spend = plan.preview.spend
+    spec_sha256 = hashlib.sha256(canonical_json(plan.spec).encode()).hexdigest()
     stored = _stored(session, principal, live_snapshot_id(session), spec_sha256)
-    if stored is not None:
-        _audit(session, principal, stored, plan.preview.spend, True, request_id)
+    if stored is None or stored.state != ANSWERED:
+        # Decrypt and type the records before taking the ledger's lock, so a slow snapshot
+        # build does not hold up other researchers' charges.
+        records = analysis_snapshot(session, context.keyring, context.snapshots)
+        schema = query_schema()
+        data = context.dp_snapshots.get(
+            records.snapshot_id,
+            lambda: Snapshot(records.records, schema, missing_values=load_schema().missing_values),
+        )
+        session.rollback()  # end the read transaction: the lock must start a fresh one
+        stored = _charge(session, principal, plan, records.snapshot_id, policy, request_id)
+    if stored.state == ANSWERED:
+        _audit(session, principal, stored, spend, True, request_id)
         session.commit()
         return _served(stored, True, nonnegative_counts)
 
-    # Decrypt and type the records before taking the ledger's lock, so a slow snapshot build
-    # does not hold up other researchers' charges.
-    records = analysis_snapshot(session, context.keyring, context.snapshots)
-    schema = query_schema()
-    data = context.dp_snapshots.get(
-        records.snapshot_id,
-        lambda: Snapshot(records.records, schema, missing_values=load_schema().missing_values),
-    )
-    session.rollback()  # end the read transaction: the lock below must start a fresh one
-
-    spend = plan.preview.spend
+    # Charged and committed: only now does OpenDP run, holding no lock.
+    row_id = stored.id
     try:
-        ledger.lock(session, principal.id)
-        stored = _stored(session, principal, records.snapshot_id, spec_sha256)
-        if stored is not None:
-            # The same question was answered while this request waited for the lock.
-            _audit(session, principal, stored, spend, True, request_id)
-            session.commit()
-            return _served(stored, True, nonnegative_counts)
-        dataset, researcher = ledger.balances(session, principal.id, policy)
-        ledger.refuse_unless_fits(spend, dataset, researcher, policy.display_delta)
-        # Only now, with the charge known to fit and the ledger locked, does OpenDP run.
         answer = release(plan, data)
-        ledger.charge(session, principal.id, spend)
-        row = QueryAnswer(
-            dataset=ledger.DATASET,
-            principal_id=principal.id,
-            snapshot_id=records.snapshot_id,
-            spec_sha256=spec_sha256,
-            spec=json.loads(spec_text),
-            answer=_answer_json(answer, plan, records.snapshot_id, policy.display_delta),
-            rho=ledger.as_text(Fraction(spend.rho)),
-            delta=ledger.as_text(Fraction(spend.delta)),
+    except Exception as error:
+        log.error(
+            "the measurement of query answer %s failed after its charge: %s",
+            row_id,
+            type(error).__name__,
         )
-        session.add(row)
-        session.flush()
-        _audit(session, principal, row, spend, False, request_id)
-        session.commit()
-    except ledger.BudgetExceeded as refusal:
-        session.rollback()
-        # The refusal is recorded too (who asked what, for how much), in its own transaction:
-        # the ledger itself was not touched.
-        audit.record(
-            session,
-            "queries:query:refuse",
-            actor=principal,
-            request_id=request_id,
-            details={
-                "dataset": ledger.DATASET,
-                "snapshot_id": records.snapshot_id,
-                "spec": json.loads(spec_text),
-                "rho": spend.rho,
-                "key_selection_delta": spend.delta,
-                "ledger": refusal.extensions["ledger"],
-            },
-        )
-        session.commit()
-        raise
-    except BaseException:
-        session.rollback()
-        raise
+        _measure_failed(session, principal, row_id, error, request_id)
+        raise MeasurementFailed(
+            f"the measurement failed after the query was charged (rho={spend.rho!r}, "
+            f"key-selection delta={spend.delta!r}); the charge stands and nothing was released. "
+            "Asking the same question again charges it again.",
+            answer_id=row_id,
+        ) from None
+    row = session.get(QueryAnswer, row_id, populate_existing=True)
+    if row is None:  # pragma: no cover - rows are never deleted
+        raise ServiceUnavailable("the charged answer vanished before it was stored")
+    row.answer = _answer_json(answer, plan, row.snapshot_id, policy.display_delta)
+    row.state = ANSWERED
+    session.commit()
     return _served(row, False, nonnegative_counts)
 
 

@@ -1,4 +1,5 @@
-"""release policy versions (the board's documents, digest, state, revision) and their votes
+"""release policy versions (the board's documents, digest, state, revision) and their votes;
+query answers record whether they are measuring, answered or failed (measured after the charge)
 
 Revision ID: 0008
 Revises: 0007
@@ -79,9 +80,19 @@ def upgrade() -> None:
             sqlite_where=sa.text("decision != 'comment'"),
             postgresql_where=sa.text("decision != 'comment'"),
         )
+    with op.batch_alter_table("query_answer") as batch:
+        batch.add_column(
+            sa.Column("state", sa.String(length=16), server_default="answered", nullable=False)
+        )
+        batch.add_column(sa.Column("charged_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("error", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("query_answer") as batch:
+        batch.drop_column("error")
+        batch.drop_column("charged_at")
+        batch.drop_column("state")
     with op.batch_alter_table("policy_vote") as batch:
         batch.drop_index(
             "uq_policy_vote_one_per_member",
