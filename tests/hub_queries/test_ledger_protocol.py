@@ -7,15 +7,16 @@ makes, ``hub.services.queries.release``: the wrapper pauses before it, or raises
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from hub.models import AuditEvent, PrivacyLedger, QueryAnswer
+from hub.models import AuditEvent, PrivacyLedger, QueryAnswer, utcnow
 from hub.services import queries
 from tests.hub_queries.conftest import Researcher
 from tests.hub_uploads.test_uploads_api import post, sample_csv
@@ -123,3 +124,30 @@ def test_a_measurement_failing_after_the_charge_leaves_the_charge(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.tag == "queries:query:run")
     )
     assert runs == 2
+
+
+def test_a_measurement_cut_off_is_charged_again_before_it_is_measured_again(
+    client: FlaskClient,
+    researcher: Researcher,
+    accepted_records: int,
+    db_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def dying_release(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("stands in for the process dying mid-measurement")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(queries, "release", dying_release)
+        assert client.post("/v1/queries", json=SPEC, headers=researcher.headers).status_code == 500
+    # What a process killed while measuring leaves: the row measuring, charged long ago.
+    db_session.execute(
+        update(QueryAnswer).values(
+            state="measuring",
+            error=None,
+            charged_at=utcnow() - queries.ABANDONED_AFTER - timedelta(seconds=1),
+        )
+    )
+    db_session.commit()
+    again = client.post("/v1/queries", json=SPEC, headers=researcher.headers)
+    assert again.status_code == 201, again.get_json()
+    assert _charges(db_session) == 2 and _states(db_session) == ["answered"]
