@@ -7,6 +7,11 @@ and either adds the charge or refuses it having changed nothing. The lock is tak
 serialises writers, as on PostgreSQL, where concurrent charges from several worker processes
 queue on the row lock. Spends are kept as exact fractions of the charged floats, so a cap can
 never be crossed by rounding, not even by one unit in the last place.
+
+One protocol for queries and releases alike: lock (:func:`lock`, or :func:`lock_dataset` for a
+release), :func:`admit` (check and charge), write what the charge pays for with its audit event,
+commit, and only then measure, holding no lock. A measurement that fails after the commit
+leaves the charge: the records may have been read, and a free second try would measure again.
 """
 
 from __future__ import annotations
@@ -372,6 +377,33 @@ def refuse_unless_fits(
             requested=amount_json(Fraction(charge.rho), Fraction(charge.delta), display_delta),
             remaining=left,
         )
+
+
+def admit(
+    session: Session,
+    principal_id: str | None,
+    spend: PrivacySpend,
+    policy: BudgetPolicy,
+    what: str = "this query",
+    dataset: str = DATASET,
+) -> None:
+    """Check ``spend`` against the locked balances and charge it, or refuse having charged nothing.
+
+    The caller holds the lock (:func:`lock`, or :func:`lock_dataset` for a release) and commits.
+
+    :param principal_id: the researcher, or ``None`` for a release charged to the dataset only
+    :param spend: the charge
+    :param policy: the caps
+    :param what: what is being charged, as a refusal names it
+    :param dataset: the dataset's ledger
+    :raises BudgetExceeded: if it fits either balance not
+    """
+    if principal_id is None:
+        dataset_left, researcher_left = dataset_balance(session, policy, dataset), None
+    else:
+        dataset_left, researcher_left = balances(session, principal_id, policy, dataset)
+    refuse_unless_fits(spend, dataset_left, researcher_left, policy.display_delta, what)
+    charge(session, principal_id, spend, dataset)
 
 
 def charge(

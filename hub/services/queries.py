@@ -448,9 +448,7 @@ def _charge(
                 if _await_answer(session, stored.id).state == ANSWERED:
                     return stored
                 continue  # it failed or was cut off: charge it again, under the lock
-            dataset, researcher = ledger.balances(session, principal.id, policy)
-            ledger.refuse_unless_fits(spend, dataset, researcher, policy.display_delta)
-            ledger.charge(session, principal.id, spend)
+            ledger.admit(session, principal.id, spend, policy)
             row = stored or QueryAnswer(
                 dataset=ledger.DATASET,
                 principal_id=principal.id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from disclosure_control.dp import PrivacySpend
 from hub.models import AuditEvent, PrivacyLedger, QueryAnswer, utcnow
-from hub.services import queries
+from hub.services import ledger, queries
 from tests.hub_queries.conftest import Researcher
 from tests.hub_uploads.test_uploads_api import post, sample_csv
 
@@ -151,3 +153,25 @@ def test_a_measurement_cut_off_is_charged_again_before_it_is_measured_again(
     again = client.post("/v1/queries", json=SPEC, headers=researcher.headers)
     assert again.status_code == 201, again.get_json()
     assert _charges(db_session) == 2 and _states(db_session) == ["answered"]
+
+
+def test_admit_checks_and_charges_under_the_lock_or_charges_nothing(
+    app: Any, db_session: Session
+) -> None:
+    caps = ledger.BudgetPolicy(
+        dataset_rho=Fraction(3, 10),
+        dataset_delta=Fraction(0),
+        researcher_rho=Fraction(1, 10),
+        researcher_delta=Fraction(0),
+        display_delta=1e-6,
+    )
+    ledger.lock_dataset(db_session)
+    ledger.admit(db_session, None, PrivacySpend(0.25), caps, what="this release")
+    db_session.commit()
+    ledger.lock_dataset(db_session)
+    with pytest.raises(ledger.BudgetExceeded, match="this release costs rho=0.25"):
+        ledger.admit(db_session, None, PrivacySpend(0.25), caps, what="this release")
+    db_session.rollback()
+    assert _charges(db_session) == 1
+    spent = ledger.dataset_spent(db_session)
+    assert spent == (Fraction(0.25), Fraction(0))
