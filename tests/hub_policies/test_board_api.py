@@ -208,3 +208,21 @@ def test_a_cap_below_what_is_spent_is_refused_with_the_figures(
     shown = client.get("/v1/policies/2", headers=board[0].headers)
     assert shown.get_json()["state"] == "proposed" and shown.headers["ETag"] == etag
     assert _count(db_session, PolicyVote) == 1
+
+
+def test_an_activated_version_governs_what_researchers_may_ask(
+    client: FlaskClient, board: list[Member], make_member: MakeMember
+) -> None:
+    researcher = make_member(("researcher",), "University")
+    spec = {"measure": {"kind": "count"}, "group_by": ["Datasource"], "spend": {"rho": 0.01}}
+    allowed = client.post("/v1/queries/preview", json=spec, headers=researcher.headers)
+    assert allowed.status_code == 200, allowed.get_json()
+    text = policy_text().replace("    - Datasource\n", "", 1)  # from researchers.group_by
+    etag = propose(client, board[0], text).headers["ETag"]
+    for member in board[1:3]:
+        etag = vote(client, member, 2, "approve", "meets_policy", etag).headers["ETag"]
+    refused = client.post("/v1/queries/preview", json=spec, headers=researcher.headers)
+    assert refused.status_code == 403 and refused.get_json()["field"] == "group_by[0]"
+    assert "(version 2)" in refused.get_json()["detail"]
+    budget = client.get("/v1/budget", headers=researcher.headers).get_json()
+    assert budget["policy_version"] == 2
