@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "classify_value",
     "factorize_cells",
     "identifier_kinds",
+    "missing_mask",
     "name_kind",
     "screen_column",
     "screen_identifiers",
@@ -537,6 +539,32 @@ def factorize_cells(cells: pd.Series) -> tuple[npt.NDArray[np.intp], pd.Series]:
     return np.asarray(codes, dtype=np.intp), stripped
 
 
+def missing_mask(uniques: pd.Series, missing: Collection[str]) -> npt.NDArray[np.bool_]:
+    """Tell which values case-fold to one of the ``missing`` spellings (already case-folded).
+
+    Case folding never shortens a string (each character folds to one to three), so a value
+    longer than the longest spelling cannot be one and is not folded: a column of 100,000
+    distinct case pseudonyms is then decided by its lengths alone.
+
+    :param uniques: strings (a missing cell is not a spelling).
+    :param missing: the case-folded spellings of a missing value.
+
+    >>> missing_mask(pd.Series(["NULL", "n/a", "Female", "x" * 80], dtype="string"),
+    ...              {"null", "n/a"}).tolist()
+    [True, True, False, False]
+    """
+    mask = np.zeros(len(uniques), dtype=bool)
+    if not len(uniques) or not missing:
+        return mask
+    longest = max(len(spelling) for spelling in missing)
+    lengths = uniques.str.len().to_numpy(dtype=np.int64, na_value=0)
+    short = np.flatnonzero(lengths <= longest)
+    if len(short):
+        folded = uniques.iloc[short].str.casefold()
+        mask[short] = folded.isin(missing).to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
 def screen_column(
     match: HeaderMatch,
     codes: npt.NDArray[np.intp],
@@ -556,8 +584,7 @@ def screen_column(
     :param schema: the record schema.
     """
     findings: list[IdentifierFinding] = []
-    missing = {value.casefold() for value in schema.missing_values}
-    present = ~uniques.str.casefold().isin(missing).to_numpy(dtype=bool)
+    present = ~missing_mask(uniques, {value.casefold() for value in schema.missing_values})
     counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
     spec = schema.field(match.field) if match.field is not None else None
     kind = None if spec is not None else name_kind(match.header)

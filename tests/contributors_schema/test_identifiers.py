@@ -18,6 +18,7 @@ from contributors.identifiers import (
     PSEUDONYM_PREFILTER,
     classify_value,
     identifier_kinds,
+    missing_mask,
     name_kind,
     screen_identifiers,
 )
@@ -367,3 +368,17 @@ def test_property_prefilter_never_hides_an_identifier(value: str, pseudonym: boo
     assert identifier_kinds(texts, pseudonym=pseudonym) == [
         classify_value(value, pseudonym=pseudonym)
     ]
+
+
+# Characters whose case folding grows (ß -> ss, ﬃ -> ffi, İ -> i̇) or that fold onto a missing
+# spelling's letters, so a value may fold onto a spelling of another length.
+_FOLDING = st.text(alphabet=st.sampled_from("nNuUlLaA/.-9ßẞﬃİıſ \u212a"), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FOLDING | st.text(max_size=12), max_size=20), st.sets(_FOLDING, max_size=4))
+def test_missing_mask_is_casefold_membership(values: list[str], spellings: set[str]) -> None:
+    missing = {spelling.casefold() for spelling in spellings} | {"null", "n/a", "-99"}
+    column = pd.Series(values, dtype="string")
+    expected = [value.casefold() in missing for value in values]
+    assert missing_mask(column, missing).tolist() == expected
