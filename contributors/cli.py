@@ -16,7 +16,6 @@ import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -647,6 +646,8 @@ _CLIENT_ID = click.option(
 
 def _version() -> str:
     """Return the installed toolkit's version (or the hub's, in a checkout of the whole hub)."""
+    from importlib import metadata
+
     for distribution in ("ctdhub-contribute", "ctdhub"):
         try:
             return metadata.version(distribution)
@@ -655,8 +656,22 @@ def _version() -> str:
     return "unknown"
 
 
+def _print_version(context: click.Context, _: click.Parameter, value: bool) -> None:
+    # looked up only when asked for: reading the installed distributions takes start-up time
+    if value and not context.resilient_parsing:
+        click.echo(f"ctdhub-contribute, version {_version()}")
+        context.exit()
+
+
 @click.group(epilog=_EPILOG)
-@click.version_option(version=_version(), prog_name="ctdhub-contribute")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Check, prepare and upload case records to a ctdhub, from the partner's own machine."""
 

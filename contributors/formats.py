@@ -35,12 +35,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 from xml.etree import ElementTree
 
-import charset_normalizer
-import openpyxl
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from openpyxl.utils.cell import range_boundaries
 
 from contributors.headers import match_headers
 from contributors.schema import RecordSchema, load_schema
@@ -305,32 +303,65 @@ def _tidy(
     }
     frame = pd.DataFrame(columns, index=pd.RangeIndex(rows))
     if rows and len(frame.columns):
-        holds_value = frame.apply(lambda column: column.str.strip() != "").any(axis=1)
+        holds_value = np.zeros(rows, dtype=bool)
+        for name in frame.columns:
+            stripped = frame[name].str.strip() != ""
+            holds_value |= stripped.to_numpy(dtype=bool, na_value=False)
+            if holds_value.all():
+                break  # every row holds a value: no other column can change that
         if not holds_value.all():
-            frame = frame[holds_value.to_numpy(dtype=bool)]
+            frame = frame[holds_value]
     return frame
 
 
 _STRING = pd.StringDtype("pyarrow")
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def _decode(data: bytes) -> str:
     """Decode text as UTF-8, or in the encoding charset-normalizer recognises, or refuse."""
+    return _decode_text(data)[0]
+
+
+def _decode_text(data: bytes) -> tuple[str, bool]:
+    """Return the text of ``data`` and whether it was UTF-8 (else converted).
+
+    :raises FormatError: if it is not UTF-8 and its encoding cannot be recognised.
+    """
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), True
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
+        import charset_normalizer  # only for files that are not UTF-8: it takes time to load
+
         guess = charset_normalizer.from_bytes(data).best()
         if guess is None:
             raise FormatError(
                 f"the file is not UTF-8 text (line {line} has the first byte that is not) and "
                 "its encoding could not be recognised; save it as CSV UTF-8"
             ) from error
-        return str(guess)
+        return str(guess), False
 
 
 def _split_lines(text: str, count: int) -> list[str]:
-    return text.split("\n", count)[:count]
+    """Return the first ``count`` lines of ``text`` (``text.split("\\n", count)[:count]``,
+    without copying the rest of a large file).
+
+    >>> _split_lines("a\\nb\\nc", 2), _split_lines("a\\n", 5), _split_lines("", 1)
+    (['a', 'b'], ['a', ''], [''])
+    """
+    lines: list[str] = []
+    start = 0
+    while len(lines) < count:
+        end = text.find("\n", start)
+        if end < 0:
+            lines.append(text[start:])
+            break
+        lines.append(text[start:end])
+        start = end + 1
+    return lines
 
 
 def _sniff_delimiter(header_line: str) -> str:
@@ -378,10 +409,19 @@ def _header_row(rows: Sequence[Sequence[object]], schema: RecordSchema) -> tuple
 
 
 def _read_csv(data: bytes, schema: RecordSchema) -> tuple[list[str], dict[int, Any]]:
-    text = _decode(data)
+    text, utf8 = _decode_text(data)
+    # What pyarrow parses, from ``start``: for UTF-8, the file's own bytes (after the byte
+    # order mark), read in place rather than as a second, re-encoded copy; for text converted
+    # from another encoding, its UTF-8 encoding.
+    if utf8:
+        source, start = data, len(_BOM) if data.startswith(_BOM) else 0
+    else:
+        source, start = text.encode("utf-8"), 0
     sep_line = _SEP_LINE.match(_split_lines(text, 1)[0])
     if sep_line:
         text = text.split("\n", 1)[1] if "\n" in text else ""
+        newline = source.find(b"\n", start)
+        start = newline + 1 if newline >= 0 else len(source)
     head = [line.rstrip("\r") for line in _split_lines(text, HEADER_SEARCH_ROWS)]
     candidates = (sep_line.group(1),) if sep_line else _DELIMITERS
     choice: tuple[int, int, int, str] | None = None  # (fields named, -row, columns, delimiter)
@@ -397,9 +437,8 @@ def _read_csv(data: bytes, schema: RecordSchema) -> tuple[list[str], dict[int, A
     else:
         delimiter, skip = choice[3], -choice[1]
     header = [cell.strip() for cell in _parse_line(head[skip] if head else "", delimiter)]
-    encoded = text.encode("utf-8")
     try:
-        table = _arrow_csv(encoded, delimiter, skip + 1, len(header))
+        table = _arrow_csv(memoryview(source)[start:], delimiter, skip + 1, len(header))
     except pa.ArrowInvalid as error:
         # pyarrow's message quotes the offending row, which may hold personal data: find the
         # line ourselves and say only what is wrong with it
@@ -413,7 +452,7 @@ def _read_csv(data: bytes, schema: RecordSchema) -> tuple[list[str], dict[int, A
     return header, body
 
 
-def _arrow_csv(encoded: bytes, delimiter: str, skip: int, width: int) -> pa.Table:
+def _arrow_csv(encoded: bytes | memoryview, delimiter: str, skip: int, width: int) -> pa.Table:
     """Parse the CSV body (every cell a string, nothing null) with pyarrow's reader.
 
     pyarrow's reader is several times faster than Python's on the 9 MB CTDC file. A row longer
@@ -431,7 +470,7 @@ def _arrow_csv(encoded: bytes, delimiter: str, skip: int, width: int) -> pa.Tabl
     for block_size in (1 << 20, len(encoded) + 1):
         try:
             return pa_csv.read_csv(
-                io.BytesIO(encoded),
+                pa.BufferReader(pa.py_buffer(encoded)),
                 read_options=pa_csv.ReadOptions(
                     skip_rows=skip, column_names=names, block_size=block_size
                 ),
@@ -528,6 +567,10 @@ def _check_sheet_rows(data: bytes, part: str, limits: ReadLimits) -> None:
 
 def _check_dimension(ref: str, limits: ReadLimits) -> None:
     """Refuse a sheet whose declared dimension is over the limits, before reading its rows."""
+    # openpyxl is imported where a workbook is read: loading it is a noticeable part of the
+    # toolkit's start-up, and most files are CSV
+    from openpyxl.utils.cell import range_boundaries
+
     try:
         _, _, columns, rows = range_boundaries(ref)
     except (ValueError, TypeError):
@@ -545,6 +588,8 @@ _NOT_A_WORKBOOK = (
 def _read_xlsx(
     data: bytes, schema: RecordSchema, sheet: str | None, limits: ReadLimits
 ) -> tuple[list[str], dict[int, Any]]:
+    import openpyxl  # see _check_dimension
+
     _check_workbook_archive(data, limits)
     try:
         workbook = openpyxl.load_workbook(
