@@ -1,4 +1,4 @@
-"""Run one command and write its wall time, exit status and peak resident memory as JSON.
+"""Run one command and write its wall time, CPU time, exit status and peak memory as JSON.
 
 Run: ``python -m bench.measured_run REPORT.json COMMAND [ARG ...]``. A benchmark cannot read a
 child's peak memory from its own ``RUSAGE_CHILDREN``: Linux carries the high-water mark of the
@@ -31,7 +31,15 @@ def main(argv: list[str]) -> int:
     code = os.waitstatus_to_exitcode(status)
     with open(report, "w", encoding="utf-8") as out:
         # ru_maxrss is in KiB on Linux
-        json.dump({"seconds": seconds, "exit": code, "peak_mib": usage.ru_maxrss / 1024}, out)
+        json.dump(
+            {
+                "seconds": seconds,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "exit": code,
+                "peak_mib": usage.ru_maxrss / 1024,
+            },
+            out,
+        )
     return code
 
 
