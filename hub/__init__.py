@@ -22,7 +22,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     """
     from apiflask import APIFlask
 
-    from hub import actors, auth, crypto, db, docs, errors, guards, logs, settings
+    from hub import actors, auth, crypto, db, docs, errors, guards, logs, portal, settings
     from hub.api import register_api
     from hub.services.snapshot import SnapshotCache
 
@@ -63,4 +63,5 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     app.extensions["ctdhub.snapshots"] = SnapshotCache(app.config["SNAPSHOT_CACHE_SIZE"])
     auth.init_app(app, rate_limiter)
     register_api(app)
+    portal.init_app(app, rate_limiter)
     return app

@@ -1,4 +1,5 @@
-"""``ctdhub admin``: accounts at the hub's own command line (organisations, principals, clients).
+"""``ctdhub admin``: accounts at the hub's own command line (organisations, principals, clients,
+the portal's people).
 
 The operator at this command line acts as :data:`hub.actors.OPERATOR`, passed on purpose by
 each command: whoever can run it can already read the hub's configuration. Every change is
@@ -11,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
@@ -22,7 +24,9 @@ from hub.actors import OPERATOR
 from hub.db import session_factory
 from hub.domain_errors import HubError
 from hub.models import OAuthClient, Organisation, Principal
+from hub.services import people
 from hub.services import principals as service
+from hub.services.people import IssuedLink
 
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -250,3 +254,94 @@ def list_clients(organisation: str | None, as_json: bool) -> None:
             )
             or "(no clients)",
         )
+
+
+# --- people (portal accounts) -----------------------------------------------------------------
+
+
+def _link_doc(issued: IssuedLink, url: str) -> dict[str, Any]:
+    return {
+        "person_id": issued.person.id,
+        "principal_id": issued.person.principal_id,
+        "email": issued.person.email,
+        "link": url,
+        "expires_at": _iso(issued.expires_at),
+    }
+
+
+def _link_url(base_url: str, token: str) -> str:
+    return base_url.rstrip("/") + "/welcome/" + token
+
+
+_BASE_URL = click.option(
+    "--base-url",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="The portal's address as the person reaches it; the printed link starts with it.",
+)
+
+
+@admin.command("create-person")
+@click.argument("organisation")
+@click.argument("name")
+@click.argument("email")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    help="A role (partner, researcher, board, admin); repeat for several.",
+)
+@_BASE_URL
+@_json_option
+@with_appcontext
+def create_person(
+    organisation: str, name: str, email: str, roles: tuple[str, ...], base_url: str, as_json: bool
+) -> None:
+    """Create a person who signs in to the portal, and print their one-time invitation link.
+
+    Send the link to the person yourself: it is shown this once, and it lets whoever opens it
+    choose the account's password. Board members and admins set up a second factor (TOTP) at
+    their first sign-in.
+    """
+    with _session() as session:
+        org = service.get_organisation(session, OPERATOR, organisation)
+        issued = people.create_person(
+            session,
+            OPERATOR,
+            org.id,
+            name,
+            email,
+            list(roles),
+            link_lifetime=timedelta(seconds=current_app.config["PORTAL_LINK_SECONDS"]),
+        )
+    url = _link_url(base_url, issued.token)
+    _emit(
+        as_json,
+        _link_doc(issued, url),
+        f"created person {issued.person.id} ({issued.person.email})\n"
+        f"invitation link (shown once; valid until {_iso(issued.expires_at)}):\n{url}",
+    )
+
+
+@admin.command("reset-person")
+@click.argument("email")
+@_BASE_URL
+@_json_option
+@with_appcontext
+def reset_person(email: str, base_url: str, as_json: bool) -> None:
+    """Print a one-time password-reset link for a person; their earlier links stop working."""
+    with _session() as session:
+        issued = people.issue_reset(
+            session,
+            OPERATOR,
+            email,
+            link_lifetime=timedelta(seconds=current_app.config["PORTAL_LINK_SECONDS"]),
+        )
+    url = _link_url(base_url, issued.token)
+    _emit(
+        as_json,
+        _link_doc(issued, url),
+        f"password-reset link for {issued.person.email} (shown once; valid until "
+        f"{_iso(issued.expires_at)}):\n{url}",
+    )

@@ -426,3 +426,46 @@ class PolicyVote(Base):
             postgresql_where=text("decision != 'comment'"),
         ),
     )
+
+
+class Person(Base):
+    """Someone who signs in to the portal: a principal of an organisation, acting by hand.
+
+    The principal carries the organisation and the roles, so a person's pages are authorised by
+    exactly the service functions and scopes that authorise the API. The password is kept only
+    as an Argon2id hash; the TOTP secret (second factor, required of board members and admins)
+    only once the person has confirmed it with a first code.
+    """
+
+    __tablename__ = "person"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), unique=True)
+    # Lower-cased: the sign-in name.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # NULL until the person accepts their invitation and chooses a password.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The last TOTP time step accepted, so one code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped by a password change or reset: sessions signed in before it stop working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+    principal: Mapped[Principal] = relationship()
+
+
+class PersonLink(Base):
+    """A one-time link for a person: an invitation or a password reset; only its SHA-256 kept."""
+
+    __tablename__ = "person_link"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.id"), index=True)
+    # invitation | reset
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -168,7 +168,18 @@ def _validate_limits(values: Mapping[str, Any]) -> None:
     for name in ("SERVER_WORKERS", "SERVER_THREADS"):
         if not 1 <= values[name] <= 64:
             raise SettingsError(f"{name} must be between 1 and 64")
-    for name in ("TOKEN_RATE_LIMIT_PER_CLIENT", "TOKEN_RATE_LIMIT_PER_ADDRESS"):
+    if values["SECRET_KEY"] and len(values["SECRET_KEY"]) < 32:
+        raise SettingsError("SECRET_KEY must be 32 characters or more (or empty: made for you)")
+    if values["PORTAL_COOKIE_SECURE"] not in {0, 1}:
+        raise SettingsError("PORTAL_COOKIE_SECURE must be 1 or 0")
+    for name in ("PORTAL_SESSION_SECONDS", "PORTAL_LINK_SECONDS"):
+        if values[name] < 60:
+            raise SettingsError(f"{name} must be at least 60 seconds")
+    for name in (
+        "TOKEN_RATE_LIMIT_PER_CLIENT",
+        "TOKEN_RATE_LIMIT_PER_ADDRESS",
+        "PORTAL_SIGN_IN_RATE_LIMIT",
+    ):
         try:
             parse_many(values[name])
         except ValueError:

@@ -129,6 +129,29 @@ def create_principal(
     :raises hub.domain_errors.NotFound: if the organisation does not exist.
     :raises hub.domain_errors.Conflict: if the organisation already has a principal of that name.
     """
+    principal = add_principal(session, actor, organisation_id, name, roles, request_id=request_id)
+    _commit(
+        session,
+        f"organisation {organisation_id} already has a principal named {principal.name!r}",
+    )
+    return principal
+
+
+def add_principal(
+    session: Session,
+    actor: Actor,
+    organisation_id: str,
+    name: str,
+    roles: Iterable[str],
+    *,
+    request_id: str | None = None,
+) -> Principal:
+    """Add a principal and its audit event to the session's transaction; commit nothing.
+
+    For callers that create the principal together with something else in one transaction (a
+    portal person); :func:`create_principal` takes the same arguments and raises the same
+    errors, and commits.
+    """
     authorize(actor, "admin:principals")
     role_names = parse_roles(roles)
     cleaned = clean_name(name, "principal")
@@ -157,7 +180,6 @@ def create_principal(
         subject_id=principal.id,
         details={"roles": role_names},
     )
-    _commit(session, f"organisation {organisation.id} already has a principal named {cleaned!r}")
     return principal
 
 

@@ -1,0 +1,121 @@
+"""The portal's languages: English, French, Spanish and Arabic, from the ``.po`` files in the repo.
+
+The catalogues are compiled in memory from ``hub/translations/<lang>/LC_MESSAGES/messages.po``
+when first used, so no compiled ``.mo`` file is kept in the repository or has to be built before
+the hub starts. Numbers, dates and country names come from CLDR through Babel in the chosen
+language. A person chooses a language with the switch (kept in their session) or their browser's
+``Accept-Language``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from babel import Locale
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+from flask import Flask, request, session
+from flask_babel import Babel, Domain, get_locale
+
+#: The portal's languages, in the order the switch lists them: IOM's official languages and
+#: Arabic (CTDC's own pages are in French and Arabic too).
+LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "ar")
+#: Languages written right to left.
+RIGHT_TO_LEFT = frozenset({"ar"})
+DEFAULT_LANGUAGE = "en"
+SESSION_KEY = "language"
+
+
+def translations_directory() -> Path:
+    """Return the folder of the ``.po`` catalogues (package data of ``hub``)."""
+    return Path(str(resources.files("hub") / "translations"))
+
+
+def catalogue_path(language: str) -> Path:
+    """Return the ``.po`` file of one language."""
+    return translations_directory() / language / "LC_MESSAGES" / "messages.po"
+
+
+@functools.cache
+def compiled(language: str) -> NullTranslations:
+    """Compile a language's catalogue in memory (English, the source language, needs none)."""
+    if language == DEFAULT_LANGUAGE:
+        return Translations()
+    with catalogue_path(language).open("rb") as handle:
+        catalogue = read_po(handle, locale=language)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalogue)  # fuzzy entries are left out: they are not translations yet
+    buffer.seek(0)
+    return Translations(fp=buffer)
+
+
+class CatalogueDomain(Domain):  # type: ignore[misc]  # flask-babel ships no type hints
+    """Flask-Babel's message domain, reading the catalogues compiled by :func:`compiled`."""
+
+    def get_translations(self) -> NullTranslations:
+        """Return the translations of the request's language."""
+        locale = get_locale()
+        return compiled(locale.language if locale is not None else DEFAULT_LANGUAGE)
+
+
+class PortalBabel(Babel):  # type: ignore[misc]  # flask-babel ships no type hints
+    """Flask-Babel with the in-memory catalogues."""
+
+    @functools.cached_property
+    def domain_instance(self) -> CatalogueDomain:
+        """Return the one message domain."""
+        return CatalogueDomain()
+
+
+def select_language() -> str:
+    """Return the request's language: the person's choice, else their browser's, else English."""
+    chosen = session.get(SESSION_KEY)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return request.accept_languages.best_match(LANGUAGES) or DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    """Return the language the current page is rendered in."""
+    locale = get_locale()
+    return locale.language if locale is not None else DEFAULT_LANGUAGE
+
+
+def language_name(language: str) -> str:
+    """Return a language's name in that language (how the switch shows it).
+
+    >>> language_name("ar"), language_name("fr")
+    ('العربية', 'français')
+    """
+    name: str = Locale.parse(language).get_display_name(language) or language
+    return name
+
+
+def country_name(alpha2: str, language: str) -> str:
+    """Return a country's name from CLDR in ``language`` (the code itself if CLDR has none).
+
+    >>> country_name("CI", "fr"), country_name("DE", "es")
+    ("Côte d’Ivoire", 'Alemania')
+    """
+    name: str = Locale.parse(language).territories.get(alpha2.upper(), alpha2)
+    return name
+
+
+def init_app(app: Flask) -> None:
+    """Install Flask-Babel and the page helpers that need the language."""
+    PortalBabel(app, locale_selector=select_language)
+
+    @app.context_processor
+    def _language() -> dict[str, Any]:
+        language = current_language()
+        return {
+            "language": language,
+            "direction": "rtl" if language in RIGHT_TO_LEFT else "ltr",
+            "languages": [(code, language_name(code)) for code in LANGUAGES],
+            "country_name": lambda code: country_name(code, language),
+        }

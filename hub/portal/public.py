@@ -1,0 +1,92 @@
+"""Public pages: home, the data dictionary, how privacy is protected, the language switch."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+
+from contributors.schema import SchemaField, load_schema
+from hub.portal import i18n
+from hub.portal.access import public
+from hub.services import ledger
+
+
+def register(bp: Blueprint) -> None:
+    """Attach the public pages to the portal's blueprint."""
+    bp.add_url_rule("/", "home", home)
+    bp.add_url_rule("/dictionary", "dictionary", dictionary)
+    bp.add_url_rule("/privacy", "privacy", privacy)
+    bp.add_url_rule("/language", "set_language", set_language, methods=["POST"])
+
+
+@public
+def home() -> ResponseReturnValue:
+    """What the hub is; the latest published release once there is one."""
+    return render_template("portal/home.html")
+
+
+def _dictionary_entry(spec: SchemaField, document: dict[str, Any]) -> dict[str, Any]:
+    raw = document.get("ctdhub:codeDescriptions", {})
+    countries = spec.aliases and spec.codes is not None and all(len(c) == 2 for c in spec.codes)
+    return {
+        "spec": spec,
+        "quasi_identifier": spec.role == "quasi_identifier",
+        "countries": bool(countries),
+        "codes": [
+            {
+                "code": code,
+                "description": raw.get(code),
+                "band": dict((b[0], (b[1], b[2])) for b in spec.band_bounds or ()).get(code),
+            }
+            for code in (spec.codes or ())
+        ],
+    }
+
+
+@public
+def dictionary() -> ResponseReturnValue:
+    """The data dictionary, generated from the record schema."""
+    schema = load_schema()
+    documents = {item["name"]: item for item in json.loads(schema.document)["fields"]}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for spec in schema.fields:
+        groups.setdefault(spec.group, []).append(_dictionary_entry(spec, documents[spec.name]))
+    return render_template(
+        "portal/dictionary.html",
+        schema=schema,
+        groups=groups,
+        quasi_identifiers=schema.quasi_identifiers,
+    )
+
+
+@public
+def privacy() -> ResponseReturnValue:
+    """How the hub applies k-anonymity, suppression and differential privacy."""
+    policy = ledger.BudgetPolicy.from_settings(current_app.config)
+    display_delta = policy.display_delta
+    schema = load_schema()
+    return render_template(
+        "portal/privacy.html",
+        dataset_cap=ledger.amount_json(Fraction(policy.dataset_rho), Fraction(0), display_delta),
+        allowance=ledger.amount_json(Fraction(policy.researcher_rho), Fraction(0), display_delta),
+        quasi_identifiers=[schema.field(name) for name in schema.quasi_identifiers],
+    )
+
+
+@public
+def set_language() -> ResponseReturnValue:
+    """Keep the language chosen with the switch, and go back to the page it was chosen on."""
+    chosen = request.form.get("language", "")
+    if chosen in i18n.LANGUAGES:
+        session[i18n.SESSION_KEY] = chosen
+    back = request.form.get("next", "")
+    # Only a path of this hub: never an absolute URL another site could plant.
+    parts = urlsplit(back)
+    if not back.startswith("/") or back.startswith("//") or parts.scheme or parts.netloc:
+        back = url_for("portal.home")
+    return redirect(back, 303)

@@ -1,0 +1,159 @@
+"""A researcher's pages: compose a DP query, preview its cost and accuracy, run it, read answers.
+
+The form is turned into the same JSON query spec ``/v1/queries`` takes, and the same service
+functions preview, charge and answer it, so the ledger, the allowance and re-serving are the
+API's. Every figure shown states its privacy unit and spend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
+
+from hub.crypto import keyring
+from hub.db import get_session
+from hub.domain_errors import InvalidInput, ValidationFailed
+from hub.errors import request_id
+from hub.portal.access import current_actor, needs
+from hub.services import answers, ledger
+from hub.services import queries as service
+
+MEASURES = ("count", "sum", "mean", "quantile")
+SPENDS = ("half_width", "epsilon", "rho")
+MAX_GROUP_BY = 4
+
+
+def register(bp: Blueprint) -> None:
+    """Attach the researcher pages to the portal's blueprint."""
+    bp.add_url_rule("/researcher/queries", "queries", compose, methods=["GET"])
+    bp.add_url_rule("/researcher/queries", "query_action", act, methods=["POST"])
+    bp.add_url_rule("/researcher/answers/<id:answer_id>", "answer", answer)
+
+
+def _policy() -> ledger.BudgetPolicy:
+    return ledger.BudgetPolicy.from_settings(current_app.config)
+
+
+def _number(form: MultiDict[str, str], name: str) -> float | None:
+    text = form.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number", field=name) from None
+
+
+def _filter_value(kind: str, text: str) -> Any:
+    if kind == "integer":
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidInput(f"filter value {text[:40]!r} is not a whole number") from None
+    if kind == "boolean":
+        if text.lower() not in {"true", "false"}:
+            raise InvalidInput("a yes/no field is filtered with true or false")
+        return text.lower() == "true"
+    return text
+
+
+def spec_from_form(form: MultiDict[str, str], display_delta: float) -> dict[str, Any]:
+    """Turn the compose form into the API's query spec (the service checks it in full).
+
+    >>> from werkzeug.datastructures import MultiDict
+    >>> spec_from_form(MultiDict([("measure", "count"), ("group_by", "gender"),
+    ...     ("spend_kind", "rho"), ("spend", "0.01")]), 1e-6)
+    {'measure': {'kind': 'count'}, 'group_by': ['gender'], 'filters': [], 'spend': {'rho': 0.01}}
+    """
+    fields = service.query_schema()
+    kind = form.get("measure", "count")
+    measure: dict[str, Any] = {"kind": kind}
+    if kind != "count":
+        measure["field"] = form.get("measure_field", "")
+    if kind == "quantile":
+        measure["quantile"] = _number(form, "quantile")
+    group_by = [name for name in form.getlist("group_by") if name]
+    filters = []
+    filter_field = form.get("filter_field", "")
+    if filter_field:
+        if filter_field not in fields:
+            raise InvalidInput(f"{filter_field[:60]!r} is not a field you may filter on")
+        values = [v.strip() for v in form.get("filter_values", "").split(",") if v.strip()]
+        field_kind = fields[filter_field].kind
+        filters.append(
+            {"field": filter_field, "values": [_filter_value(field_kind, v) for v in values]}
+        )
+    spend_kind = form.get("spend_kind", "half_width")
+    amount = _number(form, "spend")
+    if spend_kind not in SPENDS or amount is None:
+        raise InvalidInput("choose how much to spend: a half-width, an epsilon or a rho")
+    spend: dict[str, Any] = {spend_kind: amount}
+    if spend_kind == "epsilon":
+        spend["delta"] = display_delta
+    return {"measure": measure, "group_by": group_by, "filters": filters, "spend": spend}
+
+
+def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
+    actor = current_actor()
+    db = get_session()
+    fields = service.query_schema()
+    return (
+        render_template(
+            "portal/queries.html",
+            fields=fields,
+            numeric=[name for name, field in fields.items() if field.kind == "integer"],
+            measures=MEASURES,
+            spends=SPENDS,
+            max_group_by=MAX_GROUP_BY,
+            budget=service.budget(db, actor, _policy()),
+            history=answers.list_answers(db, actor, limit=50),
+            form=request.form,
+            **context,
+        ),
+        status,
+    )
+
+
+@needs("queries:run")
+def compose() -> ResponseReturnValue:
+    """Compose a query; the budget gauge and the history of answers beside it."""
+    return _page()
+
+
+@needs("queries:run")
+def act() -> ResponseReturnValue:
+    """Preview (charges nothing) or run (charges the ledger, then measures) the composed query."""
+    policy = _policy()
+    try:
+        spec = spec_from_form(request.form, policy.display_delta)
+        if request.form.get("action") == "run":
+            outcome = service.run(
+                get_session(),
+                current_actor(),
+                spec,
+                service.context_from(
+                    current_app.config,
+                    keyring=keyring(current_app),
+                    snapshots=current_app.extensions["ctdhub.snapshots"],
+                    dp_snapshots=current_app.extensions.setdefault(
+                        "ctdhub.dp_snapshots", service.DPSnapshotCache()
+                    ),
+                ),
+                request_id=request_id(),
+            )
+            return redirect(url_for("portal.answer", answer_id=outcome.answer["id"]), 303)
+        preview = service.preview(get_session(), current_actor(), spec, policy)
+    except (InvalidInput, ValidationFailed, ledger.BudgetExceeded) as error:
+        return _page(error.status, error=error)
+    return _page(preview=preview)
+
+
+@needs("queries:run")
+def answer(answer_id: str) -> ResponseReturnValue:
+    """One of the researcher's answers: each cell with its 95% interval, and the spend."""
+    row = answers.get_answer(get_session(), current_actor(), answer_id)
+    budget = service.budget(get_session(), current_actor(), _policy())
+    return render_template("portal/answer.html", row=row, answer=row.answer, budget=budget)

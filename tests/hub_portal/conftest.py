@@ -1,0 +1,108 @@
+"""Portal fixtures: people made through the real services, signed in through the real pages."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pyotp
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.actors import OPERATOR
+from hub.models import Organisation
+from hub.services import people, principals
+
+PASSWORD = "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Someone:
+    """A person who can sign in: their e-mail address, password and TOTP secret if set up."""
+
+    person_id: str
+    organisation_id: str
+    email: str
+    password: str
+
+
+MakePerson = Callable[..., Someone]
+
+
+@pytest.fixture
+def https_client(app: APIFlask) -> FlaskClient:
+    """A test client speaking HTTPS, so the Secure session cookie is sent back."""
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    return client
+
+
+@pytest.fixture
+def make_person(db_session: Session) -> MakePerson:
+    """Create a person with the given roles and set their password through their invitation."""
+    serial = itertools.count(1)
+
+    def _make(org_name: str, roles: list[str]) -> Someone:
+        organisation = db_session.scalar(select(Organisation).where(Organisation.name == org_name))
+        if organisation is None:
+            organisation = principals.create_organisation(db_session, OPERATOR, org_name)
+        number = next(serial)
+        issued = people.create_person(
+            db_session,
+            OPERATOR,
+            organisation.id,
+            f"{'-'.join(roles)} person {number}",
+            f"{'-'.join(roles)}.{number}@{org_name.lower().replace(' ', '-')}.example.org",
+            roles,
+            link_lifetime=timedelta(hours=1),
+        )
+        people.redeem_link(db_session, issued.token, PASSWORD)
+        return Someone(issued.person.id, organisation.id, issued.person.email, PASSWORD)
+
+    return _make
+
+
+def csrf_token(client: FlaskClient, path: str = "/sign-in") -> str:
+    """Return the CSRF token of a form on ``path`` (the session's token)."""
+    page = client.get(path).get_data(as_text=True)
+    found = _CSRF.search(page)
+    assert found is not None, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, someone: Someone) -> str | None:
+    """Sign in through the pages; set up and pass TOTP when the roles need it.
+
+    :returns: the person's TOTP secret, if they had to set one up.
+    """
+    response = client.post(
+        "/sign-in",
+        data={
+            "email": someone.email,
+            "password": someone.password,
+            "csrf_token": csrf_token(client),
+        },
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    if response.headers["Location"].endswith("/sign-in/setup"):
+        page = client.get("/sign-in/setup").get_data(as_text=True)
+        found = re.search(r'id="totp-secret" dir="ltr">([A-Z2-7 ]+)<', page)
+        assert found is not None
+        secret = found.group(1).replace(" ", "")
+        done = client.post(
+            "/sign-in/setup",
+            data={
+                "code": pyotp.TOTP(secret).now(),
+                "csrf_token": csrf_token(client, "/sign-in/setup"),
+            },
+        )
+        assert done.status_code == 303, done.get_data(as_text=True)[:500]
+        return secret
+    return None

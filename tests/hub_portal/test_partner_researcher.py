@@ -1,0 +1,141 @@
+"""Partner and researcher pages: the API's services behind them, rendered for people."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+
+from examples.make_examples import CTDC_FILE
+from tests.hub_portal.conftest import MakePerson, csrf_token, sign_in
+
+
+def _client(app: APIFlask) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    return client
+
+
+def _upload(client: FlaskClient, name: str, body: bytes, accept_valid: bool = False) -> object:
+    form: dict[str, object] = {
+        "csrf_token": csrf_token(client, "/partner/uploads/new"),
+        "file": (io.BytesIO(body), name),
+    }
+    if accept_valid:
+        form["accept_valid"] = "yes"
+    return client.post("/partner/uploads/new", data=form, content_type="multipart/form-data")
+
+
+def _with_bad_gender_on_row(row: int) -> bytes:
+    lines = CTDC_FILE.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    cells = lines[row].split(",")
+    cells[header.index("gender")] = "Unicorn"
+    lines[row] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_an_invalid_row_is_shown_by_row_and_field(app: APIFlask, make_person: MakePerson) -> None:
+    client = _client(app)
+    sign_in(client, make_person("Upload NGO", ["partner"]))
+    refused = _upload(client, "cases.csv", _with_bad_gender_on_row(3))
+    assert refused.status_code == 422  # type: ignore[attr-defined]
+    page = refused.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert 'class="row-error" data-row="3" data-field="gender"' in page
+    assert "Unicorn" not in page, "a record value is never shown"
+    assert "The file was not stored." in page
+    assert "Your organisation has not uploaded anything yet." in client.get("/partner/uploads").text
+
+
+def test_a_partner_uploads_sees_the_receipt_and_withdraws(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    client = _client(app)
+    sign_in(client, make_person("Upload NGO", ["partner"]))
+    stored = _upload(client, "cases.csv", _with_bad_gender_on_row(5), accept_valid=True)
+    assert stored.status_code == 303  # type: ignore[attr-defined]
+    receipt = client.get(stored.headers["Location"]).text  # type: ignore[attr-defined]
+    assert "The file was checked and stored." in receipt
+    assert 'data-row="5" data-field="gender"' in receipt
+    upload_id = re.search(r"<dd><code>([0-9a-f-]{36})</code></dd>", receipt)
+    assert upload_id is not None
+    listing = client.get("/partner/uploads").text
+    assert f"/partner/uploads/{upload_id.group(1)}" in listing
+
+    withdraw = client.post(
+        f"/partner/uploads/{upload_id.group(1)}/withdraw",
+        data={"csrf_token": csrf_token(client, "/partner/uploads")},
+    )
+    assert withdraw.status_code == 303
+    assert "withdrawn on" in client.get(f"/partner/uploads/{upload_id.group(1)}").text
+
+
+def test_a_partner_never_sees_another_partners_upload(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    first, second = _client(app), _client(app)
+    sign_in(first, make_person("First NGO", ["partner"]))
+    sign_in(second, make_person("Second NGO", ["partner"]))
+    stored = _upload(first, "cases.csv", CTDC_FILE.read_bytes())
+    path = stored.headers["Location"].split("?")[0]  # type: ignore[attr-defined]
+    assert first.get(path).status_code == 200
+    assert second.get(path).status_code == 404
+    assert path not in second.get("/partner/uploads").text
+    withdraw = second.post(
+        path + "/withdraw", data={"csrf_token": csrf_token(second, "/partner/uploads")}
+    )
+    assert withdraw.status_code == 404
+    assert "withdrawn on" not in first.get(path).text
+
+
+def test_a_researcher_previews_runs_and_spends(app: APIFlask, make_person: MakePerson) -> None:
+    partner, researcher = _client(app), _client(app)
+    sign_in(partner, make_person("Data NGO", ["partner"]))
+    assert _upload(partner, "cases.csv", CTDC_FILE.read_bytes()).status_code == 303  # type: ignore[attr-defined]
+    sign_in(researcher, make_person("University", ["researcher"]))
+    page = researcher.get("/researcher/queries").text
+    assert 'id="budget-spent" data-rho="0"' in page
+    assert "You have not run a query yet." in page
+
+    form = {
+        "measure": "count",
+        "group_by": "gender",
+        "spend_kind": "rho",
+        "spend": "0.05",
+        "csrf_token": csrf_token(researcher, "/researcher/queries"),
+    }
+    preview = researcher.post("/researcher/queries", data={**form, "action": "preview"})
+    assert preview.status_code == 200
+    shown = preview.text
+    assert 'id="preview-cost">rho 0.05' in shown and 'id="preview-width">±' in shown
+    assert 'id="budget-spent" data-rho="0"' in shown, "a preview spends nothing"
+
+    ran = researcher.post("/researcher/queries", data={**form, "action": "run"})
+    assert ran.status_code == 303
+    answer = researcher.get(ran.headers["Location"]).text
+    assert 'id="answer-table"' in answer and "Female" in answer
+    spent = re.search(r'id="budget-spent" data-rho="([^"]+)"', answer)
+    assert spent is not None and float(spent.group(1)) == pytest.approx(0.05, rel=1e-9)
+    assert "You have not run a query yet." not in researcher.get("/researcher/queries").text
+
+
+def test_a_refused_query_says_why_and_spends_nothing(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    researcher = _client(app)
+    sign_in(researcher, make_person("University", ["researcher"]))
+    form = {
+        "measure": "count",
+        "group_by": "noSuchField",
+        "spend_kind": "rho",
+        "spend": "0.05",
+        "action": "run",
+        "csrf_token": csrf_token(researcher, "/researcher/queries"),
+    }
+    refused = researcher.post("/researcher/queries", data=form)
+    assert refused.status_code == 400
+    assert "The query was refused." in refused.text and "group_by" in refused.text
+    assert 'id="budget-spent" data-rho="0"' in refused.text

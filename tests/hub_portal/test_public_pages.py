@@ -1,0 +1,92 @@
+"""The public pages: what they show, in which language and direction, and what they never show."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask.testing import FlaskClient
+
+from contributors.schema import load_schema
+from hub.portal.i18n import LANGUAGES
+from tests.hub_portal.conftest import csrf_token
+
+PUBLIC_PAGES = ("/", "/dictionary", "/privacy", "/sign-in")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("path", PUBLIC_PAGES)
+def test_public_pages_in_each_language(client: FlaskClient, path: str, language: str) -> None:
+    response = client.get(path, headers={"Accept-Language": f"{language},en;q=0.5"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    direction = "rtl" if language == "ar" else "ltr"
+    assert f'<html lang="{language}" dir="{direction}">' in page
+    # Landmarks and the skip link a keyboard or screen-reader user needs.
+    assert '<a class="skip-link" href="#content">' in page and '<main id="content"' in page
+    assert "<nav aria-label=" in page
+    # Every asset is the hub's own, and nothing runs inline.
+    assert "<script" not in page
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', page), "an asset from another site"
+
+
+def test_home_says_no_release_is_published_yet(client: FlaskClient) -> None:
+    english = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    french = client.get("/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "No release has been published yet." in english
+    assert "Aucune publication n’a encore été faite." in french
+
+
+def test_dictionary_lists_every_field_and_marks_quasi_identifiers(client: FlaskClient) -> None:
+    page = client.get("/dictionary").get_data(as_text=True)
+    schema = load_schema()
+    for spec in schema.fields:
+        assert f'id="field-{spec.name}"' in page, spec.name
+    for name in schema.quasi_identifiers:
+        article = page.split(f'id="field-{name}"', 1)[1].split("</article>", 1)[0]
+        assert '<strong class="badge">yes</strong>' in article, name
+    not_quasi = next(f.name for f in schema.fields if f.role != "quasi_identifier")
+    article = page.split(f'id="field-{not_quasi}"', 1)[1].split("</article>", 1)[0]
+    assert '<strong class="badge">' not in article
+
+
+def test_country_names_come_from_cldr_in_the_chosen_language(client: FlaskClient) -> None:
+    french = client.get("/dictionary", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    arabic = client.get("/dictionary", headers={"Accept-Language": "ar"}).get_data(as_text=True)
+    assert "<td><code>DE</code></td><td>Allemagne</td>" in french
+    assert "<td><code>DE</code></td><td>ألمانيا</td>" in arabic
+
+
+def test_privacy_page_states_the_budget_from_the_settings(client: FlaskClient) -> None:
+    page = client.get("/privacy", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "<td>1</td>" in page  # DP_DATASET_RHO_CAP = 1.0
+    assert "<td>0.25</td>" in page  # DP_RESEARCHER_RHO_ALLOWANCE
+    for name in load_schema().quasi_identifiers:
+        assert load_schema().field(name).title in page
+
+
+def test_language_switch_keeps_the_choice(client: FlaskClient) -> None:
+    token = csrf_token(client, "/privacy")
+    switched = client.post(
+        "/language", data={"language": "ar", "next": "/privacy", "csrf_token": token}
+    )
+    assert switched.status_code == 303 and switched.headers["Location"] == "/privacy"
+    page = client.get("/privacy", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert '<html lang="ar" dir="rtl">' in page, "the switch wins over the browser's language"
+
+
+@pytest.mark.parametrize("target", ["https://elsewhere.example/", "//elsewhere.example/"])
+def test_language_switch_never_redirects_off_the_hub(client: FlaskClient, target: str) -> None:
+    token = csrf_token(client, "/")
+    switched = client.post(
+        "/language", data={"language": "es", "next": target, "csrf_token": token}
+    )
+    assert switched.status_code == 303 and switched.headers["Location"] == "/"
+
+
+def test_a_form_without_its_csrf_token_is_refused(client: FlaskClient) -> None:
+    client.get("/")
+    refused = client.post("/language", data={"language": "ar", "next": "/"})
+    assert refused.status_code == 400
+    page = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'dir="ltr"' in page, "the refused form changed nothing"

@@ -1,0 +1,63 @@
+"""Every string of the portal's templates has a translation in French, Spanish and Arabic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue_path, compiled
+
+HUB = Path(__file__).resolve().parents[2] / "hub"
+#: Where the portal's strings are: its templates (Jinja ``_()``) and its Python modules.
+METHOD_MAP = [("templates/portal/**.html", "jinja2"), ("portal/**.py", "python")]
+_PLACEHOLDER = re.compile(r"%(?:\([a-z_]+\))?[sd%]")
+
+
+def portal_strings() -> set[str]:
+    """Return every message id the portal's templates and modules ask to be translated."""
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(str(HUB), METHOD_MAP):
+        found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def test_the_extraction_finds_the_templates_strings() -> None:
+    strings = portal_strings()
+    assert "Skip to the main content" in strings and "Data dictionary" in strings
+    assert len(strings) > 100
+
+
+@pytest.mark.parametrize("language", [code for code in LANGUAGES if code != DEFAULT_LANGUAGE])
+def test_every_string_has_a_translation(language: str) -> None:
+    with catalogue_path(language).open("rb") as handle:
+        catalogue = read_po(handle, locale=language)
+    translated = {
+        message.id: message.string
+        for message in catalogue
+        if message.id and message.string and not message.fuzzy
+    }
+    missing = sorted(portal_strings() - set(translated))
+    assert missing == [], f"{language}: untranslated strings {missing}"
+    for source, target in translated.items():
+        assert sorted(_PLACEHOLDER.findall(source)) == sorted(_PLACEHOLDER.findall(target)), (
+            f"{language}: the placeholders of {source!r} differ in {target!r}"
+        )
+
+
+def test_a_missing_translation_is_caught(tmp_path: Path) -> None:
+    """The check is not vacuous: a catalogue lacking one string fails it."""
+    with catalogue_path("fr").open("rb") as handle:
+        catalogue = read_po(handle, locale="fr")
+    catalogue.delete("Data dictionary")
+    assert "Data dictionary" in portal_strings() - {m.id for m in catalogue if m.string}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_catalogues_compile(language: str) -> None:
+    translations = compiled(language)
+    expected = {"en": "Home", "fr": "Accueil", "es": "Inicio", "ar": "الصفحة الرئيسية"}
+    assert translations.gettext("Home") == expected[language]
