@@ -27,14 +27,16 @@ demo: $(STAMP) ## Initialise the SQLite hub, load the CTDC data through the uplo
 test: $(STAMP) browser ## Run the whole test suite (PostgreSQL too when CTDHUB_TEST_POSTGRES_URL is set)
 	$(PY) -m pytest
 
-# The /docs tests drive a real browser: Debian's chromium and its chromedriver, installed when
-# missing (as root; otherwise it says what to run). Never a browser downloaded by a test tool.
-browser: ## Install Debian's chromium and chromedriver for the /docs tests, when missing
+# The /docs tests (Selenium) and the portal's browser suite (Playwright, `pytest -m browser`)
+# drive a real browser: Debian's chromium and its chromedriver, installed when missing (as root;
+# otherwise it says what to run). Never a browser downloaded by a test tool: Playwright is
+# pointed at /usr/bin/chromium.
+browser: ## Install Debian's chromium and chromedriver for the browser tests, when missing
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
 	  else \
-	    echo "make: the /docs tests need Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; \
+	    echo "make: the browser tests need Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; \
 	  fi; }
 
 fuzz: $(STAMP) ## Fuzz every API operation with each role's token (FUZZ_EXAMPLES per operation)
