@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from contributors.schema import SchemaField, load_schema
 from hub.portal import i18n
@@ -48,6 +49,21 @@ def _dictionary_entry(spec: SchemaField, document: dict[str, Any]) -> dict[str, 
     }
 
 
+def group_titles() -> dict[str, str]:
+    """Return the data dictionary's group headings in the request's language, by schema group."""
+    return {
+        "case": gettext("The case"),
+        "person": gettext("The person"),
+        "exploitation": gettext("Exploitation"),
+        "type of exploitation": gettext("Type of exploitation"),
+        "type of forced labour": gettext("Type of forced labour"),
+        "type of sexual exploitation": gettext("Type of sexual exploitation"),
+        "means of control": gettext("Means of control"),
+        "recruitment": gettext("Recruitment"),
+        "recruiter relation": gettext("Relation to the recruiter"),
+    }
+
+
 @public
 def dictionary() -> ResponseReturnValue:
     """The data dictionary, generated from the record schema."""
@@ -60,6 +76,7 @@ def dictionary() -> ResponseReturnValue:
         "portal/dictionary.html",
         schema=schema,
         groups=groups,
+        group_titles=group_titles(),
         quasi_identifiers=schema.quasi_identifiers,
     )
 

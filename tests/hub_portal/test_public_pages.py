@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 
 from contributors.schema import load_schema
 from hub.portal.i18n import LANGUAGES
+from hub.portal.public import group_titles
 from tests.hub_portal.conftest import csrf_token
 
 PUBLIC_PAGES = ("/", "/dictionary", "/privacy", "/sign-in")
@@ -90,3 +91,12 @@ def test_a_form_without_its_csrf_token_is_refused(client: FlaskClient) -> None:
     assert refused.status_code == 400
     page = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert 'dir="ltr"' in page, "the refused form changed nothing"
+
+
+def test_every_schema_group_has_a_translated_heading(client: FlaskClient) -> None:
+    groups = {spec.group for spec in load_schema().fields}
+    with client.application.test_request_context(headers={"Accept-Language": "es"}):
+        titles = group_titles()
+    assert groups <= set(titles), f"groups without a heading: {sorted(groups - set(titles))}"
+    page = client.get("/dictionary", headers={"Accept-Language": "es"}).get_data(as_text=True)
+    assert '<h2 id="group-means-of-control">Medios de control</h2>' in page
