@@ -44,7 +44,7 @@ def _secret_key(app: Flask) -> str:
 def init_app(app: Flask, rate_limiter: Limiter) -> None:
     """Configure sessions, CSRF and languages, and register the portal's pages."""
     from hub.portal import account, partner, public, researcher
-    from hub.portal.blueprint import make_blueprint
+    from hub.portal.blueprint import make_blueprint, page_for_people
 
     app.config["SECRET_KEY"] = _secret_key(app)
     app.config.update(
@@ -70,3 +70,4 @@ def init_app(app: Flask, rate_limiter: Limiter) -> None:
     partner.register(bp)
     researcher.register(bp)
     app.register_blueprint(bp)
+    page_for_people(app)

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any, cast
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from hub.actors import principal_scopes
 from hub.domain_errors import HubError, NotAuthorized, NotFound, Unauthenticated
+from hub.errors import request_id
 from hub.portal.access import PUBLIC, current_person
+
+log = logging.getLogger("ctdhub.errors")
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -27,6 +44,8 @@ def make_blueprint() -> Blueprint:
     bp.register_error_handler(NotAuthorized, _forbidden)
     bp.register_error_handler(NotFound, _not_found)
     bp.register_error_handler(HubError, _other)
+    bp.register_error_handler(HTTPException, _http_error)
+    bp.register_error_handler(Exception, _unexpected)
     bp.context_processor(_signed_in)
     return bp
 
@@ -73,6 +92,57 @@ def _other(error: HubError) -> ResponseReturnValue:
         render_template("portal/error.html", status=error.status, reason="other", detail=error),
         error.status,
     )
+
+
+#: Paths whose errors stay problem+json whatever the client accepts.
+_API_PREFIXES = ("/v1", "/oauth", "/openapi.json", "/docs", "/health", "/static")
+_REASONS = {404: "not-found", 405: "not-found", 413: "too-large", 429: "too-many"}
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    response = make_response(
+        render_template("portal/error.html", status=status, reason=_REASONS.get(status, "other")),
+        status,
+    )
+    if status == 429:
+        response.headers["Retry-After"] = str(60)
+    return response
+
+
+def _unexpected(error: Exception) -> ResponseReturnValue:
+    # As hub.errors logs it: the type and the code locations, never the message (it may quote a
+    # value); the page names the request id for the operators.
+    frames = traceback.extract_tb(error.__traceback__)
+    where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in frames[::-1])
+    log.error("unexpected %s in request %s at %s", type(error).__name__, request_id(), where)
+    page = render_template(
+        "portal/error.html", status=500, reason="unexpected", request_reference=request_id()
+    )
+    return page, 500
+
+
+def page_for_people(app: Flask) -> None:
+    """Answer a browser asking for a page the hub does not have with the portal's error page.
+
+    API paths, and clients that do not prefer HTML, keep hub.errors' problem+json answer.
+    """
+    api_mapper = cast(
+        Callable[[HTTPException], ResponseReturnValue],
+        app.error_handler_spec[None][None][HTTPException],
+    )
+
+    def _not_found(error: HTTPException) -> ResponseReturnValue:
+        wants_html = (
+            request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+        )
+        if request.path.startswith(_API_PREFIXES) or not wants_html:
+            response: ResponseReturnValue = api_mapper(error)
+            return response
+        return _http_error(error)
+
+    app.register_error_handler(404, _not_found)
+    app.register_error_handler(405, _not_found)
 
 
 def _signed_in() -> dict[str, Any]:

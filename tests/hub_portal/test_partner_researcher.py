@@ -10,6 +10,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from examples.make_examples import CTDC_FILE
+from hub.services import uploads
 from tests.hub_portal.conftest import MakePerson, csrf_token, sign_in
 
 
@@ -139,3 +140,18 @@ def test_a_refused_query_says_why_and_spends_nothing(
     assert refused.status_code == 400
     assert "The query was refused." in refused.text and "group_by" in refused.text
     assert 'id="budget-spent" data-rho="0"' in refused.text
+
+
+def test_an_unexpected_error_shows_a_page_without_its_message(
+    app: APIFlask, make_person: MakePerson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("case 1618c7ce has gender Female")
+
+    client = _client(app)
+    sign_in(client, make_person("Broken NGO", ["partner"]))
+    monkeypatch.setattr(uploads, "list_uploads", broken)
+    page = client.get("/partner/uploads")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    assert "1618c7ce" not in page.text and "Female" not in page.text
+    assert page.headers["X-Request-ID"] in page.text, "the page names the request for operators"

@@ -100,3 +100,13 @@ def test_every_schema_group_has_a_translated_heading(client: FlaskClient) -> Non
     assert groups <= set(titles), f"groups without a heading: {sorted(groups - set(titles))}"
     page = client.get("/dictionary", headers={"Accept-Language": "es"}).get_data(as_text=True)
     assert '<h2 id="group-means-of-control">Medios de control</h2>' in page
+
+
+def test_a_browser_gets_an_error_page_in_its_language(client: FlaskClient) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Accept-Language": "es"}
+    page = client.get("/no-such-page", headers=html)
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert '<html lang="es" dir="ltr">' in page.text and "Error 404" in page.text
+    # The API's clients keep their problem+json, whatever they accept.
+    assert client.get("/v1/no-such-thing", headers=html).mimetype == "application/problem+json"
+    assert client.get("/no-such-page").mimetype == "application/problem+json"
