@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import pyotp
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -192,12 +192,13 @@ def _expire_links(session: Session, person: Person) -> None:
         link.used_at = now
 
 
+def _with_principal() -> Select[Person]:
+    # A person is always used with their principal (roles) and its organisation.
+    return select(Person).options(joinedload(Person.principal).joinedload(Principal.organisation))
+
+
 def _by_email(session: Session, address: str) -> Person | None:
-    return session.scalar(
-        select(Person)
-        .where(func.lower(Person.email) == address)
-        .options(joinedload(Person.principal).joinedload(Principal.organisation))
-    )
+    return session.scalar(_with_principal().where(func.lower(Person.email) == address))
 
 
 def open_link(session: Session, token: str) -> PersonLink:
@@ -376,8 +377,4 @@ def verify_totp(
 
 def get_person(session: Session, person_id: str) -> Person | None:
     """Return a person with their principal and organisation loaded (for a portal session)."""
-    return session.scalar(
-        select(Person)
-        .where(Person.id == person_id)
-        .options(joinedload(Person.principal).joinedload(Principal.organisation))
-    )
+    return session.scalar(_with_principal().where(Person.id == person_id))
