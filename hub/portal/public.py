@@ -36,6 +36,8 @@ def _dictionary_entry(spec: SchemaField, document: dict[str, Any]) -> dict[str, 
     countries = spec.aliases and spec.codes is not None and all(len(c) == 2 for c in spec.codes)
     return {
         "spec": spec,
+        # The schema's titles are in the catalogues too (tests/hub_portal/test_translations.py).
+        "title": gettext(spec.title),
         "quasi_identifier": spec.role == "quasi_identifier",
         "countries": bool(countries),
         "codes": [
@@ -91,7 +93,7 @@ def privacy() -> ResponseReturnValue:
         "portal/privacy.html",
         dataset_cap=ledger.amount_json(Fraction(policy.dataset_rho), Fraction(0), display_delta),
         allowance=ledger.amount_json(Fraction(policy.researcher_rho), Fraction(0), display_delta),
-        quasi_identifiers=[schema.field(name) for name in schema.quasi_identifiers],
+        quasi_identifiers=[gettext(schema.field(name).title) for name in schema.quasi_identifiers],
     )
 
 

@@ -56,6 +56,9 @@ def test_country_names_come_from_cldr_in_the_chosen_language(client: FlaskClient
     arabic = client.get("/dictionary", headers={"Accept-Language": "ar"}).get_data(as_text=True)
     assert "<td><code>DE</code></td><td>Allemagne</td>" in french
     assert "<td><code>DE</code></td><td>ألمانيا</td>" in arabic
+    # The dictionary's labels (the schema's field titles) are translated too.
+    assert 'id="field-CountryOfExploitation">Pays d’exploitation <code>' in french
+    assert 'id="field-CountryOfExploitation">بلد الاستغلال <code>' in arabic
 
 
 def test_privacy_page_states_the_budget_from_the_settings(client: FlaskClient) -> None:
@@ -63,7 +66,9 @@ def test_privacy_page_states_the_budget_from_the_settings(client: FlaskClient) -
     assert "<td>1</td>" in page  # DP_DATASET_RHO_CAP = 1.0
     assert "<td>0.25</td>" in page  # DP_RESEARCHER_RHO_ALLOWANCE
     for name in load_schema().quasi_identifiers:
-        assert load_schema().field(name).title in page
+        assert f"<li>{load_schema().field(name).title}</li>" in page
+    spanish = client.get("/privacy", headers={"Accept-Language": "es"}).get_data(as_text=True)
+    assert "<li>Tramo de edad</li>" in spanish
 
 
 def test_language_switch_keeps_the_choice(client: FlaskClient) -> None:

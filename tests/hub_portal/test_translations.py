@@ -9,6 +9,7 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
+from contributors.schema import load_schema
 from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue_path, compiled
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
@@ -18,8 +19,9 @@ _PLACEHOLDER = re.compile(r"%(?:\([a-z_]+\))?[sd%]")
 
 
 def portal_strings() -> set[str]:
-    """Return every message id the portal's templates and modules ask to be translated."""
-    found = set()
+    """Return every message id the portal asks to be translated: its templates' and modules'
+    strings, and the record schema's field titles (the data dictionary's labels)."""
+    found = {spec.title for spec in load_schema().fields}
     for _file, _line, message, _comments, _context in extract_from_dir(str(HUB), METHOD_MAP):
         found.add(message if isinstance(message, str) else message[0])
     return found
