@@ -23,7 +23,7 @@ from hub.portal import i18n
 KEY_FILE_NAME = "portal-secret-key"
 
 
-def _secret_key(app: Flask) -> str:
+def secret_key(app: Flask) -> str:
     """Return the session-signing key: the setting, else the instance folder's (made once)."""
     configured: str = app.config["SECRET_KEY"]
     if configured:
@@ -46,7 +46,7 @@ def init_app(app: Flask, rate_limiter: Limiter) -> None:
     from hub.portal import account, partner, public, researcher
     from hub.portal.blueprint import make_blueprint, page_for_people
 
-    app.config["SECRET_KEY"] = _secret_key(app)
+    app.config["SECRET_KEY"] = secret_key(app)
     app.config.update(
         SESSION_COOKIE_NAME="ctdhub_session",
         SESSION_COOKIE_SECURE=bool(app.config["PORTAL_COOKIE_SECURE"]),
