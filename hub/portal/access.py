@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from flask import g, session
 from flask.typing import ResponseReturnValue
@@ -32,6 +33,25 @@ PERSON_KEY, EPOCH_KEY, STAGE_KEY = "person", "epoch", "stage"
 #: Stages of a sign-in: the password passed and a code is due, a second factor is being set up,
 #: or every factor the person's roles require passed.
 CODE_DUE, SETTING_UP, SIGNED = "code", "setup", "signed"
+
+
+def local_path(target: str | None) -> str | None:
+    r"""Return ``target`` if it is a path on this hub, else None (never redirect off the hub).
+
+    Browsers read a backslash as a slash, so ``/\evil.example`` leaves the hub as surely as
+    ``//evil.example`` does.
+
+    >>> local_path("/partner/uploads?x=1"), local_path("//evil.example"), local_path("/\\evil")
+    ('/partner/uploads?x=1', None, None)
+    >>> local_path("https://evil.example/"), local_path("/ok\x00"), local_path(None)
+    (None, None, None)
+    """
+    if not target or not target.startswith("/") or len(target) > 2000:
+        return None
+    if target.startswith("//") or any(ch == "\\" or ord(ch) < 0x20 for ch in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
 
 
 def session_person(stage: str = SIGNED) -> Person | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from typing import cast
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -38,6 +37,7 @@ from hub.portal.access import (
     SIGNED_IN,
     STAGE_KEY,
     current_person,
+    local_path,
     needs,
     public,
     session_person,
@@ -78,10 +78,7 @@ def _presented_email() -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    parts = urlsplit(target or "")
-    if not target or not target.startswith("/") or target.startswith("//") or parts.netloc:
-        return url_for("portal.account")
-    return target
+    return local_path(target) or url_for("portal.account")
 
 
 def _start(person: Person, stage: str) -> None:

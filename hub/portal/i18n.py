@@ -100,7 +100,7 @@ def country_name(alpha2: str, language: str) -> str:
     """Return a country's name from CLDR in ``language`` (the code itself if CLDR has none).
 
     >>> country_name("CI", "fr"), country_name("DE", "es")
-    ("Côte d’Ivoire", 'Alemania')
+    ('Côte d’Ivoire', 'Alemania')
     """
     name: str = Locale.parse(language).territories.get(alpha2.upper(), alpha2)
     return name

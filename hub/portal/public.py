@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -13,7 +12,7 @@ from flask_babel import gettext
 
 from contributors.schema import SchemaField, load_schema
 from hub.portal import i18n
-from hub.portal.access import public
+from hub.portal.access import local_path, public
 from hub.services import ledger
 
 
@@ -103,9 +102,5 @@ def set_language() -> ResponseReturnValue:
     chosen = request.form.get("language", "")
     if chosen in i18n.LANGUAGES:
         session[i18n.SESSION_KEY] = chosen
-    back = request.form.get("next", "")
-    # Only a path of this hub: never an absolute URL another site could plant.
-    parts = urlsplit(back)
-    if not back.startswith("/") or back.startswith("//") or parts.scheme or parts.netloc:
-        back = url_for("portal.home")
+    back = local_path(request.form.get("next")) or url_for("portal.home")
     return redirect(back, 303)

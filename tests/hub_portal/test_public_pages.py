@@ -81,7 +81,9 @@ def test_language_switch_keeps_the_choice(client: FlaskClient) -> None:
     assert '<html lang="ar" dir="rtl">' in page, "the switch wins over the browser's language"
 
 
-@pytest.mark.parametrize("target", ["https://elsewhere.example/", "//elsewhere.example/"])
+@pytest.mark.parametrize(
+    "target", ["https://elsewhere.example/", "//elsewhere.example/", "/\\elsewhere.example/"]
+)
 def test_language_switch_never_redirects_off_the_hub(client: FlaskClient, target: str) -> None:
     token = csrf_token(client, "/")
     switched = client.post(
