@@ -7,9 +7,11 @@ API's. Every figure shown states its privacy unit and spend.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
@@ -17,6 +19,7 @@ from hub.crypto import keyring
 from hub.db import get_session
 from hub.domain_errors import InvalidInput, ValidationFailed
 from hub.errors import request_id
+from hub.models import QueryAnswer
 from hub.portal.access import current_actor, needs
 from hub.services import answers, ledger
 from hub.services import queries as service
@@ -31,6 +34,7 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/researcher/queries", "queries", compose, methods=["GET"])
     bp.add_url_rule("/researcher/queries", "query_action", act, methods=["POST"])
     bp.add_url_rule("/researcher/answers/<id:answer_id>", "answer", answer)
+    bp.add_url_rule("/researcher/answers/<id:answer_id>.csv", "answer_csv", download_answer)
 
 
 def _policy() -> ledger.BudgetPolicy:
@@ -157,3 +161,53 @@ def answer(answer_id: str) -> ResponseReturnValue:
     row = answers.get_answer(get_session(), current_actor(), answer_id)
     budget = service.budget(get_session(), current_actor(), _policy())
     return render_template("portal/answer.html", row=row, answer=row.answer, budget=budget)
+
+
+@needs("queries:run")
+def download_answer(answer_id: str) -> ResponseReturnValue:
+    """One of the researcher's answers as CSV (released values only; charges nothing)."""
+    row = answers.get_answer(get_session(), current_actor(), answer_id)
+    return Response(
+        answer_csv(row),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="ctdhub-answer-{row.id}.csv"'},
+    )
+
+
+#: What each row of a downloaded answer carries besides its group keys: the released value,
+#: its 95% interval, and the spend and privacy unit it was released under.
+CSV_COLUMNS = ("value", "ci95_low", "ci95_high", "rho", "epsilon", "delta", "privacy_unit")
+
+
+def _cell_text(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # A spreadsheet runs a cell starting with these as a formula.
+    return "'" + text if isinstance(value, str) and text[:1] in ("=", "+", "@", "\t") else text
+
+
+def answer_csv(row: QueryAnswer) -> str:
+    """Write an answer as CSV: a row per cell, with its interval, spend and privacy unit.
+
+    >>> from types import SimpleNamespace
+    >>> stored = SimpleNamespace(answer={"group_by": ["gender"], "cells": [
+    ...     {"key": {"gender": "Female"}, "value": 10.5, "interval": [8.0, 13.0]}],
+    ...     "spend": {"rho": 0.01, "epsilon": 0.7, "delta": 1e-6}})
+    >>> print(answer_csv(stored))  # doctest: +NORMALIZE_WHITESPACE
+    gender,value,ci95_low,ci95_high,rho,epsilon,delta,privacy_unit
+    Female,10.5,8.0,13.0,0.01,0.7,1e-06,one case record
+    """
+    released = row.answer
+    group_by = list(released["group_by"])
+    spend = released["spend"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*group_by, *CSV_COLUMNS])
+    for cell in released["cells"]:
+        low, high = cell["interval"] if cell.get("interval") else (None, None)
+        writer.writerow(
+            [_cell_text(cell["key"][name]) for name in group_by]
+            + [_cell_text(v) for v in (cell["value"], low, high)]
+            + [_cell_text(spend[k]) for k in ("rho", "epsilon", "delta")]
+            + ["one case record"]
+        )
+    return buffer.getvalue()

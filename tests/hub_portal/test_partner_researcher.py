@@ -122,6 +122,17 @@ def test_a_researcher_previews_runs_and_spends(app: APIFlask, make_person: MakeP
     assert spent is not None and float(spent.group(1)) == pytest.approx(0.05, rel=1e-9)
     assert "You have not run a query yet." not in researcher.get("/researcher/queries").text
 
+    download = researcher.get(ran.headers["Location"] + ".csv")
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    lines = download.text.splitlines()
+    assert lines[0] == "gender,value,ci95_low,ci95_high,rho,epsilon,delta,privacy_unit"
+    assert any(line.startswith("Female,") for line in lines[1:])
+    assert all(line.endswith(",one case record") for line in lines[1:])
+    other = _client(app)
+    sign_in(other, make_person("Other University", ["researcher"]))
+    assert other.get(ran.headers["Location"]).status_code == 404
+    assert other.get(ran.headers["Location"] + ".csv").status_code == 404
+
 
 def test_a_refused_query_says_why_and_spends_nothing(
     app: APIFlask, make_person: MakePerson
