@@ -166,3 +166,22 @@ def test_an_unexpected_error_shows_a_page_without_its_message(
     assert page.status_code == 500 and page.mimetype == "text/html"
     assert "1618c7ce" not in page.text and "Female" not in page.text
     assert page.headers["X-Request-ID"] in page.text, "the page names the request for operators"
+
+
+def test_a_file_over_the_size_cap_is_refused_plainly(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    client = _client(app)
+    sign_in(client, make_person("Big NGO", ["partner"]))
+    token = csrf_token(client, "/partner/uploads/new")
+    app.config["MAX_UPLOAD_BYTES"] = 4096
+    body = CTDC_FILE.read_bytes()
+    assert len(body) > 4096
+    refused = client.post(
+        "/partner/uploads/new",
+        data={"csrf_token": token, "file": (io.BytesIO(body), "cases.csv")},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 413 and refused.mimetype == "text/html"
+    assert "larger than the hub accepts" in refused.text
+    assert "Your organisation has not uploaded anything yet." in client.get("/partner/uploads").text
