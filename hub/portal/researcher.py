@@ -13,8 +13,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from werkzeug.datastructures import MultiDict
 
+from contributors.schema import load_schema
 from hub.crypto import keyring
 from hub.db import get_session
 from hub.domain_errors import InvalidInput, ValidationFailed
@@ -68,9 +70,10 @@ def spec_from_form(form: MultiDict[str, str], display_delta: float) -> dict[str,
     """Turn the compose form into the API's query spec (the service checks it in full).
 
     >>> from werkzeug.datastructures import MultiDict
-    >>> spec_from_form(MultiDict([("measure", "count"), ("group_by", "gender"),
+    >>> spec = spec_from_form(MultiDict([("measure", "count"), ("group_by", "gender"),
     ...     ("spend_kind", "rho"), ("spend", "0.01")]), 1e-6)
-    {'measure': {'kind': 'count'}, 'group_by': ['gender'], 'filters': [], 'spend': {'rho': 0.01}}
+    >>> spec["measure"], spec["group_by"], spec["filters"], spec["spend"]
+    ({'kind': 'count'}, ['gender'], [], {'rho': 0.01})
     """
     fields = service.query_schema()
     kind = form.get("measure", "count")
@@ -109,6 +112,7 @@ def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
             "portal/queries.html",
             fields=fields,
             numeric=[name for name, field in fields.items() if field.kind == "integer"],
+            titles={spec.name: gettext(spec.title) for spec in load_schema().fields},
             measures=MEASURES,
             spends=SPENDS,
             max_group_by=MAX_GROUP_BY,
