@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import io
+import json
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from babel import Locale
 from babel.messages.mofile import write_mo
@@ -104,6 +106,18 @@ def country_name(alpha2: str, language: str) -> str:
     """
     name: str = Locale.parse(language).territories.get(alpha2.upper(), alpha2)
     return name
+
+
+def extract_schema_titles(
+    fileobj: IO[bytes], keywords: object, comment_tags: object, options: object
+) -> Iterator[tuple[int, None, str, list[str]]]:
+    """Yield the record schema's field titles for pybabel (a Babel extraction method).
+
+    The data dictionary shows each field by its title, so each title is a message to translate.
+    """
+    document = json.load(fileobj)
+    for item in document["fields"]:
+        yield 1, None, item["title"], [f"title of the record schema's field {item['name']}"]
 
 
 def init_app(app: Flask) -> None:

@@ -7,22 +7,27 @@ from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from contributors.schema import load_schema
 from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue_path, compiled
 
-HUB = Path(__file__).resolve().parents[2] / "hub"
-#: Where the portal's strings are: its templates (Jinja ``_()``) and its Python modules.
-METHOD_MAP = [("templates/portal/**.html", "jinja2"), ("portal/**.py", "python")]
+ROOT = Path(__file__).resolve().parents[2]
+#: The extraction's own mapping, as pybabel reads it.
+MAPPING = ROOT / "hub" / "translations" / "babel.cfg"
 _PLACEHOLDER = re.compile(r"%(?:\([a-z_]+\))?[sd%]")
 
 
 def portal_strings() -> set[str]:
-    """Return every message id the portal asks to be translated: its templates' and modules'
+    """Return every message id the portal asks to be translated: its modules' and templates'
     strings, and the record schema's field titles (the data dictionary's labels)."""
-    found = {spec.title for spec in load_schema().fields}
-    for _file, _line, message, _comments, _context in extract_from_dir(str(HUB), METHOD_MAP):
+    with MAPPING.open(encoding="utf-8") as handle:
+        method_map, options_map = parse_mapping_cfg(handle)
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(ROOT), method_map, options_map
+    ):
         found.add(message if isinstance(message, str) else message[0])
     return found
 
@@ -30,6 +35,7 @@ def portal_strings() -> set[str]:
 def test_the_extraction_finds_the_templates_strings() -> None:
     strings = portal_strings()
     assert "Skip to the main content" in strings and "Data dictionary" in strings
+    assert {spec.title for spec in load_schema().fields} <= strings
     assert len(strings) > 100
 
 
