@@ -214,7 +214,8 @@ def welcome(token: str) -> ResponseReturnValue:
 def account() -> ResponseReturnValue:
     """The signed-in person's own page: organisation, roles and the pages they may use."""
     person = current_person()
-    assert person is not None  # noqa: S101 - needs(SIGNED_IN) guarantees it
+    if person is None:  # needs(SIGNED_IN) has checked; say so plainly if that ever changes
+        raise Unauthenticated("sign in to see your account")
     return render_template(
         "portal/account.html",
         person=person,
