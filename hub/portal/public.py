@@ -11,9 +11,10 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
 from contributors.schema import SchemaField, load_schema
+from hub.db import get_session
 from hub.portal import i18n
 from hub.portal.access import local_path, public
-from hub.services import ledger
+from hub.services import ledger, policies
 
 
 def register(bp: Blueprint) -> None:
@@ -85,7 +86,10 @@ def dictionary() -> ResponseReturnValue:
 @public
 def privacy() -> ResponseReturnValue:
     """How the hub applies k-anonymity, suppression and differential privacy."""
-    policy = ledger.BudgetPolicy.from_settings(current_app.config)
+    # The caps of the release policy in force (its first version is adopted from the settings).
+    policy = policies.budget_policy(
+        policies.active_policy(get_session(), current_app.config), current_app.config
+    )
     display_delta = policy.display_delta
     schema = load_schema()
     return render_template(
@@ -93,6 +97,7 @@ def privacy() -> ResponseReturnValue:
         dataset_cap=ledger.amount_json(Fraction(policy.dataset_rho), Fraction(0), display_delta),
         allowance=ledger.amount_json(Fraction(policy.researcher_rho), Fraction(0), display_delta),
         quasi_identifiers=[gettext(schema.field(name).title) for name in schema.quasi_identifiers],
+        policy_version=policy.policy_version,
     )
 
 

@@ -19,7 +19,7 @@ from werkzeug.datastructures import MultiDict
 from contributors.schema import load_schema
 from hub.crypto import keyring
 from hub.db import get_session
-from hub.domain_errors import InvalidInput, ValidationFailed
+from hub.domain_errors import InvalidInput, NotAuthorized, ValidationFailed
 from hub.errors import request_id
 from hub.models import QueryAnswer
 from hub.portal.access import current_actor, needs
@@ -37,10 +37,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/researcher/queries", "query_action", act, methods=["POST"])
     bp.add_url_rule("/researcher/answers/<id:answer_id>", "answer", answer)
     bp.add_url_rule("/researcher/answers/<id:answer_id>.csv", "answer_csv", download_answer)
-
-
-def _policy() -> ledger.BudgetPolicy:
-    return ledger.BudgetPolicy.from_settings(current_app.config)
 
 
 def _number(form: MultiDict[str, str], name: str) -> float | None:
@@ -106,17 +102,22 @@ def spec_from_form(form: MultiDict[str, str], display_delta: float) -> dict[str,
 def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
     actor = current_actor()
     db = get_session()
+    config = current_app.config
+    allowed = service.rules(db, config)
+    researchers = allowed.active.policy.researchers
     fields = service.query_schema()
     return (
         render_template(
             "portal/queries.html",
-            fields=fields,
+            group_fields=list(researchers.group_by),
+            filter_fields=list(researchers.filter_by),
+            policy_version=allowed.active.version,
             numeric=[name for name, field in fields.items() if field.kind == "integer"],
             titles={spec.name: gettext(spec.title) for spec in load_schema().fields},
             measures=MEASURES,
             spends=SPENDS,
             max_group_by=MAX_GROUP_BY,
-            budget=service.budget(db, actor, _policy()),
+            budget=service.budget(db, actor, config),
             history=answers.list_answers(db, actor, limit=50),
             form=request.form,
             **context,
@@ -134,16 +135,17 @@ def compose() -> ResponseReturnValue:
 @needs("queries:run")
 def act() -> ResponseReturnValue:
     """Preview (charges nothing) or run (charges the ledger, then measures) the composed query."""
-    policy = _policy()
+    config = current_app.config
     try:
-        spec = spec_from_form(request.form, policy.display_delta)
+        display_delta = service.rules(get_session(), config).budget.display_delta
+        spec = spec_from_form(request.form, display_delta)
         if request.form.get("action") == "run":
             outcome = service.run(
                 get_session(),
                 current_actor(),
                 spec,
                 service.context_from(
-                    current_app.config,
+                    config,
                     keyring=keyring(current_app),
                     snapshots=current_app.extensions["ctdhub.snapshots"],
                     dp_snapshots=current_app.extensions.setdefault(
@@ -153,8 +155,9 @@ def act() -> ResponseReturnValue:
                 request_id=request_id(),
             )
             return redirect(url_for("portal.answer", answer_id=outcome.answer["id"]), 303)
-        preview = service.preview(get_session(), current_actor(), spec, policy)
-    except (InvalidInput, ValidationFailed, ledger.BudgetExceeded) as error:
+        preview = service.preview(get_session(), current_actor(), spec, config)
+    except (InvalidInput, ValidationFailed, NotAuthorized, ledger.BudgetExceeded) as error:
+        # NotAuthorized here: the release policy does not list a field (the role was checked).
         return _page(error.status, error=error)
     return _page(preview=preview)
 
@@ -163,7 +166,7 @@ def act() -> ResponseReturnValue:
 def answer(answer_id: str) -> ResponseReturnValue:
     """One of the researcher's answers: each cell with its 95% interval, and the spend."""
     row = answers.get_answer(get_session(), current_actor(), answer_id)
-    budget = service.budget(get_session(), current_actor(), _policy())
+    budget = service.budget(get_session(), current_actor(), current_app.config)
     return render_template("portal/answer.html", row=row, answer=row.answer, budget=budget)
 
 

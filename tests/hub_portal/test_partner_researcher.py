@@ -185,3 +185,30 @@ def test_a_file_over_the_size_cap_is_refused_plainly(
     assert refused.status_code == 413 and refused.mimetype == "text/html"
     assert "larger than the hub accepts" in refused.text
     assert "Your organisation has not uploaded anything yet." in client.get("/partner/uploads").text
+
+
+def test_the_form_offers_only_what_the_release_policy_lists(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    researcher = _client(app)
+    sign_in(researcher, make_person("University", ["researcher"]))
+    page = researcher.get("/researcher/queries").text
+    group_select = page.split('id="group_by"', 1)[1].split("</select>", 1)[0]
+    assert 'value="gender"' in group_select
+    assert 'value="meansOfControlThreats"' not in group_select, "not in the default policy"
+    assert "release policy version 1" in page
+    # Sent anyway, the unlisted field is refused by the service, inline, and nothing is spent.
+    refused = researcher.post(
+        "/researcher/queries",
+        data={
+            "measure": "count",
+            "group_by": "meansOfControlThreats",
+            "spend_kind": "rho",
+            "spend": "0.05",
+            "action": "run",
+            "csrf_token": csrf_token(researcher, "/researcher/queries"),
+        },
+    )
+    assert refused.status_code == 403
+    assert "The query was refused." in refused.text and "meansOfControlThreats" in refused.text
+    assert 'id="budget-spent" data-rho="0"' in refused.text
