@@ -227,7 +227,9 @@ def _active_row(session: Session) -> PolicyVersion | None:
     ).one_or_none()
 
 
-def _adopt_default(session: Session, config: Mapping[str, Any]) -> None:
+def _adopt_default(
+    session: Session, config: Mapping[str, Any], request_id: str | None = None
+) -> None:
     """Store version 1 from the default document, unless a concurrent call already did.
 
     The insert does nothing when version 1 exists (the unique version number decides between
@@ -274,7 +276,7 @@ def _adopt_default(session: Session, config: Mapping[str, Any]) -> None:
         session,
         "policies:version:adopt_default",
         actor=OPERATOR,
-        request_id=None,
+        request_id=request_id,
         subject_id=version_id,
         details={
             "version": policy.version,
@@ -288,7 +290,9 @@ def _adopt_default(session: Session, config: Mapping[str, Any]) -> None:
     session.commit()
 
 
-def active_policy(session: Session, config: Mapping[str, Any]) -> ActivePolicy:
+def active_policy(
+    session: Session, config: Mapping[str, Any], request_id: str | None = None
+) -> ActivePolicy:
     """Return the release policy in force, adopting the first version if there is none yet.
 
     Adopting the first version commits its own transaction (the version and its audit event,
@@ -296,6 +300,8 @@ def active_policy(session: Session, config: Mapping[str, Any]) -> ActivePolicy:
     ``session``. Concurrent first calls store one version 1 between them.
 
     :param config: the hub's settings; their DP caps are read only to adopt the first version.
+    :param request_id: the HTTP request that needed the policy, recorded on the adoption's audit
+        event when this call adopts the first version.
     :raises hub.domain_errors.ServiceUnavailable: if the first version cannot be made from the
         settings, or the stored active version fails its digest or validation.
     """
@@ -305,7 +311,7 @@ def active_policy(session: Session, config: Mapping[str, Any]) -> ActivePolicy:
         if session.new or session.dirty or session.deleted:
             # Adopting commits: it must not commit a caller's half-made change with it.
             raise RuntimeError("call active_policy before changing anything in the session")
-        _adopt_default(session, config)
+        _adopt_default(session, config, request_id)
         row = _active_row(session)
         if row is None:
             raise ServiceUnavailable(

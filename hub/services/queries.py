@@ -147,12 +147,13 @@ class Rules:
     budget: ledger.BudgetPolicy
 
 
-def rules(session: Session, config: Mapping[str, Any]) -> Rules:
+def rules(session: Session, config: Mapping[str, Any], request_id: str | None = None) -> Rules:
     """Return the active release policy's rules for queries (adopting the first if need be).
 
     :param config: the hub's settings
+    :param request_id: the HTTP request's id, for the audit event if the first policy is adopted
     """
-    active = policies.active_policy(session, config)
+    active = policies.active_policy(session, config, request_id)
     return Rules(active, policies.budget_policy(active, config))
 
 
@@ -531,7 +532,7 @@ def run(
     :raises MeasurementFailed: if OpenDP failed after the charge (which stands)
     """
     principal = acting_principal(actor, SCOPE)
-    current = rules(session, context.config)
+    current = rules(session, context.config, request_id)
     policy = current.budget
     plan = _plan(document, current)
     spend = plan.preview.spend
