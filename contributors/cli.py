@@ -39,6 +39,7 @@ import pyarrow.compute
 import pyarrow.csv
 
 from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnavailable, Receipt
+from contributors.consent import CONSENT_GIVEN, DEFAULT_LAWFUL_BASIS, LAWFUL_BASES
 from contributors.formats import FormatError, read_table
 from contributors.headers import match_headers
 from contributors.htcds import HtcdsMapping, HtcdsMappingError, map_htcds
@@ -56,6 +57,7 @@ from contributors.pseudonym import (
     PseudonymError,
     PseudonymKeyError,
     key_from_env,
+    pseudonymise,
     pseudonymise_column,
 )
 from contributors.schema import RecordSchema, SchemaError, load_schema
@@ -184,6 +186,9 @@ class PreparedUpload:
     :param matched: each header that was read as a schema field under another spelling, with
         that field.
     :param assigned: how many rows were given a new random case id (``--assign-case-ids``).
+    :param held_back: records kept on this machine because their consent to research use is
+        not given, as ``(reason code, records)`` (:data:`contributors.consent.CONSENT_REASONS`).
+    :param lawful_basis: the lawful basis the records are sent under.
     """
 
     result: ValidationResult
@@ -191,6 +196,8 @@ class PreparedUpload:
     mapping: HtcdsMapping | None
     matched: tuple[tuple[str, str], ...] = ()
     assigned: int = 0
+    held_back: tuple[tuple[str, int], ...] = ()
+    lawful_basis: str = DEFAULT_LAWFUL_BASIS
 
     @property
     def report(self) -> ValidationReport:
@@ -232,17 +239,24 @@ class PreparedUpload:
 
         ``None`` when every row is sent. The reasons tally every bad cell of the file by field
         and reason (the validation report's complete tally, not its capped list), so their cells
-        add up to ``error_count``.
+        add up to ``error_count``. Records held back for want of consent count among the rows
+        refused, and ``held_back`` tallies them by reason code.
         """
         report = self.report
-        if not report.rows_rejected:
+        held = sum(rows for _, rows in self.held_back)
+        if not report.rows_rejected and not held:
             return None
-        return {
-            "file_rows_total": report.rows_total,
-            "rows_rejected": report.rows_rejected,
+        account: dict[str, Any] = {
+            "file_rows_total": report.rows_total + held,
+            "rows_rejected": report.rows_rejected + held,
             "error_count": report.error_count,
             "reasons": [tally.as_dict() for tally in report.error_tally],
         }
+        if held:
+            account["held_back"] = [
+                {"reason": reason, "rows": rows} for reason, rows in self.held_back
+            ]
+        return account
 
 
 def _spelled(records: pd.DataFrame) -> pyarrow.Table:
@@ -340,6 +354,7 @@ def prepare_upload(
     schema: RecordSchema | None = None,
     drop: Sequence[str] = (),
     case_ids: CaseIdMapping | None = None,
+    lawful_basis: str = DEFAULT_LAWFUL_BASIS,
 ) -> PreparedUpload:
     """Make a partner file hub-ready: map, drop identifiers, pseudonymise, validate.
 
@@ -355,6 +370,10 @@ def prepare_upload(
     :param drop: columns the partner chose to leave out.
     :param case_ids: give each row without a case id one from this mapping (new ones random);
         the ids are then pseudonymised like any other.
+    :param lawful_basis: the basis the records are sent under (:data:`LAWFUL_BASES`). Under
+        the default, consent, an HTCDS export's records whose consent to research use is not
+        given are held back (counted by reason, never sent); under another basis they are sent.
+        A table in the hub's own schema has no consent field: the partner vouches for its basis.
     :raises FormatError: if the file cannot be read.
     :raises ColumnError: if a column would be lost without being named in ``drop``.
     :raises HtcdsMappingError: if HTCDS values cannot be translated.
@@ -362,7 +381,10 @@ def prepare_upload(
     :raises _Stop: if the case ids are in a state that contradicts the key option.
     """
     schema = schema if schema is not None else load_schema()
+    if lawful_basis not in LAWFUL_BASES:
+        raise _Stop(f"--lawful-basis must be one of {', '.join(LAWFUL_BASES)}", EXIT_INPUT)
     frame = read_table(data, filename=filename)
+    held_back: list[tuple[str, int]] = []
     dropped: list[tuple[str, str]] = []
     matched: list[tuple[str, str]] = []
     mapping: HtcdsMapping | None = None
@@ -403,6 +425,8 @@ def prepare_upload(
             (c, "HTCDS field the hub does not collect") for c in mapping.not_in_schema_dropped
         )
         frame = mapping.records
+        if lawful_basis == DEFAULT_LAWFUL_BASIS:
+            frame, held_back = _hold_back_without_consent(frame, mapping.consent)
     else:
         columns = _take_columns(frame, schema, drop)
         dropped.extend(columns.dropped)
@@ -426,7 +450,23 @@ def prepare_upload(
         mapping=mapping,
         matched=tuple(matched),
         assigned=assigned,
+        held_back=tuple(held_back),
+        lawful_basis=lawful_basis,
     )
+
+
+def _hold_back_without_consent(
+    records: pd.DataFrame, consent: Sequence[str]
+) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """Keep the records whose consent to research use is given; count the rest by reason.
+
+    The kept rows keep their index, so validation still names each by its row in the export.
+    """
+    verdicts = pd.Series(list(consent), index=records.index, dtype="string")
+    given = (verdicts == CONSENT_GIVEN).to_numpy(dtype=bool)
+    counts = verdicts[~given].value_counts()
+    held = [(str(reason), int(counts[reason])) for reason in sorted(counts.index)]
+    return records[given], held
 
 
 def _refuse_flagged_fields(
@@ -521,6 +561,13 @@ def _print_report(prepared: PreparedUpload) -> None:
     if prepared.mapping is not None:
         for note, count in prepared.mapping.notes.items():
             click.echo(f"note: {note}: {count} row(s)")
+    for reason, count in prepared.held_back:
+        click.echo(f"held back on this machine: {count} record(s), {reason} (not sent)")
+    if prepared.mapping is not None and prepared.lawful_basis != DEFAULT_LAWFUL_BASIS:
+        click.echo(
+            f"lawful basis {prepared.lawful_basis}: records are sent whatever their consent "
+            "fields say"
+        )
     _print_findings(prepared.flagged)
     _print_report_dict(prepared.report.as_dict())
 
@@ -569,6 +616,15 @@ def _print_receipt(receipt: Receipt) -> None:
             f"  whole file: {receipt.file_rows_total} rows, {receipt.rows_rejected_locally} "
             "refused on this machine (not sent; recorded on the receipt)"
         )
+    if receipt.rows_held_back:
+        click.echo(
+            f"  held back for want of consent to research use: {receipt.rows_held_back} "
+            "record(s) (among those refused on this machine)"
+        )
+    if receipt.lawful_basis is not None:
+        click.echo(f"  lawful basis: {receipt.lawful_basis}")
+    if receipt.rows_forgotten:
+        click.echo(f"  forgotten since: {receipt.rows_forgotten} record(s)")
     click.echo(f"  created at: {receipt.created_at}")
 
 
@@ -629,6 +685,18 @@ _ASSIGN = click.option(
         "(file digest, row, case id) so the case can be found and withdrawn later; the hub "
         "receives only its pseudonym. An existing mapping is reused and appended to, never "
         "overwritten. Needs --pseudonym-key-env."
+    ),
+)
+_LAWFUL_BASIS = click.option(
+    "--lawful-basis",
+    type=click.Choice(list(LAWFUL_BASES)),
+    default=DEFAULT_LAWFUL_BASIS,
+    show_default=True,
+    help=(
+        "The lawful basis the records are sent under. Under consent, an HTCDS export's records "
+        "whose consent to research use (con_DataForResearch, con_UseOfData) is not given stay "
+        "on this machine and only their count and reason go on the receipt; another basis "
+        "sends them, and the hub records the basis on the receipt and in its audit trail."
     ),
 )
 
@@ -696,8 +764,11 @@ def cli() -> None:
 @_HTCDS
 @_KEY_ENV
 @_ACCEPT_VALID
+@_LAWFUL_BASIS
 @_one_line_errors
-def validate(file: Path, htcds: bool, pseudonym_key_env: str | None, accept_valid: bool) -> None:
+def validate(
+    file: Path, htcds: bool, pseudonym_key_env: str | None, accept_valid: bool, lawful_basis: str
+) -> None:
     """Give the hub's verdict on FILE, sent as it is: the hub's own checks, run here.
 
     Nothing is written or sent. Exits 1, ending with one error line, whenever the hub would
@@ -708,7 +779,9 @@ def validate(file: Path, htcds: bool, pseudonym_key_env: str | None, accept_vali
     if htcds:
         # Nothing is written, so without the partner's key a throwaway key will do.
         key = _key(pseudonym_key_env) or secrets.token_bytes(32)
-        prepared = prepare_upload(data, filename=file.name, htcds=True, pseudonym_key=key)
+        prepared = prepare_upload(
+            data, filename=file.name, htcds=True, pseudonym_key=key, lawful_basis=lawful_basis
+        )
         _print_report(prepared)
         report = prepared.report
     else:
@@ -739,6 +812,7 @@ def _prepare_checked(
     drop: tuple[str, ...],
     case_ids: CaseIdMapping | None,
     accept_valid: bool,
+    lawful_basis: str = DEFAULT_LAWFUL_BASIS,
 ) -> PreparedUpload:
     """Prepare FILE in memory, print its report, and stop if it is not safe to send."""
     prepared = prepare_upload(
@@ -748,6 +822,7 @@ def _prepare_checked(
         pseudonym_key=_key(pseudonym_key_env),
         drop=drop,
         case_ids=case_ids,
+        lawful_basis=lawful_basis,
     )
     _print_report(prepared)
     _refuse_if_unsafe(prepared, accept_valid)
@@ -769,6 +844,7 @@ def _prepare_checked(
 @_ACCEPT_VALID
 @_DROP
 @_ASSIGN
+@_LAWFUL_BASIS
 @_one_line_errors
 def prepare(
     file: Path,
@@ -778,6 +854,7 @@ def prepare(
     accept_valid: bool,
     drop: tuple[str, ...],
     assign_case_ids: Path | None,
+    lawful_basis: str,
 ) -> None:
     """Write a hub-ready CSV of FILE: identifiers dropped, case ids pseudonymised, validated.
 
@@ -786,7 +863,9 @@ def prepare(
     if output.resolve() == file.resolve():
         raise _Stop("the output must not overwrite the input file", EXIT_INPUT)
     case_ids = _open_case_ids(assign_case_ids, output)
-    prepared = _prepare_checked(file, htcds, pseudonym_key_env, drop, case_ids, accept_valid)
+    prepared = _prepare_checked(
+        file, htcds, pseudonym_key_env, drop, case_ids, accept_valid, lawful_basis
+    )
     # Both files are whole or untouched: the output goes to a temporary name first.
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     temporary.write_bytes(prepared.to_csv())
@@ -846,6 +925,7 @@ def _refuse_if_unsafe(prepared: PreparedUpload, accept_valid: bool) -> None:
 @_KEY_ENV
 @_DROP
 @_ASSIGN
+@_LAWFUL_BASIS
 @_one_line_errors
 def upload(
     file: Path,
@@ -858,6 +938,7 @@ def upload(
     drop: tuple[str, ...],
     assign_case_ids: Path | None,
     retries: int,
+    lawful_basis: str,
 ) -> None:
     """Prepare FILE in memory, check it locally, and upload it to the hub.
 
@@ -867,7 +948,9 @@ def upload(
     """
     client = _client(hub_url, client_id, retries)
     case_ids = _open_case_ids(assign_case_ids, None)
-    prepared = _prepare_checked(file, htcds, pseudonym_key_env, drop, case_ids, accept_valid)
+    prepared = _prepare_checked(
+        file, htcds, pseudonym_key_env, drop, case_ids, accept_valid, lawful_basis
+    )
     # The mapping is kept before sending: the hub may store the upload even if its answer is
     # lost, and the same file prepared again reuses these ids (a replay, not a second upload).
     _save_case_ids(case_ids, assign_case_ids)
@@ -883,6 +966,7 @@ def upload(
             idempotency_key=idempotency_key,
             progress=True,
             local_rejections=local_rejections,
+            lawful_basis=lawful_basis,
         )
     _print_receipt(receipt)
 
@@ -942,6 +1026,41 @@ def withdraw(upload_id: str, hub_url: str, client_id: str, retries: int) -> None
         click.echo(f"upload {upload_id}: withdrawn")
     else:
         _print_receipt(receipt)
+
+
+@cli.command(epilog=_EPILOG)
+@click.argument("case_id")
+@click.option(
+    "--pseudonym-key-env",
+    metavar="VAR",
+    required=True,
+    help="Environment variable holding the partner's pseudonym key (the one uploads used).",
+)
+@_HUB
+@_CLIENT_ID
+@_RETRIES
+@_one_line_errors
+def forget(
+    case_id: str, pseudonym_key_env: str, hub_url: str, client_id: str, retries: int
+) -> None:
+    """Have the hub forget the case CASE_ID: every record of it leaves every upload.
+
+    For a survivor who withdrew consent or asked to be forgotten. CASE_ID is the case system's
+    own case number (or the id --assign-case-ids kept); only its pseudonym, made here with the
+    partner's key, is sent. The hub re-seals each upload that held it without it, under a new
+    data key, so it is in no later snapshot or release. Asking again is harmless. The client
+    secret is read from CTDC_PARTNER_CLIENT_SECRET.
+    """
+    pseudonym = pseudonymise(case_id, key_from_env(pseudonym_key_env))
+    with _client(hub_url, client_id, retries) as client:
+        outcome = client.forget(pseudonym)
+    if outcome.repeated:
+        click.echo("the case was forgotten before: nothing of it is held")
+    else:
+        click.echo(
+            f"forgotten: {outcome.records_removed} record(s) removed from "
+            f"{len(outcome.uploads)} upload(s): {', '.join(outcome.uploads)}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,6 +26,8 @@ from tqdm import tqdm
 from urllib3 import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
+from contributors import consent
+
 __all__ = [
     "CSV",
     "DEFAULT_SCOPES",
@@ -53,6 +55,7 @@ DEFAULT_SCOPES = ("records:write", "records:read")
 
 #: The upload header that carries the rows a partner's toolkit refused before sending.
 LOCAL_REJECTIONS_HEADER = "Local-Rejections"
+LAWFUL_BASIS_HEADER = consent.LAWFUL_BASIS_HEADER
 
 #: Answers that say "try again later": rate limiting and an unavailable or overloaded gateway.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -124,6 +127,9 @@ class Receipt:
     replayed: bool = False
     file_rows_total: int | None = None
     rows_rejected_locally: int | None = None
+    rows_held_back: int | None = None
+    lawful_basis: str | None = None
+    rows_forgotten: int = 0
 
     @classmethod
     def from_json(cls, data: Any, *, replayed: bool = False) -> Receipt:
@@ -152,7 +158,7 @@ class Receipt:
             raise HubError(
                 None, "Malformed receipt", f"the hub's receipt lacks {', '.join(missing)}"
             )
-        optional_counts = ("file_rows_total", "rows_rejected_locally")
+        optional_counts = ("file_rows_total", "rows_rejected_locally", "rows_held_back")
         for name in count_members + optional_counts:
             if name in optional_counts and data.get(name) is None:
                 continue
@@ -175,7 +181,40 @@ class Receipt:
             replayed=replayed,
             file_rows_total=data.get("file_rows_total"),
             rows_rejected_locally=data.get("rows_rejected_locally"),
+            rows_held_back=data.get("rows_held_back"),
+            lawful_basis=_optional_text(data, "lawful_basis"),
+            rows_forgotten=_forgotten(data),
         )
+
+
+def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise HubError(None, "Malformed receipt", f"the receipt's {name} is not text")
+    return value
+
+
+def _forgotten(data: Mapping[str, Any]) -> int:
+    value = data.get("rows_forgotten", 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise HubError(None, "Malformed receipt", "the receipt's rows_forgotten is not a count")
+    return value
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """The hub's answer to a request to forget one case.
+
+    :param records_removed: the records of the case the hub removed (at the first request).
+    :param uploads: the ids of the partner's uploads the records were removed from.
+    :param repeated: True when the case had been forgotten before (nothing changed now).
+    """
+
+    records_removed: int
+    uploads: tuple[str, ...]
+    repeated: bool
 
 
 def content_digest(body: bytes) -> str:
@@ -539,6 +578,7 @@ class HubClient:
         idempotency_key: str | None = None,
         progress: bool = False,
         local_rejections: Mapping[str, Any] | None = None,
+        lawful_basis: str | None = None,
     ) -> Receipt:
         """Upload a file of case records and return the hub's receipt.
 
@@ -552,6 +592,8 @@ class HubClient:
         :param local_rejections: when ``data`` holds only the rows accepted locally, the account
             of the rest (counts and reasons, never values), for the receipt: sent as the
             ``Local-Rejections`` header.
+        :param lawful_basis: the lawful basis declared for the upload (one of
+            :data:`contributors.consent.LAWFUL_BASES`), sent as the ``Lawful-Basis`` header.
         :raises HubError: when the hub refuses the upload (with the report on 422).
         """
         if media_type not in MEDIA_TYPES:
@@ -574,6 +616,8 @@ class HubClient:
             headers[LOCAL_REJECTIONS_HEADER] = json.dumps(
                 local_rejections, separators=(",", ":"), ensure_ascii=True
             )
+        if lawful_basis is not None:
+            headers[LAWFUL_BASIS_HEADER] = lawful_basis
         params = {"accept_valid": "true"} if accept_valid else None
         with tqdm(
             total=len(data),
@@ -631,6 +675,32 @@ class HubClient:
         """
         response = self._send("GET", f"/v1/uploads/{quote(upload_id, safe='')}")
         return Receipt.from_json(self._json(response))
+
+    def forget(self, pseudonym: str) -> Forgotten:
+        """Ask the hub to remove every record of one case from this partner's uploads.
+
+        The pseudonym travels in the request body, never in the address (addresses are logged).
+
+        :param pseudonym: the case's pseudonym, made here with the partner's key.
+        :raises HubError: 404 when no upload of this partner holds the case.
+        """
+        payload = json.dumps({"case": pseudonym}).encode("ascii")
+        response = self._send(
+            "POST",
+            "/v1/uploads/forget",
+            headers={"Content-Type": "application/json"},
+            body=lambda: _ProgressBody(payload, None),
+        )
+        body = self._json(response)
+        removed = body.get("records_removed") if isinstance(body, Mapping) else None
+        uploads = body.get("uploads") if isinstance(body, Mapping) else None
+        if not isinstance(removed, int) or not isinstance(uploads, list):
+            raise HubError(None, "Bad answer", "the hub's answer to forget lacks its counts")
+        return Forgotten(
+            records_removed=removed,
+            uploads=tuple(str(upload) for upload in uploads),
+            repeated=bool(body.get("repeated")),
+        )
 
     def withdraw(self, upload_id: str) -> Receipt | None:
         """Withdraw an upload; return its updated receipt if the hub sends one.

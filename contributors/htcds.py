@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from contributors.consent import CONSENT_FIELDS, checkbox, research_consent
 from contributors.pseudonym import pseudonymise_column
 from contributors.schema import RecordSchema, load_schema
 
@@ -102,6 +103,10 @@ _EXACT_DATE = "an exact date of an event in the person's case"
 _LOOKUP_PLACE = "a reference to a specific place or organisation record"
 _LOOKUP_PERSON = "a reference to a specific person (a caseworker or user)"
 _NO_HUB_FIELD = "the hub's case record (CTDC's variables) has no field for it"
+_CONSENT = (
+    "consent to research use: read on this machine to decide whether the record may leave "
+    "(contributors.consent); never sent"
+)
 
 _MEANS_OF_CONTROL = (
     "meansOfControlDebtBondage",
@@ -268,8 +273,8 @@ FIELD_RULES: Mapping[str, FieldRule] = {
     # -- Consent (v2.0 keeps one checkbox; v1.0 had four more) ---------------------------------
     "con_Consent": _out(_NO_HUB_FIELD),
     "con_PurposeOfInterview": _out(_NO_HUB_FIELD),
-    "con_UseOfData": _out(_NO_HUB_FIELD),
-    "con_DataForResearch": _out(_NO_HUB_FIELD),
+    "con_UseOfData": _out(_CONSENT),
+    "con_DataForResearch": _out(_CONSENT),
     "con_RightToBeForgotten": _out(_NO_HUB_FIELD),
 }
 
@@ -457,11 +462,15 @@ class HtcdsMapping:
     :param outcomes: one per column of the export, in the export's order.
     :param notes: counts of translations a partner should know about (for example rows whose
         age band could not be derived).
+    :param consent: per record, whether its consent to research use is given
+        (:data:`contributors.consent.CONSENT_GIVEN`) or why not (a reason code of
+        :data:`contributors.consent.CONSENT_REASONS`); read from the export's consent fields.
     """
 
     records: pd.DataFrame
     outcomes: tuple[FieldOutcome, ...]
     notes: dict[str, int] = field(default_factory=dict)
+    consent: tuple[str, ...] = ()
 
     def _named(self, disposition: Disposition | None) -> list[str]:
         return [o.field for o in self.outcomes if o.disposition is disposition]
@@ -709,6 +718,8 @@ def map_htcds(
             out["isSexAndLabour"][index] = "1" if labour == sexual == "1" else "0"
     _forced_labour(column("vic_ForcedLabourIndustry"), out, problems)
 
+    consent = _consent(cells, rows, problems)
+
     if problems:
         raise HtcdsMappingError(problems)
 
@@ -719,7 +730,26 @@ def map_htcds(
         for c in columns
     )
     records = pd.DataFrame(out, columns=list(schema.names), dtype="string")
-    return HtcdsMapping(records=records, outcomes=outcomes, notes=notes)
+    return HtcdsMapping(records=records, outcomes=outcomes, notes=notes, consent=tuple(consent))
+
+
+def _consent(
+    cells: Mapping[str, list[str]], rows: int, problems: list[MappingProblem]
+) -> list[str]:
+    """Read the export's consent checkboxes; an unreadable one is a problem naming its row."""
+    fields: dict[str, list[bool | None]] = {}
+    for name in CONSENT_FIELDS:
+        if name not in cells:
+            continue
+        answers: list[bool | None] = []
+        for index, value in enumerate(cells[name]):
+            try:
+                answers.append(checkbox(value))
+            except ValueError as error:
+                problems.append(MappingProblem(index + 1, name, str(error)))
+                answers.append(None)
+        fields[name] = answers
+    return research_consent(fields, rows)
 
 
 def _indicators(

@@ -106,6 +106,10 @@ def htcds_export(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
                 ),
                 "hte_Type": "Exploitation",
                 "hte_Country": rng.choice(countries),
+                # Every person here agreed to research use: the walk-through sends every case
+                # (a record without consent stays on the partner's machine).
+                "con_UseOfData": "true",
+                "con_DataForResearch": "true",
             }
         )
     return pd.DataFrame.from_records(records)

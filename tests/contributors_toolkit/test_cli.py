@@ -181,7 +181,11 @@ def test_unreadable_file_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_prepare_htcds_export(tmp_path: Path) -> None:
     export = tmp_path / "htcds.csv"
-    fake_export(rows=60, seed=5).to_csv(export, index=False)
+    frame = fake_export(rows=60, seed=5)
+    frame.to_csv(export, index=False)
+    consented = int(
+        ((frame["con_DataForResearch"] == "true") & (frame["con_UseOfData"] == "true")).sum()
+    )
     out = tmp_path / "out.csv"
     result = _run(
         "prepare", str(export), "-o", str(out), "--htcds", "--pseudonym-key-env", KEY_ENV, key=True
@@ -190,7 +194,8 @@ def test_prepare_htcds_export(tmp_path: Path) -> None:
     assert "dropped column prs_FirstName: direct identifier" in result.output
     assert "dropped column org_Type: HTCDS field the hub does not collect" in result.output
     prepared = _read(out)
-    assert len(prepared) == 60
+    # Records without consent to research use stay on the partner's machine (test_consent.py).
+    assert 0 < len(prepared) == consented < 60
     assert all(is_pseudonym(value) for value in prepared["caseNo"])
     assert not prepared.apply(lambda column: column.str.contains(CANARY)).any().any()
     assert validate_records(prepared).report.ok
