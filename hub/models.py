@@ -144,6 +144,12 @@ class Upload(Base):
     local_rejections: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lawful basis the partner declared for this upload (``contributors.consent``); NULL
+    # for an upload made before the hub recorded it.
+    lawful_basis: Mapped[str | None] = mapped_column(String(40))
+    # Records of this upload removed since, one case at a time (a survivor asked to be
+    # forgotten): the batch holds ``rows_accepted - rows_forgotten`` records.
+    rows_forgotten: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     batch: Mapped[RecordBatch | None] = relationship(back_populates="upload")
 
@@ -182,6 +188,24 @@ class RecordBatch(Base):
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     upload: Mapped[Upload] = relationship(back_populates="batch")
+
+
+class ForgottenCase(Base):
+    """A case a partner asked the hub to forget, named by a digest of its pseudonym only.
+
+    It makes a repeated request harmless (the case is no longer in any batch to be found) and
+    says how many records were removed; the pseudonym itself is never stored.
+    """
+
+    __tablename__ = "forgotten_case"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisation.id"))
+    pseudonym_sha256: Mapped[str] = mapped_column(String(64))
+    records_removed: Mapped[int] = mapped_column(Integer)
+    forgotten_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("organisation_id", "pseudonym_sha256"),)
 
 
 class AuditEvent(Base):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contributors.consent import LAWFUL_BASES
 from hub.services import uploads
 
 PROBLEM_JSON = "application/problem+json"
@@ -353,6 +354,23 @@ def _complete_upload(spec: dict[str, Any]) -> None:
             "required": False,
             "description": "sha-256=:<base64>: of the body (RFC 9530), checked on arrival.",
             "schema": {"type": "string"},
+        },
+        {
+            "in": "header",
+            "name": uploads.LOCAL_REJECTIONS_HEADER,
+            "required": False,
+            "description": "JSON: the rows the partner's toolkit refused before sending, "
+            "tallied by field and reason, and those held back for want of consent by reason "
+            "code (never a value); recorded on the receipt.",
+            "schema": {"type": "string"},
+        },
+        {
+            "in": "header",
+            "name": uploads.LAWFUL_BASIS_HEADER,
+            "required": False,
+            "description": "The lawful basis the records are sent under (default consent); "
+            "recorded on the receipt and in the audit trail.",
+            "schema": {"type": "string", "enum": list(LAWFUL_BASES)},
         },
     ]
     operation["responses"]["409"] = _problem(409, "Idempotency-Key reused for another body")

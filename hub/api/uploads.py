@@ -6,7 +6,7 @@ from typing import Any
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, DateTime, Dict, Integer, List, Nested, String
-from apiflask.validators import Range
+from apiflask.validators import Length, Range
 from flask import current_app, request
 
 from hub.api import current_actor
@@ -52,9 +52,57 @@ class ReceiptSchema(Schema):
             "(never a value)."
         },
     )
+    rows_held_back = Integer(
+        allow_none=True,
+        metadata={
+            "description": "Of the rows refused on the partner's machine, those held back "
+            "because their consent to research use is not given (reason codes in "
+            "local_rejections.held_back); null: the file was sent whole."
+        },
+    )
+    lawful_basis = String(
+        allow_none=True,
+        metadata={
+            "description": "The lawful basis the partner declared for the upload (consent, "
+            "legal_obligation, vital_interests, public_task, legitimate_interests); null for an "
+            "upload made before the hub recorded it."
+        },
+    )
+    rows_forgotten = Integer(
+        metadata={
+            "description": "Records of this upload removed since at the partner's request "
+            "(cases forgotten); the hub holds rows_accepted - rows_forgotten of them."
+        }
+    )
     created_at = DateTime()
     withdrawn_at = DateTime(allow_none=True)
     report = Dict(metadata={"description": "Validation report: counts and row errors."})
+
+
+class ForgetSchema(Schema):
+    """A case to forget."""
+
+    case = String(
+        required=True,
+        validate=Length(min=1, max=200),
+        metadata={
+            "description": "The case's pseudonym, made by the partner's toolkit with the key its "
+            "uploads use (`ctdhub-contribute forget CASE_ID`). It travels in the body, never "
+            "in the address."
+        },
+    )
+
+
+class ForgottenSchema(Schema):
+    """What forgetting a case did."""
+
+    records_removed = Integer(metadata={"description": "The case's records removed."})
+    uploads = List(
+        String(), metadata={"description": "The uploads re-sealed without them (empty: repeat)."}
+    )
+    repeated = Boolean(
+        metadata={"description": "The case had been forgotten before; nothing changed now."}
+    )
 
 
 class ReceiptListSchema(Schema):
@@ -96,10 +144,19 @@ def receipt(upload: Upload) -> dict[str, Any]:
         "file_rows_total": upload.file_rows_total,
         "rows_rejected_locally": upload.rows_rejected_locally,
         "local_rejections": upload.local_rejections,
+        "rows_held_back": _rows_held_back(upload),
+        "lawful_basis": upload.lawful_basis,
+        "rows_forgotten": upload.rows_forgotten,
         "created_at": upload.created_at,
         "withdrawn_at": upload.withdrawn_at,
         "report": upload.report,
     }
+
+
+def _rows_held_back(upload: Upload) -> int | None:
+    if upload.local_rejections is None:
+        return None
+    return sum(int(item["rows"]) for item in upload.local_rejections.get("held_back", []))
 
 
 @bp.post("")
@@ -116,7 +173,11 @@ def receipt(upload: Upload) -> dict[str, Any]:
         "or `accept_valid=true`. A partner toolkit that sends only the rows it accepted "
         "reports the rest in the `Local-Rejections` header (JSON: `file_rows_total`, "
         "`rows_rejected`, `error_count`, `reasons` [{`field`, `reason`, `cells`}] tallying "
-        "every bad cell); the receipt records them."
+        "every bad cell, and `held_back` [{`reason`, `rows`}] the rows kept back for want of "
+        "consent to research use, reason `consent_not_given` or `consent_not_recorded`); the "
+        "receipt records them. `Lawful-Basis` declares the basis the records are sent under "
+        "(`consent`, the default, `legal_obligation`, `vital_interests`, `public_task` or "
+        "`legitimate_interests`); the receipt and the audit trail record it."
     ),
     responses={409: "Idempotency-Key reused", 413: "Too large", 422: "Validation failed"},
 )
@@ -140,6 +201,7 @@ def create_upload(query: dict[str, Any]) -> tuple[dict[str, Any], int]:
         request_id=request_id(),
         read_limits=service.read_limits(current_app.config),
         local_rejections=request.headers.get(service.LOCAL_REJECTIONS_HEADER),
+        lawful_basis=request.headers.get(service.LAWFUL_BASIS_HEADER),
     )
     return receipt(outcome.upload), 201 if outcome.created else 200
 
@@ -178,3 +240,35 @@ def withdraw_upload(upload_id: str) -> dict[str, Any]:
     return receipt(
         service.withdraw(get_session(), current_actor(), upload_id, request_id=request_id())
     )
+
+
+@bp.post("/forget")
+@require_scope("records:write")
+@bp.input(ForgetSchema, arg_name="body")
+@bp.output(ForgottenSchema)
+@bp.doc(
+    summary="Forget one case: its records leave every one of your uploads, for good",
+    description=(
+        "For a survivor who withdrew consent or asked to be forgotten. Every upload of your "
+        "organisation holding the case is sealed again without its records, under a new data "
+        "key; the old data key is destroyed in the same transaction, and the audit trail names "
+        "the case by a digest of its pseudonym only. Later snapshots, queries and releases do "
+        "not see it; each receipt's `rows_forgotten` counts what left. Asking again answers "
+        "`repeated: true`."
+    ),
+    responses={400: "Not a pseudonym", 404: "None of your uploads holds the case"},
+)
+def forget_case(body: dict[str, Any]) -> dict[str, Any]:
+    """Forget one case."""
+    outcome = service.forget_case(
+        get_session(),
+        current_actor(),
+        body["case"],
+        keyring=keyring(current_app),
+        request_id=request_id(),
+    )
+    return {
+        "records_removed": outcome.records_removed,
+        "uploads": list(outcome.upload_ids),
+        "repeated": outcome.repeated,
+    }

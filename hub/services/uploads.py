@@ -25,9 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contributors import formats
+from contributors import consent, formats
+from contributors.consent import CONSENT_REASONS, DEFAULT_LAWFUL_BASIS, LAWFUL_BASES
 from contributors.formats import FormatError, LimitExceeded, ReadLimits, read_table
 from contributors.normalise import validate_records
+from contributors.pseudonym import PSEUDONYM_PATTERN
 from contributors.schema import RecordSchema, load_schema
 from contributors.verdict import refusal
 from hub import audit
@@ -42,7 +44,7 @@ from hub.domain_errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from hub.models import RecordBatch, Upload, new_id, utcnow
+from hub.models import ForgottenCase, RecordBatch, Upload, new_id, utcnow
 from hub.services.keys import hold_seal_key
 from hub.storage import checkpoint
 
@@ -54,6 +56,8 @@ _DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 #: The request header in which a partner's toolkit reports the rows it refused before sending.
 LOCAL_REJECTIONS_HEADER = "Local-Rejections"
+#: The request header that declares the upload's lawful basis (one of ``LAWFUL_BASES``).
+LAWFUL_BASIS_HEADER = consent.LAWFUL_BASIS_HEADER
 _LOCAL_REJECTIONS_MAX_BYTES = 64 * 1024
 _LOCAL_REASONS_MAX = 1000
 # A reason is one of the normaliser's sentences (field names and public codes, never a value).
@@ -179,22 +183,36 @@ class LocalRejections:
     :param error_count: the bad cells in those rows.
     :param reasons: ``(field, reason, cells)`` tallies of every one of those bad cells: their
         cells add up to ``error_count``.
+    :param held_back: ``(reason code, rows)``: rows among ``rows_rejected`` kept on the
+        partner's machine for want of consent to research use
+        (:data:`contributors.consent.CONSENT_REASONS`).
     """
 
     file_rows_total: int
     rows_rejected: int
     error_count: int
     reasons: tuple[tuple[str, str, int], ...]
+    held_back: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def rows_held_back(self) -> int:
+        """Return the rows held back for want of consent."""
+        return sum(rows for _, rows in self.held_back)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the account as stored on the receipt."""
-        return {
+        account: dict[str, Any] = {
             "error_count": self.error_count,
             "reasons": [
                 {"field": field, "reason": reason, "cells": cells}
                 for field, reason, cells in self.reasons
             ],
         }
+        if self.held_back:
+            account["held_back"] = [
+                {"reason": reason, "rows": rows} for reason, rows in self.held_back
+            ]
+        return account
 
 
 def _count(document: dict[str, Any], name: str) -> int:
@@ -257,15 +275,60 @@ def parse_local_rejections(header: str | None, schema: RecordSchema) -> LocalRej
         rows_rejected=_count(document, "rows_rejected"),
         error_count=_count(document, "error_count"),
         reasons=tuple(reasons),
+        held_back=_held_back(document.get("held_back", [])),
     )
     if rejections.rows_rejected > rejections.file_rows_total:
         raise InvalidInput(f"{where}: rows_rejected exceeds file_rows_total", field=where)
+    if rejections.rows_held_back > rejections.rows_rejected:
+        raise InvalidInput(
+            f"{where}: the rows held_back are more than rows_rejected (they are among them)",
+            field=where,
+        )
     if sum(cells for _, _, cells in reasons) != rejections.error_count:
         raise InvalidInput(
             f"{where}: the reasons' cells must add up to error_count (every bad cell tallied)",
             field=where,
         )
     return rejections
+
+
+def _held_back(raw: object) -> tuple[tuple[str, int], ...]:
+    """Read the ``held_back`` member: one ``{reason, rows}`` per consent reason code."""
+    where = LOCAL_REJECTIONS_HEADER
+    if not isinstance(raw, list) or len(raw) > len(CONSENT_REASONS):
+        raise InvalidInput(
+            f"{where}: held_back must be a list of at most {len(CONSENT_REASONS)} tallies",
+            field=where,
+        )
+    held: dict[str, int] = {}
+    for number, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or item.get("reason") not in CONSENT_REASONS:
+            raise InvalidInput(
+                f"{where}: held_back {number} must be an object whose reason is one of "
+                + ", ".join(CONSENT_REASONS),
+                field=where,
+            )
+        reason = str(item["reason"])
+        if reason in held:
+            raise InvalidInput(f"{where}: held_back names {reason} twice", field=where)
+        held[reason] = _count(item, "rows")
+    return tuple(held.items())
+
+
+def parse_lawful_basis(header: str | None) -> str:
+    """Read the ``Lawful-Basis`` header: one of the fixed bases; absent means consent.
+
+    >>> parse_lawful_basis(None), parse_lawful_basis("public_task")
+    ('consent', 'public_task')
+    """
+    if header is None:
+        return DEFAULT_LAWFUL_BASIS
+    if header not in LAWFUL_BASES:
+        raise InvalidInput(
+            f"{LAWFUL_BASIS_HEADER} must be one of {', '.join(LAWFUL_BASES)}",
+            field=LAWFUL_BASIS_HEADER,
+        )
+    return header
 
 
 def encode_batch(records: pd.DataFrame) -> bytes:
@@ -294,6 +357,7 @@ def ingest(
     request_id: str | None,
     read_limits: ReadLimits | None = None,
     local_rejections: str | None = None,
+    lawful_basis: str | None = None,
 ) -> IngestOutcome:
     """Validate, seal and store an upload; return its receipt.
 
@@ -303,6 +367,8 @@ def ingest(
     :param local_rejections: the ``Local-Rejections`` header: the partner's toolkit sent only
         the rows it accepted, and says how many it refused and why (see
         :func:`parse_local_rejections`); the receipt records the whole file's totals.
+    :param lawful_basis: the ``Lawful-Basis`` header (:func:`parse_lawful_basis`), recorded on
+        the receipt and in the audit event.
     :raises ValidationFailed: (422) with the report when the identifier screen, the columns or
         any row fails (unless ``accept_valid`` and some rows pass).
     :raises Conflict: (409) when ``idempotency_key`` was used for a different body.
@@ -318,6 +384,7 @@ def ingest(
     media = media_kind(media_type)
     schema = load_schema()
     local = parse_local_rejections(local_rejections, schema)
+    basis = parse_lawful_basis(lawful_basis)
     organisation_id = principal.organisation_id
     seen = _existing(session, organisation_id, idempotency_key, sha256_hex)
     if seen is not None:
@@ -369,6 +436,8 @@ def ingest(
         file_rows_total=local.file_rows_total if local is not None else None,
         rows_rejected_locally=local.rows_rejected if local is not None else None,
         local_rejections=local.as_dict() if local is not None else None,
+        lawful_basis=basis,
+        rows_forgotten=0,
     )
     batch = RecordBatch(
         upload_id=upload_id,
@@ -391,6 +460,8 @@ def ingest(
             "rows_accepted": upload.rows_accepted,
             "rows_rejected": upload.rows_rejected,
             "rows_rejected_locally": upload.rows_rejected_locally,
+            "rows_held_back": local.rows_held_back if local is not None else 0,
+            "lawful_basis": basis,
             "size_bytes": upload.size_bytes,
             "sha256": sha256_hex,
         },
@@ -467,6 +538,171 @@ def withdraw(session: Session, actor: Actor, upload_id: str, *, request_id: str 
     if not checkpoint(session.get_bind().engine):
         log.warning("upload %s withdrawn; the WAL checkpoint waits for readers", upload.id)
     return upload
+
+
+@dataclass(frozen=True)
+class ForgetOutcome:
+    """What forgetting one case did.
+
+    :param records_removed: the case's records removed (at the first request).
+    :param upload_ids: the uploads re-sealed without them (empty for a repeated request).
+    :param repeated: the case had been forgotten before; nothing changed now.
+    """
+
+    records_removed: int
+    upload_ids: tuple[str, ...]
+    repeated: bool
+
+
+def pseudonym_digest(pseudonym: str) -> str:
+    """Name a case in the audit trail without its pseudonym: a domain-separated SHA-256.
+
+    >>> len(pseudonym_digest("ab" * 32))
+    64
+    """
+    return hashlib.sha256(f"ctdhub:forgotten-case:v1:{pseudonym}".encode()).hexdigest()
+
+
+def forget_case(
+    session: Session,
+    actor: Actor,
+    pseudonym: str,
+    *,
+    keyring: Keyring,
+    request_id: str | None,
+) -> ForgetOutcome:
+    """Remove every record of one case from the acting partner's live uploads, for good.
+
+    Each batch holding the case is opened, and sealed again without its records under a new
+    data key, as a new batch row; the old row, with its wrapped data key, is deleted. The new
+    batch id changes the analysis snapshot's id, so no cached snapshot, DP snapshot or release
+    candidate built later sees the case. All of it, the upload's ``rows_forgotten`` count, a
+    :class:`~hub.models.ForgottenCase` row and the audit event (the pseudonym's digest, never
+    the pseudonym) are one transaction. A copy of the database made before still holds the old
+    batch under its key-encryption key: ``ctdhub keys rotate --retire`` makes it unreadable.
+
+    :param actor: a partner's principal acting under ``records:write``.
+    :param pseudonym: the case's pseudonym, made by the partner's toolkit.
+    :param request_id: the HTTP request's id, recorded in the audit event.
+    :raises InvalidInput: if ``pseudonym`` is not one the toolkit makes.
+    :raises NotFound: if no live upload of the partner holds the case (another partner's
+        uploads are not searched, so the answer says nothing about them).
+    :raises ServiceUnavailable: (503) if the active key was retired meanwhile; nothing changed.
+    """
+    principal = acting_principal(actor, "records:write").principal
+    if not PSEUDONYM_PATTERN.match(pseudonym):
+        raise InvalidInput(
+            "case must be a case's pseudonym as the toolkit makes it (64 hexadecimal digits)",
+            field="case",
+        )
+    organisation_id = principal.organisation_id
+    digest = pseudonym_digest(pseudonym)
+    try:
+        outcome = _forget(session, actor, organisation_id, pseudonym, digest, keyring, request_id)
+    except IntegrityError:
+        # The same case forgotten by a concurrent request, which committed first.
+        session.rollback()
+        repeated = _forgotten_before(session, organisation_id, digest)
+        if repeated is None:
+            raise
+        return repeated
+    except BaseException:
+        session.rollback()
+        raise
+    if not outcome.repeated and not checkpoint(session.get_bind().engine):
+        log.warning("a case was forgotten; the WAL checkpoint waits for readers")
+    return outcome
+
+
+def _forgotten_before(session: Session, organisation_id: str, digest: str) -> ForgetOutcome | None:
+    previous = session.scalar(
+        select(ForgottenCase).where(
+            ForgottenCase.organisation_id == organisation_id,
+            ForgottenCase.pseudonym_sha256 == digest,
+        )
+    )
+    if previous is None:
+        return None
+    return ForgetOutcome(previous.records_removed, (), repeated=True)
+
+
+def _forget(
+    session: Session,
+    actor: Actor,
+    organisation_id: str,
+    pseudonym: str,
+    digest: str,
+    keyring: Keyring,
+    request_id: str | None,
+) -> ForgetOutcome:
+    # First, the lock sealing takes: no retirement of the active key slips in before the
+    # commit, and on SQLite the write lock is held from here, so two requests that re-seal the
+    # same batch run one after the other (PostgreSQL: the batches' rows are locked below).
+    hold_seal_key(session, keyring.active)
+    previous = _forgotten_before(session, organisation_id, digest)
+    if previous is not None:
+        session.rollback()
+        return previous
+    (case_field,) = load_schema().by_role("pseudonym")
+    rows = session.execute(
+        select(RecordBatch, Upload)
+        .join(Upload, Upload.id == RecordBatch.upload_id)
+        .where(
+            Upload.organisation_id == organisation_id,
+            Upload.withdrawn_at.is_(None),
+            RecordBatch.wrapped_key.is_not(None),
+        )
+        .order_by(Upload.created_at, Upload.id)
+        .with_for_update()
+    ).all()
+    removed = 0
+    upload_ids: list[str] = []
+    for batch, upload in rows:
+        records = open_record_batch(keyring, batch, organisation_id)
+        matches = records[case_field].eq(pseudonym).fillna(False).to_numpy(dtype=bool)
+        count = int(matches.sum())
+        if not count:
+            continue
+        kept = records[~matches].reset_index(drop=True)
+        sealed = seal(keyring, encode_batch(kept), associated_data(upload.id, organisation_id))
+        # The old row goes, wrapped data key and all, before its successor takes the upload.
+        session.delete(batch)
+        session.flush()
+        session.expire(upload, ["batch"])
+        session.add(
+            RecordBatch(
+                upload_id=upload.id,
+                row_count=len(kept),
+                key_id=sealed.key_id,
+                wrapped_key=sealed.wrapped_key,
+                nonce=sealed.nonce,
+                ciphertext=sealed.ciphertext,
+            )
+        )
+        upload.rows_forgotten += count
+        removed += count
+        upload_ids.append(upload.id)
+    if not removed:
+        session.rollback()
+        raise NotFound("no case with this pseudonym among your organisation's uploads")
+    session.add(
+        ForgottenCase(
+            organisation_id=organisation_id, pseudonym_sha256=digest, records_removed=removed
+        )
+    )
+    audit.record(
+        session,
+        "ingest:case:forget",
+        actor=actor,
+        request_id=request_id,
+        details={
+            "pseudonym_sha256": digest,
+            "records_removed": removed,
+            "uploads": upload_ids,
+        },
+    )
+    session.commit()
+    return ForgetOutcome(removed, tuple(upload_ids), repeated=False)
 
 
 def open_record_batch(keyring: Keyring, batch: RecordBatch, organisation_id: str) -> pd.DataFrame:
