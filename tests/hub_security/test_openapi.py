@@ -54,4 +54,4 @@ def test_the_upload_operation_has_a_request_body(client: FlaskClient) -> None:
     assert content["text/csv"]["schema"] == {"type": "string", "format": "binary"}
     assert {"200", "201", "409", "415", "422"} <= set(upload["responses"])
     headers = {p["name"] for p in upload["parameters"] if p["in"] == "header"}
-    assert headers == {"Idempotency-Key", "Content-Digest"}
+    assert headers == {"Idempotency-Key", "Content-Digest", "Local-Rejections", "Lawful-Basis"}

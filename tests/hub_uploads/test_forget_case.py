@@ -24,6 +24,11 @@ from hub.crypto import Keyring, KeyringError, keyring, open_batch
 from hub.models import AuditEvent, ForgottenCase, RecordBatch, Upload
 from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
 from hub.services.uploads import pseudonym_digest
+from tests.hub_queries.conftest import (  # noqa: F401  (fixtures used by name)
+    Researcher,
+    make_researcher,
+    researcher,
+)
 from tests.hub_uploads.test_uploads_api import PSEUDONYM_KEY, count, post, sample_csv
 from tests.hub_uploads.test_withdrawal_shred import (
     copy_database,
@@ -128,6 +133,34 @@ def test_a_forgotten_case_leaves_every_upload_and_every_later_snapshot(
     assert again.get_json() == {"records_removed": 2, "uploads": [], "repeated": True}
     assert count(db_session, ForgottenCase) == 1
     assert _held(app, db_session, cache, case) == 1
+
+
+def test_queries_after_a_forget_measure_a_snapshot_without_the_case(
+    app: APIFlask,
+    client: FlaskClient,
+    partner_a: Any,
+    researcher: Researcher,  # noqa: F811  (the fixture imported above)
+    ctdc_file: Path,
+    db_session: Session,
+) -> None:
+    body = sample_csv(ctdc_file)
+    case, _ = _first_case(body)
+    rows = post(client, partner_a.headers, body).get_json()["rows_accepted"]
+    count_all = {"measure": {"kind": "count"}, "spend": {"rho": 0.05}}
+    first = client.post("/v1/queries", json=count_all, headers=researcher.headers).get_json()
+    # The DP snapshot of the first answer is cached by its analysis snapshot's id.
+    assert first["snapshot_id"] in app.extensions["ctdhub.dp_snapshots"]._items
+
+    assert _forget(client, partner_a.headers, case).status_code == 200
+    second = client.post("/v1/queries", json=count_all, headers=researcher.headers)
+    assert second.status_code == 201, second.get_json()
+    answer = second.get_json()
+    db_session.expire_all()
+    live = live_snapshot_id(db_session)
+    assert answer["snapshot_id"] == live != first["snapshot_id"]
+    measured = analysis_snapshot(db_session, keyring(app), app.extensions["ctdhub.snapshots"])
+    assert measured.snapshot_id == live and len(measured.records) == rows - 1
+    assert not (measured.records["caseNo"] == case).any()
 
 
 def test_an_unknown_case_and_another_partners_case_answer_alike(
