@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from contributors import consent, formats
 from contributors.consent import CONSENT_REASONS, DEFAULT_LAWFUL_BASIS, LAWFUL_BASES
 from contributors.formats import FormatError, LimitExceeded, ReadLimits, read_table
-from contributors.normalise import validate_records
+from contributors.normalise import ValidationResult, validate_records
 from contributors.pseudonym import PSEUDONYM_PATTERN
 from contributors.schema import RecordSchema, load_schema
 from contributors.verdict import refusal
@@ -415,6 +416,7 @@ def ingest(
                 reason, identifier_findings=report["identifier_findings"], report=report
             )
         raise ValidationFailed(reason, report=report)
+    _refuse_forgotten_cases(session, organisation_id, frame, result)
 
     upload_id = new_id()
     sealed = seal(
@@ -481,6 +483,38 @@ def ingest(
             raise
         return IngestOutcome(seen, created=False)
     return IngestOutcome(upload, created=True)
+
+
+def _refuse_forgotten_cases(
+    session: Session, organisation_id: str, frame: pd.DataFrame, result: ValidationResult
+) -> None:
+    """Refuse records of cases the organisation asked the hub to forget: none comes back.
+
+    :raises ValidationFailed: naming the rows (as the file counts them), never the pseudonyms.
+    """
+    forgotten = set(
+        session.scalars(
+            select(ForgottenCase.pseudonym_sha256).where(
+                ForgottenCase.organisation_id == organisation_id
+            )
+        )
+    )
+    if not forgotten:
+        return
+    (case_field,) = load_schema().by_role("pseudonym")
+    cases = result.records[case_field].fillna("").tolist()
+    hits = [position for position, case in enumerate(cases) if pseudonym_digest(case) in forgotten]
+    if not hits:
+        return
+    # The reader numbers data rows from 0 in the frame's index (empty rows left out).
+    numbers = (np.asarray(frame.index)[result.accepted_mask][hits] + 1).tolist()
+    shown = ", ".join(str(number) for number in numbers[:10])
+    more = f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    raise ValidationFailed(
+        f"{len(hits)} row(s) hold a case your organisation asked the hub to forget (row(s) "
+        f"{shown}{more}): a forgotten case is not taken again; remove those rows",
+        report=result.report.as_dict(),
+    )
 
 
 def list_uploads(

@@ -245,3 +245,25 @@ def test_the_old_batch_of_a_forgotten_case_is_shredded(
         assert len(records) == receipt["rows_accepted"] - 1
         assert not (records["caseNo"] == case).any()
     file_app.extensions["ctdhub.engine"].dispose()
+
+
+def test_a_forgotten_case_is_not_taken_again(
+    client: FlaskClient, partner_a: Any, partner_b: Any, ctdc_file: Path, db_session: Session
+) -> None:
+    body = sample_csv(ctdc_file)
+    case, line = _first_case(body)
+    assert post(client, partner_a.headers, body).status_code == 201
+    assert _forget(client, partner_a.headers, case).status_code == 200
+    later = sample_csv(ctdc_file, start=2)
+    rows = later.count(b"\n") - 1
+    refused = post(client, partner_a.headers, later + line)
+    assert refused.status_code == 422
+    problem = refused.get_json()
+    assert (
+        f"1 row(s) hold a case your organisation asked the hub to forget (row(s) {rows + 1})"
+        in (problem["detail"])
+    )
+    assert case not in refused.get_data(as_text=True)
+    assert count(db_session, Upload) == 1
+    # Another partner's own record of the same person is theirs to keep or forget.
+    assert post(client, partner_b.headers, later + line).status_code == 201
