@@ -673,6 +673,14 @@ def _forget(
     # commit, and on SQLite the write lock is held from here, so two requests that re-seal the
     # same batch run one after the other (PostgreSQL: the batches' rows are locked below).
     hold_seal_key(session, keyring.active)
+    # The partner's uploads are locked before anything is read, and each read after is a
+    # statement of its own: on PostgreSQL a request that waited here sees what the one before
+    # it committed (its forgotten case, its new batch rows), never a batch that is gone.
+    session.execute(
+        select(Upload.id)
+        .where(Upload.organisation_id == organisation_id, Upload.withdrawn_at.is_(None))
+        .with_for_update()
+    ).all()
     previous = _forgotten_before(session, organisation_id, digest)
     if previous is not None:
         session.rollback()
@@ -687,7 +695,6 @@ def _forget(
             RecordBatch.wrapped_key.is_not(None),
         )
         .order_by(Upload.created_at, Upload.id)
-        .with_for_update()
     ).all()
     removed = 0
     upload_ids: list[str] = []

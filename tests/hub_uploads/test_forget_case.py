@@ -10,6 +10,7 @@ for a withdrawn upload.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,38 @@ def test_a_forgotten_case_is_not_taken_again(
     assert count(db_session, Upload) == 1
     # Another partner's own record of the same person is theirs to keep or forget.
     assert post(client, partner_b.headers, later + line).status_code == 201
+
+
+def test_concurrent_forgets_of_one_upload_all_take_effect(
+    app: APIFlask, client: FlaskClient, partner_a: Any, ctdc_file: Path, db_session: Session
+) -> None:
+    body = sample_csv(ctdc_file)
+    lines = body.splitlines(keepends=True)[1:4]
+    cases = [line.split(b",", 1)[0].decode() for line in lines]
+    receipt = post(client, partner_a.headers, body).get_json()
+    # Two requests for each of three cases of one upload, all started together.
+    wanted = [case for case in cases for _ in range(2)]
+    barrier = threading.Barrier(len(wanted))
+    answers: list[tuple[str, int, dict[str, Any]]] = []
+
+    def run(case: str) -> None:
+        own = app.test_client()
+        barrier.wait()
+        response = _forget(own, partner_a.headers, case)
+        answers.append((case, response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=run, args=(case,)) for case in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(status for _, status, _ in answers) == [200] * len(wanted)
+    for case in cases:
+        outcomes = [answer for each, _, answer in answers if each == case]
+        assert sorted(answer["repeated"] for answer in outcomes) == [False, True]
+        assert {answer["records_removed"] for answer in outcomes} == {1}
+    db_session.expire_all()
+    assert db_session.get_one(Upload, receipt["id"]).rows_forgotten == 3
+    records = analysis_snapshot(db_session, keyring(app), SnapshotCache(0)).records
+    assert len(records) == receipt["rows_accepted"] - 3
+    assert not records["caseNo"].isin(cases).any()
