@@ -16,6 +16,7 @@ the table still adds up: by a maximum flow for one or two dimensions (one always
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -261,6 +262,15 @@ def _hypercube_suppression(
     return unprotected
 
 
+@functools.cache
+def _corner_bits(ndim: int) -> npt.NDArray[np.int64]:
+    """Return the 2^ndim corners of a hypercube as rows of 0 (the primary's index) and 1 (the
+    alternative's), the primary's own corner first."""
+    bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    bits.flags.writeable = False
+    return bits
+
+
 def _rooms(
     ps: npt.NDArray[np.int64],
     choices: list[npt.NDArray[np.int64]],
@@ -280,7 +290,7 @@ def _rooms(
     """
     ndim = len(choices)
     totals = np.array(status.shape) - 1
-    corner_bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    corner_bits = _corner_bits(ndim)
     mesh = np.meshgrid(*[np.arange(c.shape[1]) for c in choices], indexing="ij")
     # grids[i, c, j]: alternative index in dimension j of candidate c of primary i.
     grids = np.stack([np.take(choices[j], mesh[j].ravel(), axis=1) for j in range(ndim)], axis=2)
@@ -333,7 +343,7 @@ def _several_hypercubes(
         cell's room to rise and to fall; they are zero again on return.
     """
     used_up, used_down = used
-    touched: list[tuple[int, ...]] = []
+    touched: list[tuple[npt.NDArray[np.int64], ...]] = []
     try:
         return _add_hypercubes(
             p, choices, values, status, big, need_up, need_down, used, rounds, touched
@@ -353,12 +363,11 @@ def _add_hypercubes(
     need_down: float,
     used: tuple[FloatArray, FloatArray],
     rounds: int,
-    touched: list[tuple[int, ...]],
+    touched: list[tuple[npt.NDArray[np.int64], ...]],
 ) -> bool:
     """The rounds of :func:`_several_hypercubes`, noting every cell whose use they change."""
     used_up, used_down = used
-    ndim = values.ndim
-    corner_bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    corner_bits = _corner_bits(values.ndim)
     totals = np.array(values.shape) - 1
     for _ in range(rounds):
         if need_up <= 1e-9 and need_down <= 1e-9:
@@ -375,20 +384,16 @@ def _add_hypercubes(
         fall = min(float(room_down[0, best]), need_down)
         cube = corners[0, best]
         pair_has_total = (cube[-1] == totals) | (p == totals)
-        for bits, corner in zip(corner_bits, cube, strict=True):
-            index = tuple(int(c) for c in corner)
-            flipped = int(((bits == 1) & ~pair_has_total).sum()) % 2 == 1
-            if flipped:
-                used_up[index] += rise
-                touched.append(index)
-            elif bits.any():
-                used_down[index] += fall
-                touched.append(index)
-            if status[index] == _PUBLISHED:
-                status[index] = _SECONDARY
-        own = tuple(int(c) for c in p)
-        used_down[own] += fall
-        touched.append(own)
+        flipped = ((corner_bits == 1) & ~pair_has_total).sum(axis=1) % 2 == 1
+        others = ~flipped & corner_bits.any(axis=1)
+        # The corners of one hypercube are distinct cells (no alternative is the primary).
+        rising, falling = tuple(cube[flipped].T), tuple(cube[others].T)
+        used_up[rising] += rise
+        used_down[falling] += fall
+        used_down[tuple(p)] += fall
+        touched.extend((rising, falling, tuple(p[:, None])))
+        where = tuple(cube.T)
+        status[where] = np.where(status[where] == _PUBLISHED, _SECONDARY, status[where])
         need_up -= rise
         need_down -= fall
     return need_up <= 1e-9 and need_down <= 1e-9
