@@ -13,7 +13,8 @@ Rows (the floor of each, in brackets):
   new researcher) [plain Polars grouping the same two columns typed as Enum];
 - the first query after new uploads: the hub decrypts the batches, builds and types the
   snapshot, calibrates and answers [Polars reading the same batches: decrypting each,
-  ``pl.read_parquet``, the same group-by]. The batches are sealed by the hub's own
+  ``pl.read_parquet`` of the two columns the query reads, the same group-by; the hub reads every
+  column of every batch into its snapshot]. The batches are sealed by the hub's own
   ``seal``/``encode_batch`` and written to the store directly, as ingest writes them, without
   going through ingest (whose cost is the upload bench's);
 - a repeated query, re-served from the store [none: the aim is under 5 ms];
@@ -21,6 +22,9 @@ Rows (the floor of each, in brackets):
   group-by over the five quasi-identifiers];
 - secondary suppression of citizenship x country x year of ``skewed_records(N)`` (459,921
   cells with margins) [the table's counts by one numpy bincount].
+
+The peak memory printed is the size process's high-water mark, which on Linux may include
+this launcher's (a few hundred megabytes) inherited at ``exec``: an upper bound.
 
 The exponent of a row is the least-squares slope of log(time) on log(records) over the sizes
 run: 1 is linear, below 1 is a fixed cost that the data has not yet outgrown.
