@@ -47,7 +47,7 @@ lint: $(STAMP) ## Check formatting, lint rules and types
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) ## Run the benchmarks against their floors and peers (BENCH="upload sdc dp synth")
+bench: $(STAMP) ## Run the benchmarks against their floors and peers (BENCH="upload sdc dp query synth scale ...")
 	$(PY) -m bench $(BENCH)
 
 toolkit: $(STAMP) ## Build the partner toolkit's own wheel (ctdhub-contribute) into dist/

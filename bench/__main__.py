@@ -1,11 +1,12 @@
 """Run the benchmarks:
-``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit ...]``
-(default: all but synth, anon, differencing and toolkit).
+``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit|scale ...]``
+(default: all but synth, anon, differencing, toolkit and scale).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
 (``bench/peers_synth.sh``), so it runs only when named; so does the Anonymeter cross-check of
-the privacy attacks (``bench/peers_anon.sh``).
+the privacy attacks (``bench/peers_anon.sh``), and the scale benchmark (millions of records,
+minutes).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ BENCHES = {
     "anon": "bench.anon_check",
     "toolkit": "bench.toolkit_bench",
     "differencing": "bench.differencing_bench",
+    "scale": "bench.scale_bench",
 }
 DEFAULT = ("upload", "sdc", "dp", "query")
 

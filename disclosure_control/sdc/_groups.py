@@ -50,13 +50,24 @@ def combine(codes: Sequence[IntArray], sizes: Sequence[int]) -> tuple[IntArray, 
             span = max(len(uniques), 1)
         key = key * size + column
         span *= size
+    return densify(key, span)
+
+
+def densify(key: IntArray, span: int) -> tuple[IntArray, int]:
+    """Return dense codes (0 to n - 1) for keys in ``range(span)``, and n.
+
+    >>> ids, n = densify(np.array([7, 2, 7]), 10)
+    >>> ids.tolist(), n
+    ([1, 0, 1], 2)
+    """
+    n_rows = len(key)
     if n_rows == 0:
         return key, 0
     if span <= 4 * n_rows + 1024:
         # Small key space: a bincount is cheaper than hashing.
         present = np.bincount(key, minlength=span) > 0
-        remap = np.cumsum(present) - 1
-        return remap[key].astype(np.int64), int(present.sum())
+        remap = np.cumsum(present, dtype=np.int64) - 1
+        return remap[key], int(remap[-1]) + 1
     dense, uniques = pd.factorize(key)
     return np.asarray(dense, dtype=np.int64), len(uniques)
 

@@ -18,7 +18,13 @@ class of ``n``, so when ``n`` suppresses more records than the budget allows und
 model (k-anonymity, distinct l-diversity), so does ``m``, and ``m`` is never evaluated.
 
 Node tables are rolled up from the smallest cached table of a node below them in that order
-(the bottom node always qualifies), so nodes high in the lattice cost little. The local strategy
+(the bottom node always qualifies), so nodes high in the lattice cost little. A roll-up groups
+by a mixed-radix key over the ranks of the labels the records take (one gather and one add per
+quasi-identifier and row, then a bincount when the key space is small, a hash otherwise), and
+carries the per-row entropy sums only when the entropy metric is minimised. Once a node within
+the budget is known, a node's loss is first estimated from its bound and its withheld rows
+alone; only a node that may beat the best is scored in full. The input and the release are
+measured from the classes the search already has. The local strategy
 (cell suppression) is greedy per node and tries the nodes of lowest bound, at most
 ``max_local_nodes`` of them: it is a heuristic, and the report says which strategy kept more.
 """
@@ -36,13 +42,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from disclosure_control.sdc._groups import IntArray, column_codes, combine
+from disclosure_control.sdc._groups import IntArray, column_codes, combine, densify
 from disclosure_control.sdc.hierarchies import MARKERS, TOP, WITHHELD, Hierarchy
 from disclosure_control.sdc.measures import (
     Diversity,
     Measures,
     diversity,
     measure,
+    measure_classes,
     recursive_ratio,
     sensitive_attributes,
 )
@@ -248,7 +255,9 @@ class _Table:
     codes: IntArray  # quasi-identifier x row
     values: IntArray | None
     weights: FloatArray
-    info: FloatArray  # quasi-identifier x row
+    # Quasi-identifier x row; only the entropy metric reads it, so a search under another
+    # metric leaves it out of every table it rolls up (``_Lattice.info`` makes it on demand).
+    info: FloatArray | None
 
 
 @dataclass
@@ -283,7 +292,8 @@ class _Lattice:
         quasi_identifiers: Sequence[str],
         hierarchies: Mapping[str, Hierarchy],
         model: PrivacyModel,
-        cache_rows: int = 1_000_000,
+        cache_rows: int = 3_000_000,
+        carry_info: bool = True,
     ) -> None:
         missing = [q for q in quasi_identifiers if q not in hierarchies]
         if missing:
@@ -361,18 +371,41 @@ class _Lattice:
                     "entropy": entropy,
                 }
             )
-        self.bottom = self._bottom()
+        # Grouping keys are built from each label's rank among the labels the records take at
+        # its level, not from its code among all the hierarchy's labels: a country hierarchy
+        # knows 251 countries where a data set may have 180, and the key space (the product
+        # over quasi-identifiers) is what decides between a bincount and a hash.
+        self.rank: list[list[IntArray]] = []
+        self.observed: list[list[int]] = []
+        self.rank_up: list[list[list[IntArray | None]]] = []
+        for i, h in enumerate(self.hierarchies):
+            ranks, observed = [], []
+            for level in range(h.height + 1):
+                taken = np.bincount(h.level_codes(level), weights=self.leaf_counts[i]) > 0
+                ranks.append((np.cumsum(taken) - 1).astype(np.int64))
+                observed.append(max(int(taken.sum()), 1))
+            self.rank.append(ranks)
+            self.observed.append(observed)
+            self.rank_up.append(
+                [
+                    [None if to is None else ranks[b][to] for b, to in enumerate(row)]
+                    for row in self.up[i]
+                ]
+            )
+        self.carry_info = carry_info
+        self.bottom, self.record_bottom = self._bottom()
         self._cache: dict[tuple[int, ...], _Table] = {self.bottom.node: self.bottom}
         self._cache_rows = cache_rows
         self._norm: dict[Metric, float] = {}
         self._level_totals: dict[Metric, list[list[float]]] = {}
         self.evaluated = 0
 
-    def _bottom(self) -> _Table:
-        """Return the table of the most specific node, straight from the records."""
+    def _bottom(self) -> tuple[_Table, IntArray]:
+        """Return the table of the most specific node, straight from the records, and the row
+        of it each record belongs to."""
         node = tuple(0 for _ in self.hierarchies)
-        parts = [self.record_leaves[i] for i in range(len(self.hierarchies))]
-        sizes = [len(h.leaves) for h in self.hierarchies]
+        parts = [self.rank[i][0][self.record_leaves[i]] for i in range(len(self.hierarchies))]
+        sizes = [self.observed[i][0] for i in range(len(self.hierarchies))]
         if self.record_values is not None:
             parts.append(self.record_values)
             sizes.append(self.n_values)
@@ -394,7 +427,7 @@ class _Lattice:
                 else np.zeros((0, rows))
             )
         values = self.record_values[first] if self.record_values is not None else None
-        return _Table(node, codes, values, weights, info)
+        return _Table(node, codes, values, weights, info), ids
 
     def sizes(self, node: Sequence[int]) -> list[int]:
         """Return the number of codes per quasi-identifier at ``node``, withheld included."""
@@ -416,6 +449,57 @@ class _Lattice:
             )
         return to[codes]
 
+    def _group(self, source: _Table, node: Sequence[int]) -> tuple[IntArray, int]:
+        """Return, for every row of ``source``, its row at ``node`` (dense), and the row count.
+
+        ``node`` must generalise the source's node on every quasi-identifier.
+        """
+        maps: list[IntArray] = []
+        sizes: list[int] = []
+        for i, (a, b) in enumerate(zip(source.node, node, strict=True)):
+            to = self.rank_up[i][a][b]
+            if to is None:
+                # The search only rolls up along the generalisation order; reaching here is a bug.
+                raise AssertionError(
+                    f"quasi-identifier {i}: level {b} does not generalise level {a}"
+                )
+            maps.append(to)
+            sizes.append(self.observed[i][b])
+        if source.values is not None:
+            sizes.append(self.n_values)
+        span = math.prod(sizes)
+        if span >= 2**62 or not maps:
+            parts = [to[source.codes[i]] for i, to in enumerate(maps)]
+            if source.values is not None:
+                parts.append(source.values)
+            return combine(parts, sizes)
+        # The mixed-radix key as a sum of lookups: each map is scaled by its digit's weight
+        # first (a few hundred entries), so every row costs one gather and one add per column.
+        weight = span
+        key = np.zeros(source.codes.shape[1], dtype=np.int64)
+        for i, to in enumerate(maps):
+            weight //= sizes[i]
+            key += (to * weight)[source.codes[i]]
+        if source.values is not None:
+            key += source.values
+        return densify(key, span)
+
+    def info(self, table: _Table) -> FloatArray:
+        """Return the table's per-row sums of -log2 leaf frequency (made from the bottom if the
+        table was rolled up without them)."""
+        if table.info is None:
+            ids = self.bottom_rows(table)
+            rows = len(table.weights)
+            bottom_info = cast(FloatArray, self.bottom.info)
+            table.info = (
+                np.stack(
+                    [np.bincount(ids, weights=row, minlength=rows) for row in bottom_info], axis=0
+                )
+                if len(bottom_info)
+                else np.zeros((0, rows))
+            )
+        return table.info
+
     def table(self, node: tuple[int, ...]) -> _Table:
         """Return the table of ``node``, rolled up from the smallest cached table below it."""
         if node in self._cache:
@@ -426,23 +510,20 @@ class _Lattice:
             (t for n, t in self._cache.items() if self.below(n, node)),
             key=lambda t: len(t.weights),
         )
-        parts = [
-            self.lift(i, source.codes[i], a, b)
-            for i, (a, b) in enumerate(zip(source.node, node, strict=True))
-        ]
-        n_qis = len(parts)
-        sizes = self.sizes(node)
-        if source.values is not None:
-            parts.append(source.values)
-            sizes.append(self.n_values)
-        ids, rows = combine(parts, sizes)
-        first = np.full(rows, -1, dtype=np.int64)
-        first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
+        n_qis = len(node)
+        ids, rows = self._group(source, node)
+        # One source row per new row: any will do, since the new codes are a function of it.
+        first = np.empty(rows, dtype=np.int64)
+        first[ids] = np.arange(len(ids))
         codes = np.empty((n_qis, rows), dtype=np.int64)
-        info = np.empty((n_qis, rows), dtype=np.float64)
-        for i in range(n_qis):
-            np.take(parts[i], first, out=codes[i])
-            info[i] = np.bincount(ids, weights=source.info[i], minlength=rows)
+        for i, (a, b) in enumerate(zip(source.node, node, strict=True)):
+            # One representative per new row, lifted: the lift is a function of the source code.
+            codes[i] = self.lift(i, source.codes[i][first], a, b)
+        info = None
+        if self.carry_info and source.info is not None:
+            info = np.empty((n_qis, rows), dtype=np.float64)
+            for i in range(n_qis):
+                info[i] = np.bincount(ids, weights=source.info[i], minlength=rows)
         table = _Table(
             node,
             codes,
@@ -467,11 +548,12 @@ class _Lattice:
         """Return per row and quasi-identifier the cost at the table's level and at the top."""
         level_cost = np.empty(table.codes.shape)
         top_cost = np.empty(table.codes.shape)
+        info = self.info(table) if metric == "entropy" else None
         for i, level in enumerate(table.node):
             label = self.label_cost[i][metric][level][table.codes[i]]
-            if metric == "entropy":
-                level_cost[i] = table.info[i] + table.weights * label
-                top_cost[i] = table.info[i] + table.weights * math.log2(max(self.n, 1))
+            if info is not None:
+                level_cost[i] = info[i] + table.weights * label
+                top_cost[i] = info[i] + table.weights * math.log2(max(self.n, 1))
             else:
                 level_cost[i] = table.weights * label
                 top_cost[i] = table.weights
@@ -495,7 +577,7 @@ class _Lattice:
             totals = []
             for i, h in enumerate(self.hierarchies):
                 info = np.bincount(
-                    self.bottom.codes[i], weights=self.bottom.info[i], minlength=len(h.leaves)
+                    self.bottom.codes[i], weights=self.info(self.bottom)[i], minlength=len(h.leaves)
                 )
                 per_level = []
                 for level in range(h.height + 1):
@@ -600,8 +682,14 @@ class _Lattice:
             return None
         return _Refused(table.node, over_budget=False)
 
-    def full_domain(self, node: tuple[int, ...], metric: Metric) -> _Outcome | _Refused:
-        """Return the outcome of generalising to ``node`` and withholding failing records."""
+    def full_domain(
+        self, node: tuple[int, ...], metric: Metric, beat: float = math.inf
+    ) -> _Outcome | _Refused | None:
+        """Return the outcome of generalising to ``node`` and withholding failing records.
+
+        :param beat: the least loss found so far: ``None`` is returned for a node whose loss is
+            certainly not below it (known from its suppressed rows alone).
+        """
         self.evaluated += 1
         table = self.table(node)
         suppressed = self.failing(table)
@@ -609,9 +697,28 @@ class _Lattice:
         refused = self.refusal(table, suppressed, starred)
         if refused is not None:
             return refused
+        if metric != "discernibility" and beat < math.inf:
+            # The node's loss is its bound plus what withholding its failing rows adds: a sum
+            # over those rows only. It differs from :meth:`loss` by rounding alone (far below
+            # the margin), so a node it rules out could not have won by the exact loss either.
+            if self.suppression_estimate(table, suppressed, metric) >= beat + 1e-9:
+                return None
         return _Outcome(
             node, self.loss(table, suppressed, starred, metric), table, suppressed, starred
         )
+
+    def suppression_estimate(self, table: _Table, suppressed: BoolArray, metric: Metric) -> float:
+        """Return the loss of a full-domain outcome from its bound and its withheld rows."""
+        rows = np.flatnonzero(suppressed)
+        weights = table.weights[rows]
+        added = 0.0
+        for i, level in enumerate(table.node):
+            label = self.label_cost[i][metric][level][table.codes[i, rows]]
+            # At the top a value costs log2(n) (entropy) or 1; the record's own information
+            # cancels out of the difference.
+            top = math.log2(max(self.n, 1)) if metric == "entropy" else 1.0
+            added += float(weights @ (top - label))
+        return self.lower_bound(table.node, metric) + added / self.norm(metric)
 
     def local(self, node: tuple[int, ...], metric: Metric) -> _Outcome | _Refused:
         """Return the outcome of generalising to ``node`` and withholding single values.
@@ -684,21 +791,53 @@ class _Lattice:
             if self.undiverse(ids, 1, size, part[top.values], n_part, top)[0]
         ]
 
-    def record_rows(self, table: _Table) -> IntArray:
-        """Return, for every record, the row of ``table`` it belongs to."""
-        columns = [
-            np.concatenate([table.codes[i], self.lift(i, self.record_leaves[i], 0, level)])
-            for i, level in enumerate(table.node)
-        ]
-        sizes = self.sizes(table.node)
-        if table.values is not None and self.record_values is not None:
-            columns.append(np.concatenate([table.values, self.record_values]))
-            sizes.append(self.n_values)
-        ids, n_ids = combine(columns, sizes)
+    def bottom_rows(self, table: _Table) -> IntArray:
+        """Return, for every row of the bottom table, the row of ``table`` it belongs to."""
+        if table is self.bottom:
+            return np.arange(len(self.bottom.weights), dtype=np.int64)
         rows = len(table.weights)
+        # The table's own rows, each its own source (a table's node generalises itself), then
+        # the bottom's: grouped together, each bottom row meets the table row it rolls up to.
+        both = _Table(
+            table.node,
+            np.concatenate([table.codes, self._lifted_bottom(table.node)], axis=1),
+            None
+            if table.values is None or self.bottom.values is None
+            else np.concatenate([table.values, self.bottom.values]),
+            np.empty(0),
+            None,
+        )
+        ids, n_ids = self._group(both, table.node)
         lookup = np.full(n_ids, -1, dtype=np.int64)
         lookup[ids[:rows]] = np.arange(rows)
         return lookup[ids[rows:]]
+
+    def _lifted_bottom(self, node: Sequence[int]) -> IntArray:
+        """Return the bottom table's codes lifted to ``node`` (quasi-identifier x row)."""
+        return (
+            np.stack(
+                [self.lift(i, self.bottom.codes[i], 0, level) for i, level in enumerate(node)],
+                axis=0,
+            )
+            if len(node)
+            else np.zeros((0, len(self.bottom.weights)), dtype=np.int64)
+        )
+
+    def record_classes(self) -> IntArray:
+        """Return the equivalence class of every record in the input (dense codes)."""
+        if self.bottom.values is None:
+            # Without sensitive attributes the bottom rows are the classes.
+            return self.record_bottom
+        codes = self.bottom.codes
+        bottom_class, _ = combine(
+            [self.rank[i][0][codes[i]] for i in range(len(codes))],
+            [self.observed[i][0] for i in range(len(codes))],
+        )
+        return bottom_class[self.record_bottom]
+
+    def record_rows(self, table: _Table) -> IntArray:
+        """Return, for every record, the row of ``table`` it belongs to."""
+        return self.bottom_rows(table)[self.record_bottom]
 
 
 def _below_any(lattice: _Lattice, node: Sequence[int], others: IntArray) -> bool:
@@ -746,7 +885,7 @@ def _search(
     # Among equal bounds (all of them for discernibility) specific nodes come first, so a
     # node's predecessors are usually in the cache when it is rolled up.
     order = np.lexsort((np.array([sum(n) for n in nodes]), bounds))
-    evaluate = lattice.full_domain if strategy == "full_domain" else lattice.local
+
     prune = lattice.model.monotone and strategy == "full_domain"
     # Levels of the nodes found over budget, one row per node, to test "below" for all at once.
     failed = np.zeros((0, len(lattice.heights)), dtype=np.int64)
@@ -761,7 +900,13 @@ def _search(
         if prune and len(failed) and _below_any(lattice, node, failed):
             continue
         tried += 1
-        outcome = evaluate(node, metric)
+        outcome = (
+            lattice.full_domain(node, metric, best.loss if best is not None else math.inf)
+            if strategy == "full_domain"
+            else lattice.local(node, metric)
+        )
+        if outcome is None:
+            continue
         if isinstance(outcome, _Refused):
             if outcome.over_budget:
                 failed = np.vstack([failed, np.array(node, dtype=np.int64)[None, :]])
@@ -808,24 +953,29 @@ def _apply(
     quasi_identifiers: Sequence[str],
     lattice: _Lattice,
     outcome: _Outcome,
-) -> tuple[pd.DataFrame, pd.Index, dict[str, int]]:
-    """Return the released records, the suppressed index and the withheld cells per field."""
+) -> tuple[pd.DataFrame, pd.Index, dict[str, int], IntArray]:
+    """Return the released records, the suppressed index, the withheld cells per field and
+    the equivalence class of every released record (dense codes)."""
     record_row = lattice.record_rows(outcome.table)
     record_suppressed = outcome.suppressed[record_row]
-    kept_rows = np.flatnonzero(~record_suppressed)
-    kept_row = record_row[kept_rows]
-    released = frame.iloc[kept_rows].copy()
+    # The records kept, in the release's order (:func:`unlinked_order`): every column is taken
+    # once, already shuffled, and the quasi-identifiers are written from their codes.
+    order = np.flatnonzero(~record_suppressed)[unlinked_order(int((~record_suppressed).sum()))]
+    row = record_row[order]
+    released = frame.drop(columns=list(quasi_identifiers)).iloc[order].reset_index(drop=True)
+    table, sizes = outcome.table, lattice.sizes(outcome.node)
+    # The withheld marker is the last code (see ``_Lattice.sizes``); the top label "*" is a
+    # label of the hierarchy's top level only, so the two never meet in one field.
+    codes = np.where(outcome.starred, (np.array(sizes, dtype=np.int64) - 1)[:, None], table.codes)
     cells: dict[str, int] = {}
     for i, (q, h) in enumerate(zip(quasi_identifiers, lattice.hierarchies, strict=True)):
-        level = outcome.node[i]
-        # The withheld marker is the last code (see ``_Lattice.sizes``); the top label "*" is
-        # a label of the hierarchy's top level only, so the two never meet in one field.
-        labels = pd.Series([*h.level_labels(level), WITHHELD], dtype="string")
-        star = outcome.starred[i, kept_row]
-        codes = np.where(star, len(labels) - 1, outcome.table.codes[i, kept_row])
-        released[q] = labels.take(codes).array
-        cells[q] = int(star.sum())
-    return shuffle_records(released), frame.index[record_suppressed], cells
+        labels = pd.Series([*h.level_labels(outcome.node[i]), WITHHELD], dtype="string")
+        released[q] = labels.take(codes[i, row]).array
+        cells[q] = int(outcome.starred[i, row].sum())
+    released = released[list(frame.columns)]
+    row_class, n_classes = combine([codes[i] for i in range(len(sizes))], sizes)
+    classes, _ = combine([row_class[row]], [n_classes])
+    return released, frame.index[record_suppressed], cells, classes
 
 
 def anonymise(
@@ -859,7 +1009,7 @@ def anonymise(
     if strategy not in ("full_domain", "local", "best"):
         raise ValueError(f"unknown strategy {strategy!r}: use full_domain, local or best")
     quasi_identifiers = tuple(quasi_identifiers)
-    lattice = _Lattice(frame, quasi_identifiers, hierarchies, model)
+    lattice = _Lattice(frame, quasi_identifiers, hierarchies, model, carry_info=metric == "entropy")
     if lattice.n == 0:
         raise AnonymisationError("there are no records to anonymise")
     tried: dict[str, _Outcome] = {}
@@ -869,13 +1019,30 @@ def anonymise(
         tried["local"] = _search(lattice, metric, "local", max_nodes=max_local_nodes)
     chosen = min(tried, key=lambda name: tried[name].loss)
     outcome = tried[chosen]
-    released, suppressed, cells = _apply(frame, quasi_identifiers, lattice, outcome)
+    released, suppressed, cells, classes = _apply(frame, quasi_identifiers, lattice, outcome)
     recursive_l = int(model.l) if model.l_kind == "recursive" and model.l is not None else 2
-    before = measure(
-        frame, quasi_identifiers, model.sensitive_attributes, risk_threshold, recursive_l
-    )
-    after = measure(
-        released, quasi_identifiers, model.sensitive_attributes, risk_threshold, recursive_l
+    names = model.sensitive_attributes
+    if any(frame[q].hasnans for q in quasi_identifiers):
+        # A missing value and "" are one leaf to the hierarchies but two values to a group-by
+        # over the input: measure the input as given.
+        before = measure(frame, quasi_identifiers, names, risk_threshold, recursive_l)
+    else:
+        before_ids = lattice.record_classes()
+        before = measure_classes(
+            frame,
+            before_ids,
+            np.bincount(before_ids).astype(np.int64),
+            names,
+            risk_threshold,
+            recursive_l,
+        )
+    after = measure_classes(
+        released,
+        classes,
+        np.bincount(classes, minlength=1 if len(classes) else 0).astype(np.int64),
+        names,
+        risk_threshold,
+        recursive_l,
     )
     losses: dict[str, float] = {
         name: lattice.loss(outcome.table, outcome.suppressed, outcome.starred, name)

@@ -521,6 +521,29 @@ def measure(
     if absent:
         raise KeyError(f"sensitive attribute(s) {absent} not among the columns of the data")
     ids, sizes = class_ids(frame, quasi_identifiers)
+    return measure_classes(frame, ids, sizes, names, threshold, recursive_l, dominance)
+
+
+def measure_classes(
+    frame: pd.DataFrame,
+    ids: IntArray,
+    sizes: IntArray,
+    sensitive: Sequence[str] = (),
+    threshold: float = 0.2,
+    recursive_l: int = 2,
+    dominance: float = 0.95,
+) -> Measures:
+    """Return every measure of records already grouped into equivalence classes.
+
+    :func:`measure` groups the records itself; a caller that has the classes already (the
+    anonymisation, which has grouped them by code) passes them here.
+
+    :param ids: the class of every record (dense: every class from 0 to ``len(sizes) - 1``
+        has a record).
+    :param sizes: the records in every class.
+    The other parameters are :func:`measure`'s.
+    """
+    names = tuple(sensitive)
     empty = len(frame) == 0
     per_attribute = tuple(
         _sensitive_measures(ids, sizes, frame[name], recursive_l, dominance) for name in names

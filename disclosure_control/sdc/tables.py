@@ -16,6 +16,7 @@ the table still adds up: by a maximum flow for one or two dimensions (one always
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -208,6 +209,7 @@ def _hypercube_suppression(
     primaries = primaries[np.lexsort((values[tuple(primaries.T)], -level))]
     big = float(values.max() + 1.0) * 1e3
     unprotected: list[tuple[int, ...]] = []
+    used: tuple[FloatArray, FloatArray] | None = None
     for start in range(0, len(primaries), batch):
         ps = primaries[start : start + batch]  # primary x dimension
         choices = []
@@ -232,7 +234,7 @@ def _hypercube_suppression(
             if take // 2:
                 picks.append(np.argsort(-hidden, axis=1, kind="stable")[:, : take // 2])
             choices.append(np.concatenate(picks, axis=1))
-        corners, room_up, room_down, cost = _rooms(ps, choices, values, values, status, big)
+        corners, room_up, room_down, cost = _rooms(ps, choices, values, status, big)
         up = need_up[tuple(ps.T)][:, None]
         down = need_down[tuple(ps.T)][:, None]
         feasible = (room_up >= up - 1e-9) & (room_down >= down - 1e-9) & np.isfinite(cost)
@@ -242,6 +244,10 @@ def _hypercube_suppression(
         hit = tuple(chosen.reshape(len(ps), -1, ndim)[ok].reshape(-1, ndim).T)
         status[hit] = np.where(status[hit] == _PUBLISHED, _SECONDARY, status[hit])
         for i in np.flatnonzero(~ok).tolist():
+            if used is None:
+                # What the several hypercubes of one cell use, kept across cells (each resets
+                # the entries it touched) so no cell pays for two table-sized arrays.
+                used = (np.zeros(values.shape), np.zeros(values.shape))
             if not _several_hypercubes(
                 ps[i],
                 [c[i : i + 1] for c in choices],
@@ -250,30 +256,41 @@ def _hypercube_suppression(
                 big,
                 float(up[i, 0]),
                 float(down[i, 0]),
+                used,
             ):
                 unprotected.append(tuple(int(x) for x in ps[i]))
     return unprotected
 
 
+@functools.cache
+def _corner_bits(ndim: int) -> npt.NDArray[np.int64]:
+    """Return the 2^ndim corners of a hypercube as rows of 0 (the primary's index) and 1 (the
+    alternative's), the primary's own corner first."""
+    bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    bits.flags.writeable = False
+    return bits
+
+
 def _rooms(
     ps: npt.NDArray[np.int64],
     choices: list[npt.NDArray[np.int64]],
-    up_values: FloatArray,
-    down_values: FloatArray,
+    values: FloatArray,
     status: npt.NDArray[np.int8],
     big: float,
+    used: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, FloatArray]:
     """Return every candidate hypercube of each primary cell: its corners, how far the primary
     can rise and fall within it, and the cost of hiding its corners.
 
     :param ps: the primary cells (primary x dimension).
     :param choices: per dimension, the alternative indices offered to each primary.
-    :param up_values: the values that bound a rise (what the corners that fall can give).
-    :param down_values: the values that bound a fall.
+    :param values: the table's values.
+    :param used: what earlier hypercubes already take off each cell's room to fall (first) and
+        to rise (second), if any: the values less these bound a rise and a fall.
     """
     ndim = len(choices)
     totals = np.array(status.shape) - 1
-    corner_bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    corner_bits = _corner_bits(ndim)
     mesh = np.meshgrid(*[np.arange(c.shape[1]) for c in choices], indexing="ij")
     # grids[i, c, j]: alternative index in dimension j of candidate c of primary i.
     grids = np.stack([np.take(choices[j], mesh[j].ravel(), axis=1) for j in range(ndim)], axis=2)
@@ -287,12 +304,20 @@ def _rooms(
     flips = (corner_bits[None, None, :, :] == 1) & ~pair_has_total[:, :, None, :]
     minus = flips.sum(axis=3) % 2 == 1
     plus_others = ~minus & (np.arange(len(corner_bits)) > 0)[None, None, :]
-    room_up = np.where(minus, up_values[where], np.inf).min(axis=2)
-    room_down = np.where(plus_others, down_values[where], np.inf).min(axis=2)
-    room_down = np.minimum(room_down, down_values[tuple(ps.T)][:, None])
+    at_corners = values[where]
+    up_values, down_values = at_corners, at_corners
+    at_primary = values[tuple(ps.T)]
+    if used is not None:
+        # Only the corners are read, so only they are reduced (not the whole table).
+        up_values = at_corners - used[0][where]
+        down_values = at_corners - used[1][where]
+        at_primary = at_primary - used[1][tuple(ps.T)]
+    room_up = np.where(minus, up_values, np.inf).min(axis=2)
+    room_down = np.where(plus_others, down_values, np.inf).min(axis=2)
+    room_down = np.minimum(room_down, at_primary[:, None])
     margin_coords = (corners == totals).sum(axis=3)
     new = corner_status == _PUBLISHED
-    cost = np.where(new, up_values[where] + big * margin_coords, 0.0)
+    cost = np.where(new, up_values + big * margin_coords, 0.0)
     # Hiding the grand total would hide the size of the whole table: never as secondary.
     cost = np.where(new & (margin_coords == ndim), np.inf, cost).sum(axis=2)
     return corners, room_up, room_down, cost
@@ -306,24 +331,48 @@ def _several_hypercubes(
     big: float,
     need_up: float,
     need_down: float,
+    used: tuple[FloatArray, FloatArray],
     rounds: int = 4,
 ) -> bool:
     """Protect one primary cell with several hypercubes when no single one has room enough.
 
     Each hypercube adds the room it has left once what earlier ones use is taken off their
     corners, so the rooms add up. Hides the corners used; returns whether the needs are met.
+
+    :param used: two zero arrays of the table's shape, to note what the hypercubes use of each
+        cell's room to rise and to fall; they are zero again on return.
     """
-    used_up = np.zeros(values.shape)
-    used_down = np.zeros(values.shape)
-    ndim = values.ndim
-    corner_bits = np.array(list(itertools.product((0, 1), repeat=ndim)), dtype=np.int64)
+    used_up, used_down = used
+    touched: list[tuple[npt.NDArray[np.int64], ...]] = []
+    try:
+        return _add_hypercubes(
+            p, choices, values, status, big, need_up, need_down, used, rounds, touched
+        )
+    finally:
+        for index in touched:
+            used_up[index] = used_down[index] = 0.0
+
+
+def _add_hypercubes(
+    p: npt.NDArray[np.int64],
+    choices: list[npt.NDArray[np.int64]],
+    values: FloatArray,
+    status: npt.NDArray[np.int8],
+    big: float,
+    need_up: float,
+    need_down: float,
+    used: tuple[FloatArray, FloatArray],
+    rounds: int,
+    touched: list[tuple[npt.NDArray[np.int64], ...]],
+) -> bool:
+    """The rounds of :func:`_several_hypercubes`, noting every cell whose use they change."""
+    used_up, used_down = used
+    corner_bits = _corner_bits(values.ndim)
     totals = np.array(values.shape) - 1
     for _ in range(rounds):
         if need_up <= 1e-9 and need_down <= 1e-9:
             return True
-        corners, room_up, room_down, cost = _rooms(
-            p[None, :], choices, values - used_up, values - used_down, status, big
-        )
+        corners, room_up, room_down, cost = _rooms(p[None, :], choices, values, status, big, used)
         gain = np.minimum(room_up[0], need_up) / max(need_up, 1e-9) + np.minimum(
             room_down[0], need_down
         ) / max(need_down, 1e-9)
@@ -335,16 +384,16 @@ def _several_hypercubes(
         fall = min(float(room_down[0, best]), need_down)
         cube = corners[0, best]
         pair_has_total = (cube[-1] == totals) | (p == totals)
-        for bits, corner in zip(corner_bits, cube, strict=True):
-            index = tuple(int(c) for c in corner)
-            flipped = int(((bits == 1) & ~pair_has_total).sum()) % 2 == 1
-            if flipped:
-                used_up[index] += rise
-            elif bits.any():
-                used_down[index] += fall
-            if status[index] == _PUBLISHED:
-                status[index] = _SECONDARY
-        used_down[tuple(int(c) for c in p)] += fall
+        flipped = ((corner_bits == 1) & ~pair_has_total).sum(axis=1) % 2 == 1
+        others = ~flipped & corner_bits.any(axis=1)
+        # The corners of one hypercube are distinct cells (no alternative is the primary).
+        rising, falling = tuple(cube[flipped].T), tuple(cube[others].T)
+        used_up[rising] += rise
+        used_down[falling] += fall
+        used_down[tuple(p)] += fall
+        touched.extend((rising, falling, tuple(p[:, None])))
+        where = tuple(cube.T)
+        status[where] = np.where(status[where] == _PUBLISHED, _SECONDARY, status[where])
         need_up -= rise
         need_down -= fall
     return need_up <= 1e-9 and need_down <= 1e-9
