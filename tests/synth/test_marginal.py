@@ -13,7 +13,7 @@ from disclosure_control.synth import (
     MarginalSynthesizer,
     SynthesisModel,
 )
-from disclosure_control.synth.marginal import _dependence
+from disclosure_control.synth.scores import dependence
 
 from .conftest import SMALL_COLUMNS, read_ctdc_sample
 
@@ -62,7 +62,7 @@ def test_spend_is_openDP_composition_within_budget(
     assert 2.0 * (1 - 1e-6) <= model.spend.rho <= 2.0
     # d one-way marginals, d-1 tree edges, d-2 parent-set choices, d-1 model marginals.
     assert len(model.spend.measurements) == 4 * d - 4
-    assert sum(r for _, r in model.spend.measurements) == pytest.approx(model.spend.rho)
+    assert sum(part.rho for _, part in model.spend.measurements) == pytest.approx(model.spend.rho)
     assert model.spend.epsilon == pytest.approx(rho_to_epsilon(model.spend.rho, 1e-6))
 
 
@@ -111,8 +111,8 @@ def test_parent_set_score_moves_by_at_most_two_per_record(parents: tuple[int, ..
     for _ in range(200):
         records = np.column_stack([rng.integers(0, k, size=60) for k in sizes])
         extra = np.array([[int(rng.integers(0, k)) for k in sizes]])
-        before = _dependence(records, parents, 4, sizes, prior)
-        after = _dependence(np.vstack([records, extra]), parents, 4, sizes, prior)
+        before = dependence(records, parents, 4, sizes, prior)
+        after = dependence(np.vstack([records, extra]), parents, 4, sizes, prior)
         assert abs(after - before) <= 2.0 + 1e-9
 
 
@@ -147,14 +147,14 @@ def test_synthetic_records_beat_independent_columns(
 
 
 def test_raking_moves_a_marginal_to_a_precise_measurement_and_keeps_odds_ratios() -> None:
-    from disclosure_control.synth.marginal import RAKE_DRAW, _draw_compressed, _Factor, _rake
+    from disclosure_control.synth.estimation import RAKE_DRAW, Factor, draw_compressed, rake
 
-    root = _Factor(0, (), np.array([[0.3, 0.7]]))
-    child = _Factor(1, (0,), np.array([[0.8, 0.2], [0.4, 0.6]]))
+    root = Factor(0, (), np.array([[0.3, 0.7]]))
+    child = Factor(1, (0,), np.array([[0.8, 0.2], [0.4, 0.6]]))
     measured = [np.array([0.3, 0.7]), np.array([0.3, 0.7])]
     # The measurement is far more precise than the network: the marginal should move to it.
-    raked = _rake([root, child], [2, 2], measured, [1e-9, 1e-9], [1e9, 1e9])
-    drawn = _draw_compressed(raked, [2, 2], RAKE_DRAW, np.random.default_rng(1))
+    raked = rake([root, child], [2, 2], measured, [1e-9, 1e-9], [1e9, 1e9])
+    drawn = draw_compressed(raked, [2, 2], RAKE_DRAW, np.random.default_rng(1))
     share = np.bincount(drawn[:, 1], minlength=2) / RAKE_DRAW
     # Binomial sampling error of the drawn share at six deviations, plus raking's own tolerance.
     assert abs(share[1] - 0.7) < 6 * np.sqrt(0.21 / RAKE_DRAW) * 2 + 0.01
@@ -163,7 +163,7 @@ def test_raking_moves_a_marginal_to_a_precise_measurement_and_keeps_odds_ratios(
     after = (table[0, 0] / table[0, 1]) / (table[1, 0] / table[1, 1])
     assert after == pytest.approx(before, rel=1e-9)
     # With the network far more precise than the measurement, nothing moves.
-    kept = _rake([root, child], [2, 2], measured, [1e9, 1e9], [1e-9, 1e-9])
+    kept = rake([root, child], [2, 2], measured, [1e9, 1e9], [1e-9, 1e-9])
     np.testing.assert_allclose(kept[1].table, child.table, rtol=1e-6)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel
-from disclosure_control.synth.marginal import MODEL_VERSION, _digest
+from disclosure_control.synth.model import MODEL_VERSION, _digest
 
 from .conftest import SMALL_COLUMNS, read_ctdc_sample
 

@@ -22,14 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from disclosure_control.synth import Domain, MarginalSynthesizer
-from disclosure_control.synth.marginal import (
-    RecordStatistics,
-    _cells,
+from disclosure_control.synth.measure import (
     compress_records,
     encoded_records_domain,
     make_marginal_counts,
     make_score_transformation,
     marginal_cells,
+)
+from disclosure_control.synth.scores import (
+    RecordStatistics,
+    cells,
     pair_distances,
     parent_set_score,
     tree_score,
@@ -110,8 +112,8 @@ def test_marginal_count_vector_moves_by_at_most_its_l2_map(
     assert np.linalg.norm(before - after) <= counts.map(case.distance)
     # And the vector is the marginal itself: the counts of the compressed records' cells.
     n_cells = int(np.prod([case.sizes[j] for j in columns]))
-    cells = _cells(compress_records(case.matrix, case.lookups), columns, case.sizes)
-    assert before.tolist() == np.bincount(cells, minlength=n_cells).tolist()
+    real_cells = cells(compress_records(case.matrix, case.lookups), columns, case.sizes)
+    assert before.tolist() == np.bincount(real_cells, minlength=n_cells).tolist()
     # The user part itself: the cells are a record-by-record map, so the multisets of cells
     # differ by at most as many records as the tables do.
     cells_before = Counter(marginal_cells(case.matrix, columns, case.lookups))
@@ -211,7 +213,7 @@ def test_spend_is_the_composition_of_the_listed_measurements(
     codes = np.column_stack([rng.integers(0, k + 1, size=n_records) for k in n_codes])
     records: pd.DataFrame = domain.decode(codes.reshape(n_records, len(n_codes)))
     model = MarginalSynthesizer(domain, rho).fit(records)
-    losses = [r for _, r in model.spend.measurements]
+    losses = [part.rho for _, part in model.spend.measurements]
     assert len(losses) == 4 * len(n_codes) - 4
     # OpenDP's composition adds the parts rounding up, so it is never below their exact sum.
     assert math.fsum(losses) <= model.spend.rho <= rho
