@@ -219,7 +219,9 @@ class MarginalSynthesizer:
         weights = np.array([1.0 / c.size for c in one_way])
         totals = np.array([c.sum() for c in one_way])
         n_hat = max(float((weights * totals).sum() / weights.sum()), 1.0)
-        return _OneWay([compress(counts, sigma, n_hat) for counts in one_way], n_hat, sigma)
+        n_hat_var = sigma**2 / float(weights.sum())
+        columns = [compress(counts, sigma, n_hat, n_hat_var) for counts in one_way]
+        return _OneWay(columns, n_hat, sigma)
 
     def _measure_factors(
         self,

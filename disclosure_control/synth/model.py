@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from disclosure_control.dp.accounting import ItemisedSpend, PrivacySpend
-from disclosure_control.synth.domain import Domain, FloatArray, IntMatrix
+from disclosure_control.synth.domain import MISSING, Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, draw_compressed
 
 
@@ -50,6 +50,21 @@ class SynthesisModel:
         """Return each column's parents in the model, by name."""
         names = self.domain.columns
         return {names[f.child]: tuple(names[p] for p in f.parents) for f in self.factors}
+
+    def values(self) -> dict[str, tuple[str, ...]]:
+        """Return, per column, the values the model can draw ("" for not recorded).
+
+        Only values the fit's released counts show are drawn (kept values, and rare values
+        that cleared the bar of :func:`~disclosure_control.synth.compression.rare_weights`).
+        """
+        drawable: dict[str, tuple[str, ...]] = {}
+        for j, (column, (kept, rare, weights)) in enumerate(
+            zip(self.domain.columns, self.expand, strict=True)
+        ):
+            labels = (*self.domain.codes[j], MISSING)
+            codes = sorted({*kept.tolist(), *rare[weights > 0].tolist()})
+            drawable[column] = tuple(labels[c] for c in codes)
+        return drawable
 
     def to_json(self) -> str:
         """Return the model as JSON text, to keep a release reproducible.
