@@ -67,8 +67,9 @@ def scale_for_loss(loss: Callable[[float], float], target: float) -> float:
 
     Every mechanism the hub calibrates (the Gaussian and discrete Gaussian mechanisms, noisy
     max under zCDP) loses ``loss(1) / scale**2``: the scale is solved from one probe. OpenDP
-    rounds its maps up, so the solution can be a few units in the last place too small; then
-    :func:`search` finds the boundary in ``[solution, solution * (1 + SCALE_SLACK)]``, so the
+    rounds its maps up, so the solution can be a few units in the last place too small: it is
+    nudged up twice (by 2**-44 and 2**-40 of itself), and failing that :func:`search` finds the
+    boundary in ``[solution, solution * (1 + SCALE_SLACK)]``, so the
     calibration of any request ends after a bounded number of steps.
 
     :param loss: the privacy loss of the mechanism built with a given scale (decreasing)
@@ -86,6 +87,8 @@ def scale_for_loss(loss: Callable[[float], float], target: float) -> float:
             f"the loss to calibrate to must be a finite number > 0, got {target}"
         )
     solved = math.sqrt(loss(1.0) / target)
-    if loss(solved) <= target:
-        return solved
+    # Most often a nudge of a few units in the last place is all OpenDP's rounding needs.
+    for nudge in (0.0, 2.0**-44, 2.0**-40):
+        if loss(solved * (1 + nudge)) <= target:
+            return solved * (1 + nudge)
     return search(lambda scale: loss(scale) <= target, solved, solved * (1 + SCALE_SLACK))

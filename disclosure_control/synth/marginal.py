@@ -52,6 +52,7 @@ from disclosure_control.synth.domain import Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, conditional, rake
 from disclosure_control.synth.measure import Measurements, ProgressCallback, ignore_progress
 from disclosure_control.synth.model import SynthesisModel
+from disclosure_control.synth.refine import POOL_SIZE, Pool, refine
 from disclosure_control.synth.scores import RecordStatistics
 from disclosure_control.synth.structure import root_tree, select_parent_sets, select_tree
 
@@ -97,6 +98,12 @@ class BudgetShares:
         }
 
 
+#: The share of rho the refinement spends by default, and the part of each round that
+#: selects its pair (measured on the CTDC file: see bench/synth_bench.py).
+REFINE_SHARE = 0.3
+REFINE_SELECT = 0.1
+
+
 @dataclass(frozen=True)
 class _OneWay:
     """Step 1's outcome: every column's compression and the estimated number of records."""
@@ -130,6 +137,10 @@ class MarginalSynthesizer:
     :param shares: how rho is split between the kinds of measurement.
     :param max_cells: the largest marginal (in compressed cells) the model measures.
     :param max_parents: the most parents a column may have (its tree parent included).
+    :param refine_share: the share of rho spent after the network, on the pairs it gets most
+        wrong (:mod:`~disclosure_control.synth.refine`); the network's kinds of measurement
+        split the rest by ``shares``. 0 samples the network itself.
+    :param refine_rounds: how many pairs the refinement measures; one per column by default.
     """
 
     def __init__(
@@ -141,6 +152,8 @@ class MarginalSynthesizer:
         shares: BudgetShares | None = None,
         max_cells: int = 20_000,
         max_parents: int = 3,
+        refine_share: float = REFINE_SHARE,
+        refine_rounds: int | None = None,
     ) -> None:
         """Keep the run's settings; nothing touches data until :meth:`fit`."""
         if rho <= 0:
@@ -155,6 +168,13 @@ class MarginalSynthesizer:
         if max_parents < 1:
             raise ValueError("every column but the first needs at least its tree parent")
         self.max_parents = max_parents
+        if not 0 <= refine_share < 1:
+            raise ValueError(f"refine_share must lie in [0, 1), got {refine_share}")
+        d = len(domain.columns)
+        self.refine_rounds = min(d, d * (d - 1) // 2) if refine_rounds is None else refine_rounds
+        if self.refine_rounds < 0 or self.refine_rounds > d * (d - 1) // 2:
+            raise ValueError("refine_rounds must lie between 0 and the number of column pairs")
+        self.refine_share = refine_share if self.refine_rounds else 0.0
 
     def fit(
         self, records: pd.DataFrame, progress: ProgressCallback | None = None
@@ -166,7 +186,8 @@ class MarginalSynthesizer:
         """
         data = self.domain.encode(records)
         names = self.domain.columns
-        rounds = self.shares.per_round(self.rho, len(names))
+        rounds = self.shares.per_round(self.rho * (1 - self.refine_share), len(names))
+        refine_rounds = self._refine_rounds()
         measurements = Measurements(
             data,
             [
@@ -174,11 +195,12 @@ class MarginalSynthesizer:
                 (*rounds["tree"], 1.0),
                 (*rounds["parent_sets"], 2.0),
                 (*rounds["model"], None),
+                *[(1, refine_rounds[1], 1.0), (1, refine_rounds[2], None)] * refine_rounds[0],
             ],
             progress or ignore_progress,
         )
         one_way = self._measure_one_way(measurements, rounds["one_way"][1])
-        model_sigma = sqrt(0.5 / measurements.round_losses[-1])
+        model_sigma = sqrt(0.5 / measurements.round_losses[-1 - 2 * refine_rounds[0]])
         # The expected absolute noise of one measured cell: what a larger marginal costs.
         penalty = sqrt(2 / pi) * model_sigma
         statistics = RecordStatistics(one_way.lookups, one_way.priors, one_way.n_hat)
@@ -197,6 +219,12 @@ class MarginalSynthesizer:
         factors = self._measure_factors(
             measurements, one_way, order, parents, rounds["model"][1], model_sigma
         )
+        refinement = None
+        if refine_rounds[0]:
+            pool = Pool.draw(factors, one_way.sizes, POOL_SIZE)
+            refinement = refine(
+                measurements, statistics, pool, refine_rounds, self.max_cells, names
+            )
         return SynthesisModel(
             domain=self.domain,
             order=order,
@@ -204,7 +232,18 @@ class MarginalSynthesizer:
             expand=[(c.kept, c.rare, c.weights) for c in one_way.columns],
             spend=measurements.spend(self.delta),
             tree=[(names[a], names[b]) for a, b in tree],
+            refinement=refinement,
         )
+
+    def _refine_rounds(self) -> tuple[int, float, float]:
+        """Return the refinement's rounds and the rho of each selection and measurement.
+
+        A round spends a tenth on choosing its pair and the rest on measuring it.
+        """
+        if not self.refine_rounds:
+            return 0, 0.0, 0.0
+        per_round = self.rho * (1 - 1e-9) * self.refine_share / self.refine_rounds
+        return self.refine_rounds, per_round * REFINE_SELECT, per_round * (1 - REFINE_SELECT)
 
     def _measure_one_way(self, measurements: Measurements, rho: float) -> _OneWay:
         """Step 1: measure every column's 1-way marginal and compress its domain."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 from disclosure_control.dp.accounting import ItemisedSpend, PrivacySpend
 from disclosure_control.synth.domain import MISSING, Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, draw_compressed
+from disclosure_control.synth.refine import POOL_SIZE, Pool, Refinement, pool_weights
 
 
 @dataclass
@@ -37,6 +39,8 @@ class SynthesisModel:
         code back into a schema code.
     :param spend: the privacy loss of the run that fitted the model.
     :param tree: the selected tree edges, as column name pairs.
+    :param refinement: the measured pairs a weighted pool of the network's records is fitted
+        to (:mod:`~disclosure_control.synth.refine`), if the run refined the network.
     """
 
     domain: Domain
@@ -45,6 +49,7 @@ class SynthesisModel:
     expand: list[tuple[IntMatrix, IntMatrix, FloatArray]]
     spend: ItemisedSpend
     tree: list[tuple[str, str]]
+    refinement: Refinement | None = None
 
     def parents(self) -> dict[str, tuple[str, ...]]:
         """Return each column's parents in the model, by name."""
@@ -107,6 +112,7 @@ class SynthesisModel:
                 ],
             },
             "tree": [[a, b] for a, b in self.tree],
+            "refinement": None if self.refinement is None else _refinement_json(self.refinement),
         }
         return json.dumps(
             {
@@ -133,7 +139,7 @@ class SynthesisModel:
             raise ValueError(f"synthesis model: not valid JSON (truncated?): {error}") from None
         if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
             raise ValueError(f"synthesis model: not a {MODEL_FORMAT!r} file")
-        if document.get("version") != MODEL_VERSION:
+        if document.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"synthesis model: format version {document.get('version')!r} is not "
                 f"supported (this code reads version {MODEL_VERSION})"
@@ -154,7 +160,8 @@ class SynthesisModel:
         The order of the rows carries nothing about the real records' order (issue 10: a
         release must not leave in an order derived from its input), so unlike a k-anonymous
         release it needs no CSPRNG shuffle, which would break the exact redraw from model and
-        seed: every row is an independent draw from the network, whose tables are noisy
+        seed: every row is an independent draw from the network (or from its weighted pool,
+        itself drawn from the network with a fixed seed), whose tables and weights are noisy
         aggregates (counts) of the records and so the same whatever order the records came in.
         Row ``i`` is the ``i``-th draw of a generator seeded by the release's own seed; nothing
         of any real record's position enters it. The table has a fresh ``RangeIndex``.
@@ -166,7 +173,13 @@ class SynthesisModel:
             raise ValueError("the number of synthetic records cannot be negative")
         rng = np.random.default_rng(seed)
         sizes = [len(kept) + (1 if rare.size else 0) for kept, rare, _ in self.expand]
-        compressed = draw_compressed(self.factors, sizes, n_records, rng)
+        if self.refinement is None:
+            compressed = draw_compressed(self.factors, sizes, n_records, rng)
+        else:
+            pool = Pool.draw(self.factors, sizes, self.refinement.pool_size)
+            weights = pool_weights(pool, sizes, self.refinement)
+            drawn = rng.choice(len(pool.records), size=n_records, p=weights / weights.sum())
+            compressed = pool.records[drawn]
         codes = np.empty_like(compressed)
         for j, (kept, rare, weights) in enumerate(self.expand):
             column = compressed[:, j]
@@ -179,7 +192,9 @@ class SynthesisModel:
 
 #: The name and version written into every saved model.
 MODEL_FORMAT = "ctdhub-synthesis-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+#: Version 1 models (before the refinement) are read as they were written.
+READABLE_VERSIONS = (1, 2)
 
 
 def _hex_floats(values: FloatArray) -> list[str]:
@@ -201,6 +216,41 @@ def _read_ints(values: Any, what: str) -> IntMatrix:
     ):
         raise ValueError(f"synthesis model: {what} must be a list of integers")
     return np.array(values, dtype=np.int64).reshape(len(values))
+
+
+def _refinement_json(refinement: Refinement) -> dict[str, Any]:
+    """Write a refinement's released values (floats exactly)."""
+    return {
+        "pool_size": int(refinement.pool_size),
+        "n_hat": float(refinement.n_hat).hex(),
+        "priors": [_hex_floats(prior) for prior in refinement.priors],
+        "marginals": [
+            {"columns": [int(c) for c in columns], "counts": _hex_floats(counts)}
+            for columns, counts in refinement.marginals
+        ],
+    }
+
+
+def _refinement_from_json(entry: Any, sizes: Sequence[int]) -> Refinement | None:
+    """Read a refinement written by :func:`_refinement_json`, checking its shapes."""
+    if entry is None:
+        return None
+    priors = [_read_floats(p, f"refinement prior {j}") for j, p in enumerate(entry["priors"])]
+    if [p.size for p in priors] != list(sizes):
+        raise ValueError("synthesis model: refinement priors do not match the columns")
+    marginals: list[tuple[tuple[int, ...], FloatArray]] = []
+    for k, item in enumerate(entry["marginals"]):
+        columns = tuple(int(c) for c in _read_ints(item["columns"], f"refinement {k} columns"))
+        if not columns or not all(0 <= c < len(sizes) for c in columns):
+            raise ValueError(f"synthesis model: refinement {k} names a column outside the model")
+        counts = _read_floats(item["counts"], f"refinement {k} counts")
+        if counts.size != prod(sizes[c] for c in columns):
+            raise ValueError(f"synthesis model: refinement {k} has the wrong shape")
+        marginals.append((columns, counts))
+    pool_size = int(entry["pool_size"])
+    if not 1 <= pool_size <= 10 * POOL_SIZE:
+        raise ValueError("synthesis model: refinement pool size out of range")
+    return Refinement(float.fromhex(entry["n_hat"]), priors, marginals, pool_size)
 
 
 def _digest(payload: Any) -> str:
@@ -278,4 +328,5 @@ def _model_from_payload(payload: dict[str, Any], domain: Domain) -> SynthesisMod
     tree = [(str(a), str(b)) for a, b in payload["tree"]]
     if not all(a in columns and b in columns for a, b in tree):
         raise ValueError("synthesis model: a tree edge names a column outside the domain")
-    return SynthesisModel(domain, order, factors, expand, spend, tree)
+    refinement = _refinement_from_json(payload.get("refinement"), sizes)
+    return SynthesisModel(domain, order, factors, expand, spend, tree, refinement)

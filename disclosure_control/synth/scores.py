@@ -70,18 +70,78 @@ class RecordStatistics:
         )
         return result
 
+    def distinct(self, matrix: IntMatrix) -> tuple[IntMatrix, FloatArray]:
+        """Return the distinct records in compressed codes, and how many records each is.
+
+        Counting distinct records with their multiplicities gives every count exactly as the
+        records do, in a fraction of the time (CTDC's 97,750 records are 18,580 distinct).
+        """
+        result: tuple[IntMatrix, FloatArray] = self._remembered(
+            matrix, "distinct", lambda: _distinct(self.compressed(matrix))
+        )
+        return result
+
+    def pair_counts(self, matrix: IntMatrix) -> dict[tuple[int, int], FloatArray]:
+        """Return every column pair's counts (see :func:`pair_counts`)."""
+        result: dict[tuple[int, int], FloatArray] = self._remembered(
+            matrix, "pair counts", lambda: pair_counts(*self.distinct(matrix), self.sizes)
+        )
+        return result
+
     def pair_distances(self, matrix: IntMatrix) -> FloatArray:
         """Return every column pair's distance from independence (see :func:`pair_distances`)."""
         result: FloatArray = self._remembered(
             matrix,
             "pairs",
-            lambda: pair_distances(self.compressed(matrix), self.sizes, self.priors, self.n_hat),
+            lambda: pair_distances(
+                self.distinct(matrix)[0],
+                self.sizes,
+                self.priors,
+                self.n_hat,
+                self.distinct(matrix)[1],
+            ),
         )
         return result
 
 
+def _distinct(mapped: IntMatrix) -> tuple[IntMatrix, FloatArray]:
+    """Return the distinct rows of a matrix and how many times each occurs."""
+    if len(mapped) == 0:
+        return mapped, np.zeros(0)
+    rows, counts = np.unique(mapped, axis=0, return_counts=True)
+    return rows, counts.astype(np.float64)
+
+
+def pair_counts(
+    mapped: IntMatrix, multiplicity: FloatArray | None, sizes: Sequence[int]
+) -> dict[tuple[int, int], FloatArray]:
+    """Return the counts of every column pair's marginal, flat (first column slowest).
+
+    :param mapped: the records, in compressed codes.
+    :param multiplicity: how many records each row stands for (one each if None).
+    :param sizes: every column's number of compressed values.
+
+    >>> pair_counts(np.array([[0, 1], [1, 1]]), None, [2, 2])[0, 1].tolist()
+    [0.0, 1.0, 0.0, 1.0]
+    """
+    d = len(sizes)
+    return {
+        (a, b): np.bincount(
+            mapped[:, a] * sizes[b] + mapped[:, b],
+            weights=multiplicity,
+            minlength=sizes[a] * sizes[b],
+        ).astype(np.float64)
+        for a in range(d)
+        for b in range(a + 1, d)
+    }
+
+
 def pair_distances(
-    mapped: IntMatrix, sizes: Sequence[int], priors: Sequence[FloatArray], n_hat: float
+    mapped: IntMatrix,
+    sizes: Sequence[int],
+    priors: Sequence[FloatArray],
+    n_hat: float,
+    multiplicity: FloatArray | None = None,
 ) -> FloatArray:
     """Return the L1 distance of each real pair marginal from independence.
 
@@ -93,6 +153,7 @@ def pair_distances(
     :param sizes: every column's number of compressed values.
     :param priors: every column's released 1-way distribution.
     :param n_hat: the released number of records.
+    :param multiplicity: how many records each row stands for (one each if None).
 
     >>> m = np.array([[0, 0], [1, 1]])
     >>> pair_distances(m, [2, 2], [np.array([0.5, 0.5])] * 2, 2.0).tolist()
@@ -100,13 +161,9 @@ def pair_distances(
     """
     d = len(sizes)
     table = np.zeros((d, d))
-    for a in range(d):
-        for b in range(a + 1, d):
-            counts = np.bincount(
-                mapped[:, a] * sizes[b] + mapped[:, b], minlength=sizes[a] * sizes[b]
-            )
-            expected = n_hat * np.outer(priors[a], priors[b]).ravel()
-            table[a, b] = table[b, a] = np.abs(counts - expected).sum()
+    for (a, b), counts in pair_counts(mapped, multiplicity, sizes).items():
+        expected = n_hat * np.outer(priors[a], priors[b]).ravel()
+        table[a, b] = table[b, a] = np.abs(counts - expected).sum()
     return table
 
 
@@ -132,6 +189,38 @@ def tree_score(
     return score
 
 
+def pair_error_score(
+    statistics: RecordStatistics,
+    candidates: Sequence[tuple[int, int]],
+    model_counts: Sequence[FloatArray],
+    bias: FloatArray,
+) -> Callable[[IntMatrix], list[float]]:
+    """Return the score function of one round of the refinement's noisy max (sensitivity 1).
+
+    Each candidate pair scores the L1 distance between its real counts and what the current
+    model predicts (released values only), plus a fixed (public) bias: one record added or
+    removed moves one real count by one and the prediction not at all, so every score moves
+    by at most 1.
+
+    :param statistics: the shared statistics of the records.
+    :param candidates: the candidate pairs.
+    :param model_counts: each candidate's counts as the current model predicts them (flat).
+    :param bias: each candidate's fixed bias.
+    """
+    pairs = list(candidates)
+    predicted = [np.asarray(m, dtype=np.float64) for m in model_counts]
+    offsets = np.asarray(bias, dtype=np.float64)
+
+    def score(matrix: IntMatrix) -> list[float]:
+        real = statistics.pair_counts(matrix)
+        errors = np.array(
+            [np.abs(real[p] - m).sum() for p, m in zip(pairs, predicted, strict=True)]
+        )
+        return [float(v) for v in errors + offsets]
+
+    return score
+
+
 def parent_set_score(
     statistics: RecordStatistics,
     options: Sequence[tuple[int, ...]],
@@ -152,16 +241,21 @@ def parent_set_score(
     offsets = np.asarray(bias, dtype=np.float64)
 
     def score(matrix: IntMatrix) -> list[float]:
-        mapped = statistics.compressed(matrix)
+        mapped, multiplicity = statistics.distinct(matrix)
         prior = statistics.priors[child]
-        scores = [dependence(mapped, s, child, statistics.sizes, prior) for s in sets]
+        scores = [dependence(mapped, s, child, statistics.sizes, prior, multiplicity) for s in sets]
         return [float(v) for v in np.array(scores) + offsets]
 
     return score
 
 
 def dependence(
-    mapped: IntMatrix, parents: Sequence[int], child: int, sizes: Sequence[int], prior: FloatArray
+    mapped: IntMatrix,
+    parents: Sequence[int],
+    child: int,
+    sizes: Sequence[int],
+    prior: FloatArray,
+    multiplicity: FloatArray | None = None,
 ) -> float:
     """Return how far a column's counts given a parent set lie from its released distribution.
 
@@ -176,6 +270,7 @@ def dependence(
     :param child: the column.
     :param sizes: every column's number of compressed values.
     :param prior: the child's released (noisy) 1-way distribution.
+    :param multiplicity: how many records each row stands for (one each if None).
 
     >>> m = np.array([[0, 0], [0, 0], [1, 1], [1, 1]])
     >>> dependence(m, [0], 1, [2, 2], np.array([0.5, 0.5]))
@@ -184,7 +279,9 @@ def dependence(
     config = cells(mapped, parents, sizes)
     k = sizes[child]
     joint = np.bincount(
-        config * k + mapped[:, child], minlength=prod(sizes[q] for q in parents) * k
+        config * k + mapped[:, child],
+        weights=multiplicity,
+        minlength=prod(sizes[q] for q in parents) * k,
     )
     table = joint.reshape(-1, k).astype(np.float64)
     return float(np.abs(table - np.outer(table.sum(axis=1), prior)).sum())

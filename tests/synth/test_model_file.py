@@ -123,3 +123,23 @@ def test_inconsistent_content_is_refused_even_with_a_matching_digest(
     del document["model"]["spend"]
     with pytest.raises(ValueError, match="malformed content"):
         SynthesisModel.from_json(_resealed(document), domain)
+
+
+def test_a_version_1_model_without_refinement_still_loads(
+    model: SynthesisModel, domain: Domain
+) -> None:
+    # Models saved before the refinement hold no "refinement" and sample the network itself.
+    document = json.loads(model.to_json())
+    assert document["model"]["refinement"] is not None
+    del document["model"]["refinement"]
+    document["version"] = 1
+    loaded = SynthesisModel.from_json(_resealed(document), domain)
+    assert loaded.refinement is None
+    assert len(loaded.sample(100, seed=1)) == 100
+
+
+def test_a_refinement_of_the_wrong_shape_is_refused(model: SynthesisModel, domain: Domain) -> None:
+    document = json.loads(model.to_json())
+    document["model"]["refinement"]["marginals"][0]["counts"].pop()
+    with pytest.raises(ValueError, match="refinement 0 has the wrong shape"):
+        SynthesisModel.from_json(_resealed(document), domain)

@@ -33,6 +33,7 @@ from disclosure_control.synth.scores import (
     RecordStatistics,
     cells,
     pair_distances,
+    pair_error_score,
     parent_set_score,
     tree_score,
 )
@@ -142,6 +143,31 @@ def test_tree_scores_move_by_at_most_their_linf_map(case: Scenario, data: st.Dat
 
 @PROPERTY
 @given(scenarios(), st.data())
+def test_refinement_scores_move_by_at_most_their_linf_map(
+    case: Scenario, data: st.DataObject
+) -> None:
+    d = case.matrix.shape[1]
+    pairs = list(combinations(range(d), 2))
+    candidates = data.draw(st.lists(st.sampled_from(pairs), min_size=1, unique=True))
+    sizes = case.sizes
+    # Any public prediction of each pair's counts (the weighted pool's, in a run).
+    predicted = [
+        np.array(data.draw(st.lists(st.floats(0, 20), min_size=n, max_size=n)))
+        for n in (sizes[a] * sizes[b] for a, b in candidates)
+    ]
+    bias = np.array(
+        data.draw(st.lists(st.floats(-50, 50), min_size=len(candidates), max_size=len(candidates)))
+    )
+    statistics = RecordStatistics(case.lookups, case.priors, case.n_hat)
+    scores = make_score_transformation(
+        encoded_records_domain(d), pair_error_score(statistics, candidates, predicted, bias), 1.0
+    )
+    moved = _linf(scores(case.matrix), scores(case.neighbour))
+    assert moved <= scores.map(case.distance) + FLOAT_SLACK
+
+
+@PROPERTY
+@given(scenarios(), st.data())
 def test_parent_set_scores_move_by_at_most_their_linf_map(
     case: Scenario, data: st.DataObject
 ) -> None:
@@ -214,7 +240,9 @@ def test_spend_is_the_composition_of_the_listed_measurements(
     records: pd.DataFrame = domain.decode(codes.reshape(n_records, len(n_codes)))
     model = MarginalSynthesizer(domain, rho).fit(records)
     losses = [part.rho for _, part in model.spend.measurements]
-    assert len(losses) == 4 * len(n_codes) - 4
+    d = len(n_codes)
+    # The network's rounds, then one selection and one measurement per refinement round.
+    assert len(losses) == 4 * d - 4 + 2 * min(d, d * (d - 1) // 2)
     # OpenDP's composition adds the parts rounding up, so it is never below their exact sum.
     assert math.fsum(losses) <= model.spend.rho <= rho
     assert model.spend.rho == pytest.approx(math.fsum(losses), rel=1e-12)
