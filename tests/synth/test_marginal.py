@@ -62,10 +62,10 @@ def test_spend_is_openDP_composition_within_budget(
     d = len(domain.columns)
     assert 2.0 * (1 - 1e-6) <= model.spend.rho <= 2.0
     # d one-way marginals, d-1 tree edges, d-2 parent-set choices, d-1 model marginals, then
-    # d refinement rounds of a selection and a measurement each.
-    assert len(model.spend.measurements) == 4 * d - 4 + 2 * d
+    # 2d refinement rounds of a selection and a measurement each.
+    assert len(model.spend.measurements) == 4 * d - 4 + 2 * 2 * d
     labels = [label for label, _ in model.spend.measurements]
-    assert labels[4 * d - 4 :: 2] == ["refinement pair"] * d
+    assert labels[4 * d - 4 :: 2] == ["refinement pair"] * 2 * d
     assert sum(part.rho for _, part in model.spend.measurements) == pytest.approx(model.spend.rho)
     assert model.spend.epsilon == pytest.approx(rho_to_epsilon(model.spend.rho, 1e-6))
 

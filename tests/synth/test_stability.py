@@ -242,7 +242,7 @@ def test_spend_is_the_composition_of_the_listed_measurements(
     losses = [part.rho for _, part in model.spend.measurements]
     d = len(n_codes)
     # The network's rounds, then one selection and one measurement per refinement round.
-    assert len(losses) == 4 * d - 4 + 2 * min(d, d * (d - 1) // 2)
+    assert len(losses) == 4 * d - 4 + 2 * min(2 * d, d * (d - 1) // 2)
     # OpenDP's composition adds the parts rounding up, so it is never below their exact sum.
     assert math.fsum(losses) <= model.spend.rho <= rho
     assert model.spend.rho == pytest.approx(math.fsum(losses), rel=1e-12)
