@@ -17,7 +17,10 @@ module per step:
 5. turn the noisy marginals into a Bayesian network of smoothed conditional tables
    (:mod:`~disclosure_control.synth.estimation`);
 6. rake each column's conditional table so its marginal moves to the inverse-variance
-   combination of the network's marginal and its own 1-way measurement, and sample
+   combination of the network's marginal and its own 1-way measurement;
+7. refine, as AIM does: with the rest of the budget, round by round, pick by noisy max the
+   column pair the model gets most wrong, measure it, and reweight a pool of the network's
+   records to every measurement (:mod:`~disclosure_control.synth.refine`); then sample
    (:mod:`~disclosure_control.synth.model`).
 
 Every access to the real records is an OpenDP measurement inside one OpenDP adaptive
