@@ -57,6 +57,7 @@ False
 from disclosure_control.dp.accounting import (
     AccountingError,
     BudgetCheck,
+    ItemisedSpend,
     PrivacySpend,
     check_charge,
     compose,
@@ -104,6 +105,7 @@ __all__ = [
     "Cell",
     "Field",
     "Filter",
+    "ItemisedSpend",
     "Measure",
     "PrivacySpend",
     "Preview",

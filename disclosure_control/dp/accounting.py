@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 import opendp.prelude as dp
 from opendp.mod import OpenDPException
@@ -22,6 +23,7 @@ dp.enable_features("contrib")
 __all__ = [
     "AccountingError",
     "BudgetCheck",
+    "ItemisedSpend",
     "PrivacySpend",
     "check_charge",
     "compose",
@@ -174,6 +176,55 @@ def to_epsilon_delta(spend: PrivacySpend, delta: float) -> tuple[float, float]:
     (5.2215, 1.001e-06)
     """
     return rho_to_epsilon(spend.rho, delta), delta + spend.delta
+
+
+@dataclass(frozen=True)
+class ItemisedSpend:
+    """What a run of several measurements spent: its total, each measurement's part, and the
+    total stated as (epsilon, delta).
+
+    :param total: the run's spend, as OpenDP's composition states it.
+    :param display_delta: the delta at which the total's rho is also stated as epsilon (the
+        total's own key-selection delta adds to it, as in :func:`to_epsilon_delta`).
+    :param measurements: each measurement's label and spend, in the order they were made.
+
+    >>> run = ItemisedSpend(PrivacySpend(0.5), 1e-6, (("1-way gender", PrivacySpend(0.5)),))
+    >>> round(run.epsilon, 4), run.rho
+    (5.2215, 0.5)
+    >>> run.to_dict()["measurements"]
+    [{'label': '1-way gender', 'rho': 0.5}]
+    """
+
+    total: PrivacySpend
+    display_delta: float
+    measurements: tuple[tuple[str, PrivacySpend], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _check_delta(self.display_delta, "display_delta")
+
+    @property
+    def rho(self) -> float:
+        """Return the run's total rho."""
+        return self.total.rho
+
+    @property
+    def epsilon(self) -> float:
+        """Return the epsilon of the total at ``display_delta``, by OpenDP's conversion."""
+        return to_epsilon_delta(self.total, self.display_delta)[0]
+
+    @property
+    def delta(self) -> float:
+        """Return the delta of the (epsilon, delta) statement: display plus key selection."""
+        return to_epsilon_delta(self.total, self.display_delta)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spend as JSON-ready data: rho, epsilon, delta and each measurement's rho."""
+        return {
+            "rho": self.rho,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "measurements": [{"label": k, "rho": v.rho} for k, v in self.measurements],
+        }
 
 
 @dataclass(frozen=True, slots=True)

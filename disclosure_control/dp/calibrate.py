@@ -9,12 +9,13 @@ accuracy summary of a discrete Gaussian costs time in proportion to its scale).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import opendp.prelude as dp
 
-__all__ = ["CalibrationError", "search"]
+__all__ = ["CalibrationError", "scale_for_loss", "search"]
 
 N = TypeVar("N", int, float)
 
@@ -54,3 +55,40 @@ def search(predicate: Callable[[N], bool], low: N, high: N) -> N:
             raise CalibrationError(f"the boundary is outside [{low}, {high}]") from None
         raise
     return cast(N, found)
+
+
+#: How far above the inverse-square solution :func:`scale_for_loss` looks for OpenDP's agreement
+#: (OpenDP rounds its privacy maps up by a few units in the last place, never by this much).
+SCALE_SLACK = 2**-20
+
+
+def scale_for_loss(loss: Callable[[float], float], target: float) -> float:
+    """Return the smallest noise scale whose privacy loss, by OpenDP's own map, is within target.
+
+    Every mechanism the hub calibrates (the Gaussian and discrete Gaussian mechanisms, noisy
+    max under zCDP) loses ``loss(1) / scale**2``: the scale is solved from one probe. OpenDP
+    rounds its maps up, so the solution can be a few units in the last place too small: it is
+    nudged up twice (by 2**-44 and 2**-40 of itself), and failing that :func:`search` finds the
+    boundary in ``[solution, solution * (1 + SCALE_SLACK)]``, so the
+    calibration of any request ends after a bounded number of steps.
+
+    :param loss: the privacy loss of the mechanism built with a given scale (decreasing)
+    :param target: the loss the scale must stay within (> 0)
+    :raises CalibrationError: if no scale in the searched range is within ``target``
+
+    >>> scale_for_loss(lambda scale: 0.5 / scale**2, 0.125)
+    2.0
+    >>> scale = scale_for_loss(lambda scale: 0.3 / scale**2 + 1e-12, 0.1)
+    >>> 0.3 / scale**2 + 1e-12 <= 0.1
+    True
+    """
+    if not (math.isfinite(target) and target > 0):
+        raise CalibrationError(
+            f"the loss to calibrate to must be a finite number > 0, got {target}"
+        )
+    solved = math.sqrt(loss(1.0) / target)
+    # Most often a nudge of a few units in the last place is all OpenDP's rounding needs.
+    for nudge in (0.0, 2.0**-44, 2.0**-40):
+        if loss(solved * (1 + nudge)) <= target:
+            return solved * (1 + nudge)
+    return search(lambda scale: loss(scale) <= target, solved, solved * (1 + SCALE_SLACK))

@@ -27,7 +27,7 @@ from disclosure_control.dp.accounting import (
     epsilon_delta_to_rho,
     rho_to_epsilon,
 )
-from disclosure_control.dp.calibrate import CalibrationError, search
+from disclosure_control.dp.calibrate import CalibrationError, scale_for_loss, search
 from disclosure_control.dp.spec import (
     Code,
     Field,
@@ -303,17 +303,8 @@ def _calibrate(shape: _Shape, rho: float) -> tuple[Measurement, float, int | Non
     """Return the measurement spending at most ``rho``, its global scale and threshold."""
     approximate = _is_approximate(shape)
     tuning_threshold = _NO_THRESHOLD if approximate else None
-    unit_rho = _loss(_make(shape, 1.0, tuning_threshold))[0]
-    scale = math.sqrt(unit_rho / rho)
+    scale = scale_for_loss(lambda s: _loss(_make(shape, s, tuning_threshold))[0], rho)
     measurement = _make(shape, scale, tuning_threshold)
-    # OpenDP rounds its privacy maps up; nudge the scale until its own map agrees.
-    for _ in range(64):
-        if _loss(measurement)[0] <= rho:
-            break
-        scale *= 1 + 2**-40
-        measurement = _make(shape, scale, tuning_threshold)
-    else:  # pragma: no cover -- the inverse-square law held for every OpenDP mechanism we use
-        raise RuntimeError("could not calibrate the noise scale to the requested rho")
     if not approximate:
         return measurement, scale, None
     delta = shape.spec.key_selection_delta

@@ -13,6 +13,7 @@ import pandas as pd
 MISSING = ""
 
 IntMatrix = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from disclosure_control.synth.domain import Domain, IntMatrix
-from disclosure_control.synth.marginal import ProgressCallback, _ignore_progress
+from disclosure_control.synth.measure import ProgressCallback, ignore_progress
 
 _MAX_RETRIES = 8
 
@@ -60,7 +60,7 @@ def k_synthetic(
     """
     if k < 1 or max_length not in (1, 2, 3):
         raise ValueError("k must be at least 1 and max_length 1, 2 or 3")
-    report = progress or _ignore_progress
+    report = progress or ignore_progress
     data = domain.encode(records)
     sizes = domain.cardinalities
     d = len(sizes)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import opendp.prelude as dp
 import pytest
 
 from disclosure_control.dp import (
     AccountingError,
+    ItemisedSpend,
     PrivacySpend,
     check_charge,
     compose,
@@ -15,6 +17,7 @@ from disclosure_control.dp import (
     rho_to_epsilon,
     to_epsilon_delta,
 )
+from disclosure_control.dp.calibrate import CalibrationError, scale_for_loss
 
 
 @pytest.mark.parametrize("rho", [1e-4, 0.01, 0.1, 0.5, 2.0])
@@ -92,3 +95,67 @@ def test_an_overspent_ledger_has_nothing_left() -> None:
     check = check_charge(PrivacySpend(0.0), PrivacySpend(1.5), PrivacySpend(1.0))
     assert check.remaining == PrivacySpend(0.0)
     assert not check.fits  # not even a zero charge: the ledger is already in breach
+
+
+def test_itemised_spend_states_epsilon_by_the_one_conversion() -> None:
+    run = ItemisedSpend(PrivacySpend(0.3, 1e-9), 1e-6, (("a", PrivacySpend(0.1)),) * 3)
+    assert (run.epsilon, run.delta) == to_epsilon_delta(PrivacySpend(0.3, 1e-9), 1e-6)
+    assert run.to_dict() == {
+        "rho": 0.3,
+        "epsilon": rho_to_epsilon(0.3, 1e-6),
+        "delta": 1e-6 + 1e-9,
+        "measurements": [{"label": "a", "rho": 0.1}] * 3,
+    }
+
+
+def test_itemised_spend_of_a_huge_rho_falls_back_to_the_textbook_bound() -> None:
+    # OpenDP's tight conversion overflows somewhere between rho 1e4 (it answers) and 1e5 (it
+    # raises); the account must still state an epsilon, and a bound that holds.
+    rho, delta = 1e5, 1e-6
+    bound = rho + 2 * math.sqrt(rho * math.log(1 / delta))
+    assert ItemisedSpend(PrivacySpend(rho), delta).epsilon == pytest.approx(bound, rel=1e-12)
+
+
+def test_itemised_spend_refuses_a_delta_out_of_range() -> None:
+    with pytest.raises(AccountingError, match="display_delta"):
+        ItemisedSpend(PrivacySpend(0.1), 0.0)
+
+
+def _gaussian_count_loss(scale: float) -> float:
+    counts = dp.t.make_count_by_categories(
+        dp.vector_domain(dp.atom_domain(T=int)),
+        dp.symmetric_distance(),
+        categories=[0, 1, 2],
+        null_category=False,
+        MO="L2Distance<int>",
+    )
+    measurement = counts >> dp.m.then_gaussian(scale=scale)
+    return float(measurement.map(1))
+
+
+@pytest.mark.parametrize("rho", [1e-4, 0.0123, 0.5, 7.0])
+def test_scale_for_loss_is_the_smallest_scale_openDP_accepts(rho: float) -> None:
+    scale = scale_for_loss(_gaussian_count_loss, rho)
+    assert _gaussian_count_loss(scale) <= rho
+    # A scale a millionth of a percent smaller loses about 2e-8 relatively more than rho.
+    assert _gaussian_count_loss(scale * (1 - 1e-8)) > rho
+
+
+def test_scale_for_loss_searches_when_the_map_rounds_up() -> None:
+    # A loss rounded up by a fixed amount (as OpenDP's maps round up): the inverse-square
+    # solution from the probe at scale 1 then overspends, and only the search finds the scale.
+    def rounded_up(scale: float) -> float:
+        return 0.3 / scale**2 + 1e-12
+
+    solved = math.sqrt(rounded_up(1.0) / 0.1)
+    assert rounded_up(solved) > 0.1
+    scale = scale_for_loss(rounded_up, 0.1)
+    assert rounded_up(scale) <= 0.1 < rounded_up(scale * (1 - 1e-9))
+
+
+def test_scale_for_loss_is_bounded_when_no_scale_fits() -> None:
+    # A loss no scale brings under the target: the search gives up at its bound, never spins.
+    with pytest.raises(CalibrationError):
+        scale_for_loss(lambda scale: 1.0, 0.5)
+    with pytest.raises(CalibrationError, match="finite number > 0"):
+        scale_for_loss(lambda scale: 1.0 / scale**2, 0.0)

@@ -13,7 +13,8 @@ from disclosure_control.synth import (
     MarginalSynthesizer,
     SynthesisModel,
 )
-from disclosure_control.synth.marginal import _dependence
+from disclosure_control.synth.compression import compress
+from disclosure_control.synth.scores import dependence
 
 from .conftest import SMALL_COLUMNS, read_ctdc_sample
 
@@ -60,9 +61,12 @@ def test_spend_is_openDP_composition_within_budget(
     model, _ = fitted
     d = len(domain.columns)
     assert 2.0 * (1 - 1e-6) <= model.spend.rho <= 2.0
-    # d one-way marginals, d-1 tree edges, d-2 parent-set choices, d-1 model marginals.
-    assert len(model.spend.measurements) == 4 * d - 4
-    assert sum(r for _, r in model.spend.measurements) == pytest.approx(model.spend.rho)
+    # d one-way marginals, d-1 tree edges, d-2 parent-set choices, d-1 model marginals, then
+    # 2d refinement rounds of a selection and a measurement each.
+    assert len(model.spend.measurements) == 4 * d - 4 + 2 * 2 * d
+    labels = [label for label, _ in model.spend.measurements]
+    assert labels[4 * d - 4 :: 2] == ["refinement pair"] * 2 * d
+    assert sum(part.rho for _, part in model.spend.measurements) == pytest.approx(model.spend.rho)
     assert model.spend.epsilon == pytest.approx(rho_to_epsilon(model.spend.rho, 1e-6))
 
 
@@ -111,8 +115,8 @@ def test_parent_set_score_moves_by_at_most_two_per_record(parents: tuple[int, ..
     for _ in range(200):
         records = np.column_stack([rng.integers(0, k, size=60) for k in sizes])
         extra = np.array([[int(rng.integers(0, k)) for k in sizes]])
-        before = _dependence(records, parents, 4, sizes, prior)
-        after = _dependence(np.vstack([records, extra]), parents, 4, sizes, prior)
+        before = dependence(records, parents, 4, sizes, prior)
+        after = dependence(np.vstack([records, extra]), parents, 4, sizes, prior)
         assert abs(after - before) <= 2.0 + 1e-9
 
 
@@ -147,14 +151,14 @@ def test_synthetic_records_beat_independent_columns(
 
 
 def test_raking_moves_a_marginal_to_a_precise_measurement_and_keeps_odds_ratios() -> None:
-    from disclosure_control.synth.marginal import RAKE_DRAW, _draw_compressed, _Factor, _rake
+    from disclosure_control.synth.estimation import RAKE_DRAW, Factor, draw_compressed, rake
 
-    root = _Factor(0, (), np.array([[0.3, 0.7]]))
-    child = _Factor(1, (0,), np.array([[0.8, 0.2], [0.4, 0.6]]))
+    root = Factor(0, (), np.array([[0.3, 0.7]]))
+    child = Factor(1, (0,), np.array([[0.8, 0.2], [0.4, 0.6]]))
     measured = [np.array([0.3, 0.7]), np.array([0.3, 0.7])]
     # The measurement is far more precise than the network: the marginal should move to it.
-    raked = _rake([root, child], [2, 2], measured, [1e-9, 1e-9], [1e9, 1e9])
-    drawn = _draw_compressed(raked, [2, 2], RAKE_DRAW, np.random.default_rng(1))
+    raked = rake([root, child], [2, 2], measured, [1e-9, 1e-9], [1e9, 1e9])
+    drawn = draw_compressed(raked, [2, 2], RAKE_DRAW, np.random.default_rng(1))
     share = np.bincount(drawn[:, 1], minlength=2) / RAKE_DRAW
     # Binomial sampling error of the drawn share at six deviations, plus raking's own tolerance.
     assert abs(share[1] - 0.7) < 6 * np.sqrt(0.21 / RAKE_DRAW) * 2 + 0.01
@@ -163,7 +167,7 @@ def test_raking_moves_a_marginal_to_a_precise_measurement_and_keeps_odds_ratios(
     after = (table[0, 0] / table[0, 1]) / (table[1, 0] / table[1, 1])
     assert after == pytest.approx(before, rel=1e-9)
     # With the network far more precise than the measurement, nothing moves.
-    kept = _rake([root, child], [2, 2], measured, [1e9, 1e9], [1e-9, 1e-9])
+    kept = rake([root, child], [2, 2], measured, [1e9, 1e9], [1e-9, 1e-9])
     np.testing.assert_allclose(kept[1].table, child.table, rtol=1e-6)
 
 
@@ -183,3 +187,37 @@ def test_synthetic_rows_carry_no_trend_of_the_real_records_order(
     position = pd.Series(range(len(year)))[known.to_numpy()]
     rho = position.rank().corr(year[known].astype(int).rank())
     assert abs(rho) <= 6.0 / (int(known.sum()) - 1) ** 0.5
+
+
+def test_a_boolean_value_under_the_bar_is_never_drawn() -> None:
+    # Issue 15: "0" (code 0) and a rare "1" (code 1) both under two deviations, their sum over
+    # the old bucket test: the bucket used to be shared by clipped counts, and "0" came out.
+    # Now no rare value clears the bar, so the bucket is absent and only "" is drawn.
+    column = compress(np.array([15.0, 18.0, 9000.0]), 10.0, 9100.0)
+    assert column.emitted.tolist() == [2]
+    # With "1" over the bar, the bucket is drawn, and all of it goes to "1".
+    column = compress(np.array([15.0, 25.0, 9000.0]), 10.0, 9100.0)
+    assert column.emitted.tolist() == [1, 2]
+    assert column.weights.tolist() == [0.0, 1.0]
+
+
+def test_a_bucket_whose_mass_is_noise_is_absent() -> None:
+    # A rare value over the bar, but the kept values already hold the record count: the
+    # bucket's mass (the residual, 10) is under three deviations of its noise (10 sqrt(2)).
+    column = compress(np.array([25.0, 5000.0, 3000.0]), 10.0, 8010.0)
+    assert column.emitted.tolist() == [1, 2]
+
+
+def test_every_drawn_value_is_one_the_model_shows(
+    fitted: tuple[SynthesisModel, list[int]], domain: Domain
+) -> None:
+    model, _ = fitted
+    drawn = model.sample(20_000, seed=3)
+    values = model.values()
+    for column in domain.columns:
+        assert set(drawn[column]) <= set(values[column])
+    # The sample of 20,000 draws reaches every value the model gives a share of at least 1e-3
+    # (a value it misses then had chance (1 - 1e-3) ** 20000 < 3e-9): values() is not loose.
+    for column in domain.columns:
+        shares = drawn[column].value_counts(normalize=True)
+        assert set(shares.index) == set(values[column]) or shares.min() < 1e-3

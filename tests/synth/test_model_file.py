@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel
-from disclosure_control.synth.marginal import MODEL_VERSION, _digest
+from disclosure_control.synth.model import MODEL_VERSION, _digest
 
 from .conftest import SMALL_COLUMNS, read_ctdc_sample
 
@@ -122,4 +122,24 @@ def test_inconsistent_content_is_refused_even_with_a_matching_digest(
     document = json.loads(model.to_json())
     del document["model"]["spend"]
     with pytest.raises(ValueError, match="malformed content"):
+        SynthesisModel.from_json(_resealed(document), domain)
+
+
+def test_a_version_1_model_without_refinement_still_loads(
+    model: SynthesisModel, domain: Domain
+) -> None:
+    # Models saved before the refinement hold no "refinement" and sample the network itself.
+    document = json.loads(model.to_json())
+    assert document["model"]["refinement"] is not None
+    del document["model"]["refinement"]
+    document["version"] = 1
+    loaded = SynthesisModel.from_json(_resealed(document), domain)
+    assert loaded.refinement is None
+    assert len(loaded.sample(100, seed=1)) == 100
+
+
+def test_a_refinement_of_the_wrong_shape_is_refused(model: SynthesisModel, domain: Domain) -> None:
+    document = json.loads(model.to_json())
+    document["model"]["refinement"]["marginals"][0]["counts"].pop()
+    with pytest.raises(ValueError, match="refinement 0 has the wrong shape"):
         SynthesisModel.from_json(_resealed(document), domain)

@@ -22,15 +22,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from disclosure_control.synth import Domain, MarginalSynthesizer
-from disclosure_control.synth.marginal import (
-    RecordStatistics,
-    _cells,
+from disclosure_control.synth.measure import (
     compress_records,
     encoded_records_domain,
     make_marginal_counts,
     make_score_transformation,
     marginal_cells,
+)
+from disclosure_control.synth.scores import (
+    RecordStatistics,
+    cells,
     pair_distances,
+    pair_error_score,
     parent_set_score,
     tree_score,
 )
@@ -110,8 +113,8 @@ def test_marginal_count_vector_moves_by_at_most_its_l2_map(
     assert np.linalg.norm(before - after) <= counts.map(case.distance)
     # And the vector is the marginal itself: the counts of the compressed records' cells.
     n_cells = int(np.prod([case.sizes[j] for j in columns]))
-    cells = _cells(compress_records(case.matrix, case.lookups), columns, case.sizes)
-    assert before.tolist() == np.bincount(cells, minlength=n_cells).tolist()
+    real_cells = cells(compress_records(case.matrix, case.lookups), columns, case.sizes)
+    assert before.tolist() == np.bincount(real_cells, minlength=n_cells).tolist()
     # The user part itself: the cells are a record-by-record map, so the multisets of cells
     # differ by at most as many records as the tables do.
     cells_before = Counter(marginal_cells(case.matrix, columns, case.lookups))
@@ -135,6 +138,31 @@ def test_tree_scores_move_by_at_most_their_linf_map(case: Scenario, data: st.Dat
     )
     moved = _linf(scores(case.matrix), scores(case.neighbour))
     assert scores.map(case.distance) == case.distance
+    assert moved <= scores.map(case.distance) + FLOAT_SLACK
+
+
+@PROPERTY
+@given(scenarios(), st.data())
+def test_refinement_scores_move_by_at_most_their_linf_map(
+    case: Scenario, data: st.DataObject
+) -> None:
+    d = case.matrix.shape[1]
+    pairs = list(combinations(range(d), 2))
+    candidates = data.draw(st.lists(st.sampled_from(pairs), min_size=1, unique=True))
+    sizes = case.sizes
+    # Any public prediction of each pair's counts (the weighted pool's, in a run).
+    predicted = [
+        np.array(data.draw(st.lists(st.floats(0, 20), min_size=n, max_size=n)))
+        for n in (sizes[a] * sizes[b] for a, b in candidates)
+    ]
+    bias = np.array(
+        data.draw(st.lists(st.floats(-50, 50), min_size=len(candidates), max_size=len(candidates)))
+    )
+    statistics = RecordStatistics(case.lookups, case.priors, case.n_hat)
+    scores = make_score_transformation(
+        encoded_records_domain(d), pair_error_score(statistics, candidates, predicted, bias), 1.0
+    )
+    moved = _linf(scores(case.matrix), scores(case.neighbour))
     assert moved <= scores.map(case.distance) + FLOAT_SLACK
 
 
@@ -211,8 +239,10 @@ def test_spend_is_the_composition_of_the_listed_measurements(
     codes = np.column_stack([rng.integers(0, k + 1, size=n_records) for k in n_codes])
     records: pd.DataFrame = domain.decode(codes.reshape(n_records, len(n_codes)))
     model = MarginalSynthesizer(domain, rho).fit(records)
-    losses = [r for _, r in model.spend.measurements]
-    assert len(losses) == 4 * len(n_codes) - 4
+    losses = [part.rho for _, part in model.spend.measurements]
+    d = len(n_codes)
+    # The network's rounds, then one selection and one measurement per refinement round.
+    assert len(losses) == 4 * d - 4 + 2 * min(2 * d, d * (d - 1) // 2)
     # OpenDP's composition adds the parts rounding up, so it is never below their exact sum.
     assert math.fsum(losses) <= model.spend.rho <= rho
     assert model.spend.rho == pytest.approx(math.fsum(losses), rel=1e-12)
