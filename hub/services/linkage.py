@@ -1,0 +1,78 @@
+"""Link partners' linkage encodings into persons, inside the hub (anonlink).
+
+The hub receives keyed Bloom-filter encodings (:mod:`contributors.linkage`), never names, and
+never holds the linkage secret. Two encodings are a candidate link when their Dice similarity is
+at least :data:`THRESHOLD`; to scale, only encodings that agree on one of :data:`BLOCKS` random
+samples of :data:`BLOCK_BITS` bit positions are compared (anonlink's bit blocking: a true pair,
+which shares about 95% of its bits, agrees on a sample with high probability; two strangers
+rarely do). Candidates are resolved greedily, best similarity first, into groups holding at most
+one encoding per source. The links and groups stay inside the hub: no API returns them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+from bitarray import bitarray
+
+with warnings.catch_warnings():
+    # anonlink 0.15.3 builds its TypedDicts with mypy_extensions' deprecated functional form at
+    # import time; the warning is about anonlink's own source and says nothing about this use.
+    warnings.filterwarnings("ignore", "mypy_extensions.TypedDict is deprecated", DeprecationWarning)
+    from anonlink import blocking, candidate_generation, solving
+    from anonlink.similarities import dice_coefficient_accelerated
+
+__all__ = ["BLOCKS", "BLOCK_BITS", "THRESHOLD", "link", "to_bits"]
+
+#: Dice similarity at or above which two encodings may be the same person (tuned on FEBRL 4).
+THRESHOLD = 0.80
+#: Bit blocking: the number of samples per encoding and the bits in each sample.
+BLOCKS = 12
+BLOCK_BITS = 14
+#: Fixed so the same encodings always give the same links.
+_BLOCKING_SEED = 16
+
+
+def to_bits(encoding: bytes) -> bitarray:
+    """Return an encoding as the bitarray anonlink compares.
+
+    >>> to_bits(b"\\x80\\x01").count(), len(to_bits(b"\\x80\\x01"))
+    (2, 16)
+    """
+    bits = bitarray(endian="big")
+    bits.frombytes(encoding)
+    return bits
+
+
+def link(
+    sources: Sequence[Sequence[bytes]],
+    *,
+    threshold: float = THRESHOLD,
+    blocks: int | None = BLOCKS,
+    block_bits: int = BLOCK_BITS,
+) -> list[list[tuple[int, int]]]:
+    """Return the groups of encodings that are one person, as (source, row) pairs.
+
+    :param sources: the encodings of each source (a partner's upload), one per case.
+    :param threshold: the least Dice similarity of a link.
+    :param blocks: bit-blocking samples per encoding; ``None`` compares every pair.
+    :param block_bits: bits per sample.
+    :returns: groups of two or more; an encoding in no group is linked to nobody.
+
+    >>> from contributors.linkage import Person, encode
+    >>> a = [encode(Person("Maria", "Silva", "1990-05-17"), "s" * 32)]
+    >>> b = [encode(Person("Joao", "Souza", "1971-01-01"), "s" * 32),
+    ...      encode(Person("Marai", "Silva", "1990-05-17"), "s" * 32)]
+    >>> link([a, b])
+    [[(0, 0), (1, 1)]]
+    """
+    datasets = [[to_bits(e) for e in source] for source in sources]
+    blocking_f = (
+        None if blocks is None else blocking.bit_blocking(blocks, block_bits, seed=_BLOCKING_SEED)
+    )
+    candidates = candidate_generation.find_candidate_pairs(
+        datasets, dice_coefficient_accelerated, threshold, blocking_f=blocking_f
+    )
+    groups = solving.greedy_solve(candidates)
+    return sorted(sorted((int(d), int(r)) for d, r in group) for group in groups)
