@@ -37,6 +37,7 @@ __all__ = [
     "dice",
     "encode",
     "encode_all",
+    "salted_tokens",
     "tokens",
 ]
 
@@ -155,6 +156,19 @@ def tokens(person: Person) -> list[tuple[str, str]]:
     if nationality:
         out.append(("nationality", nationality))
     return out
+
+
+def salted_tokens(person: Person, *, salted: bool = True) -> frozenset[tuple[str, str, str]]:
+    """Return the (field, salt, token) triples that set the bits of ``person``'s encoding.
+
+    What an intruder who knows the scheme (but not the secret) can compute from a plaintext list;
+    the attack benchmark uses it.
+
+    >>> sorted(salted_tokens(Person(given_name="A", birth_date="1990")))[:2]
+    [('birth_year', '1990', '1990'), ('given_name', '1990', '_a')]
+    """
+    salt = _birth(person.birth_date)[0] if salted else ""
+    return frozenset((field, salt, token) for field, token in tokens(person))
 
 
 def _secret(secret: str | bytes) -> bytes:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 from bitarray import bitarray
 
 with warnings.catch_warnings():
     # anonlink 0.15.3 builds its TypedDicts with mypy_extensions' deprecated functional form at
     # import time; the warning is about anonlink's own source and says nothing about this use.
     warnings.filterwarnings("ignore", "mypy_extensions.TypedDict is deprecated", DeprecationWarning)
-    from anonlink import blocking, candidate_generation, solving
+    from anonlink import candidate_generation, solving
     from anonlink.similarities import dice_coefficient_accelerated
 
 __all__ = ["BLOCKS", "BLOCK_BITS", "THRESHOLD", "link", "to_bits"]
@@ -43,6 +44,35 @@ def to_bits(encoding: bytes) -> bitarray:
     bits = bitarray(endian="big")
     bits.frombytes(encoding)
     return bits
+
+
+def _block_keys(
+    sources: Sequence[Sequence[bytes]], blocks: int, block_bits: int
+) -> list[list[list[tuple[int, int]]]]:
+    """Return each encoding's bit-blocking keys: (sample, the sampled bits read as a number).
+
+    The samples are the same fixed random bit positions for every source (as anonlink's
+    ``bit_blocking`` draws them), computed over all encodings at once with numpy.
+
+    >>> _block_keys([[b"\\xff" * 128], [b"\\x00" * 128]], 2, 3)
+    [[[(0, 7), (1, 7)]], [[(0, 0), (1, 0)]]]
+    """
+    width = max((len(e) for source in sources for e in source), default=0)
+    rng = np.random.default_rng(_BLOCKING_SEED)
+    samples = np.stack(
+        [rng.choice(width * 8, size=block_bits, replace=False) for _ in range(blocks)]
+    )
+    weights = 1 << np.arange(block_bits, dtype=np.int64)
+    out: list[list[list[tuple[int, int]]]] = []
+    for source in sources:
+        if not source:
+            out.append([])
+            continue
+        packed = np.frombuffer(b"".join(source), dtype=np.uint8).reshape(len(source), width)
+        bits = np.unpackbits(packed, axis=1).astype(np.int64)
+        keys = bits[:, samples] @ weights  # (records, blocks)
+        out.append([list(enumerate(row)) for row in keys.tolist()])
+    return out
 
 
 def link(
@@ -68,9 +98,13 @@ def link(
     [[(0, 0), (1, 1)]]
     """
     datasets = [[to_bits(e) for e in source] for source in sources]
-    blocking_f = (
-        None if blocks is None else blocking.bit_blocking(blocks, block_bits, seed=_BLOCKING_SEED)
-    )
+    blocking_f = None
+    if blocks is not None:
+        keys = _block_keys(sources, blocks, block_bits)
+
+        def blocking_f(source: int, row: int, _: bitarray) -> list[tuple[int, int]]:
+            return keys[source][row]
+
     candidates = candidate_generation.find_candidate_pairs(
         datasets, dice_coefficient_accelerated, threshold, blocking_f=blocking_f
     )
