@@ -1,12 +1,12 @@
 """Run the benchmarks:
-``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit|scale ...]``
-(default: all but synth, anon, differencing, toolkit and scale).
+``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit|scale|linkage ...]``
+(default: all but synth, anon, differencing, toolkit, scale and linkage).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
 (``bench/peers_synth.sh``), so it runs only when named; so does the Anonymeter cross-check of
-the privacy attacks (``bench/peers_anon.sh``), and the scale benchmark (millions of records,
-minutes).
+the privacy attacks (``bench/peers_anon.sh``), the scale benchmark (millions of records,
+minutes) and the linkage benchmark (``bench/peers_linkage.sh``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ BENCHES = {
     "toolkit": "bench.toolkit_bench",
     "differencing": "bench.differencing_bench",
     "scale": "bench.scale_bench",
+    "linkage": "bench.linkage_bench",
 }
 DEFAULT = ("upload", "sdc", "dp", "query")
 
