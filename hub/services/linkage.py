@@ -97,6 +97,8 @@ def link(
     >>> link([a, b])
     [[(0, 0), (1, 1)]]
     """
+    if sum(1 for source in sources if source) < 2:
+        return []  # links join sources: with fewer than two non-empty ones there is none
     datasets = [[to_bits(e) for e in source] for source in sources]
     blocking_f = None
     if blocks is not None:
