@@ -29,7 +29,7 @@ __all__ = ["BLOCKS", "BLOCK_BITS", "THRESHOLD", "link", "to_bits"]
 #: Dice similarity at or above which two encodings may be the same person (tuned on FEBRL 4).
 THRESHOLD = 0.55
 #: Bit blocking: the number of samples per encoding and the bits in each sample.
-BLOCKS = 8
+BLOCKS = 6
 BLOCK_BITS = 10
 #: Fixed so the same encodings always give the same links.
 _BLOCKING_SEED = 16
