@@ -175,6 +175,18 @@ def _validate_limits(values: Mapping[str, Any]) -> None:
     for name in ("PORTAL_SESSION_SECONDS", "PORTAL_LINK_SECONDS"):
         if values[name] < 60:
             raise SettingsError(f"{name} must be at least 60 seconds")
+    if values["PORTAL_OIDC_METADATA_URL"]:
+        if not values["PORTAL_OIDC_METADATA_URL"].startswith(("https://", "http://127.0.0.1:")):
+            raise SettingsError(
+                "PORTAL_OIDC_METADATA_URL must be an https:// URL (http only on 127.0.0.1)"
+            )
+        if not values["PORTAL_OIDC_CLIENT_ID"] or not values["PORTAL_OIDC_CLIENT_SECRET"]:
+            raise SettingsError(
+                "PORTAL_OIDC_CLIENT_ID and PORTAL_OIDC_CLIENT_SECRET are needed with "
+                "PORTAL_OIDC_METADATA_URL"
+            )
+        if not values["PORTAL_OIDC_CLAIM"].strip():
+            raise SettingsError("PORTAL_OIDC_CLAIM must name an id_token claim, such as email")
     for name in (
         "TOKEN_RATE_LIMIT_PER_CLIENT",
         "TOKEN_RATE_LIMIT_PER_ADDRESS",

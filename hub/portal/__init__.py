@@ -43,7 +43,7 @@ def secret_key(app: Flask) -> str:
 
 def init_app(app: Flask, rate_limiter: Limiter) -> None:
     """Configure sessions, CSRF and languages, and register the portal's pages."""
-    from hub.portal import account, partner, public, researcher
+    from hub.portal import account, oidc, partner, public, researcher
     from hub.portal.blueprint import make_blueprint, page_for_people
 
     app.config["SECRET_KEY"] = secret_key(app)
@@ -64,6 +64,7 @@ def init_app(app: Flask, rate_limiter: Limiter) -> None:
     )
     app.extensions["ctdhub.csrf"] = CSRFProtect(app)
     i18n.init_app(app)
+    oidc.init_app(app)
     bp = make_blueprint()
     public.register(bp)
     account.register(bp, rate_limiter)

@@ -28,6 +28,7 @@ from hub.db import get_session
 from hub.domain_errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hub.errors import request_id
 from hub.models import Person
+from hub.portal import oidc
 from hub.portal.access import (
     CODE_DUE,
     EPOCH_KEY,
@@ -59,6 +60,7 @@ def register(bp: Blueprint, rate_limiter: Limiter) -> None:
         return cast(Callable[[], ResponseReturnValue], per_email(per_address(view)))
 
     both = ["GET", "POST"]
+    oidc.register(bp, limited)
     bp.add_url_rule("/sign-in", "sign_in", limited(sign_in), methods=both)
     bp.add_url_rule("/sign-in/code", "sign_in_code", limited(sign_in_code), methods=both)
     bp.add_url_rule("/sign-in/setup", "second_factor_setup", limited(setup), methods=both)
@@ -118,6 +120,15 @@ def sign_in() -> ResponseReturnValue:
         )
     except Unauthenticated:
         return render_template("portal/sign_in.html", refused=True), 401
+    return after_first_factor(person)
+
+
+def after_first_factor(person: Person) -> ResponseReturnValue:
+    """Finish a sign-in whose first factor passed, or ask for the second factor if it is due.
+
+    Whatever the first factor (the hub's password or an external provider), board members and
+    admins set up or pass their TOTP code before any page opens.
+    """
     if not people.needs_second_factor(person):
         return _finish(person)
     if person.totp_secret is None:

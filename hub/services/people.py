@@ -275,6 +275,35 @@ def authenticate(
     return person
 
 
+def authenticate_external(
+    session: Session, email: str | None, *, issuer: str, request_id: str | None = None
+) -> Person:
+    """Return the person an external provider vouched for (the first factor); audit a refusal.
+
+    The provider's id_token has been verified by the caller; its claim names an e-mail address.
+    Only a person the hub already has (created or invited by an admin) signs in this way: an
+    external sign-in never creates anyone, least of all a board member.
+
+    :param email: the address the provider's claim holds, or None if the claim was missing.
+    :param issuer: the provider's issuer, kept in the audit event.
+    :raises hub.domain_errors.Unauthenticated: if nobody here has that address, or their
+        principal is disabled.
+    """
+    person = _by_email(session, email.strip().lower()[:254]) if email else None
+    if person is None or person.principal.disabled_at is not None:
+        audit.record(
+            session,
+            "portal:person:refuse",
+            actor=None,
+            request_id=request_id,
+            subject_id=person.id if person is not None else None,
+            details={"method": "oidc", "issuer": issuer},
+        )
+        session.commit()
+        raise Unauthenticated("the provider's account belongs to nobody who may sign in here")
+    return person
+
+
 def record_sign_in(session: Session, person: Person, *, request_id: str | None = None) -> None:
     """Record that a person signed in, with every factor their roles require."""
     person.last_sign_in_at = utcnow()

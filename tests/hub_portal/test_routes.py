@@ -27,6 +27,8 @@ PUBLIC_PAGES = frozenset(
         "portal.set_language",
         "portal.sign_in",
         "portal.sign_in_code",
+        "portal.oidc_start",
+        "portal.oidc_callback",
         "portal.second_factor_setup",
         "portal.sign_out",
         "portal.welcome",

@@ -194,3 +194,11 @@ def test_cli_creates_a_person_and_prints_a_one_time_link(
     assert again.exit_code == 1 and "already signs in" in again.output
     tags = set(db_session.scalars(select(AuditEvent.tag)))
     assert {"admin:person:create", "admin:person:reset", "admin:principal:create"} <= tags
+
+
+def test_without_a_provider_there_is_no_external_sign_in(https_client: FlaskClient) -> None:
+    page = https_client.get("/sign-in").text
+    assert "/sign-in/oidc" not in page
+    started = https_client.post("/sign-in/oidc", data={"csrf_token": csrf_token(https_client)})
+    assert started.status_code == 404
+    assert https_client.get("/sign-in/oidc/callback?code=x&state=y").status_code == 404
