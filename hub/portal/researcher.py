@@ -23,6 +23,7 @@ from hub.domain_errors import InvalidInput, NotAuthorized, ValidationFailed
 from hub.errors import request_id
 from hub.models import QueryAnswer
 from hub.portal.access import current_actor, needs
+from hub.portal.charts import answer_chart
 from hub.services import answers, ledger
 from hub.services import queries as service
 
@@ -167,7 +168,13 @@ def answer(answer_id: str) -> ResponseReturnValue:
     """One of the researcher's answers: each cell with its 95% interval, and the spend."""
     row = answers.get_answer(get_session(), current_actor(), answer_id)
     budget = service.budget(get_session(), current_actor(), current_app.config)
-    return render_template("portal/answer.html", row=row, answer=row.answer, budget=budget)
+    return render_template(
+        "portal/answer.html",
+        row=row,
+        answer=row.answer,
+        budget=budget,
+        chart=answer_chart(row.answer),
+    )
 
 
 @needs("queries:run")

@@ -116,6 +116,13 @@ def test_a_researcher_previews_runs_and_sees_the_budget_go_down(
     assert float(page.locator("#budget-left").get_attribute("data-rho") or "nan") == left_before
     page.get_by_role("button", name="Run the query").click()
     expect(page.locator("#answer-table")).to_contain_text("Female")
+    # The answer's chart, drawn on the server: a bar per released value, its numbers in the table.
+    chart = page.locator("svg#answer-chart")
+    expect(chart).to_be_visible()
+    female = chart.locator('[aria-roledescription="bar"][aria-label^="Female: "]')
+    expect(female).to_have_count(1)
+    value = (female.get_attribute("aria-label") or "").split(": ")[1].split(" ")[0]
+    expect(page.locator("#answer-table")).to_contain_text(f"{float(value):,.0f}")
     left_after = float(page.locator("#budget-left").get_attribute("data-rho") or "nan")
     assert left_after == pytest.approx(left_before - 0.02, rel=1e-9)
     assert 0 < left_after < left_before

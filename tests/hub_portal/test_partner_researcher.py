@@ -118,6 +118,11 @@ def test_a_researcher_previews_runs_and_spends(app: APIFlask, make_person: MakeP
     assert ran.status_code == 303
     answer = researcher.get(ran.headers["Location"]).text
     assert 'id="answer-table"' in answer and "Female" in answer
+    # The chart draws each row of the table: the same value and interval, read from its bars.
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in answer and 'id="answer-chart"' in answer
+    drawn = re.findall(r'aria-label="([^":]+): ([-\d.e]+) \(95% interval ([-\d.e]+) to ', answer)
+    rows = re.findall(r"<tr><td>(?:<em>)?([^<]+)<", answer)
+    assert {label for label, _, _ in drawn} == set(rows) and "Female" in rows
     spent = re.search(r'id="budget-spent" data-rho="([^"]+)"', answer)
     assert spent is not None and float(spent.group(1)) == pytest.approx(0.05, rel=1e-9)
     assert "You have not run a query yet." not in researcher.get("/researcher/queries").text
