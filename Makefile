@@ -8,7 +8,15 @@ PORT   ?= 5000
 FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test browser lint bench toolkit fuzz clean
+.PHONY: help venv assets demo test browser lint bench toolkit fuzz clean
+
+# The world map's geometry: Natural Earth 1:110m countries as TopoJSON, from the npm package
+# world-atlas, pinned by version and sha-256 and kept out of git (hub/static/portal/vendor/ is
+# ignored). The hub draws maps from this copy and serves it itself; nothing is fetched at run
+# time, so a hub on a closed network needs only this file copied with it.
+WORLD_ATLAS_VERSION := 2.0.2
+WORLD_ATLAS_TGZ_SHA256 := 032e7765f2ce00edaeafec23ff22bc3b77e42987c257da944cc585b452c05b97
+WORLD_ATLAS := hub/static/portal/vendor/world-atlas/countries-110m.json
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,10 +29,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the virtual environment and install ctdhub with its dev tools
 
-demo: $(STAMP) ## Initialise the SQLite hub, load the CTDC data through the upload API, serve it
+$(WORLD_ATLAS):
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	curl -fsSL --retry 3 -o "$$tmp/world-atlas.tgz" \
+	  https://registry.npmjs.org/world-atlas/-/world-atlas-$(WORLD_ATLAS_VERSION).tgz && \
+	echo "$(WORLD_ATLAS_TGZ_SHA256)  $$tmp/world-atlas.tgz" | sha256sum -c --quiet - && \
+	tar -xzf "$$tmp/world-atlas.tgz" -C "$$tmp" package/countries-110m.json package/LICENSE && \
+	mkdir -p $(dir $(WORLD_ATLAS)) && \
+	cp "$$tmp/package/LICENSE" $(dir $(WORLD_ATLAS))LICENSE && \
+	cp "$$tmp/package/countries-110m.json" $@.part && mv $@.part $@
+	@echo "make: world-atlas $(WORLD_ATLAS_VERSION) (sha-256 checked) in $(dir $(WORLD_ATLAS))"
+
+assets: $(WORLD_ATLAS) ## Fetch the pinned world map geometry (world-atlas, sha-256 checked) once
+
+demo: $(STAMP) assets ## Initialise the SQLite hub, load the CTDC data through the upload API, serve it
 	$(PY) -m hub.demo --host $(HOST) --port $(PORT)
 
-test: $(STAMP) browser ## Run the whole test suite (PostgreSQL too when CTDHUB_TEST_POSTGRES_URL is set)
+test: $(STAMP) assets browser ## Run the whole test suite (PostgreSQL too when CTDHUB_TEST_POSTGRES_URL is set)
 	$(PY) -m pytest
 
 # The /docs tests (Selenium) and the portal's browser suite (Playwright, `pytest -m browser`)

@@ -28,6 +28,8 @@ import vl_convert
 __all__ = [
     "PALETTE",
     "ChartRow",
+    "choropleth",
+    "choropleth_spec",
     "interval_bar_chart",
     "interval_bar_spec",
     "render_svg",
@@ -90,6 +92,17 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
+def _drawn(values: Sequence[dict[str, Any]], released: list[Any], suppressed: Any) -> list[Any]:
+    """Return the layers that draw something.
+
+    An empty layer's mark container has no name, so screen readers (and axe-core's
+    svg-img-alt) would meet an unlabelled graphic.
+    """
+    statuses = {value["status"] for value in values}
+    layers = list(released) if "released" in statuses else []
+    return layers + [suppressed] if SUPPRESSED in statuses else layers
+
+
 def interval_bar_spec(
     rows: Sequence[ChartRow], *, title: str, category_label: str, measure_label: str
 ) -> dict[str, Any]:
@@ -138,24 +151,27 @@ def interval_bar_spec(
         "config": {"font": "sans-serif", "view": {"stroke": None}},
         "data": {"values": values},
         "encoding": {"x": x},
-        "layer": [
-            {
-                "transform": [released],
-                "mark": {"type": "bar", "color": PALETTE[0]},
-                "encoding": {
-                    "y": {"field": "value", "type": "quantitative", "title": measure_label},
-                    "description": {"field": "description"},
+        "layer": _drawn(
+            values,
+            [
+                {
+                    "transform": [released],
+                    "mark": {"type": "bar", "color": PALETTE[0]},
+                    "encoding": {
+                        "y": {"field": "value", "type": "quantitative", "title": measure_label},
+                        "description": {"field": "description"},
+                    },
                 },
-            },
-            {
-                "transform": [released, {"filter": "isValid(datum.low)"}],
-                "mark": {"type": "errorbar", "ticks": True, "color": "#333333"},
-                "encoding": {
-                    "y": {"field": "low", "type": "quantitative", "title": measure_label},
-                    "y2": {"field": "high"},
-                    "description": {"field": "whisker"},
+                {
+                    "transform": [released, {"filter": "isValid(datum.low)"}],
+                    "mark": {"type": "errorbar", "ticks": True, "color": "#333333"},
+                    "encoding": {
+                        "y": {"field": "low", "type": "quantitative", "title": measure_label},
+                        "y2": {"field": "high"},
+                        "description": {"field": "whisker"},
+                    },
                 },
-            },
+            ],
             {
                 "transform": [{"filter": f"datum.status === '{SUPPRESSED}'"}],
                 "mark": {
@@ -172,7 +188,7 @@ def interval_bar_spec(
                     "description": {"field": "description"},
                 },
             },
-        ],
+        ),
     }
 
 
@@ -227,3 +243,107 @@ def rows_csv(rows: Sequence[ChartRow], *, category_label: str, measure_label: st
             ]
         )
     return out.getvalue()
+
+
+def choropleth_spec(
+    rows: Sequence[ChartRow],
+    topology: dict[str, Any],
+    *,
+    ids: dict[str, str],
+    title: str,
+    measure_label: str,
+    feature: str = "countries",
+) -> dict[str, Any]:
+    """Return the Vega-Lite specification of a world map shaded by a released country table.
+
+    :param rows: one per country; ``label`` is the country's name as the reader sees it.
+    :param topology: a TopoJSON topology whose ``feature`` object holds the countries, each with
+        an ``id`` (e.g. Natural Earth's world-atlas: ISO 3166-1 numeric codes).
+    :param ids: the topology id of each row's label (a country the map lacks is left out of
+        the map, and stays in the table beside it).
+    :param title: the map's title.
+    :param measure_label: what the shading shows (the legend's title).
+    """
+    values = []
+    for row in rows:
+        if row.label not in ids:
+            continue
+        low, high = row.interval if row.interval is not None else (None, None)
+        if row.suppressed:
+            description = f"{row.label}: {SUPPRESSED}"
+        else:
+            description = f"{row.label}: {_number(row.value)}"
+            if row.interval is not None:
+                description += f" (95% interval {_number(low)} to {_number(high)})"
+        values.append(
+            {
+                "id": ids[row.label],
+                "value": None if row.suppressed else row.value,
+                "status": SUPPRESSED if row.suppressed else "released",
+                "description": description,
+            }
+        )
+    lookup = {
+        "lookup": "id",
+        "from": {
+            "data": {"values": values},
+            "key": "id",
+            "fields": ["value", "status", "description"],
+        },
+    }
+    shape = {"type": "geoshape", "stroke": "white", "strokeWidth": 0.5}
+    return {
+        "$schema": f"https://vega.github.io/schema/vega-lite/v{VEGA_LITE_VERSION}.json",
+        "title": title,
+        "width": 640,
+        "height": 340,
+        "background": "white",
+        "config": {"font": "sans-serif", "view": {"stroke": None}},
+        "projection": {"type": "equalEarth"},
+        "data": {"values": topology, "format": {"type": "topojson", "feature": feature}},
+        "layer": [
+            # Countries the table does not hold: the map's background, not figures.
+            {"mark": {**shape, "fill": "#eeeeee", "aria": False}},
+            *_drawn(
+                values,
+                [
+                    {
+                        "transform": [lookup, {"filter": "datum.status === 'released'"}],
+                        "mark": shape,
+                        "encoding": {
+                            "color": {
+                                "field": "value",
+                                "type": "quantitative",
+                                "title": measure_label,
+                                "scale": {"scheme": "blues", "zero": True},
+                            },
+                            "description": {"field": "description"},
+                        },
+                    },
+                ],
+                {
+                    # Suppressed: a hatch-like dark grey with a dashed outline, never a zero shade.
+                    "transform": [lookup, {"filter": f"datum.status === '{SUPPRESSED}'"}],
+                    "mark": {**shape, "fill": "#777777", "stroke": "#222222", "strokeDash": [2, 2]},
+                    "encoding": {"description": {"field": "description"}},
+                },
+            ),
+        ],
+    }
+
+
+def choropleth(
+    rows: Sequence[ChartRow],
+    topology: dict[str, Any],
+    *,
+    ids: dict[str, str],
+    title: str,
+    measure_label: str,
+    figure_id: str,
+) -> str:
+    """Draw a world map shaded by a released country table (SVG); suppressed ones marked.
+
+    See :func:`choropleth_spec` for the parameters.
+    """
+    spec = choropleth_spec(rows, topology, ids=ids, title=title, measure_label=measure_label)
+    return render_svg(spec, figure_id=figure_id, title=title)

@@ -148,7 +148,8 @@ def _serious(page: Page) -> list[str]:
     results = Axe().run(page)
     assert results.response["passes"], f"axe-core checked nothing on {page.url}"
     return [
-        f"{page.url}: {violation['id']} ({violation['impact']})"
+        f"{page.url}: {violation['id']} ({violation['impact']}) "
+        f"{[node['html'][:300] for node in violation['nodes'][:3]]}"
         for violation in results.response["violations"]
         if violation["impact"] in {"serious", "critical"}
     ]
@@ -189,6 +190,15 @@ def test_no_serious_accessibility_violation_on_any_page(
     found += _serious(page)
     page.get_by_role("button", name="Run the query").click()
     expect(page.locator("#answer-table")).to_be_visible()
+    found += _serious(page)
+    # An answer by country: its chart is a world map.
+    page.goto("/researcher/queries")
+    page.get_by_label("Fields").select_option("CountryOfExploitation")
+    page.get_by_label("Amount").fill("50")
+    page.get_by_role("button", name="Run the query").click()
+    expect(
+        page.locator('svg#answer-chart [aria-roledescription="geoshape"]').first
+    ).to_be_attached()
     found += _serious(page)
     board = browser.new_context(base_url=live_hub.url)
     board_page = board.new_page()

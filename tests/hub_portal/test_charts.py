@@ -14,7 +14,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from disclosure_control.charts import SUPPRESSED, ChartRow, interval_bar_chart, rows_csv
+from disclosure_control.charts import (
+    SUPPRESSED,
+    ChartRow,
+    choropleth,
+    interval_bar_chart,
+    rows_csv,
+)
+from hub.portal.charts import world_topology
 
 SVG = "{http://www.w3.org/2000/svg}"
 # A DP count table by year: released counts with 95% intervals, one cell suppressed, one whose
@@ -127,3 +134,35 @@ def test_labels_are_escaped_in_the_svg() -> None:
     )
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     ET.fromstring(svg)  # noqa: S314  # well-formed XML
+
+
+def test_a_country_table_is_a_map_with_each_country_labelled() -> None:
+    rows = [
+        ChartRow("Ukraine", 1200.0, (1150.5, 1249.5)),
+        ChartRow("Philippines", 15.0, (-3.2, 33.2)),
+        ChartRow("Moldova", None),
+        ChartRow("Atlantis", 7.0, (1.0, 13.0)),  # no place on the map: left to the table
+    ]
+    ids = {"Ukraine": "804", "Philippines": "608", "Moldova": "498"}
+    svg = choropleth(
+        rows,
+        world_topology(),
+        ids=ids,
+        title="Case records by country of exploitation",
+        measure_label="count",
+        figure_id="by-country",
+    )
+    root = ET.fromstring(svg)  # noqa: S314  # our own renderer's output
+    shapes = [
+        m.attrib["aria-label"]
+        for m in root.iter()
+        if m.attrib.get("aria-roledescription") == "geoshape" and "aria-label" in m.attrib
+    ]
+    assert sorted(shapes) == [
+        "Moldova: suppressed",
+        "Philippines: 15.0 (95% interval -3.2 to 33.2)",
+        "Ukraine: 1200.0 (95% interval 1150.5 to 1249.5)",
+    ]
+    # Every other country is drawn as background, unlabelled (it holds no figure).
+    background = [m for m in root.iter(f"{SVG}path") if m.attrib.get("fill") == "#eeeeee"]
+    assert len(background) > 150

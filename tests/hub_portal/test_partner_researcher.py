@@ -217,3 +217,41 @@ def test_the_form_offers_only_what_the_release_policy_lists(
     assert refused.status_code == 403
     assert "The query was refused." in refused.text and "meansOfControlThreats" in refused.text
     assert 'id="budget-spent" data-rho="0"' in refused.text
+
+
+def test_an_answer_by_country_is_a_map_of_its_released_values(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    partner, researcher = _client(app), _client(app)
+    sign_in(partner, make_person("Map NGO", ["partner"]))
+    assert _upload(partner, "cases.csv", CTDC_FILE.read_bytes()).status_code == 303  # type: ignore[attr-defined]
+    sign_in(researcher, make_person("Map University", ["researcher"]))
+    form = {
+        "measure": "count",
+        "group_by": "CountryOfExploitation",
+        "spend_kind": "rho",
+        "spend": "0.05",
+        "action": "run",
+        "csrf_token": csrf_token(researcher, "/researcher/queries"),
+    }
+    ran = researcher.post("/researcher/queries", data=form)
+    assert ran.status_code == 303, ran.text[:300]
+    page = researcher.get(ran.headers["Location"]).text
+    assert 'id="answer-chart"' in page and "Darker countries have larger released values" in page
+    drawn = dict(
+        re.findall(
+            r'aria-label="([^"]+?): ([^" ]+)[^"]*" [^>]*aria-roledescription="geoshape"', page
+        )
+    )
+    # Each country of the CSV download is drawn with its released value, named in English.
+    lines = researcher.get(ran.headers["Location"] + ".csv").text.splitlines()[1:]
+    released = {line.split(",")[0]: line.split(",")[1] for line in lines}
+    names = {"UA": "Ukraine", "PH": "Philippines", "US": "United States"}
+    shown = [code for code in released if code in names]
+    assert shown, "the example file has cases in these countries"
+    for code in shown:
+        value = released[code]
+        if value == "":
+            assert drawn[names[code]] == "suppressed"
+        else:
+            assert float(drawn[names[code]]) == float(value)
