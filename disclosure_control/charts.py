@@ -62,6 +62,19 @@ class ChartRow:
         """Tell whether nothing was released for this cell."""
         return self.value is None or (isinstance(self.value, float) and math.isnan(self.value))
 
+    def description(self) -> str:
+        """Say what the cell's mark shows, with exact numbers: its accessible name.
+
+        >>> ChartRow("2019", 12.0, (3.5, 20.5)).description(), ChartRow("2020", None).description()
+        ('2019: 12.0 (95% interval 3.5 to 20.5)', '2020: suppressed')
+        """
+        if self.suppressed:
+            return f"{self.label}: {SUPPRESSED}"
+        text = f"{self.label}: {_number(self.value)}"
+        if self.interval is not None:
+            text += f" (95% interval {_number(self.interval[0])} to {_number(self.interval[1])})"
+        return text
+
 
 def render_svg(spec: dict[str, Any], *, figure_id: str, title: str) -> str:
     """Render a Vega-Lite specification to a standalone SVG element, labelled for readers.
@@ -116,12 +129,7 @@ def interval_bar_spec(
     values = []
     for row in rows:
         low, high = row.interval if row.interval is not None else (None, None)
-        if row.suppressed:
-            description = f"{row.label}: {SUPPRESSED}"
-        else:
-            description = f"{row.label}: {_number(row.value)}"
-            if row.interval is not None:
-                description += f" (95% interval {_number(low)} to {_number(high)})"
+        description = row.description()
         values.append(
             {
                 "label": row.label,
@@ -269,12 +277,7 @@ def choropleth_spec(
         if row.label not in ids:
             continue
         low, high = row.interval if row.interval is not None else (None, None)
-        if row.suppressed:
-            description = f"{row.label}: {SUPPRESSED}"
-        else:
-            description = f"{row.label}: {_number(row.value)}"
-            if row.interval is not None:
-                description += f" (95% interval {_number(low)} to {_number(high)})"
+        description = row.description()
         values.append(
             {
                 "id": ids[row.label],

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from babel import Locale
-from flask_babel import get_locale, gettext
+from flask_babel import gettext
 from markupsafe import Markup
 
 from contributors.schema import load_countries, load_schema
 from disclosure_control.charts import ChartRow, choropleth, interval_bar_chart
+from hub.portal.i18n import country_name, current_language
 
 #: The world map's geometry: Natural Earth 1:110m countries (TopoJSON of the npm package
 #: world-atlas), fetched once by ``make assets`` (pinned, sha-256 checked) and served by the hub.
@@ -67,12 +67,6 @@ def country_fields() -> frozenset[str]:
     )
 
 
-def country_name(code: str) -> str:
-    """Return a country's name in the reader's language (CLDR, through Babel), else its code."""
-    locale = get_locale() or Locale.parse("en")
-    return str(locale.territories.get(code, code))
-
-
 def answer_chart(answer: dict[str, Any], figure_id: str = "answer-chart") -> PageChart | None:
     """Return the chart of a researcher's answer grouped by one field (a map for a country).
 
@@ -117,7 +111,7 @@ def _country_map(answer: dict[str, Any], field: str, figure_id: str) -> Markup:
         code = cell["key"].get(field)
         if code is None or code not in numeric:
             continue  # a missing country is in the table; the map has no place for it
-        name = country_name(code)
+        name = country_name(code, current_language())
         ids[name] = numeric[code]
         interval = cell.get("interval")
         rows.append(
