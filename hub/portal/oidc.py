@@ -99,6 +99,12 @@ def callback() -> ResponseReturnValue:
         # The class names why (bad signature, expired, wrong audience, state mismatch); the
         # token itself is never logged.
         log.info("an external sign-in was refused: %s", type(error).__name__)
+        people.refuse_external(
+            get_session(),
+            provider=current_app.config["PORTAL_OIDC_METADATA_URL"],
+            reason=type(error).__name__,
+            request_id=request_id(),
+        )
         return _refused(401)
     claims = token.get("userinfo")
     if not claims:
@@ -108,7 +114,7 @@ def callback() -> ResponseReturnValue:
         person = people.authenticate_external(
             get_session(),
             _claimed_email(claims),
-            issuer=str(claims.get("iss", "")),
+            provider=current_app.config["PORTAL_OIDC_METADATA_URL"],
             request_id=request_id(),
         )
     except Unauthenticated:

@@ -276,7 +276,7 @@ def authenticate(
 
 
 def authenticate_external(
-    session: Session, email: str | None, *, issuer: str, request_id: str | None = None
+    session: Session, email: str | None, *, provider: str, request_id: str | None = None
 ) -> Person:
     """Return the person an external provider vouched for (the first factor); audit a refusal.
 
@@ -285,23 +285,44 @@ def authenticate_external(
     external sign-in never creates anyone, least of all a board member.
 
     :param email: the address the provider's claim holds, or None if the claim was missing.
-    :param issuer: the provider's issuer, kept in the audit event.
+    :param provider: which provider vouched (its metadata URL), kept in the audit event.
     :raises hub.domain_errors.Unauthenticated: if nobody here has that address, or their
         principal is disabled.
     """
     person = _by_email(session, email.strip().lower()[:254]) if email else None
     if person is None or person.principal.disabled_at is not None:
-        audit.record(
+        refuse_external(
             session,
-            "portal:person:refuse",
-            actor=None,
+            provider=provider,
+            reason="no person",
+            person=person,
             request_id=request_id,
-            subject_id=person.id if person is not None else None,
-            details={"method": "oidc", "issuer": issuer},
         )
-        session.commit()
         raise Unauthenticated("the provider's account belongs to nobody who may sign in here")
     return person
+
+
+def refuse_external(
+    session: Session,
+    *,
+    provider: str,
+    reason: str,
+    person: Person | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Audit an external sign-in refused: its id_token failed a check, or it named nobody.
+
+    :param reason: what failed, as a class of error (``ExpiredTokenError``), never the token.
+    """
+    audit.record(
+        session,
+        "portal:person:refuse",
+        actor=None,
+        request_id=request_id,
+        subject_id=person.id if person is not None else None,
+        details={"method": "oidc", "provider": provider, "reason": reason[:80]},
+    )
+    session.commit()
 
 
 def record_sign_in(session: Session, person: Person, *, request_id: str | None = None) -> None:

@@ -127,7 +127,11 @@ def test_nobody_is_created_by_an_external_sign_in(
     refusal = db_session.scalars(
         select(AuditEvent).where(AuditEvent.tag == "portal:person:refuse")
     ).one()
-    assert refusal.details == {"method": "oidc", "issuer": provider.issuer}
+    assert refusal.details == {
+        "method": "oidc",
+        "provider": provider.metadata_url,
+        "reason": "no person",
+    }
 
 
 def test_an_address_the_provider_did_not_verify_is_refused(
@@ -153,6 +157,7 @@ def test_a_bad_id_token_is_refused(
     provider: TestProvider,
     make_person: MakePerson,
     caplog: pytest.LogCaptureFixture,
+    db_session: Session,
     fault: str,
     reason: str,
 ) -> None:
@@ -162,6 +167,15 @@ def test_a_bad_id_token_is_refused(
     refused = _external_sign_in(https_client, provider)
     assert refused.status_code == 401, fault
     assert f"an external sign-in was refused: {reason}" in caplog.messages
+    refusal = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.tag == "portal:person:refuse")
+    ).one()
+    assert refusal.details == {
+        "method": "oidc",
+        "provider": provider.metadata_url,
+        "reason": reason,
+    }
+    assert refusal.actor_id is None and refusal.subject_id is None
     assert "was refused" in refused.text
     assert https_client.get("/account").status_code == 302
     # The same person, the provider behaving: signed in (the refusal was the token's fault).
