@@ -177,22 +177,42 @@ def budget_policy(active: ActivePolicy, config: Mapping[str, Any]) -> ledger.Bud
     :param active: the policy in force.
     :param config: the hub's settings (only the per-query rho range is read from them).
     """
-    root = yaml.compose(active.document, Loader=yaml.SafeLoader)
     privacy = active.policy.privacy
     cap, allowance = privacy.dataset_cap, privacy.researcher_allowance
     settings = ledger.BudgetPolicy.from_settings(config)
+    dataset_rho, dataset_delta, researcher_rho, researcher_delta = _written_caps(
+        active.document, cap.rho, cap.delta, allowance.rho, allowance.delta
+    )
+    return ledger.BudgetPolicy(
+        dataset_rho=dataset_rho,
+        dataset_delta=dataset_delta,
+        researcher_rho=researcher_rho,
+        researcher_delta=researcher_delta,
+        display_delta=privacy.display_delta,
+        query_rho_range=settings.query_rho_range,
+        policy_version=active.version,
+    )
+
+
+@lru_cache(maxsize=8)
+def _written_caps(
+    document: str, cap_rho: float, cap_delta: float, allowance_rho: float, allowance_delta: float
+) -> tuple[Fraction, Fraction, Fraction, Fraction]:
+    """Read the four caps of a document as written, once per text and validated values.
+
+    Composing the YAML took most of a re-served query's time when done on every request; the
+    result depends on nothing but these arguments (a stored version's text never changes).
+    """
+    root = yaml.compose(document, Loader=yaml.SafeLoader)
 
     def exact(path: tuple[str, ...], validated: float) -> Fraction:
         return _exact(_scalar(root, ("privacy", *path)), validated)
 
-    return ledger.BudgetPolicy(
-        dataset_rho=exact(("dataset_cap", "rho"), cap.rho),
-        dataset_delta=exact(("dataset_cap", "delta"), cap.delta),
-        researcher_rho=exact(("researcher_allowance", "rho"), allowance.rho),
-        researcher_delta=exact(("researcher_allowance", "delta"), allowance.delta),
-        display_delta=privacy.display_delta,
-        query_rho_range=settings.query_rho_range,
-        policy_version=active.version,
+    return (
+        exact(("dataset_cap", "rho"), cap_rho),
+        exact(("dataset_cap", "delta"), cap_delta),
+        exact(("researcher_allowance", "rho"), allowance_rho),
+        exact(("researcher_allowance", "delta"), allowance_delta),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 
 import pytest
 from apiflask import APIFlask
@@ -16,7 +17,9 @@ from hub.crypto import Keyring
 from hub.domain_errors import ServiceUnavailable
 from hub.models import AuditEvent, PolicyVersion
 from hub.services import policies as service
-from policies import PolicyState
+from hub.settings import load_settings
+from policies import PolicyState, load_policy
+from tests.hub_policies.conftest import policy_text
 
 ADOPT = "policies:version:adopt_default"
 
@@ -173,3 +176,24 @@ def test_active_policy_will_not_commit_a_callers_pending_change(
         service.active_policy(db_session, app.config)
     db_session.rollback()
     assert _count(db_session, PolicyVersion) == 0
+
+
+def test_the_caps_are_read_as_written_once_per_document() -> None:
+    """Each version's caps are its own text's, exactly; re-reading a version parses nothing."""
+    config = load_settings(environ={})
+    service._written_caps.cache_clear()
+
+    def active(text: str) -> service.ActivePolicy:
+        policy = load_policy(text, service.record_fields())
+        return service.ActivePolicy(policy.version, policy, service.digest(text), "x", text)
+
+    first, second = active(policy_text(cap_rho="0.3")), active(policy_text(3, cap_rho="0.7"))
+    assert service.budget_policy(first, config).dataset_rho == Fraction(3, 10)
+    parsed = service._written_caps.cache_info().misses
+    again = service.budget_policy(first, config)
+    assert service._written_caps.cache_info().misses == parsed == 1
+    assert (again.dataset_rho, again.policy_version) == (Fraction(3, 10), 2)
+    # Another document is read afresh: a cached version never answers for another.
+    other = service.budget_policy(second, config)
+    assert (other.dataset_rho, other.policy_version) == (Fraction(7, 10), 3)
+    assert service._written_caps.cache_info().misses == parsed + 1
