@@ -23,6 +23,7 @@ from hub.db import get_session
 from hub.errors import request_id
 from hub.services import jobs as job_service
 from hub.services import publication, releases
+from hub.services.policies import active_policy
 from policies import DEFAULT_QUORUM, Decision
 
 bp = APIBlueprint("releases", __name__, url_prefix="/v1", tag="Releases")
@@ -128,10 +129,12 @@ class ReleaseSchema(Schema):
 )
 def build_release(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Queue a full release candidate's build."""
+    session = get_session()
+    policy = active_policy(session, current_app.config)  # before anything changes the session
     job = releases.submit_release(
-        get_session(),
+        session,
         current_actor(),
-        releases.shipped_policy(),
+        policy,
         queue=jobs.queue(_app()),
         seed=int(body["seed"]),
         request_id=request_id(),

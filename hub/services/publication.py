@@ -52,6 +52,7 @@ from hub.models import (
     new_id,
     utcnow,
 )
+from hub.services.policies import record_fields
 from policies import Decision, Policy, Review, ReviewState, Vote, VoteRefused, validate_policy
 
 if TYPE_CHECKING:
@@ -637,8 +638,6 @@ def _files_under(directory: Path) -> list[str]:
 
 def _policy_of(candidate: ReleaseCandidate) -> Policy:
     """Return the policy a candidate was built under (its document is kept with it)."""
-    from hub.services.releases import record_fields
-
     return validate_policy(candidate.parameters["policy"], record_fields())
 
 

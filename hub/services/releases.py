@@ -71,19 +71,23 @@ from hub import audit
 from hub.actors import Actor, PrincipalActor, SystemActor, authorize
 from hub.crypto import Keyring
 from hub.domain_errors import Conflict, InvalidInput, NotFound
-from hub.models import Job, PublishedRelease, RecordBatch, ReleaseCandidate, utcnow
+from hub.models import (
+    Job,
+    PolicyVersion,
+    PublishedRelease,
+    RecordBatch,
+    ReleaseCandidate,
+    utcnow,
+)
 from hub.services import jobs, ledger
+from hub.services.policies import ActivePolicy, parse_stored
 from hub.services.queries import query_schema
 from hub.services.snapshot import Snapshot, SnapshotCache, analysis_snapshot
 from policies import (
     CandidateReport,
     CheckResult,
     Policy,
-    PolicyError,
-    RecordFields,
     check_candidate,
-    load_policy,
-    validate_policy,
 )
 
 CREATE_SCOPE = "releases:create"
@@ -507,38 +511,6 @@ HIERARCHIES = Path(__file__).resolve().parents[2] / "config" / "hierarchies"
 BATCH_COLUMN = "ctdhub:batch"
 
 
-@dataclass(frozen=True)
-class ReleasePolicy:
-    """The policy a release is built under: its version, the validated document, its digest.
-
-    The same three things as the hub's active policy (:mod:`hub.services.policies`).
-
-    :param version: the policy's version number.
-    :param policy: the validated policy.
-    :param digest: SHA-256 of the policy document's canonical JSON.
-    """
-
-    version: int
-    policy: Policy
-    digest: str
-
-    @classmethod
-    def of(cls, policy: Policy) -> ReleasePolicy:
-        """Return ``policy`` with its own version and the digest of its document."""
-        return cls(policy.version, policy, policy_digest(policy))
-
-
-def policy_digest(policy: Policy) -> str:
-    """Return the SHA-256 of the policy document's canonical JSON."""
-    text = json.dumps(policy.to_json(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def record_fields() -> RecordFields:
-    """Return the record schema's fields as :mod:`policies` checks policies against them."""
-    return RecordFields.from_table_schema(load_schema().as_dict(), ())
-
-
 def ledger_caps(policy: Policy) -> ledger.BudgetPolicy:
     """Return the ledger's caps as ``policy`` states them (exact decimals of its numbers)."""
     privacy = policy.privacy
@@ -646,7 +618,7 @@ def _with_batches(snapshot: Snapshot, session: Session) -> pd.Series:
 def submit_release(
     session: Session,
     actor: Actor,
-    policy: ReleasePolicy,
+    policy: ActivePolicy,
     *,
     queue: jobs.JobQueue | None,
     seed: int = 0,
@@ -655,7 +627,7 @@ def submit_release(
     """Check a full release candidate's policy and queue its build as a job; return the job.
 
     Nothing is charged here: the build charges the ledger when a worker starts it. The job
-    carries the policy document itself, so the candidate is built under exactly this version.
+    names the policy version and its digest: the worker builds under exactly that version.
 
     :param policy: the (active) policy version to build under.
     :param queue: where the job goes; ``None`` records it for the caller to run itself.
@@ -666,12 +638,7 @@ def submit_release(
     if not 0 <= seed < 2**32:
         raise InvalidInput(f"seed must be between 0 and {2**32 - 1}, got {seed!r}")
     _plans(policy.policy, load_schema())
-    parameters = {
-        "policy": policy.policy.to_json(),
-        "policy_version": policy.version,
-        "policy_digest": policy.digest,
-        "seed": seed,
-    }
+    parameters = {"policy_version": policy.version, "policy_digest": policy.digest, "seed": seed}
     if queue is None:
         return jobs.create(session, actor, RELEASE_BUILD, parameters, request_id=request_id)
     return jobs.submit(
@@ -682,7 +649,7 @@ def submit_release(
 def build_release(
     session: Session,
     actor: Actor,
-    policy: ReleasePolicy,
+    policy: ActivePolicy,
     *,
     keyring: Keyring,
     snapshots: SnapshotCache,
@@ -1165,13 +1132,12 @@ def _recountable(
 
 def _run_release_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
     parameters = run.parameters
-    try:
-        rules = validate_policy(parameters["policy"], record_fields())
-    except PolicyError as error:
-        raise InvalidInput(f"the job's policy no longer validates: {error}") from None
-    policy = ReleasePolicy(int(parameters["policy_version"]), rules, policy_digest(rules))
-    if policy.digest != parameters["policy_digest"]:
-        raise Conflict("the job's policy document does not match the digest it was queued with")
+    version = int(parameters["policy_version"])
+    stored = session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
+    if stored is None or stored.sha256 != parameters["policy_digest"]:
+        raise Conflict(f"release policy version {version} is not the one the build was asked for")
+    policy = ActivePolicy(stored.version, parse_stored(stored), stored.sha256, stored.id)
+    session.rollback()  # the build reads the snapshot in a transaction of its own
     environment = run.environment
 
     def charged(charge_session: Session, candidate_id: str) -> None:
@@ -1219,17 +1185,3 @@ RELEASE_BUILD = jobs.JobKind(
     work=_run_release_build,
     abandon=_abandon_release_build,
 )
-
-
-#: The release policy the hub ships (``config/policies/default.yaml``).
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "config" / "policies" / "default.yaml"
-
-
-def shipped_policy() -> ReleasePolicy:
-    """Return the shipped default policy, validated against the record schema.
-
-    Releases are built under it until the hub keeps policy versions approved by the board.
-
-    :raises policies.PolicyError: if the shipped file does not validate.
-    """
-    return ReleasePolicy.of(load_policy(DEFAULT_POLICY.read_text("utf-8"), record_fields()))

@@ -34,23 +34,42 @@ from hub.models import (
     ReleaseVote,
 )
 from hub.services import ledger, publication, releases
+from hub.services.policies import (
+    DEFAULT_POLICY,
+    ActivePolicy,
+    active_policy,
+    digest,
+    record_fields,
+)
 from hub.services.snapshot import analysis_snapshot, live_batches, snapshot_id
-from policies import validate_policy
+from policies import load_policy
 from tests.conftest import Bearer, MakeClient
 from tests.hub_uploads.test_uploads_api import post, sample_csv
 
 CITIZENSHIP_TABLE = "citizenship_by_country_of_exploitation"
 
 
-def small_policy(**synthetic: Any) -> releases.ReleasePolicy:
+def as_active(document: dict[str, Any]) -> ActivePolicy:
+    """A policy document as a version the hub would hold (not stored: built directly)."""
+    text = yaml.safe_dump(document)
+    policy = load_policy(text, record_fields())
+    return ActivePolicy(policy.version, policy, digest(text), "not-stored")
+
+
+def default_document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY.read_text("utf-8"))
+    return loaded
+
+
+def small_policy(**synthetic: Any) -> ActivePolicy:
     """The shipped policy, less its citizenship x country table (a sample of 2,000 records is
     too sparse for it: the default policy blocks it, as the first test shows), with a small
     synthetic draw."""
-    document = yaml.safe_load(releases.DEFAULT_POLICY.read_text("utf-8"))
+    document = default_document()
     tables = document["tables"]["frequency_tables"]
     document["tables"]["frequency_tables"] = [t for t in tables if t["name"] != CITIZENSHIP_TABLE]
     document["release"]["synthetic"] |= {"records": 1000, **synthetic}
-    return releases.ReleasePolicy.of(validate_policy(document, releases.record_fields()))
+    return as_active(document)
 
 
 @pytest.fixture
@@ -64,7 +83,7 @@ def places(app: APIFlask, tmp_path: Path) -> publication.Places:
 def build(
     app: APIFlask,
     session: Session,
-    policy: releases.ReleasePolicy,
+    policy: ActivePolicy,
     places: publication.Places,
     actor: Any = OPERATOR,
 ) -> ReleaseCandidate:
@@ -140,7 +159,7 @@ def test_a_release_over_the_api_is_a_job_charged_once_and_a_failed_check_blocks_
     for stage in ("microdata", "safe tables", "dp tables", "measure", "checks", "write files"):
         assert stage in seen, stage
 
-    shipped = releases.shipped_policy()
+    shipped = active_policy(db_session, app.config)
     candidate = db_session.get_one(ReleaseCandidate, shown["result"]["release_candidate"])
     assert candidate.kind == "release" and candidate.created_by == board.id
     assert candidate.policy_version == 1 and candidate.policy_digest == shipped.digest
@@ -217,10 +236,10 @@ def test_a_full_candidate_holds_every_artefact_and_passes_its_checks(
 def test_a_spend_over_the_policy_cap_is_refused_and_changes_nothing(
     app: APIFlask, db_session: Session, accepted: int, places: publication.Places
 ) -> None:
-    document = yaml.safe_load(releases.DEFAULT_POLICY.read_text("utf-8"))
+    document = default_document()
     document["privacy"]["dataset_cap"]["rho"] = 0.05
     document["privacy"]["researcher_allowance"]["rho"] = 0.01
-    policy = releases.ReleasePolicy.of(validate_policy(document, releases.record_fields()))
+    policy = as_active(document)
     build(app, db_session, small_policy(), places)  # 0.04 of the 0.05 is spent
     before = spent(db_session)
     with pytest.raises(ledger.BudgetExceeded, match="nothing was charged"):
@@ -390,14 +409,9 @@ def test_a_blocked_candidate_cannot_be_approved(
     accepted: int,
     places: publication.Places,
 ) -> None:
-    document = yaml.safe_load(releases.DEFAULT_POLICY.read_text("utf-8"))
+    document = default_document()
     document["release"]["synthetic"]["records"] = 500
-    blocked = build(
-        app,
-        db_session,
-        releases.ReleasePolicy.of(validate_policy(document, releases.record_fields())),
-        places,
-    )
+    blocked = build(app, db_session, as_active(document), places)
     assert blocked.status == "blocked"
     (_, headers), (_, other) = _board(make_client, bearer, 2)
     before = count(db_session, ReleaseVote)
