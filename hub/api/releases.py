@@ -7,6 +7,7 @@ their files and data packages are public: no login.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from hub.auth import require_scope
 from hub.db import get_session
 from hub.errors import request_id
 from hub.services import jobs as job_service
-from hub.services import publication, releases
+from hub.services import publication, releases, transparency
 from hub.services.policies import active_policy
 from policies import DEFAULT_QUORUM, Decision
 
@@ -291,3 +292,31 @@ def release_datapackage(release_id: str) -> Response:
             get_session(), release_id, publication.DATAPACKAGE, _places().published
         )
     )
+
+
+class TransparencyEntrySchema(Schema):
+    """One entry of the transparency log, hash-chained to the one before it."""
+
+    seq = Integer()
+    kind = String(metadata={"description": "release, policy_version or privacy_spend"})
+    logged_at = String()
+    body = Dict(metadata={"description": "Ids, codes and figures: never a person or a question"})
+    previous_hash = String()
+    entry_hash = String(metadata={"description": "SHA-256 of previous_hash and the body's JSON"})
+
+
+@bp.get("/transparency")
+@bp.output(TransparencyEntrySchema(many=True))
+@bp.doc(
+    summary="The public transparency log: releases, policy versions and privacy spends",
+    description="Every published release, every policy version and every privacy spend "
+    "(releases and researcher queries, the latter without the researcher or the question), "
+    "with the privacy unit, rho, epsilon and delta, the cap and what was left, oldest first. "
+    "Each entry's hash chains it to the one before (`ctdhub transparency verify`).",
+)
+def transparency_log() -> list[dict[str, Any]]:
+    """Show the transparency log, brought up to date first."""
+    session = get_session()
+    cap = active_policy(session, current_app.config).policy.privacy.dataset_cap.rho
+    transparency.sync(session, Fraction(repr(cap)))
+    return transparency.entries(session)

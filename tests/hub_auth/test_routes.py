@@ -39,6 +39,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "releases.show_release",
         "releases.release_file",
         "releases.release_datapackage",
+        "releases.transparency_log",
     }
 )
 #: The portal's pages (``portal.*``) are signed in with a session cookie, not a bearer token;
