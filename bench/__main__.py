@@ -1,6 +1,6 @@
 """Run the benchmarks:
-``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit ...]``
-(default: all but synth, anon, differencing and toolkit).
+``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit|release ...]``
+(default: all but synth, anon, differencing, toolkit and release).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
@@ -22,6 +22,7 @@ BENCHES = {
     "anon": "bench.anon_check",
     "toolkit": "bench.toolkit_bench",
     "differencing": "bench.differencing_bench",
+    "release": "bench.release_bench",
 }
 DEFAULT = ("upload", "sdc", "dp", "query")
 
