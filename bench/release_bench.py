@@ -51,7 +51,7 @@ def _policy() -> Any:
     from policies import load_policy
 
     text = DEFAULT_POLICY.read_text("utf-8")
-    return ActivePolicy(1, load_policy(text, record_fields()), digest(text), "bench")
+    return ActivePolicy(1, load_policy(text, record_fields()), digest(text), "bench", text)
 
 
 def _peak_bytes() -> int:

@@ -503,7 +503,6 @@ class PersonLink(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-
 # --- governance: the board's votes, published releases, the transparency log (issue 13) -------
 
 

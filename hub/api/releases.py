@@ -7,7 +7,6 @@ their files and data packages are public: no login.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from hub.db import get_session
 from hub.errors import request_id
 from hub.services import jobs as job_service
 from hub.services import publication, releases, transparency
-from hub.services.policies import active_policy
+from hub.services.policies import active_policy, budget_policy
 from policies import DEFAULT_QUORUM, Decision
 
 bp = APIBlueprint("releases", __name__, url_prefix="/v1", tag="Releases")
@@ -131,7 +130,8 @@ class ReleaseSchema(Schema):
 def build_release(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Queue a full release candidate's build."""
     session = get_session()
-    policy = active_policy(session, current_app.config)  # before anything changes the session
+    # Before anything changes the session: adopting the first version commits.
+    policy = active_policy(session, current_app.config, request_id())
     job = releases.submit_release(
         session,
         current_actor(),
@@ -317,6 +317,6 @@ class TransparencyEntrySchema(Schema):
 def transparency_log() -> list[dict[str, Any]]:
     """Show the transparency log, brought up to date first."""
     session = get_session()
-    cap = active_policy(session, current_app.config).policy.privacy.dataset_cap.rho
-    transparency.sync(session, Fraction(repr(cap)))
+    active = active_policy(session, current_app.config, request_id())
+    transparency.sync(session, budget_policy(active, current_app.config).dataset_rho)
     return transparency.entries(session)

@@ -1136,7 +1136,9 @@ def _run_release_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
     stored = session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
     if stored is None or stored.sha256 != parameters["policy_digest"]:
         raise Conflict(f"release policy version {version} is not the one the build was asked for")
-    policy = ActivePolicy(stored.version, parse_stored(stored), stored.sha256, stored.id)
+    policy = ActivePolicy(
+        stored.version, parse_stored(stored), stored.sha256, stored.id, stored.document
+    )
     session.rollback()  # the build reads the snapshot in a transaction of its own
     environment = run.environment
 

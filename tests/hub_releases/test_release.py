@@ -53,7 +53,7 @@ def as_active(document: dict[str, Any]) -> ActivePolicy:
     """A policy document as a version the hub would hold (not stored: built directly)."""
     text = yaml.safe_dump(document)
     policy = load_policy(text, record_fields())
-    return ActivePolicy(policy.version, policy, digest(text), "not-stored")
+    return ActivePolicy(policy.version, policy, digest(text), "not-stored", text)
 
 
 def default_document() -> dict[str, Any]:
