@@ -1,6 +1,6 @@
 """Run the benchmarks:
-``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit|scale|linkage ...]``
-(default: all but synth, anon, differencing, toolkit, scale and linkage).
+``python -m bench [upload|sdc|dp|query|synth|anon|differencing|toolkit|scale|linkage|release ...]``
+(default: all but synth, anon, differencing, toolkit, scale, linkage and release).
 
 Each benchmark measures against its floor or peer in the same run and prints the ratios. The
 synthesizer benchmark runs for minutes and wants its peer environment
@@ -25,6 +25,7 @@ BENCHES = {
     "differencing": "bench.differencing_bench",
     "scale": "bench.scale_bench",
     "linkage": "bench.linkage_bench",
+    "release": "bench.release_bench",
 }
 DEFAULT = ("upload", "sdc", "dp", "query")
 

@@ -415,6 +415,29 @@ def worker(workers: int) -> None:
         reaper.stop()
 
 
+@main.group()
+def transparency() -> None:
+    """The public transparency log of releases, policy versions and privacy spends."""
+
+
+@transparency.command("verify")
+@with_appcontext
+def transparency_verify() -> None:
+    """Check the log's hash chain and every entry against the hub's records; exit 1 if broken."""
+    from hub.services import transparency as log
+
+    with session_factory()() as session:
+        problems = log.verify(session)
+        count = len(log.entries(session))
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(
+            f"the transparency log was rewritten: {len(problems)} problem(s)"
+        )
+    click.echo(f"transparency log: {count} entries, chain intact, every entry matches the records")
+
+
 main.add_command(admin)
 
 

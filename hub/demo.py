@@ -7,7 +7,13 @@ serving on 127.0.0.1 and prints where to look and the demo credentials.
 
 A re-run reuses what the first run made: the credentials kept in ``instance/`` (shown again, never
 replaced), the uploads (the hub recognises each body and stores nothing twice), the researcher's
-answer (re-served free) and the synthetic release candidate (no second charge to the ledger).
+answer (re-served free), the synthetic release candidate (no second charge to the ledger) and the
+published release.
+
+It ends with a first published release: the governance board asks for a release candidate under
+the active policy through ``POST /v1/releases``, a job on the embedded queue (a Huey consumer on
+threads of this process) builds and checks it, and two other board members approve it through the
+API, which publishes it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pandas as pd
 import requests
@@ -50,6 +57,9 @@ PARTNERS = {
 ACCOUNTS = [(name, "partner") for name in PARTNERS] + [
     ("Demo Research Institute", "researcher"),
     ("Demo Governance Board", "board"),
+    # Two more board members: a release needs two approvals besides its builder's.
+    ("Demo Board Member: University", "board"),
+    ("Demo Board Member: Survivors' Network", "board"),
 ]
 # Demo-only pseudonym keys: a real partner keeps its own secret key and never shares it.
 DEMO_PSEUDONYM_KEY = "demo-only pseudonym key: never use outside the demo"
@@ -194,6 +204,126 @@ def demo_query(base: str, creds: Credentials) -> None:
     )
 
 
+def _token(base: str, creds: Credentials) -> dict[str, str]:
+    response = requests.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds.client_id, creds.client_secret),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def demo_published_release(
+    app: APIFlask, base: str, accounts: list[Credentials], stop: Stopper
+) -> str | None:
+    """Build a release candidate as a job and have two board members approve it, over HTTP.
+
+    A release published, or a candidate built, by an earlier run is reused (a new one would
+    charge the ledger again).
+
+    :returns: the published release's id, or ``None`` if the candidate was blocked or refused.
+    """
+    from hub.models import ReleaseCandidate
+    from hub.services.releases import RELEASE
+    from hub.services.snapshot import live_snapshot_id
+
+    published = requests.get(f"{base}/v1/releases", timeout=30).json()
+    if published:
+        print(f"demo: reusing published release {published[0]['version']} (no new spend)")
+        return str(published[0]["id"])
+    builder, *approvers = [c for c in accounts if c.role == "board"]
+    headers = _token(base, builder)
+    with session_factory(app)() as session:
+        # A candidate of the same records built by an earlier run: a new one would spend again.
+        candidate_id = session.scalar(
+            select(ReleaseCandidate.id)
+            .where(
+                ReleaseCandidate.kind == RELEASE,
+                ReleaseCandidate.snapshot_id == live_snapshot_id(session),
+                ReleaseCandidate.status.in_(("candidate", "blocked")),
+            )
+            .order_by(ReleaseCandidate.created_at)
+        )
+    if candidate_id is not None:
+        print(f"demo: reusing release candidate {candidate_id} (no new spend)")
+    else:
+        print("demo: the board asks for a release candidate under the active policy (a job):")
+        job = _build_as_job(app, base, builder, stop)
+        if job["state"] != "succeeded":
+            print(f"demo: the release build failed: {job['error']}")
+            return None
+        candidate_id = job["result"]["release_candidate"]
+    candidate = requests.get(
+        f"{base}/v1/releases/candidates/{candidate_id}", headers=headers, timeout=30
+    ).json()
+    if candidate["status"] != "candidate":
+        print(f"demo: candidate {candidate_id} is {candidate['status']}; failed checks:")
+        for result in candidate["checks"]["results"]:
+            if not result["passed"]:
+                print(f"    {result['check']} ({result['subject']}): {result['reason']}")
+        return None
+    print(
+        f"demo: candidate {candidate_id} passed every check of policy {candidate['policy_version']}"
+    )
+    release_id = None
+    for member in approvers:
+        body = {"decision": "approve", "reason_code": "meets_policy", "remark": "demo approval"}
+        answer = requests.post(
+            f"{base}/v1/releases/candidates/{candidate_id}/votes",
+            json=body,
+            headers=_token(base, member),
+            timeout=300,
+        ).json()
+        print(f"demo: {member.organisation} approves: {answer.get('state', answer.get('detail'))}")
+        release_id = answer.get("release") or release_id
+    return release_id
+
+
+def _build_as_job(app: APIFlask, base: str, builder: Credentials, stop: Stopper) -> dict[str, Any]:
+    """Ask for a release over the API and follow its job, run by the embedded queue's consumer."""
+    from tqdm import tqdm
+
+    from hub import jobs
+
+    consumer = jobs.InProcessConsumer(app).start()  # Huey's consumer on threads of this process
+    try:
+        response = requests.post(
+            f"{base}/v1/releases", json={"seed": 2021}, headers=_token(base, builder), timeout=60
+        )
+        if response.status_code != 202:
+            return {"state": "failed", "error": response.json().get("detail")}
+        location = base + response.headers["Location"]
+        with tqdm(unit="step") as bar:
+            while True:
+                stop.check()
+                job: dict[str, Any] = requests.get(
+                    location, headers=_token(base, builder), timeout=30
+                ).json()
+                if job["stage"]:
+                    bar.set_description(job["stage"])
+                    bar.total = job["progress"]["total"]
+                    bar.update(job["progress"]["done"] - bar.n)
+                if job["state"] in ("succeeded", "failed"):
+                    return job
+                stop.requested.wait(1.0)
+    finally:
+        consumer.stop()
+
+
+def print_release(app: APIFlask, base: str, release_id: str) -> None:
+    """Say where the published release, its files and its data package are."""
+    shown = requests.get(f"{base}/v1/releases/{release_id}", timeout=30).json()
+    directory = Path(app.instance_path) / app.config["RELEASE_DIRECTORY"] / "published"
+    print(
+        f"demo: published release {shown['version']} ({release_id}), {len(shown['files'])} files:"
+    )
+    print(f"    {base}/v1/releases/{release_id}")
+    print(f"    {base}/v1/releases/{release_id}/datapackage.json")
+    print(f"    on disk: {directory / release_id}")
+
+
 def demo_synthetic_release(app: APIFlask, records: int, stop: Stopper) -> None:
     """Build a DP synthetic release candidate as the demo board, charged to the ledger once.
 
@@ -202,14 +332,18 @@ def demo_synthetic_release(app: APIFlask, records: int, stop: Stopper) -> None:
     from tqdm import tqdm
 
     from hub.actors import PrincipalActor
-    from hub.models import Principal, ReleaseCandidate
+    from hub.models import Organisation, Principal, ReleaseCandidate
     from hub.services import ledger, releases
 
     directory = Path(app.instance_path) / app.config["RELEASE_DIRECTORY"]
     with session_factory(app)() as session:
         board = (
             session.execute(
-                select(Principal).where(Principal.name == "board system").order_by(Principal.id)
+                select(Principal)
+                .join(Organisation, Organisation.id == Principal.organisation_id)
+                .where(
+                    Principal.name == "board system", Organisation.name == "Demo Governance Board"
+                )
             )
             .scalars()
             .first()
@@ -380,7 +514,10 @@ def main(argv: list[str] | None = None) -> int:
             demo_query(base, researcher)
             if args.synthetic_records:
                 demo_synthetic_release(app, args.synthetic_records, stop)
+            release_id = demo_published_release(app, base, accounts, stop)
             print(f"\nctdhub is serving on {base}")
+            if release_id is not None:
+                print_release(app, base, release_id)
             print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
             print(f"  Demo credentials: {stored}")
             print(

@@ -40,7 +40,9 @@ log = logging.getLogger("ctdhub.jobs")
 TASK_NAME = "ctdhub.run_job"
 
 #: Every kind of job the hub runs, by the name stored in ``job.kind``.
-KINDS: dict[str, service.JobKind] = {releases.SYNTHETIC_BUILD.name: releases.SYNTHETIC_BUILD}
+KINDS: dict[str, service.JobKind] = {
+    kind.name: kind for kind in (releases.SYNTHETIC_BUILD, releases.RELEASE_BUILD)
+}
 
 
 class HueyQueue:

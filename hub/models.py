@@ -317,6 +317,14 @@ class ReleaseCandidate(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     artefacts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(String(200))
+    # A full release candidate (kind ``release``, issue 13): the policy version it was built
+    # under and that document's SHA-256, the batch set (``snapshot_id`` is its digest), and the
+    # policy checks' results. Its status runs building -> candidate | blocked | failed, then
+    # candidate -> published | rejected by the board's votes.
+    policy_version: Mapped[int | None] = mapped_column(Integer)
+    policy_digest: Mapped[str | None] = mapped_column(String(64))
+    batch_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    checks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Job(Base):
@@ -493,3 +501,87 @@ class PersonLink(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- governance: the board's votes, published releases, the transparency log (issue 13) -------
+
+
+class ReleaseVote(Base):
+    """A board member's vote or comment on a motion: publish a candidate, or retract a release.
+
+    One counting vote per member and motion, enforced by a unique index as well as by
+    :mod:`policies.board`, so two concurrent second votes cannot both be recorded.
+    """
+
+    __tablename__ = "release_vote"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # ``publish`` (subject: a release candidate) or ``retract`` (subject: a published release).
+    motion: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
+    decision: Mapped[str] = mapped_column(String(32))
+    reason_code: Mapped[str] = mapped_column(String(32))
+    # The member's own words (never a record value: the board sees only checked outputs).
+    remark: Mapped[str] = mapped_column(Text, default="")
+    counts: Mapped[bool] = mapped_column(Boolean)
+    cast_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "uq_release_vote_one_per_member",
+            "motion",
+            "subject_id",
+            "member_id",
+            unique=True,
+            sqlite_where=text("counts"),
+            postgresql_where=text("counts"),
+        ),
+    )
+
+
+class PublishedRelease(Base):
+    """An immutable published release: its files, manifest and notes never change.
+
+    Retraction (board quorum) sets ``retracted_at``, which hides the files; the record stays.
+    ``tables`` keeps what each safe table published (cells and their status) so later
+    candidates are checked against differencing with it; it is the hub's, not public.
+    """
+
+    __tablename__ = "published_release"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("release_candidate.id"), unique=True)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    policy_digest: Mapped[str] = mapped_column(String(64))
+    # The digest of the batch set (:func:`hub.services.snapshot.snapshot_id`) and the set.
+    snapshot_id: Mapped[str] = mapped_column(String(64))
+    batch_ids: Mapped[list[str]] = mapped_column(JSON)
+    # Relative path -> SHA-256 of every file.
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    notes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tables: Mapped[list[Any]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TransparencyEntry(Base):
+    """One entry of the public transparency log, hash-chained to the one before it.
+
+    ``entry_hash`` is the SHA-256 of the previous entry's hash and this entry's canonical JSON
+    body; a unique ``previous_hash`` lets each entry have one successor only.
+    """
+
+    __tablename__ = "transparency_entry"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    # What the entry is about (a release, a query answer, a policy version), unique per kind.
+    source_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("kind", "source_id"),)

@@ -482,6 +482,48 @@ def check_candidate(
     return CandidateReport(tuple(results))
 
 
+def _fields_of(table: SafeTable | Tabulation) -> set[str]:
+    """Return every field a table names: its dimensions and its population's filter fields."""
+    if isinstance(table, Tabulation):
+        return {*table.table.dimensions, *table.keep, *table.drop}
+    return set(table.dimensions)
+
+
+def _components(tables: Sequence[SafeTable | Tabulation]) -> list[list[int]]:
+    """Group the tables (by position) into sets connected by the fields they share.
+
+    Tables of two groups share no field: what one group publishes bounds a count of the
+    other's only through the number of records both count, which each group publishes itself,
+    so every joint table is consistent with any two completions of the groups (a transport
+    problem between their margins) and each group is checked on its own. This keeps the
+    fine cross-classification of a group, not of every table, within the check's reach.
+
+    >>> from disclosure_control.sdc import frequency_table
+    >>> frame = pd.DataFrame({"a": ["x"] * 12, "b": ["y"] * 12, "c": ["z"] * 12})
+    >>> tables = [frequency_table(frame, d) for d in (["a"], ["b"], ["a", "c"])]
+    >>> _components(tables)
+    [[0, 2], [1]]
+    """
+    fields = [_fields_of(t) for t in tables]
+    groups: list[list[int]] = []
+    seen: set[int] = set()
+    for first in range(len(tables)):
+        if first in seen:
+            continue
+        group, reach, changed = [first], set(fields[first]), True
+        seen.add(first)
+        while changed:
+            changed = False
+            for other in range(len(tables)):
+                if other not in seen and fields[other] & reach:
+                    group.append(other)
+                    reach |= fields[other]
+                    seen.add(other)
+                    changed = True
+        groups.append(sorted(group))
+    return groups
+
+
 def _differencing_result(
     tables: Mapping[str, SafeTable],
     published: Sequence[SafeTable | Tabulation],
@@ -489,27 +531,47 @@ def _differencing_result(
     rules: Tables,
 ) -> CheckResult:
     """Check the candidate's tables together with those already published against
-    differencing: every table is in the one check, the candidate's last table as the new one."""
+    differencing: the tables sharing fields are checked together (:func:`_components`), the
+    candidate's last table of each group as the new one."""
     names = [*(f"published[{i}]" for i in range(len(published))), *tables]
-    new = list(tables.values())
+    every: list[SafeTable | Tabulation] = [*published, *tables.values()]
     figures: dict[str, Any] = {"tables": len(names), "published": len(published)}
-    try:
-        report = check_differencing(new[-1], [*published, *new[:-1]], records, rules.cell_threshold)
-    except TableError as error:
-        return CheckResult("differencing", "release", False, str(error), figures)
-    exact = sum(r.exact for r in report.recovered)
-    where = sorted(
-        {"a cross-classification" if r.table is None else names[r.table] for r in report.recovered}
-    )
+    recovered: list[tuple[str, bool]] = []
+    fine_cells = programs = groups = 0
+    for group in _components(every):
+        if all(i < len(published) for i in group):
+            continue  # only tables published before: checked when they were published
+        groups += 1
+        ordered = [i for i in group if i < len(published)] + [
+            i for i in group if i >= len(published)
+        ]
+        try:
+            report = check_differencing(
+                every[ordered[-1]],
+                [every[i] for i in ordered[:-1]],
+                records,
+                rules.cell_threshold,
+            )
+        except TableError as error:
+            return CheckResult("differencing", "release", False, str(error), figures)
+        fine_cells = max(fine_cells, report.fine_cells)
+        programs += report.programs
+        recovered += [
+            ("a cross-classification" if r.table is None else names[ordered[r.table]], r.exact)
+            for r in report.recovered
+        ]
+    exact = sum(1 for _, is_exact in recovered if is_exact)
+    where = sorted({name for name, _ in recovered})
     figures |= {
-        "counts_disclosed": len(report.recovered),
+        "groups": groups,
+        "counts_disclosed": len(recovered),
         "recovered_exactly": exact,
-        "fine_cells": report.fine_cells,
-        "programs": report.programs,
+        "fine_cells": fine_cells,
+        "programs": programs,
     }
-    if report.recovered:
+    if recovered:
         reason = (
-            f"the {len(names)} tables together prove {len(report.recovered)} count(s) to be from"
+            f"the {len(names)} tables together prove {len(recovered)} count(s) to be from"
             f" 1 to {rules.cell_threshold - 1} ({exact} exactly), in {', '.join(where)}"
         )
         return CheckResult("differencing", "release", False, reason, figures)

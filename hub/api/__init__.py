@@ -31,6 +31,7 @@ def current_actor() -> PrincipalActor:
 def register_api(app: APIFlask) -> None:
     """Register every API blueprint on ``app``."""
     from hub.api import jobs, meta, openapi, queries, uploads
+    from hub.api import releases as release_api  # issue 13: releases and publication
 
     app.url_map.converters["id"] = ObjectIdConverter
     app.spec_processor(openapi.complete)
@@ -43,3 +44,4 @@ def register_api(app: APIFlask) -> None:
     from hub.api import policies
 
     app.register_blueprint(policies.bp)
+    app.register_blueprint(release_api.bp)

@@ -186,6 +186,7 @@ def complete(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
             for status in _statuses(path, method, operation):
                 responses.setdefault(str(status), _problem(status))
     _complete_upload(spec)
+    _complete_releases(spec)
     _replayed_answers(spec)
     _describe_query_specs(spec)
     _describe_policy_writes(spec)
@@ -385,3 +386,38 @@ def _replayed_answers(spec: dict[str, Any]) -> None:
                 "200",
                 {**operation["responses"]["201"], "description": "Seen before: the first answer"},
             )
+
+
+# --- releases (issue 13) ------------------------------------------------------------------------
+
+#: What a published release's files are served as (hub.api.releases).
+_RELEASE_FILE_TYPES = (
+    "text/csv",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.apache.parquet",
+    "application/json",
+    "text/markdown",
+    "text/plain",
+)
+
+
+def _complete_releases(spec: dict[str, Any]) -> None:
+    """Document a release's files as what they are: binary or text, not JSON objects."""
+    paths = spec["paths"]
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    for path, item in paths.items():
+        operation = item.get("get")
+        if operation is None or not path.startswith("/v1/releases/{release_id}/"):
+            continue
+        responses = operation["responses"]
+        if path.endswith("/datapackage.json"):
+            responses["200"] = {
+                "description": "The Frictionless data package (datapackage.json)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        elif "/files/" in path:
+            responses["200"] = {
+                "description": "The file, exactly as its SHA-256 in the manifest says",
+                "content": {media: dict(binary) for media in _RELEASE_FILE_TYPES},
+            }
+            responses["409"] = _problem(409, "The file on disk no longer matches the manifest")

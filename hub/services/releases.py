@@ -21,6 +21,7 @@ the same table exactly (:func:`redraw`). OpenDP's noise itself cannot be seeded.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -38,16 +39,56 @@ from sqlalchemy.orm import Session
 
 from contributors.normalise import BOOLEAN_SPELLING, format_records
 from contributors.schema import RecordSchema, load_schema
-from disclosure_control.dp import PrivacySpend, epsilon_delta_to_rho
+from disclosure_control.dp import Field as DPField
+from disclosure_control.dp import (
+    Measure,
+    PrivacySpend,
+    QueryPlan,
+    QuerySpec,
+    QuerySpecError,
+    SpendRequest,
+    compose,
+    epsilon_delta_to_rho,
+    plan_query,
+)
+from disclosure_control.dp import Release as DPRelease
+from disclosure_control.dp import Snapshot as DPSnapshot
+from disclosure_control.dp import release as dp_release
 from disclosure_control.evaluate import evaluate_release
-from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel
+from disclosure_control.sdc import (
+    AnonymisationError,
+    SafeTable,
+    TableError,
+    TablePolicy,
+    Tabulation,
+    anonymise,
+    frequency_table,
+    load_hierarchies,
+)
+from disclosure_control.sdc.hierarchies import DerivedAttribute, derived_attributes
+from disclosure_control.synth import BudgetShares, Domain, MarginalSynthesizer, SynthesisModel
 from hub import audit
 from hub.actors import Actor, PrincipalActor, SystemActor, authorize
 from hub.crypto import Keyring
 from hub.domain_errors import Conflict, InvalidInput, NotFound
-from hub.models import Job, ReleaseCandidate, utcnow
+from hub.models import (
+    Job,
+    PolicyVersion,
+    PublishedRelease,
+    RecordBatch,
+    ReleaseCandidate,
+    utcnow,
+)
 from hub.services import jobs, ledger
-from hub.services.snapshot import SnapshotCache, analysis_snapshot
+from hub.services.policies import ActivePolicy, parse_stored
+from hub.services.queries import query_schema
+from hub.services.snapshot import Snapshot, SnapshotCache, analysis_snapshot
+from policies import (
+    CandidateReport,
+    CheckResult,
+    Policy,
+    check_candidate,
+)
 
 CREATE_SCOPE = "releases:create"
 #: A candidate and its report are computed from the real records: the board's alone to read.
@@ -184,10 +225,8 @@ def build_synthetic(
         raise InvalidInput("there are no accepted records to synthesise from")
     # The records as CTDC writes them (booleans 1/0, missing empty): the domain's codes.
     coded = format_records(snapshot.records)[list(domain.columns)].reset_index(drop=True)
-    order = np.random.default_rng(request.seed).permutation(len(coded))
-    n_control = math.floor(request.holdout * len(coded))
-    control = coded.iloc[np.sort(order[:n_control])].reset_index(drop=True)
-    training = coded.iloc[np.sort(order[n_control:])].reset_index(drop=True)
+    training, control = _split(coded, request.holdout, request.seed)
+    n_control = len(control)
     session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
 
     spend = PrivacySpend(rho, 0.0)
@@ -452,3 +491,699 @@ def redraw(session: Session, actor: Actor, candidate_id: str) -> pd.DataFrame:
         raise InvalidInput(f"release candidate {row.id} cannot be redrawn: {error}") from None
     table: pd.DataFrame = model.sample(int(parameters["records"]), int(parameters["seed"]))
     return table
+
+
+# --- full release candidates (issue 13) -------------------------------------------------------
+#
+# A full candidate is everything one release policy version asks for, built from one snapshot:
+# k-anonymous microdata, the safe frequency tables, the DP aggregate tables with 95% intervals,
+# DP synthetic microdata, and the utility and re-identification risk report. Its whole spend
+# (every DP table and the synthesizer) is charged in one transaction before any measurement,
+# exactly as a synthetic candidate is; then every artefact is built and checked by
+# :func:`policies.check_candidate`. A candidate that fails a check is ``blocked`` with the
+# checks' results; it never reaches the board's approval.
+
+RELEASE = "release"
+#: Where the hub's generalisation hierarchies live (one per quasi-identifier).
+HIERARCHIES = Path(__file__).resolve().parents[2] / "config" / "hierarchies"
+#: A column of the check's copy of the records naming each record's batch, so tables already
+#: published are recounted on exactly the batches they counted.
+BATCH_COLUMN = "ctdhub:batch"
+
+
+def ledger_caps(policy: Policy) -> ledger.BudgetPolicy:
+    """Return the ledger's caps as ``policy`` states them (exact decimals of its numbers)."""
+    privacy = policy.privacy
+    return ledger.BudgetPolicy(
+        dataset_rho=Fraction(repr(privacy.dataset_cap.rho)),
+        dataset_delta=Fraction(repr(privacy.dataset_cap.delta)),
+        researcher_rho=Fraction(repr(privacy.researcher_allowance.rho)),
+        researcher_delta=Fraction(repr(privacy.researcher_allowance.delta)),
+        display_delta=privacy.display_delta,
+    )
+
+
+def _derived(schema: RecordSchema) -> dict[str, DerivedAttribute]:
+    return derived_attributes(schema.as_dict())
+
+
+def release_dp_schema(schema: RecordSchema) -> dict[str, DPField]:
+    """Return the DP query schema with the schema's derived attributes as coded fields.
+
+    A flag-set attribute takes one of the public combinations of its flags (in schema order,
+    joined by its separator) or its ``none`` value, so its domain is public too.
+    """
+    fields = dict(query_schema())
+    for name, attribute in _derived(schema).items():
+        codes = [attribute.none]
+        for size in range(1, len(attribute.flags) + 1):
+            codes += [
+                attribute.separator.join(chosen)
+                for chosen in itertools.combinations(attribute.flags, size)
+            ]
+        fields[name] = DPField(name, "string", tuple(codes))
+    return fields
+
+
+@dataclass(frozen=True)
+class _Plans:
+    """What a policy's release spends, planned before anything is charged."""
+
+    dp_tables: dict[str, QueryPlan]
+    synthesizer: MarginalSynthesizer | None
+    synthetic_domain: Domain | None
+    charged: dict[str, PrivacySpend]
+    total: PrivacySpend
+
+
+def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
+    """Plan every DP artefact of ``policy`` (no data read), refusing a plan OpenDP cannot make."""
+    dp_schema = release_dp_schema(schema)
+    cap = float(policy.privacy.dataset_cap.rho)
+    tables: dict[str, QueryPlan] = {}
+    charged: dict[str, PrivacySpend] = {}
+    for table in policy.release.dp_tables:
+        spec = QuerySpec(Measure("count"), SpendRequest(rho=table.rho), group_by=table.group_by)
+        try:
+            plan = plan_query(
+                spec,
+                dp_schema,
+                display_delta=policy.privacy.display_delta,
+                rho_range=(min(table.rho, cap) / 2, max(cap, table.rho) * 2),
+            )
+        except (QuerySpecError, ValueError) as error:
+            raise InvalidInput(f"release.dp_tables.{table.name}: {error}") from None
+        tables[table.name] = plan
+        charged[f"dp_tables.{table.name}"] = plan.preview.spend
+    synthesizer = None
+    domain = None
+    settings = policy.release.synthetic
+    if settings is not None:
+        domain = synthesis_domain(schema, settings.columns)
+        try:
+            synthesizer = MarginalSynthesizer(
+                domain,
+                settings.rho,
+                delta=policy.privacy.display_delta,
+                shares=BudgetShares(**settings.shares.model_dump()),
+                max_cells=settings.max_cells,
+                max_parents=settings.max_parents,
+            )
+        except ValueError as error:
+            raise InvalidInput(f"release.synthetic: {error}") from None
+        charged["synthetic"] = PrivacySpend(settings.rho)
+    if not charged and not policy.tables.frequency_tables:
+        raise InvalidInput("the policy releases nothing: no DP table, no synthetic data, no table")
+    return _Plans(tables, synthesizer, domain, charged, compose(charged.values()))
+
+
+def _with_batches(snapshot: Snapshot, session: Session) -> pd.Series:
+    """Return each record's batch id (records are concatenated in the batch set's order)."""
+    counts = dict(
+        session.execute(
+            select(RecordBatch.id, RecordBatch.row_count).where(
+                RecordBatch.id.in_(snapshot.batch_ids)
+            )
+        ).all()
+    )
+    labels = np.repeat(
+        np.array(snapshot.batch_ids, dtype=object),
+        [int(counts[batch]) for batch in snapshot.batch_ids],
+    )
+    if len(labels) != len(snapshot.records):
+        raise Conflict("the snapshot's records do not match its batches' row counts")
+    return pd.Series(labels, index=snapshot.records.index, dtype="string", name=BATCH_COLUMN)
+
+
+def submit_release(
+    session: Session,
+    actor: Actor,
+    policy: ActivePolicy,
+    *,
+    queue: jobs.JobQueue | None,
+    seed: int = 0,
+    request_id: str | None = None,
+) -> Job:
+    """Check a full release candidate's policy and queue its build as a job; return the job.
+
+    Nothing is charged here: the build charges the ledger when a worker starts it. The job
+    names the policy version and its digest: the worker builds under exactly that version.
+
+    :param policy: the (active) policy version to build under.
+    :param queue: where the job goes; ``None`` records it for the caller to run itself.
+    :param seed: seed of the synthetic draw and its held-out split.
+    :raises hub.domain_errors.InvalidInput: if the policy's artefacts cannot be planned.
+    """
+    authorize(actor, CREATE_SCOPE)
+    if not 0 <= seed < 2**32:
+        raise InvalidInput(f"seed must be between 0 and {2**32 - 1}, got {seed!r}")
+    _plans(policy.policy, load_schema())
+    parameters = {"policy_version": policy.version, "policy_digest": policy.digest, "seed": seed}
+    if queue is None:
+        return jobs.create(session, actor, RELEASE_BUILD, parameters, request_id=request_id)
+    return jobs.submit(
+        session, actor, RELEASE_BUILD, parameters, queue=queue, request_id=request_id
+    )
+
+
+def build_release(
+    session: Session,
+    actor: Actor,
+    policy: ActivePolicy,
+    *,
+    keyring: Keyring,
+    snapshots: SnapshotCache,
+    directory: Path,
+    seed: int = 0,
+    progress: Progress | None = None,
+    request_id: str | None = None,
+    on_charge: Callable[[Session, str], None] | None = None,
+) -> ReleaseCandidate:
+    """Build a full release candidate under ``policy``, its files under ``directory/<id>``.
+
+    Steps: plan every DP artefact; read the snapshot; in one transaction lock the ledger,
+    refuse a spend over the policy's cap (changing nothing), charge the whole spend and record
+    the candidate ``building``; then build the microdata, the safe tables, the DP tables and
+    the synthetic data, score them, run the policy's checks, and write the files (into a
+    temporary directory renamed into place). The candidate ends ``candidate`` when every check
+    passed, ``blocked`` (with the failed checks) otherwise, or ``failed`` on an error; the
+    charge stands in every case.
+
+    :param policy: the policy version it is built under.
+    :param seed: seed of the synthetic draw and its held-out split.
+    :param on_charge: called with the session and the candidate's id inside the charge's
+        transaction.
+    :raises hub.services.ledger.BudgetExceeded: if the spend does not fit; nothing is charged.
+    """
+    authorize(actor, CREATE_SCOPE)
+    schema = load_schema()
+    rules = policy.policy
+    plans = _plans(rules, schema)
+    snapshot = analysis_snapshot(session, keyring, snapshots)
+    if len(snapshot.records) == 0:
+        raise InvalidInput("there are no accepted records to build a release from")
+    batches = _with_batches(snapshot, session)
+    published = _published_tables(session)
+    session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
+
+    caps = ledger_caps(rules)
+    spend = plans.total
+    details = {
+        "dataset": ledger.DATASET,
+        "snapshot_id": snapshot.snapshot_id,
+        "policy_version": policy.version,
+        "rho": spend.rho,
+    }
+    try:
+        ledger.lock_dataset(session)
+        balance = ledger.dataset_balance(session, caps)
+        ledger.refuse_unless_fits(spend, balance, None, caps.display_delta, what="this release")
+        ledger.charge(session, None, spend)
+        candidate = ReleaseCandidate(
+            kind=RELEASE,
+            dataset=ledger.DATASET,
+            snapshot_id=snapshot.snapshot_id,
+            status="building",
+            created_by=actor.id if isinstance(actor, PrincipalActor) else None,
+            parameters={
+                "seed": seed,
+                # The document itself: publication states its licence, citation and terms.
+                "policy": rules.to_json(),
+                "spent_before": {
+                    "rho": ledger.as_text(balance.spent_rho),
+                    "delta": ledger.as_text(balance.spent_delta),
+                },
+                "charged": {name: _spend_json(s) for name, s in plans.charged.items()},
+            },
+            rho=ledger.as_text(Fraction(spend.rho)),
+            policy_version=policy.version,
+            policy_digest=policy.digest,
+            batch_ids=list(snapshot.batch_ids),
+        )
+        session.add(candidate)
+        session.flush()
+        audit.record(
+            session,
+            "releases:release:charge",
+            actor=actor,
+            request_id=request_id,
+            subject_id=candidate.id,
+            details=details,
+        )
+        if on_charge is not None:
+            on_charge(session, candidate.id)
+        session.commit()
+    except ledger.BudgetExceeded:
+        session.rollback()
+        audit.record(
+            session, "releases:release:refuse", actor=actor, request_id=request_id, details=details
+        )
+        session.commit()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+
+    candidate_id = candidate.id
+    final = directory / candidate_id
+    spent_before = PrivacySpend(float(balance.spent_rho), float(balance.spent_delta))
+    try:
+        built = _build_artefacts(
+            snapshot, batches, rules, plans, published, spent_before, seed, progress
+        )
+        if progress is not None:
+            progress("write files", 0, 1)
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{candidate_id}-", dir=directory))
+        try:
+            # Imported here: publication reads candidates, so it imports this module.
+            from hub.services.publication import write_candidate_files
+
+            artefacts = write_candidate_files(staging, built)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if progress is not None:
+            progress("write files", 1, 1)
+        row = session.get_one(ReleaseCandidate, candidate_id, populate_existing=True)
+        if row.status != "building":
+            # The job's lease ran out and the reaper failed it meanwhile: it stays failed.
+            raise Conflict(f"release candidate {candidate_id} is {row.status}, not building")
+        passed = built.checks.passed
+        row.status = "candidate" if passed else "blocked"
+        row.finished_at = utcnow()
+        row.spend = {name: _spend_json(s) for name, s in built.charged.items()}
+        row.model = built.model_text
+        row.report = built.report
+        row.artefacts = artefacts
+        row.checks = built.checks.to_json()
+        audit.record(
+            session,
+            "releases:release:build" if passed else "releases:release:block",
+            actor=actor,
+            request_id=request_id,
+            subject_id=candidate_id,
+            details={
+                "failed_checks": [f"{r.check}:{r.subject}" for r in built.checks.failures],
+                "files": len(artefacts),
+            },
+        )
+        session.commit()
+        return row
+    except BaseException as error:
+        session.rollback()
+        shutil.rmtree(final, ignore_errors=True)
+        row = session.get_one(ReleaseCandidate, candidate_id)
+        if row.status == "building":
+            row.status = "failed"
+            row.finished_at = utcnow()
+            # The error's type only: a message could quote record values.
+            row.error = type(error).__name__
+            audit.record(
+                session,
+                "releases:release:fail",
+                actor=actor,
+                request_id=request_id,
+                subject_id=candidate_id,
+                details={"error": type(error).__name__},
+            )
+        session.commit()
+        raise
+
+
+@dataclass(frozen=True)
+class BuiltRelease:
+    """A candidate's artefacts in memory, before they are written.
+
+    :param microdata: the k-anonymous microdata (``None`` if the anonymiser found no release).
+    :param safe_tables: the safe frequency tables by their policy name.
+    :param dp_tables: the DP tables by their policy name.
+    :param synthetic: the DP synthetic records (``None`` without a synthesizer).
+    :param model_text: the fitted synthesis model's JSON.
+    :param report: the utility and risk report (for the board; computed from real records).
+    :param checks: the policy checks' results.
+    :param charged: the spend of every DP artefact.
+    :param policy: the policy it was built under.
+    """
+
+    microdata: pd.DataFrame | None
+    safe_tables: dict[str, SafeTable]
+    dp_tables: dict[str, DPRelease]
+    synthetic: pd.DataFrame | None
+    model_text: str | None
+    report: dict[str, Any]
+    checks: CandidateReport
+    charged: dict[str, PrivacySpend]
+    policy: Policy
+
+
+def _anonymised(
+    coded: pd.DataFrame, rules: Policy
+) -> tuple[pd.DataFrame | None, dict[str, Any], list[CheckResult]]:
+    """Return the k-anonymous microdata (the quasi-identifiers, generalised, and the sensitive
+    attributes: no other field, since only these are covered by the k and l checks)."""
+    micro = rules.microdata
+    qis = list(micro.quasi_identifiers)
+    sensitive = [] if micro.l_diversity is None else list(micro.l_diversity.attributes)
+    try:
+        result = anonymise(
+            coded[[*qis, *sensitive]],
+            qis,
+            load_hierarchies(HIERARCHIES),
+            micro.privacy_model(),
+            risk_threshold=micro.record_risk.threshold,
+        )
+    except AnonymisationError as error:
+        # The anonymiser's refusal states figures only (sizes, k, the suppression budget).
+        refusal = CheckResult("anonymisation", "microdata", False, str(error))
+        return None, {"refused": str(error)}, [refusal]
+    report = result.report
+    summary = {
+        "strategy": report.strategy,
+        "levels": dict(report.levels),
+        "records_in": report.records_in,
+        "records_kept": report.records_kept,
+        "records_suppressed": report.records_suppressed,
+        "cells_suppressed": report.cells_suppressed,
+        "cells_suppressed_by_field": dict(report.cells_suppressed_by_field),
+        "classes": report.classes,
+        "before": _plain(asdict(report.before)),
+        "after": _plain(asdict(report.after)),
+        "information_loss": dict(report.information_loss),
+    }
+    return result.data.reset_index(drop=True), summary, []
+
+
+def _spend_json(spend: PrivacySpend) -> dict[str, float]:
+    return {"rho": spend.rho, "delta": spend.delta}
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` as JSON data: NaN and infinities become ``None``, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _build_artefacts(
+    snapshot: Snapshot,
+    batches: pd.Series,
+    rules: Policy,
+    plans: _Plans,
+    published: Sequence[PublishedTable],
+    spent_before: PrivacySpend,
+    seed: int,
+    progress: Progress | None,
+) -> BuiltRelease:
+    """Build and check every artefact of a candidate (after its charge)."""
+    schema = load_schema()
+
+    def stage(name: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(name, done, total)
+
+    # The records as CTDC writes them (codes, booleans 1/0, missing empty) with the derived
+    # attributes: what the anonymiser, the tables and the synthesizer read.
+    coded = format_records(snapshot.records).reset_index(drop=True)
+    for name, attribute in _derived(schema).items():
+        coded[name] = attribute.compute(coded)
+
+    stage("microdata", 0, 1)
+    microdata, anonymisation, refusals = _anonymised(coded, rules)
+    stage("microdata", 1, 1)
+
+    declared = rules.tables.frequency_tables
+    safe: dict[str, SafeTable] = {}
+    table_policy = rules.tables.table_policy()
+    for index, table in enumerate(declared):
+        stage("safe tables", index, len(declared))
+        try:
+            safe[table.name] = frequency_table(coded, list(table.dimensions), table_policy)
+        except TableError as error:
+            refusals.append(CheckResult("table", f"tables.{table.name}", False, str(error)))
+    stage("safe tables", len(declared), len(declared))
+
+    dp_tables: dict[str, DPRelease] = {}
+    if plans.dp_tables:
+        dp_schema = release_dp_schema(schema)
+        dp_records = snapshot.records.reset_index(drop=True)
+        for name, attribute in _derived(schema).items():
+            dp_records = dp_records.assign(**{name: attribute.compute(dp_records)})
+        with DPSnapshot(dp_records, dp_schema, missing_values=schema.missing_values) as data:
+            for index, (name, plan) in enumerate(plans.dp_tables.items()):
+                stage("dp tables", index, len(plans.dp_tables))
+                dp_tables[name] = dp_release(plan, data, nonnegative_counts=True)
+        stage("dp tables", len(plans.dp_tables), len(plans.dp_tables))
+
+    synthetic = None
+    model_text = None
+    report: dict[str, Any] = {"microdata": anonymisation}
+    charged = {name: s for name, s in plans.charged.items() if not name.startswith("synthetic")}
+    settings = rules.release.synthetic
+    if plans.synthesizer is not None and plans.synthetic_domain is not None and settings:
+        columns = list(plans.synthetic_domain.columns)
+        training, control = _split(coded[columns], settings.holdout, seed)
+        model = plans.synthesizer.fit(training, progress)
+        stage("draw and evaluate", 0, 1)
+        synthetic = model.sample(settings.records, seed)
+        evaluation = evaluate_release(
+            training,
+            synthetic,
+            control if len(control) else None,
+            metadata={
+                "kind": RELEASE,
+                "epsilon": model.spend.epsilon,
+                "delta": rules.privacy.display_delta,
+                "rho": model.spend.rho,
+                "seed": seed,
+                "note": "scored against the real records: for the board, not for publication",
+            },
+            n_attacks=200,
+            seed=seed,
+        )
+        report["synthetic"] = json.loads(evaluation.to_json())
+        model_text = model.to_json()
+        # The synthesizer's delta is the one its epsilon is stated at, not a spend of its own.
+        charged["synthetic"] = PrivacySpend(model.spend.rho)
+        stage("draw and evaluate", 1, 1)
+
+    stage("checks", 0, 1)
+    check_records = coded.assign(**{BATCH_COLUMN: batches.reset_index(drop=True)})
+    comparable, skipped = _recountable(published, check_records)
+    checked = check_candidate(
+        rules,
+        microdata=microdata,
+        tables=safe,
+        charged=charged,
+        spent_before=spent_before,
+        records=check_records,
+        published=comparable,
+    )
+    extra = list(refusals)
+    if skipped:
+        extra.append(
+            CheckResult(
+                "differencing_coverage",
+                "release",
+                True,
+                f"{skipped} table(s) of earlier releases count records since withdrawn and"
+                " cannot be recounted; they were left out of the differencing check",
+                {"tables_left_out": skipped},
+            )
+        )
+    checks = CandidateReport((*checked.results, *extra))
+    stage("checks", 1, 1)
+    return BuiltRelease(
+        microdata, safe, dp_tables, synthetic, model_text, report, checks, charged, rules
+    )
+
+
+def _split(coded: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the records into the synthesizer's training set and a held-out control set."""
+    order = np.random.default_rng(seed).permutation(len(coded))
+    n_control = math.floor(holdout * len(coded))
+    control = coded.iloc[np.sort(order[:n_control])].reset_index(drop=True)
+    training = coded.iloc[np.sort(order[n_control:])].reset_index(drop=True)
+    return training, control
+
+
+# --- tables already published, for the differencing check ----------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """A safe table as a release published it: what a reader saw, and what it counted.
+
+    :param release_id: the release.
+    :param name: the table's name in its policy.
+    :param dimensions: its dimensions.
+    :param categories: its categories per dimension.
+    :param status: every cell's status code, flattened (margins included).
+    :param shown: every cell's published value, flattened (``None`` where hidden).
+    :param rounding_base: its rounding base, if rounded.
+    :param batch_ids: the batches it counted.
+    """
+
+    release_id: str
+    name: str
+    dimensions: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]
+    status: tuple[int, ...]
+    shown: tuple[float | None, ...]
+    rounding_base: int | None
+    batch_ids: frozenset[str]
+
+    @staticmethod
+    def record(name: str, table: SafeTable) -> dict[str, Any]:
+        """Return what the hub keeps of a safe table it publishes (JSON data)."""
+        status = table.status.ravel()
+        shown: list[float | None] = [None] * status.size
+        values = table.cells["value"].astype("Float64")
+        visible = np.flatnonzero(status != _UNPUBLISHED_STATUS)
+        for position, value in zip(visible, values, strict=True):
+            shown[int(position)] = None if pd.isna(value) else float(value)
+        return {
+            "name": name,
+            "dimensions": list(table.dimensions),
+            "categories": [list(c) for c in table.categories],
+            "status": [int(s) for s in status],
+            "shown": shown,
+            "rounding_base": table.rounding_base,
+        }
+
+
+#: SafeTable's status code of a total that is not published (disclosure_control.sdc.tables).
+_UNPUBLISHED_STATUS = 3
+
+
+def _published_tables(session: Session) -> list[PublishedTable]:
+    """Return every safe table ever published (retracted releases too: they were public)."""
+    rows = session.execute(select(PublishedRelease).order_by(PublishedRelease.version)).scalars()
+    tables = []
+    for row in rows:
+        for item in row.tables:
+            tables.append(
+                PublishedTable(
+                    release_id=row.id,
+                    name=str(item["name"]),
+                    dimensions=tuple(item["dimensions"]),
+                    categories=tuple(tuple(c) for c in item["categories"]),
+                    status=tuple(int(s) for s in item["status"]),
+                    shown=tuple(item["shown"]),
+                    rounding_base=item["rounding_base"],
+                    batch_ids=frozenset(row.batch_ids),
+                )
+            )
+    return tables
+
+
+def _recountable(
+    published: Sequence[PublishedTable], records: pd.DataFrame
+) -> tuple[list[Tabulation], int]:
+    """Return the published tables as tabulations of the records they counted, and how many
+    could not be rebuilt (they count batches withdrawn since)."""
+    live = set(records[BATCH_COLUMN].dropna().unique())
+    out: list[Tabulation] = []
+    skipped = 0
+    for table in published:
+        if not table.batch_ids <= live:
+            skipped += 1
+            continue
+        population = records[records[BATCH_COLUMN].isin(table.batch_ids)]
+        domains = dict(zip(table.dimensions, table.categories, strict=True))
+        try:
+            recount = frequency_table(
+                population, list(table.dimensions), TablePolicy(threshold=1), domains=domains
+            )
+        except TableError:
+            skipped += 1
+            continue
+        if recount.categories != table.categories:
+            skipped += 1
+            continue
+        status = np.array(table.status, dtype=np.int8).reshape(recount.values.shape)
+        flat = status.ravel()
+        visible = flat != _UNPUBLISHED_STATUS
+        cells = recount.cells.copy()
+        shown = [table.shown[i] for i in np.flatnonzero(visible)]
+        cells["value"] = pd.array(shown, dtype="Float64")
+        rebuilt = SafeTable(
+            table.dimensions,
+            table.categories,
+            cells,
+            recount.values,
+            status,
+            (),
+            table.rounding_base,
+        )
+        out.append(Tabulation(rebuilt, keep={BATCH_COLUMN: table.batch_ids}))
+    return out, skipped
+
+
+# --- the full build as a job ----------------------------------------------------------------
+
+
+def _run_release_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
+    parameters = run.parameters
+    version = int(parameters["policy_version"])
+    stored = session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
+    if stored is None or stored.sha256 != parameters["policy_digest"]:
+        raise Conflict(f"release policy version {version} is not the one the build was asked for")
+    policy = ActivePolicy(
+        stored.version, parse_stored(stored), stored.sha256, stored.id, stored.document
+    )
+    session.rollback()  # the build reads the snapshot in a transaction of its own
+    environment = run.environment
+
+    def charged(charge_session: Session, candidate_id: str) -> None:
+        run.charged(charge_session, {"release_candidate": candidate_id})
+
+    row = build_release(
+        session,
+        run.actor,
+        policy,
+        keyring=environment.keyring(),
+        snapshots=environment.snapshots,
+        directory=environment.release_directory,
+        seed=int(parameters.get("seed", 0)),
+        progress=run.progress,
+        request_id=run.request_id,
+        on_charge=charged,
+    )
+    return {"release_candidate": row.id, "status": row.status}
+
+
+def _abandon_release_build(session: Session, job: Job, reaper: SystemActor) -> None:
+    """Fail the candidate a lost worker left ``building``; its charge stands."""
+    candidate_id = (job.result or {}).get("release_candidate")
+    if candidate_id is None:
+        return
+    row = session.get(ReleaseCandidate, candidate_id)
+    if row is None or row.status != "building":
+        return
+    row.status, row.finished_at, row.error = "failed", utcnow(), "WorkerLost"
+    audit.record(
+        session,
+        "releases:release:fail",
+        actor=reaper,
+        request_id=None,
+        subject_id=candidate_id,
+        details={"error": "WorkerLost", "job_id": job.id},
+    )
+
+
+#: Building a full release candidate under a policy version, as a job.
+RELEASE_BUILD = jobs.JobKind(
+    name="releases.release",
+    start_scope=CREATE_SCOPE,
+    read_scope=CANDIDATES_READ_SCOPE,
+    work=_run_release_build,
+    abandon=_abandon_release_build,
+)

@@ -34,6 +34,12 @@ PUBLIC_ENDPOINTS = frozenset(
         "oauth.revoke_token",
         "oauth.introspect_token",
         "meta.health",
+        # Published releases are public (issue 13): only what the board approved is there.
+        "releases.list_releases",
+        "releases.show_release",
+        "releases.release_file",
+        "releases.release_datapackage",
+        "releases.transparency_log",
     }
 )
 #: The portal's pages (``portal.*``) are signed in with a session cookie, not a bearer token;

@@ -36,7 +36,9 @@ def demo(
     args = [sys.executable, "-m", "hub.demo", "--port", str(port), "--data", str(data)]
     args += ["--credentials", str(instance / "demo-credentials.json")]
     args += ["--synthetic-records", str(synthetic_records), *options]
-    return start(args, hub_environment(instance))
+    # The embedded queue's file too, so that each test's demo has its own.
+    queue = {"CTDHUB_QUEUE_URL": f"sqlite:///{instance / 'queue.sqlite3'}"}
+    return start(args, hub_environment(instance, queue))
 
 
 def counts(instance: Path) -> dict[str, object]:
@@ -50,7 +52,7 @@ def counts(instance: Path) -> dict[str, object]:
             sa.text("SELECT spent_rho, spent_delta, charges FROM privacy_ledger")
         ).all()
         found["candidates"] = connection.execute(
-            sa.text("SELECT status FROM release_candidate")
+            sa.text("SELECT kind, status FROM release_candidate ORDER BY kind")
         ).all()
     engine.dispose()
     return found
@@ -84,12 +86,17 @@ def test_a_rerun_reuses_credentials_uploads_and_the_release(
     assert first.finish() == 0, first.lines[-20:]
     stored = tmp_path / "demo-credentials.json"
     credentials = json.loads(stored.read_text())
-    assert len(credentials) == 5
+    assert len(credentials) == 7  # three partners, a researcher, three board members
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     after_first = counts(tmp_path)
-    assert after_first["oauth_client"] == 5 and after_first["upload"] == 3
-    assert after_first["candidates"] == [("candidate",)]
-    assert after_first["ledger"] and after_first["ledger"][0][2] == 2  # type: ignore[index]
+    assert after_first["oauth_client"] == 7 and after_first["upload"] == 3
+    # The release candidate was built as a job and checked: about 490 records are too few for
+    # the default policy's tables, so it is blocked (the full CTDC file passes and is published).
+    candidates = after_first["candidates"]
+    assert candidates == [("dp-synthetic", "candidate"), ("release", "blocked")], candidates
+    assert any("failed checks" in line for line in first.lines)
+    # The query, the synthetic candidate and the release: three charges.
+    assert after_first["ledger"] and after_first["ledger"][0][2] == 3  # type: ignore[index]
 
     second = demo(tmp_path, small_ctdc, free_port(), "--no-serve", synthetic_records=300)
     assert second.finish() == 0, second.lines[-20:]
@@ -98,6 +105,7 @@ def test_a_rerun_reuses_credentials_uploads_and_the_release(
     assert all(c["client_secret"] in shown for c in credentials)
     assert sum("already stored" in line for line in second.lines) == 3
     assert any("reusing the synthetic release candidate" in line for line in second.lines)
+    assert any("reusing release candidate" in line for line in second.lines)
     # No new credentials, no upload stored twice, no second charge to the ledger.
     assert counts(tmp_path) == after_first
 

@@ -22,12 +22,14 @@ from sqlalchemy.orm import Session
 
 from hub import migrate
 from hub.actors import ROLE_SCOPES, PrincipalActor
+from hub.crypto import Keyring
 from hub.domain_errors import NotAuthorized
 from hub.models import Job, Principal, ReleaseCandidate
 from hub.services import releases
 from hub.services.releases import SyntheticRequest
 from hub.storage import make_engine
 from tests.conftest import MakeClient
+from tests.hub_releases.test_release import small_policy
 from tests.hub_releases.test_synthetic import COLUMNS, build
 
 ROLES = sorted(ROLE_SCOPES)
@@ -47,6 +49,18 @@ CANDIDATE_READERS: dict[str, Call] = {
     ),
     "redraw": lambda session, actor, app, directory, candidate_id: releases.redraw(
         session, actor, candidate_id
+    ),
+    # A full release candidate (issue 13): its build, and queueing it.
+    "build_release": lambda session, actor, app, directory, _id: releases.build_release(
+        session,
+        actor,
+        small_policy(),
+        keyring=Keyring.from_json(app.config["KEYRING"]),
+        snapshots=app.extensions["ctdhub.snapshots"],
+        directory=directory,
+    ),
+    "submit_release": lambda session, actor, app, directory, _id: releases.submit_release(
+        session, actor, small_policy(), queue=None
     ),
     # Queues a build (a job row, no candidate data); refused like the build itself.
     "submit_synthetic": lambda session, actor, app, directory, _id: releases.submit_synthetic(

@@ -1,0 +1,96 @@
+"""The public transparency log: complete, without identities, hash-chained and verifiable."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import sqlalchemy as sa
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from hub.cli import main
+from hub.models import QueryAnswer, TransparencyEntry
+from hub.services import transparency
+from tests.conftest import Bearer, MakeClient
+from tests.hub_releases.test_release import (  # noqa: F401 - fixtures
+    download,
+    places,
+    published,
+)
+
+QUERY = {"measure": {"kind": "count"}, "group_by": ["gender"], "spend": {"rho": 0.005}}
+
+
+def test_the_log_holds_every_release_policy_and_spend_and_detects_a_rewrite(
+    app: APIFlask,
+    client: FlaskClient,
+    db_session: Session,
+    make_client: MakeClient,
+    bearer: Bearer,
+    published: dict[str, Any],  # noqa: F811
+) -> None:
+    cid, secret, researcher = make_client("University", ["researcher"])
+    asked = client.post("/v1/queries", json=QUERY, headers=bearer(cid, secret))
+    assert asked.status_code == 201, asked.get_json()
+
+    log = client.get("/v1/transparency")  # public: no token
+    assert log.status_code == 200
+    entries = log.get_json()
+    kinds = [e["kind"] for e in entries]
+    assert kinds.count("release") == 1 and kinds.count("policy_version") == 1
+    assert kinds.count("privacy_spend") == 2  # the release candidate's charge and the query
+    release = next(e for e in entries if e["kind"] == "release")["body"]
+    assert release["release"] == published["release"] and release["version"] == 1
+    assert release["seconds_from_request_to_decision"] >= 0
+    query = next(e["body"] for e in entries if e["body"].get("spender") == "researcher query")
+    assert query["privacy_unit"] == "case record" and query["rho"] == 0.005
+    assert query["epsilon"] > 0 and query["cap_rho"] == 1.0
+    text = str(entries)
+    assert researcher.id not in text and "gender" not in text  # neither who nor what
+    # Each entry chains to the one before it.
+    previous = transparency.GENESIS
+    for entry in entries:
+        assert entry["previous_hash"] == previous
+        assert entry["entry_hash"] == transparency.chain(previous, entry["body"])
+        previous = entry["entry_hash"]
+    spends = [e["body"] for e in entries if e["kind"] == "privacy_spend"]
+    left = Fraction(1) - sum(Fraction(s["rho_exact"]) for s in spends)
+    assert Fraction(spends[-1]["left_rho_exact"]) == left
+    # Reading again appends nothing new.
+    assert client.get("/v1/transparency").get_json() == entries
+
+    runner = app.test_cli_runner()
+    intact = runner.invoke(main, ["transparency", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert f"{len(entries)} entries, chain intact" in intact.output
+
+    # Rewriting an entry's history in the database is detected.
+    with app.extensions["ctdhub.engine"].begin() as connection:
+        row = connection.execute(
+            sa.select(TransparencyEntry.seq, TransparencyEntry.body)
+            .where(TransparencyEntry.kind == "privacy_spend")
+            .order_by(TransparencyEntry.seq)
+        ).first()
+        assert row is not None
+        connection.execute(
+            sa.update(TransparencyEntry)
+            .where(TransparencyEntry.seq == row.seq)
+            .values(body={**row.body, "rho": "0.0001"})
+        )
+    broken = runner.invoke(main, ["transparency", "verify"])
+    assert broken.exit_code == 1
+    assert f"entry {row.seq}: its body does not match its hash" in broken.output
+
+    # So is a rewrite of the records beneath an intact log.
+    with app.extensions["ctdhub.engine"].begin() as connection:
+        connection.execute(
+            sa.update(TransparencyEntry)
+            .where(TransparencyEntry.seq == row.seq)
+            .values(body=row.body)
+        )
+        connection.execute(sa.update(QueryAnswer).values(rho="1/1000000"))
+    db_session.expire_all()
+    problems = transparency.verify(db_session)
+    assert problems and all("differs from the hub's record" in p for p in problems)
