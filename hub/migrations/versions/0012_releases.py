@@ -1,6 +1,6 @@
 """releases: full candidates' policy and batch set, board votes, published releases, transparency
 
-Revision ID: 0009
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-04
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
