@@ -22,8 +22,9 @@ the shares of the synthetic table's distinct 2- and 3-value combinations (empty 
 excluded) that never occur in the real records. With ``--columns all`` the fit on every column
 is also scored on the 25 columns (``3-way@25``), what a release of every column gives them.
 ``--forbid-below C`` fits the hub's synthesizer with ``forbid_below=C`` (no sampled
-combination of two values whose noisy count is under C noise deviations; see
-:mod:`disclosure_control.synth.forbid`), to weigh its fabrication against its TVD.
+combination of two, or up to ``--forbid-length``, values whose noisy count is under C noise
+deviations; see :mod:`disclosure_control.synth.forbid`), to weigh its fabrication against its
+TVD.
 ``--columns whole`` fits the whole CTDC file (every record, every column): the time and memory
 a release of all of CTDC costs, scored against the whole file (no held-out half exists there).
 """
@@ -101,7 +102,9 @@ def _worker(args: argparse.Namespace) -> None:
         domains = json.loads(Path(args.domains).read_text())
         domain = Domain.from_schema({k: tuple(v) for k, v in domains.items()}, list(train.columns))
         rho = epsilon_delta_to_rho(args.epsilon, DELTA)
-        model = MarginalSynthesizer(domain, rho, forbid_below=args.forbid_below).fit(train)
+        model = MarginalSynthesizer(
+            domain, rho, forbid_below=args.forbid_below, forbid_length=args.forbid_length
+        ).fit(train)
         synthetic = model.sample(len(train), seed=0)
         extra = {"rho": model.spend.rho, "epsilon": model.spend.epsilon}
     elif args.worker == "pac-synth":
@@ -241,6 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--forbid-below", type=float, help="the hub's forbid_below (noise deviations)"
     )
+    parser.add_argument("--forbid-length", type=int, default=2, help="the hub's forbid_length")
     args = parser.parse_args()
     if args.worker:
         args.epsilon = args.epsilon[0] if isinstance(args.epsilon, list) else args.epsilon
@@ -290,7 +294,10 @@ def main() -> None:
                 _run(
                     "ctdhub", Path(sys.executable), train_file, domains_file, epsilon,
                     f"{label}-{repeat}", args.timeout,
-                    () if args.forbid_below is None else ("--forbid-below", str(args.forbid_below)),
+                    () if args.forbid_below is None else (
+                        "--forbid-below", str(args.forbid_below),
+                        "--forbid-length", str(args.forbid_length),
+                    ),
                 )
                 for repeat in range(args.repeats)
             ]  # fmt: skip
@@ -305,7 +312,7 @@ def main() -> None:
             for run in runs:
                 shown = run["name"]
                 if shown == "ctdhub" and args.forbid_below is not None:
-                    shown += f" forbid<{args.forbid_below:g}"
+                    shown += f" forbid<{args.forbid_below:g} len{args.forbid_length}"
                 if "error" in run:
                     print(f"{shown:<24}{epsilon:>5g}  failed: {run['error']}")
                     continue

@@ -23,6 +23,10 @@ module per step:
    records to every measurement (:mod:`~disclosure_control.synth.refine`); then sample
    (:mod:`~disclosure_control.synth.model`).
 
+Optionally (``forbid_below``, off by default), the model never samples a combination of values
+whose noisy count in a measured marginal did not clear a threshold: post-processing of the
+noisy counts, at no extra privacy spend (:mod:`~disclosure_control.synth.forbid`).
+
 Every access to the real records is an OpenDP measurement inside one OpenDP adaptive
 composition under rho-zCDP (:mod:`~disclosure_control.synth.measure`), so the run's privacy
 loss is OpenDP's figure, accounted in :class:`disclosure_control.dp.accounting.ItemisedSpend`.
@@ -54,7 +58,7 @@ import pandas as pd
 from disclosure_control.synth.compression import Compressed, compress
 from disclosure_control.synth.domain import Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, conditional, rake
-from disclosure_control.synth.forbid import forbidden_cells
+from disclosure_control.synth.forbid import forbidden_cells, rare_buckets
 from disclosure_control.synth.measure import Measurements, ProgressCallback, ignore_progress
 from disclosure_control.synth.model import SynthesisModel
 from disclosure_control.synth.refine import POOL_SIZE, Pool, refine
@@ -257,6 +261,7 @@ class MarginalSynthesizer:
             forbidden = forbidden_cells(
                 measured, one_way.sizes, self.forbid_below, self.forbid_length
             )
+            forbidden += rare_buckets([len(c.kept) for c in one_way.columns], one_way.sizes)
         return SynthesisModel(
             domain=self.domain,
             order=order,

@@ -65,14 +65,20 @@ class SynthesisModel:
         """Return, per column, the values the model can draw ("" for not recorded).
 
         Only values the fit's released counts show are drawn (kept values, and rare values
-        that cleared the bar of :func:`~disclosure_control.synth.compression.rare_weights`).
+        that cleared the bar of :func:`~disclosure_control.synth.compression.rare_weights`,
+        unless the fit forbade drawing the rare-value bucket).
         """
+        never = {f.columns[0]: set(f.cells.tolist()) for f in self.forbidden or ()
+                 if len(f.columns) == 1}  # fmt: skip
         drawable: dict[str, tuple[str, ...]] = {}
         for j, (column, (kept, rare, weights)) in enumerate(
             zip(self.domain.columns, self.expand, strict=True)
         ):
             labels = (*self.domain.codes[j], MISSING)
-            codes = sorted({*kept.tolist(), *rare[weights > 0].tolist()})
+            out = never.get(j, set())
+            rare_drawn = [] if len(kept) in out else rare[weights > 0].tolist()
+            kept_drawn = [c for i, c in enumerate(kept.tolist()) if i not in out]
+            codes = sorted({*kept_drawn, *rare_drawn})
             drawable[column] = tuple(labels[c] for c in codes)
         return drawable
 
@@ -387,7 +393,7 @@ def _forbidden_from_json(entry: Any, sizes: Sequence[int]) -> list[ForbiddenCell
     forbidden: list[ForbiddenCells] = []
     for k, item in enumerate(entry):
         columns = tuple(int(c) for c in _read_ints(item["columns"], f"forbidden {k} columns"))
-        if len(columns) < 2 or list(columns) != sorted(set(columns)) or columns[-1] >= len(sizes):
+        if not columns or list(columns) != sorted(set(columns)) or columns[-1] >= len(sizes):
             raise ValueError(f"synthesis model: forbidden {k} names columns outside the model")
         found = _read_ints(item["cells"], f"forbidden {k} cells")
         if found.size and (found.min() < 0 or found.max() >= prod(sizes[c] for c in columns)):

@@ -94,6 +94,16 @@ def test_values_stay_valid_and_the_spend_is_unchanged(
     values = forbidding.values()
     for column in domain.columns:
         assert set(drawn[column]) <= set(values[column])
+    # Every rare-value bucket is forbidden, and values() leaves its values out.
+    buckets = [j for j, (_, rare, _) in enumerate(forbidding.expand) if rare.size]
+    assert buckets
+    assert [f.columns for f in forbidding.forbidden or () if len(f.columns) == 1] == [
+        (j,) for j in buckets
+    ]
+    for j in buckets:
+        _, rare, _ = forbidding.expand[j]
+        shown = set(values[domain.columns[j]])
+        assert not shown & {domain.codes[j][c] if c < len(domain.codes[j]) else "" for c in rare}
     plain = MarginalSynthesizer(domain, rho=0.5).fit(ctdc_training)
     assert plain.forbidden is None
     # Forbidding is post-processing: as many measurements, at the same rho each (which
