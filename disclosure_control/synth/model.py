@@ -199,9 +199,9 @@ class SynthesisModel:
         else:
             pool = Pool.draw(self.factors, sizes, self.refinement.pool_size)
             keep = None if self.forbidden is None else allowed(pool.records, self.forbidden, sizes)
-            if keep is not None and not keep.any():
-                raise ValueError(_ALL_FORBIDDEN)
             weights = pool_weights(pool, sizes, self.refinement, keep)
+            if not weights.sum() > 0:
+                raise ValueError(_ALL_FORBIDDEN)
             drawn = rng.choice(len(pool.records), size=n_records, p=weights / weights.sum())
             compressed = pool.records[drawn]
         codes = np.empty_like(compressed)

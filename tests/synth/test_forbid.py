@@ -10,7 +10,7 @@ import pytest
 
 from disclosure_control.synth import Domain, MarginalSynthesizer, SynthesisModel
 from disclosure_control.synth.domain import IntMatrix
-from disclosure_control.synth.forbid import allowed, forbidden_cells
+from disclosure_control.synth.forbid import ForbiddenCells, allowed, forbidden_cells
 
 from .conftest import SMALL_COLUMNS, read_ctdc_sample
 
@@ -120,3 +120,13 @@ def test_a_saved_model_keeps_its_forbidden_combinations(
     assert loaded.forbidden is not None and forbidding.forbidden is not None
     assert [f.columns for f in loaded.forbidden] == [f.columns for f in forbidding.forbidden]
     pd.testing.assert_frame_equal(loaded.sample(3000, 9), forbidding.sample(3000, 9))
+
+
+def test_forbidding_every_record_is_refused_clearly(forbidding: SynthesisModel) -> None:
+    sizes = [len(kept) + (1 if rare.size else 0) for kept, rare, _ in forbidding.expand]
+    everything = [ForbiddenCells((0,), np.arange(sizes[0], dtype=np.int64))]
+    with pytest.raises(ValueError, match="leave \\(almost\\) no record to draw"):
+        replace(forbidding, forbidden=everything).sample(100, seed=0)
+    network = replace(forbidding, forbidden=everything, refinement=None)
+    with pytest.raises(ValueError, match="leave \\(almost\\) no record to draw"):
+        network.sample(100, seed=0)
