@@ -21,6 +21,10 @@ prints each fit and the mean and standard deviation of the 3-way TVD. ``fab2``/`
 the shares of the synthetic table's distinct 2- and 3-value combinations (empty fields
 excluded) that never occur in the real records. With ``--columns all`` the fit on every column
 is also scored on the 25 columns (``3-way@25``), what a release of every column gives them.
+``--forbid-below C`` fits the hub's synthesizer with ``forbid_below=C`` (no sampled
+combination of two, or up to ``--forbid-length``, values whose noisy count is under C noise
+deviations; see :mod:`disclosure_control.synth.forbid`), to weigh its fabrication against its
+TVD.
 ``--columns whole`` fits the whole CTDC file (every record, every column): the time and memory
 a release of all of CTDC costs, scored against the whole file (no held-out half exists there).
 """
@@ -97,7 +101,10 @@ def _worker(args: argparse.Namespace) -> None:
 
         domains = json.loads(Path(args.domains).read_text())
         domain = Domain.from_schema({k: tuple(v) for k, v in domains.items()}, list(train.columns))
-        model = MarginalSynthesizer(domain, epsilon_delta_to_rho(args.epsilon, DELTA)).fit(train)
+        rho = epsilon_delta_to_rho(args.epsilon, DELTA)
+        model = MarginalSynthesizer(
+            domain, rho, forbid_below=args.forbid_below, forbid_length=args.forbid_length
+        ).fit(train)
         synthetic = model.sample(len(train), seed=0)
         extra = {"rho": model.spend.rho, "epsilon": model.spend.epsilon}
     elif args.worker == "pac-synth":
@@ -202,12 +209,13 @@ def _run(
     epsilon: float,
     tag: str,
     timeout: float,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run one synthesizer in a child process and return its costs and output path."""
     out = OUT / f"{tag}-{name}-eps{epsilon:g}.csv"
     command = [
         str(python), __file__, "--worker", name, "--train", str(train),
-        "--domains", str(domains), "--epsilon", str(epsilon), "--out", str(out),
+        "--domains", str(domains), "--epsilon", str(epsilon), "--out", str(out), *extra,
     ]  # fmt: skip
     try:
         done = subprocess.run(
@@ -233,6 +241,10 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=["pac-synth", "mst", "aim"])
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--train-size", type=int, default=50_000)
+    parser.add_argument(
+        "--forbid-below", type=float, help="the hub's forbid_below (noise deviations)"
+    )
+    parser.add_argument("--forbid-length", type=int, default=2, help="the hub's forbid_length")
     args = parser.parse_args()
     if args.worker:
         args.epsilon = args.epsilon[0] if isinstance(args.epsilon, list) else args.epsilon
@@ -282,6 +294,10 @@ def main() -> None:
                 _run(
                     "ctdhub", Path(sys.executable), train_file, domains_file, epsilon,
                     f"{label}-{repeat}", args.timeout,
+                    () if args.forbid_below is None else (
+                        "--forbid-below", str(args.forbid_below),
+                        "--forbid-length", str(args.forbid_length),
+                    ),
                 )
                 for repeat in range(args.repeats)
             ]  # fmt: skip
@@ -294,13 +310,16 @@ def main() -> None:
                 )
             three_way: list[float] = []
             for run in runs:
+                shown = run["name"]
+                if shown == "ctdhub" and args.forbid_below is not None:
+                    shown += f" forbid<{args.forbid_below:g} len{args.forbid_length}"
                 if "error" in run:
-                    print(f"{run['name']:<24}{epsilon:>5g}  failed: {run['error']}")
+                    print(f"{shown:<24}{epsilon:>5g}  failed: {run['error']}")
                     continue
                 synthetic = pd.read_csv(run["out"], dtype="string", keep_default_na=False)
                 line = _scores(training, synthetic[columns], columns, columns_25, label)
                 costs = f"{run['seconds']:>9.1f}{run['peak_mb']:>9.0f}"
-                print(f"{run['name']:<24}{epsilon:>5g}{line}{costs}")
+                print(f"{shown:<24}{epsilon:>5g}{line}{costs}")
                 if run["name"] == "ctdhub":
                     three_way.append(float(line.split()[2]))
                 if label != "whole" and run is runs[0]:

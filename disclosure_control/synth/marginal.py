@@ -23,6 +23,10 @@ module per step:
    records to every measurement (:mod:`~disclosure_control.synth.refine`); then sample
    (:mod:`~disclosure_control.synth.model`).
 
+Optionally (``forbid_below``, off by default), the model never samples a combination of values
+whose noisy count in a measured marginal did not clear a threshold: post-processing of the
+noisy counts, at no extra privacy spend (:mod:`~disclosure_control.synth.forbid`).
+
 Every access to the real records is an OpenDP measurement inside one OpenDP adaptive
 composition under rho-zCDP (:mod:`~disclosure_control.synth.measure`), so the run's privacy
 loss is OpenDP's figure, accounted in :class:`disclosure_control.dp.accounting.ItemisedSpend`.
@@ -44,6 +48,7 @@ model is deterministic given its seed (see :mod:`~disclosure_control.synth.model
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import pi, sqrt
 
@@ -53,6 +58,7 @@ import pandas as pd
 from disclosure_control.synth.compression import Compressed, compress
 from disclosure_control.synth.domain import Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, conditional, rake
+from disclosure_control.synth.forbid import forbidden_cells, rare_buckets
 from disclosure_control.synth.measure import Measurements, ProgressCallback, ignore_progress
 from disclosure_control.synth.model import SynthesisModel
 from disclosure_control.synth.refine import POOL_SIZE, Pool, refine
@@ -148,6 +154,12 @@ class MarginalSynthesizer:
         split the rest by ``shares``. 0 samples the network itself.
     :param refine_rounds: how many pairs the refinement measures; by default two per column
         (at most every pair).
+    :param forbid_below: off by default. When set to ``c``, the model never samples a
+        combination of 2 to ``forbid_length`` values whose noisy count, in any marginal the fit
+        measured, is under ``c`` noise deviations (:mod:`~disclosure_control.synth.forbid`):
+        fewer fabricated combinations, at some cost in fidelity. It is post-processing of the
+        noisy measurements only and spends no extra privacy budget.
+    :param forbid_length: the longest combination ``forbid_below`` checks (at least 2).
     """
 
     def __init__(
@@ -161,6 +173,8 @@ class MarginalSynthesizer:
         max_parents: int = 3,
         refine_share: float = REFINE_SHARE,
         refine_rounds: int | None = None,
+        forbid_below: float | None = None,
+        forbid_length: int = 2,
     ) -> None:
         """Keep the run's settings; nothing touches data until :meth:`fit`."""
         if rho <= 0:
@@ -184,6 +198,12 @@ class MarginalSynthesizer:
         if self.refine_rounds < 0 or self.refine_rounds > pairs:
             raise ValueError("refine_rounds must lie between 0 and the number of column pairs")
         self.refine_share = refine_share if self.refine_rounds else 0.0
+        if forbid_below is not None and forbid_below <= 0:
+            raise ValueError(f"forbid_below must be a positive number, got {forbid_below}")
+        if forbid_length < 2:
+            raise ValueError(f"forbid_length must be at least 2, got {forbid_length}")
+        self.forbid_below = forbid_below
+        self.forbid_length = forbid_length
 
     def fit(
         self, records: pd.DataFrame, progress: ProgressCallback | None = None
@@ -225,7 +245,7 @@ class MarginalSynthesizer:
             rounds["parent_sets"][1],
             names,
         )
-        factors = self._measure_factors(
+        factors, measured = self._measure_factors(
             measurements, one_way, order, parents, rounds["model"][1], model_sigma
         )
         refinement = None
@@ -234,6 +254,14 @@ class MarginalSynthesizer:
             refinement = refine(
                 measurements, statistics, pool, refine_rounds, self.max_cells, names
             )
+            refine_sigma = sqrt(0.5 / refine_rounds[2])
+            measured += [(c, counts, refine_sigma) for c, counts in refinement.marginals]
+        forbidden = None
+        if self.forbid_below is not None:
+            forbidden = forbidden_cells(
+                measured, one_way.sizes, self.forbid_below, self.forbid_length
+            )
+            forbidden += rare_buckets([len(c.kept) for c in one_way.columns], one_way.sizes)
         return SynthesisModel(
             domain=self.domain,
             order=order,
@@ -242,6 +270,7 @@ class MarginalSynthesizer:
             spend=measurements.spend(self.delta),
             tree=[(names[a], names[b]) for a, b in tree],
             refinement=refinement,
+            forbidden=forbidden,
         )
 
     def _refine_rounds(self) -> tuple[int, float, float]:
@@ -249,7 +278,7 @@ class MarginalSynthesizer:
 
         A round spends a tenth on choosing its pair and the rest on measuring it.
         """
-        if not self.refine_rounds:
+        if not self.refine_rounds or not self.refine_share:
             return 0, 0.0, 0.0
         per_round = self.rho * (1 - 1e-9) * self.refine_share / self.refine_rounds
         return self.refine_rounds, per_round * REFINE_SELECT, per_round * (1 - REFINE_SELECT)
@@ -279,16 +308,21 @@ class MarginalSynthesizer:
         parents: dict[int, tuple[int, ...]],
         rho: float,
         model_sigma: float,
-    ) -> list[Factor]:
-        """Steps 4 to 6: measure each column with its parents, smooth, and rake."""
+    ) -> tuple[list[Factor], list[tuple[Sequence[int], FloatArray, float]]]:
+        """Steps 4 to 6: measure each column with its parents, smooth, and rake.
+
+        Return the factors, and each measured marginal with its noise deviation.
+        """
         names, sizes, priors = self.domain.columns, one_way.sizes, one_way.priors
         root = order[0]
         factors = [Factor(root, (), priors[root][None, :])]
+        measured: list[tuple[Sequence[int], FloatArray, float]] = []
         for child in order[1:]:
             columns = [*parents[child], child]
             noisy = measurements.counts(
                 f"marginal {'/'.join(names[c] for c in columns)}", columns, one_way.lookups, rho
             )
+            measured.append((columns, noisy, model_sigma))
             counts = noisy.reshape([sizes[c] for c in columns])
             factors.append(
                 Factor(child, parents[child], conditional(counts, priors[child], model_sigma))
@@ -298,4 +332,4 @@ class MarginalSynthesizer:
         one_way_var = [one_way.sigma**2] * len(names)
         model_var = [one_way.sigma**2 if f.child == root else model_sigma**2 * len(f.table)
                      for f in factors]  # fmt: skip
-        return rake(factors, sizes, priors, one_way_var, model_var)
+        return rake(factors, sizes, priors, one_way_var, model_var), measured

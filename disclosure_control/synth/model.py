@@ -22,6 +22,7 @@ import pandas as pd
 from disclosure_control.dp.accounting import ItemisedSpend, PrivacySpend
 from disclosure_control.synth.domain import MISSING, Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, draw_compressed
+from disclosure_control.synth.forbid import ForbiddenCells, allowed
 from disclosure_control.synth.refine import POOL_SIZE, Pool, Refinement, pool_weights
 
 
@@ -41,6 +42,9 @@ class SynthesisModel:
     :param tree: the selected tree edges, as column name pairs.
     :param refinement: the measured pairs a weighted pool of the network's records is fitted
         to (:mod:`~disclosure_control.synth.refine`), if the run refined the network.
+    :param forbidden: value combinations no sampled record may hold, if the fit was asked to
+        forbid those whose noisy count did not clear its threshold
+        (:mod:`~disclosure_control.synth.forbid`).
     """
 
     domain: Domain
@@ -50,6 +54,7 @@ class SynthesisModel:
     spend: ItemisedSpend
     tree: list[tuple[str, str]]
     refinement: Refinement | None = None
+    forbidden: list[ForbiddenCells] | None = None
 
     def parents(self) -> dict[str, tuple[str, ...]]:
         """Return each column's parents in the model, by name."""
@@ -60,14 +65,20 @@ class SynthesisModel:
         """Return, per column, the values the model can draw ("" for not recorded).
 
         Only values the fit's released counts show are drawn (kept values, and rare values
-        that cleared the bar of :func:`~disclosure_control.synth.compression.rare_weights`).
+        that cleared the bar of :func:`~disclosure_control.synth.compression.rare_weights`,
+        unless the fit forbade drawing the rare-value bucket).
         """
+        never = {f.columns[0]: set(f.cells.tolist()) for f in self.forbidden or ()
+                 if len(f.columns) == 1}  # fmt: skip
         drawable: dict[str, tuple[str, ...]] = {}
         for j, (column, (kept, rare, weights)) in enumerate(
             zip(self.domain.columns, self.expand, strict=True)
         ):
             labels = (*self.domain.codes[j], MISSING)
-            codes = sorted({*kept.tolist(), *rare[weights > 0].tolist()})
+            out = never.get(j, set())
+            rare_drawn = [] if len(kept) in out else rare[weights > 0].tolist()
+            kept_drawn = [c for i, c in enumerate(kept.tolist()) if i not in out]
+            codes = sorted({*kept_drawn, *rare_drawn})
             drawable[column] = tuple(labels[c] for c in codes)
         return drawable
 
@@ -113,6 +124,12 @@ class SynthesisModel:
             },
             "tree": [[a, b] for a, b in self.tree],
             "refinement": None if self.refinement is None else _refinement_json(self.refinement),
+            "forbidden": None
+            if self.forbidden is None
+            else [
+                {"columns": [int(c) for c in f.columns], "cells": [int(v) for v in f.cells]}
+                for f in self.forbidden
+            ],
         }
         return json.dumps(
             {
@@ -166,6 +183,10 @@ class SynthesisModel:
         Row ``i`` is the ``i``-th draw of a generator seeded by the release's own seed; nothing
         of any real record's position enters it. The table has a fresh ``RangeIndex``.
 
+        A model fitted with ``forbid_below`` never draws a record holding a forbidden
+        combination: pool records holding one get weight zero before the pool is fitted to the
+        refinement's targets, and a network without refinement redraws such records.
+
         :param n_records: how many records to draw.
         :param seed: seed of the draw.
         """
@@ -174,10 +195,13 @@ class SynthesisModel:
         rng = np.random.default_rng(seed)
         sizes = [len(kept) + (1 if rare.size else 0) for kept, rare, _ in self.expand]
         if self.refinement is None:
-            compressed = draw_compressed(self.factors, sizes, n_records, rng)
+            compressed = self._draw_network(sizes, n_records, rng)
         else:
             pool = Pool.draw(self.factors, sizes, self.refinement.pool_size)
-            weights = pool_weights(pool, sizes, self.refinement)
+            keep = None if self.forbidden is None else allowed(pool.records, self.forbidden, sizes)
+            weights = pool_weights(pool, sizes, self.refinement, keep)
+            if not weights.sum() > 0:
+                raise ValueError(_ALL_FORBIDDEN)
             drawn = rng.choice(len(pool.records), size=n_records, p=weights / weights.sum())
             compressed = pool.records[drawn]
         codes = np.empty_like(compressed)
@@ -189,12 +213,41 @@ class SynthesisModel:
                 codes[in_bucket, j] = rng.choice(rare, size=int(in_bucket.sum()), p=weights)
         return self.domain.decode(codes)
 
+    def _draw_network(
+        self, sizes: list[int], n_records: int, rng: np.random.Generator
+    ) -> IntMatrix:
+        """Draw from the network, redrawing records that hold a forbidden combination."""
+        compressed = draw_compressed(self.factors, sizes, n_records, rng)
+        if self.forbidden is None:
+            return compressed
+        kept = compressed[allowed(compressed, self.forbidden, sizes)]
+        drawn = n_records
+        for _ in range(REDRAW_ROUNDS):
+            if len(kept) >= n_records:
+                break
+            # Draw what the share kept so far should fill, within ten tables' worth.
+            share = max(len(kept), 1) / drawn
+            batch_size = min(int((n_records - len(kept)) / share) + 1, 10 * n_records)
+            batch = draw_compressed(self.factors, sizes, batch_size, rng)
+            kept = np.concatenate([kept, batch[allowed(batch, self.forbidden, sizes)]])
+            drawn += batch_size
+        if len(kept) < n_records:
+            raise ValueError(_ALL_FORBIDDEN)
+        return kept[:n_records]
+
 
 #: The name and version written into every saved model.
 MODEL_FORMAT = "ctdhub-synthesis-model"
-MODEL_VERSION = 2
-#: Version 1 models (before the refinement) are read as they were written.
-READABLE_VERSIONS = (1, 2)
+MODEL_VERSION = 3
+#: Version 1 models (before the refinement) and version 2 (before forbidden combinations)
+#: are read as they were written.
+READABLE_VERSIONS = (1, 2, 3)
+#: Rounds of redrawing before a network without refinement gives up filling the table.
+REDRAW_ROUNDS = 20
+_ALL_FORBIDDEN = (
+    "synthesis model: the forbidden combinations leave (almost) no record to draw; "
+    "fit again with a lower forbid_below"
+)
 
 
 def _hex_floats(values: FloatArray) -> list[str]:
@@ -329,4 +382,21 @@ def _model_from_payload(payload: dict[str, Any], domain: Domain) -> SynthesisMod
     if not all(a in columns and b in columns for a, b in tree):
         raise ValueError("synthesis model: a tree edge names a column outside the domain")
     refinement = _refinement_from_json(payload.get("refinement"), sizes)
-    return SynthesisModel(domain, order, factors, expand, spend, tree, refinement)
+    forbidden = _forbidden_from_json(payload.get("forbidden"), sizes)
+    return SynthesisModel(domain, order, factors, expand, spend, tree, refinement, forbidden)
+
+
+def _forbidden_from_json(entry: Any, sizes: Sequence[int]) -> list[ForbiddenCells] | None:
+    """Read forbidden combinations, checking their columns and cells."""
+    if entry is None:
+        return None
+    forbidden: list[ForbiddenCells] = []
+    for k, item in enumerate(entry):
+        columns = tuple(int(c) for c in _read_ints(item["columns"], f"forbidden {k} columns"))
+        if not columns or list(columns) != sorted(set(columns)) or columns[-1] >= len(sizes):
+            raise ValueError(f"synthesis model: forbidden {k} names columns outside the model")
+        found = _read_ints(item["cells"], f"forbidden {k} cells")
+        if found.size and (found.min() < 0 or found.max() >= prod(sizes[c] for c in columns)):
+            raise ValueError(f"synthesis model: forbidden {k} names a cell outside its columns")
+        forbidden.append(ForbiddenCells(columns, found))
+    return forbidden

@@ -23,6 +23,7 @@ from itertools import combinations
 from math import pi, sqrt
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
 
 from disclosure_control.synth.domain import FloatArray, IntMatrix
@@ -137,10 +138,22 @@ def _start(pool: Pool, n_hat: float) -> FloatArray:
     return np.asarray(pool.multiplicity * (n_hat / pool.multiplicity.sum()), dtype=np.float64)
 
 
-def pool_weights(pool: Pool, sizes: Sequence[int], refinement: Refinement) -> FloatArray:
-    """Return the pool's final weights: fitted to all of the refinement's targets."""
+def pool_weights(
+    pool: Pool,
+    sizes: Sequence[int],
+    refinement: Refinement,
+    keep: npt.NDArray[np.bool_] | None = None,
+) -> FloatArray:
+    """Return the pool's final weights: fitted to all of the refinement's targets.
+
+    :param keep: which pool records may be drawn; the others start (and so stay, the fit
+        being multiplicative) at weight zero.
+    """
     numbered = number_targets(pool.records, sizes, refinement.targets())
-    return fit_weights(numbered, _start(pool, refinement.n_hat))
+    start = _start(pool, refinement.n_hat)
+    if keep is not None:
+        start = np.where(keep, start, 0.0)
+    return fit_weights(numbered, start)
 
 
 def _one_hot(pool: IntMatrix, sizes: Sequence[int]) -> tuple[sparse.csr_matrix, list[int]]:
