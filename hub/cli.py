@@ -255,12 +255,13 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
 @with_appcontext
 def budget() -> None:
     """Show the dataset's privacy ledger: cap, spent and remaining, as exact decimals."""
-    from hub.services import ledger
+    from hub.services import ledger, policies
 
     with session_factory()() as session:
-        shown = ledger.dataset_budget(
-            session, OPERATOR, ledger.BudgetPolicy.from_settings(current_app.config)
+        caps = policies.budget_policy(
+            policies.active_policy(session, current_app.config), current_app.config
         )
+        shown = ledger.dataset_budget(session, OPERATOR, caps)
     state = shown["dataset_ledger"]
     click.echo(f"dataset {shown['dataset']}: {state['charges']} charge(s)")
     for name in ("allowance", "spent", "remaining"):

@@ -333,7 +333,7 @@ def demo_synthetic_release(app: APIFlask, records: int, stop: Stopper) -> None:
 
     from hub.actors import PrincipalActor
     from hub.models import Organisation, Principal, ReleaseCandidate
-    from hub.services import ledger, releases
+    from hub.services import ledger, policies, releases
 
     directory = Path(app.instance_path) / app.config["RELEASE_DIRECTORY"]
     with session_factory(app)() as session:
@@ -382,7 +382,9 @@ def demo_synthetic_release(app: APIFlask, records: int, stop: Stopper) -> None:
                     request,
                     keyring=ring,
                     snapshots=app.extensions["ctdhub.snapshots"],
-                    policy=ledger.BudgetPolicy.from_settings(app.config),
+                    policy=policies.budget_policy(
+                        policies.active_policy(session, app.config), app.config
+                    ),
                     directory=directory,
                     progress=progress,
                 )

@@ -33,7 +33,6 @@ from huey.serializer import SignedSerializer
 from hub.db import session_factory
 from hub.services import jobs as service
 from hub.services import releases
-from hub.services.ledger import BudgetPolicy
 
 log = logging.getLogger("ctdhub.jobs")
 
@@ -98,7 +97,7 @@ def environment(app: Flask) -> service.JobEnvironment:
     return service.JobEnvironment(
         keyring=lambda: crypto.keyring(app),
         snapshots=app.extensions["ctdhub.snapshots"],
-        policy=BudgetPolicy.from_settings(app.config),
+        settings=app.config,
         release_directory=Path(app.instance_path) / str(app.config["RELEASE_DIRECTORY"]),
     )
 

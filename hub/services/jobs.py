@@ -40,7 +40,6 @@ from hub.actors import Actor, PrincipalActor, SystemActor, authorize
 from hub.crypto import Keyring
 from hub.domain_errors import HubError, NotAuthorized, NotFound, ServiceUnavailable
 from hub.models import Job, Principal, utcnow
-from hub.services.ledger import BudgetPolicy
 from hub.services.snapshot import SnapshotCache
 
 log = logging.getLogger("ctdhub.jobs")
@@ -68,13 +67,14 @@ class JobEnvironment:
 
     :param keyring: returns the keyring (raises :class:`ServiceUnavailable` without one).
     :param snapshots: the worker process's snapshot cache.
-    :param policy: the ledger's caps.
+    :param settings: the hub's settings (the ledger's caps come from the active release
+        policy, read when the job runs).
     :param release_directory: where release candidates' files are kept.
     """
 
     keyring: Callable[[], Keyring]
     snapshots: SnapshotCache
-    policy: BudgetPolicy
+    settings: Mapping[str, Any]
     release_directory: Path
 
 

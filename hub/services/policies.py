@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from contributors.schema import load_schema
 from disclosure_control.dp import PrivacySpend
+from disclosure_control.dp.plan import RHO_RANGE
 from hub import audit
 from hub.actors import OPERATOR, Actor, acting_principal, authorize
 from hub.domain_errors import Conflict, HubError, InvalidInput, NotFound, ServiceUnavailable
@@ -171,15 +172,22 @@ def _exact(node: yaml.ScalarNode | None, validated: float) -> Fraction:
     return Fraction(repr(validated))
 
 
-def budget_policy(active: ActivePolicy, config: Mapping[str, Any]) -> ledger.BudgetPolicy:
+def budget_policy(
+    active: ActivePolicy, config: Mapping[str, Any] | None = None
+) -> ledger.BudgetPolicy:
     """Return the ledger's caps from the active policy, exactly as its document writes them.
 
     :param active: the policy in force.
-    :param config: the hub's settings (only the per-query rho range is read from them).
+    :param config: the hub's settings (only the per-query rho range is read from them);
+        without them the range is the ledger's default (release builds spend no query).
     """
     privacy = active.policy.privacy
     cap, allowance = privacy.dataset_cap, privacy.researcher_allowance
-    settings = ledger.BudgetPolicy.from_settings(config)
+    query_rho_range = (
+        ledger.BudgetPolicy.from_settings(config).query_rho_range
+        if config is not None
+        else RHO_RANGE
+    )
     dataset_rho, dataset_delta, researcher_rho, researcher_delta = _written_caps(
         active.document, cap.rho, cap.delta, allowance.rho, allowance.delta
     )
@@ -189,7 +197,7 @@ def budget_policy(active: ActivePolicy, config: Mapping[str, Any]) -> ledger.Bud
         researcher_rho=researcher_rho,
         researcher_delta=researcher_delta,
         display_delta=privacy.display_delta,
-        query_rho_range=settings.query_rho_range,
+        query_rho_range=query_rho_range,
         policy_version=active.version,
     )
 

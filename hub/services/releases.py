@@ -80,7 +80,7 @@ from hub.models import (
     utcnow,
 )
 from hub.services import jobs, ledger
-from hub.services.policies import ActivePolicy, parse_stored
+from hub.services.policies import ActivePolicy, active_policy, budget_policy, parse_stored
 from hub.services.queries import query_schema
 from hub.services.snapshot import Snapshot, SnapshotCache, analysis_snapshot
 from policies import (
@@ -402,6 +402,7 @@ def _run_synthetic_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
     parameters["columns"] = tuple(parameters.get("columns") or ())
     request = SyntheticRequest(**parameters)
     environment = run.environment
+    caps = budget_policy(active_policy(session, environment.settings), environment.settings)
 
     def charged(charge_session: Session, candidate_id: str) -> None:
         run.charged(charge_session, {"release_candidate": candidate_id})
@@ -412,7 +413,7 @@ def _run_synthetic_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
         request,
         keyring=environment.keyring(),
         snapshots=environment.snapshots,
-        policy=environment.policy,
+        policy=caps,
         directory=environment.release_directory,
         progress=run.progress,
         request_id=run.request_id,
@@ -509,18 +510,6 @@ HIERARCHIES = Path(__file__).resolve().parents[2] / "config" / "hierarchies"
 #: A column of the check's copy of the records naming each record's batch, so tables already
 #: published are recounted on exactly the batches they counted.
 BATCH_COLUMN = "ctdhub:batch"
-
-
-def ledger_caps(policy: Policy) -> ledger.BudgetPolicy:
-    """Return the ledger's caps as ``policy`` states them (exact decimals of its numbers)."""
-    privacy = policy.privacy
-    return ledger.BudgetPolicy(
-        dataset_rho=Fraction(repr(privacy.dataset_cap.rho)),
-        dataset_delta=Fraction(repr(privacy.dataset_cap.delta)),
-        researcher_rho=Fraction(repr(privacy.researcher_allowance.rho)),
-        researcher_delta=Fraction(repr(privacy.researcher_allowance.delta)),
-        display_delta=privacy.display_delta,
-    )
 
 
 def _derived(schema: RecordSchema) -> dict[str, DerivedAttribute]:
@@ -686,7 +675,7 @@ def build_release(
     published = _published_tables(session)
     session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
 
-    caps = ledger_caps(rules)
+    caps = budget_policy(policy)
     spend = plans.total
     details = {
         "dataset": ledger.DATASET,

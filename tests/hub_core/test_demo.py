@@ -132,5 +132,5 @@ def test_the_first_ctrl_c_stops_the_synthesis_cleanly(small_ctdc: Path, tmp_path
     assert port_is_free(port)
     # Stopped mid-build, the candidate is marked failed (its charge stands, as the ledger says);
     # stopped after it, it is whole. Never left half-built.
-    statuses = {status for (status,) in counts(tmp_path)["candidates"]}  # type: ignore[attr-defined]
+    statuses = {status for (_kind, status) in counts(tmp_path)["candidates"]}  # type: ignore[attr-defined]
     assert statuses <= {"failed", "candidate"}

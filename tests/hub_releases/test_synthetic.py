@@ -19,9 +19,9 @@ from hub.crypto import Keyring
 from hub.domain_errors import InvalidInput, NotAuthorized
 from hub.models import AuditEvent, PrivacyLedger, ReleaseCandidate, ResearcherAllowance
 from hub.services import ledger, releases
+from hub.services.policies import active_policy, budget_policy
 from hub.services.releases import SyntheticRequest
 from tests.conftest import MakeClient
-from tests.hub_queries.conftest import hub_settings
 
 COLUMNS = ("gender", "ageBroad", "majorityStatus", "isForcedLabour", "isSexualExploit")
 
@@ -39,7 +39,7 @@ def build(
         request,
         keyring=Keyring.from_json(app.config["KEYRING"]),
         snapshots=app.extensions["ctdhub.snapshots"],
-        policy=ledger.BudgetPolicy.from_settings(app.config),
+        policy=budget_policy(active_policy(session, app.config), app.config),
         directory=directory,
     )
 
@@ -94,32 +94,17 @@ def test_a_candidate_is_redrawn_exactly_from_its_stored_model(
 
 
 def test_a_spend_over_the_cap_is_refused_and_changes_nothing(
-    database_url: str,
-    test_keyring: Keyring,
-    app: APIFlask,
-    db_session: Session,
-    accepted: int,
-    tmp_path: Path,
+    app: APIFlask, db_session: Session, accepted: int, tmp_path: Path
 ) -> None:
-    from hub import create_app
-
-    small = create_app(
-        hub_settings(
-            database_url,
-            test_keyring,
-            DP_DATASET_RHO_CAP="0.01",
-            DP_RESEARCHER_RHO_ALLOWANCE="0.01",
-        )
-    )
-    try:
-        with small.extensions["ctdhub.sessionmaker"]() as session:
-            with pytest.raises(ledger.BudgetExceeded, match="this synthetic release costs"):
-                build(small, session, SyntheticRequest(records=10, epsilon=1.0), tmp_path)
-            assert spent(session) == 0
-            assert session.execute(select(func.count()).select_from(ReleaseCandidate)).scalar() == 0
-            assert tags(session)[-1] == "releases:synthetic:refuse"
-    finally:
-        small.extensions["ctdhub.engine"].dispose()
+    # The active release policy's dataset cap governs (rho 1 in the default policy); the
+    # settings' caps were only the defaults of its first version.
+    cap = Fraction(active_policy(db_session, app.config).policy.privacy.dataset_cap.rho)
+    over = SyntheticRequest(records=10, rho=float(cap) * 1.5)
+    with pytest.raises(ledger.BudgetExceeded, match="this synthetic release costs"):
+        build(app, db_session, over, tmp_path)
+    assert spent(db_session) == 0
+    assert db_session.execute(select(func.count()).select_from(ReleaseCandidate)).scalar() == 0
+    assert tags(db_session)[-1] == "releases:synthetic:refuse"
     assert list(tmp_path.iterdir()) == []
 
 
