@@ -185,7 +185,9 @@ def test_a_release_over_the_api_is_a_job_charged_once_and_a_failed_check_blocks_
     assert shown_candidate["status"] == "blocked" and shown_candidate["checks"]["passed"] is False
     tags = list(
         db_session.execute(
-            select(AuditEvent.tag).where(AuditEvent.subject_id == candidate.id)
+            select(AuditEvent.tag)
+            .where(AuditEvent.subject_id == candidate.id)
+            .order_by(AuditEvent.id)
         ).scalars()
     )
     assert tags == ["releases:release:charge", "releases:release:block"]
@@ -578,7 +580,9 @@ def test_retraction_by_quorum_hides_the_files_and_keeps_the_record(
     assert download(client, f"/v1/releases/{release_id}/datapackage.json")[0] == 404
     tags = list(
         db_session.execute(
-            select(AuditEvent.tag).where(AuditEvent.subject_id == release_id)
+            select(AuditEvent.tag)
+            .where(AuditEvent.subject_id == release_id)
+            .order_by(AuditEvent.id)
         ).scalars()
     )
     assert tags[0] == "releases:release:publish" and tags[-1] == "releases:release:retract"
