@@ -23,8 +23,8 @@ from hub.db import get_session
 from hub.errors import request_id
 from hub.services import jobs as job_service
 from hub.services import publication, releases, transparency
-from hub.services.policies import active_policy, budget_policy
-from policies import DEFAULT_QUORUM, Decision
+from hub.services.policies import active_policy, board_quorum
+from policies import Decision
 
 bp = APIBlueprint("releases", __name__, url_prefix="/v1", tag="Releases")
 
@@ -36,10 +36,6 @@ def _app() -> Any:
 def _places() -> publication.Places:
     directory = jobs.environment(_app()).release_directory
     return publication.Places(candidates=directory, published=directory / "published")
-
-
-def _quorum() -> int:
-    return int(current_app.config.get("BOARD_QUORUM", DEFAULT_QUORUM))
 
 
 class ReleaseRequestSchema(Schema):
@@ -198,7 +194,7 @@ def vote_on_candidate(candidate_id: str, body: dict[str, Any]) -> dict[str, Any]
         current_actor(),
         candidate_id,
         publication.Ballot(body["decision"], body["reason_code"], body["remark"]),
-        quorum=_quorum(),
+        quorum=board_quorum(current_app.config),
         places=_places(),
         request_id=request_id(),
     )
@@ -220,7 +216,7 @@ def vote_on_retraction(release_id: str, body: dict[str, Any]) -> dict[str, Any]:
         current_actor(),
         release_id,
         publication.Ballot(body["decision"], body["reason_code"], body["remark"]),
-        quorum=_quorum(),
+        quorum=board_quorum(current_app.config),
         request_id=request_id(),
     )
 
@@ -316,7 +312,4 @@ class TransparencyEntrySchema(Schema):
 )
 def transparency_log() -> list[dict[str, Any]]:
     """Show the transparency log, brought up to date first."""
-    session = get_session()
-    active = active_policy(session, current_app.config, request_id())
-    transparency.sync(session, budget_policy(active, current_app.config).dataset_rho)
-    return transparency.entries(session)
+    return transparency.published_log(get_session(), current_app.config, request_id())

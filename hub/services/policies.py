@@ -466,7 +466,9 @@ def _review(row: PolicyVersion, votes: list[PolicyVote], quorum: int) -> Review:
     )
 
 
-def _quorum(config: Mapping[str, Any]) -> int:
+def board_quorum(config: Mapping[str, Any]) -> int:
+    """Return how many independent board approvals decide (setting ``BOARD_QUORUM``): for
+    policy versions, release candidates and retractions alike."""
     return int(config.get("BOARD_QUORUM", DEFAULT_QUORUM))
 
 
@@ -532,7 +534,7 @@ def propose(
         raise InvalidInput("a proposal needs a rationale for the board", field="rationale")
     active = active_policy(session, config)
     try:
-        open_review(principal.id, _board(session), _quorum(config))
+        open_review(principal.id, _board(session), board_quorum(config))
     except VoteRefused as error:
         raise _refusal(error) from None
     try:
@@ -669,7 +671,7 @@ def vote(
             etag=etag(_row(session, number)),
         )
     row = _row(session, number)
-    review = _review(row, _votes(session, row), _quorum(config))
+    review = _review(row, _votes(session, row), board_quorum(config))
     try:
         if ballot.counts and row.state != PolicyState.PROPOSED.value:
             raise VoteRefused("decided", f"policy version {number} is already {row.state}")
@@ -755,7 +757,7 @@ def show(
     active = active_policy(session, config)
     row = _row(session, active.version if number is None else number)
     policy = parse_stored(row)
-    review = _review(row, votes := _votes(session, row), _quorum(config))
+    review = _review(row, votes := _votes(session, row), board_quorum(config))
     changes = diff_policies(active.policy, policy) if row.version != active.version else []
     shown = {
         **_version_json(row),

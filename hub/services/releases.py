@@ -339,19 +339,7 @@ def build_synthetic(
     except BaseException as error:
         session.rollback()
         shutil.rmtree(final, ignore_errors=True)
-        row = session.get_one(ReleaseCandidate, candidate_id)
-        row.status = "failed"
-        row.finished_at = utcnow()
-        # The error's type only: a message could quote record values.
-        row.error = type(error).__name__
-        audit.record(
-            session,
-            "releases:synthetic:fail",
-            actor=actor,
-            request_id=request_id,
-            subject_id=candidate_id,
-            details={"error": type(error).__name__},
-        )
+        _fail(session, "synthetic", candidate_id, type(error).__name__, actor, request_id)
         session.commit()
         raise
 
@@ -422,23 +410,44 @@ def _run_synthetic_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
     return {"release_candidate": row.id}
 
 
-def _abandon_synthetic_build(session: Session, job: Job, reaper: SystemActor) -> None:
-    """Fail the candidate a lost worker left ``building``; its charge stands."""
-    candidate_id = (job.result or {}).get("release_candidate")
-    if candidate_id is None:
-        return
+def _fail(
+    session: Session,
+    kind: str,
+    candidate_id: str,
+    error: str,
+    by: Actor,
+    request_id: str | None,
+    **details: Any,
+) -> None:
+    """Mark a candidate still ``building`` failed, audited as ``releases:<kind>:fail``.
+
+    :param error: the error's type name only: a message could quote record values.
+    :param by: who failed it: the builder, or the reaper for a lost worker.
+    """
     row = session.get(ReleaseCandidate, candidate_id)
     if row is None or row.status != "building":
         return
-    row.status, row.finished_at, row.error = "failed", utcnow(), "WorkerLost"
+    row.status, row.finished_at, row.error = "failed", utcnow(), error
     audit.record(
         session,
-        "releases:synthetic:fail",
-        actor=reaper,
-        request_id=None,
+        f"releases:{kind}:fail",
+        actor=by,
+        request_id=request_id,
         subject_id=candidate_id,
-        details={"error": "WorkerLost", "job_id": job.id},
+        details={"error": error, **details},
     )
+
+
+def _abandon_build(kind: str) -> Callable[[Session, Job, SystemActor], None]:
+    """Return the reaper's hook for a ``kind`` build ("synthetic" or "release"): it fails the
+    candidate a lost worker left ``building``; the charge stands."""
+
+    def abandon(session: Session, job: Job, reaper: SystemActor) -> None:
+        candidate_id = (job.result or {}).get("release_candidate")
+        if candidate_id is not None:
+            _fail(session, kind, candidate_id, "WorkerLost", reaper, None, job_id=job.id)
+
+    return abandon
 
 
 #: Building a DP synthetic release candidate, as a job.
@@ -447,7 +456,7 @@ SYNTHETIC_BUILD = jobs.JobKind(
     start_scope=CREATE_SCOPE,
     read_scope=CANDIDATES_READ_SCOPE,
     work=_run_synthetic_build,
-    abandon=_abandon_synthetic_build,
+    abandon=_abandon_build("synthetic"),
 )
 
 
@@ -783,20 +792,7 @@ def build_release(
     except BaseException as error:
         session.rollback()
         shutil.rmtree(final, ignore_errors=True)
-        row = session.get_one(ReleaseCandidate, candidate_id)
-        if row.status == "building":
-            row.status = "failed"
-            row.finished_at = utcnow()
-            # The error's type only: a message could quote record values.
-            row.error = type(error).__name__
-            audit.record(
-                session,
-                "releases:release:fail",
-                actor=actor,
-                request_id=request_id,
-                subject_id=candidate_id,
-                details={"error": type(error).__name__},
-            )
+        _fail(session, "release", candidate_id, type(error).__name__, actor, request_id)
         session.commit()
         raise
 
@@ -1149,30 +1145,11 @@ def _run_release_build(session: Session, run: jobs.JobRun) -> dict[str, Any]:
     return {"release_candidate": row.id, "status": row.status}
 
 
-def _abandon_release_build(session: Session, job: Job, reaper: SystemActor) -> None:
-    """Fail the candidate a lost worker left ``building``; its charge stands."""
-    candidate_id = (job.result or {}).get("release_candidate")
-    if candidate_id is None:
-        return
-    row = session.get(ReleaseCandidate, candidate_id)
-    if row is None or row.status != "building":
-        return
-    row.status, row.finished_at, row.error = "failed", utcnow(), "WorkerLost"
-    audit.record(
-        session,
-        "releases:release:fail",
-        actor=reaper,
-        request_id=None,
-        subject_id=candidate_id,
-        details={"error": "WorkerLost", "job_id": job.id},
-    )
-
-
 #: Building a full release candidate under a policy version, as a job.
 RELEASE_BUILD = jobs.JobKind(
     name="releases.release",
     start_scope=CREATE_SCOPE,
     read_scope=CANDIDATES_READ_SCOPE,
     work=_run_release_build,
-    abandon=_abandon_release_build,
+    abandon=_abandon_build("release"),
 )

@@ -36,6 +36,7 @@ from hub.models import (
     TransparencyEntry,
 )
 from hub.services import ledger
+from hub.services.policies import active_policy, budget_policy
 
 GENESIS = "0" * 64
 RELEASE, POLICY, SPEND = "release", "policy_version", "privacy_spend"
@@ -230,6 +231,19 @@ def _display_delta(session: Session) -> float:
         select(PolicyVersion).where(PolicyVersion.state == "active")
     ).scalar_one_or_none()
     return 1e-6 if active is None else parse_stored(active).privacy.display_delta
+
+
+def published_log(
+    session: Session, config: Mapping[str, Any], request_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Bring the log up to date under the active policy's cap, then return it, oldest first.
+
+    :param config: the hub's settings (to adopt the first release policy if there is none).
+    :param request_id: the HTTP request's id, for the audit event of such an adoption.
+    """
+    active = active_policy(session, config, request_id)
+    sync(session, budget_policy(active, config).dataset_rho)
+    return entries(session)
 
 
 def entries(session: Session) -> list[dict[str, Any]]:
