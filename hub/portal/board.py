@@ -195,7 +195,7 @@ def overview() -> ResponseReturnValue:
     for listed in versions["versions"]:
         listed["created"] = _moment(listed["created_at"])
     return render_template(
-        "board/overview.html",
+        "portal/board/overview.html",
         versions=versions,
         candidates=candidates,
         releases=published,
@@ -216,7 +216,7 @@ def _policy_page(version: int, status: int = 200, **context: Any) -> ResponseRet
     votes = [{**vote, "at": _moment(vote["at"])} for vote in shown["review"]["votes"]]
     return (
         render_template(
-            "board/policy.html",
+            "portal/board/policy.html",
             version=shown,
             votes=votes,
             changes=changes,
@@ -281,7 +281,7 @@ def propose() -> ResponseReturnValue:
     if request.method == "GET":
         active = policies.show(db, actor, None, current_app.config)
         return render_template(
-            "board/propose.html",
+            "portal/board/propose.html",
             document=_next_document(active["document"], latest + 1),
             rationale="",
             next_version=latest + 1,
@@ -300,7 +300,7 @@ def propose() -> ResponseReturnValue:
     except _REFUSALS as error:
         return (
             render_template(
-                "board/propose.html",
+                "portal/board/propose.html",
                 document=document,
                 rationale=rationale,
                 next_version=latest + 1,
@@ -356,7 +356,7 @@ def _candidate_page(candidate_id: str, status: int = 200, **context: Any) -> Res
     ).display_delta
     return (
         render_template(
-            "board/candidate.html",
+            "portal/board/candidate.html",
             candidate=row,
             checks=(row.checks or {}).get("results", []),
             checks_passed=(row.checks or {}).get("passed"),
@@ -416,7 +416,7 @@ def _release_page(release_id: str, status: int = 200, **context: Any) -> Respons
     shown = publication.get_release(db, release_id)
     return (
         render_template(
-            "board/release.html",
+            "portal/board/release.html",
             release=shown,
             published=_moment(shown["published_at"]),
             review=review,
