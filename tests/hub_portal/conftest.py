@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -16,9 +17,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.actors import OPERATOR
-from hub.models import Organisation, utcnow
-from hub.services import people, principals
+from hub.actors import OPERATOR, PrincipalActor
+from hub.models import Organisation, Person, utcnow
+from hub.services import people, principals, publication
+from tests.conftest import Partner
+from tests.hub_releases.test_release import build, small_policy
+from tests.hub_uploads.test_uploads_api import post, sample_csv
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -116,3 +120,34 @@ def sign_in(client: FlaskClient, someone: Someone) -> None:
             code = totp.at(time.time() + 30)
             done = client.post("/sign-in/code", data={"code": code, "csrf_token": token})
         assert done.status_code == 303, done.get_data(as_text=True)[:500]
+
+
+@pytest.fixture
+def places(app: APIFlask, tmp_path: Path) -> publication.Places:
+    app.config["RELEASE_DIRECTORY"] = str(tmp_path / "releases")
+    return publication.Places.under(tmp_path / "releases")
+
+
+@pytest.fixture
+def board_people(make_person: MakePerson) -> list[Someone]:
+    """Three board members (people who sign in with their second factor)."""
+    return [make_person("Board", ["board"]) for _ in range(3)]
+
+
+@pytest.fixture
+def candidate_id(
+    app: APIFlask,
+    client: FlaskClient,
+    db_session: Session,
+    partner_a: Partner,
+    ctdc_file: Path,
+    places: publication.Places,
+    board_people: list[Someone],
+) -> str:
+    """A release candidate built by the first board member from every 50th CTDC record."""
+    response = post(client, partner_a.headers, sample_csv(ctdc_file, step=50))
+    assert response.status_code == 201, response.get_json()
+    builder = db_session.get_one(Person, board_people[0].person_id).principal
+    built = build(app, db_session, small_policy(), places, PrincipalActor.with_roles(builder))
+    assert built.status == "candidate"
+    return built.id

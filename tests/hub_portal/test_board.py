@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import html
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.actors import PrincipalActor
-from hub.models import AuditEvent, Person, PolicyVote, PublishedRelease, ReleaseVote
-from hub.services import publication
-from tests.conftest import Partner
+from hub.models import AuditEvent, PolicyVote, PublishedRelease, ReleaseVote
 from tests.hub_policies.conftest import policy_text
 from tests.hub_portal.conftest import MakePerson, Someone, csrf_token, sign_in
-from tests.hub_releases.test_release import build, small_policy
-from tests.hub_uploads.test_uploads_api import post, sample_csv
 
 
 def _client(app: APIFlask, someone: Someone) -> FlaskClient:
@@ -58,37 +51,6 @@ def _etag(page: str) -> str:
     found = re.search(r'name="etag" value="([^"]+)"', page)
     assert found is not None, "the review form carries the version's ETag"
     return html.unescape(found.group(1))
-
-
-@pytest.fixture
-def places(app: APIFlask, tmp_path: Path) -> publication.Places:
-    app.config["RELEASE_DIRECTORY"] = str(tmp_path / "releases")
-    return publication.Places.under(tmp_path / "releases")
-
-
-@pytest.fixture
-def board_people(make_person: MakePerson) -> list[Someone]:
-    """Three board members (people who sign in with their second factor)."""
-    return [make_person("Board", ["board"]) for _ in range(3)]
-
-
-@pytest.fixture
-def candidate_id(
-    app: APIFlask,
-    client: FlaskClient,
-    db_session: Session,
-    partner_a: Partner,
-    ctdc_file: Path,
-    places: publication.Places,
-    board_people: list[Someone],
-) -> str:
-    """A release candidate built by the first board member from every 50th CTDC record."""
-    response = post(client, partner_a.headers, sample_csv(ctdc_file, step=50))
-    assert response.status_code == 201, response.get_json()
-    builder = db_session.get_one(Person, board_people[0].person_id).principal
-    built = build(app, db_session, small_policy(), places, PrincipalActor.with_roles(builder))
-    assert built.status == "candidate"
-    return built.id
 
 
 def test_a_candidate_is_reviewed_published_and_retracted_through_the_pages(
@@ -171,7 +133,8 @@ def test_a_policy_is_proposed_with_its_errors_per_key_then_voted_into_force(
     )
     assert refused.status_code == 422
     problems = re.findall(
-        r'<tr class="policy-problem" data-key="([^"]*)"><td><code>[^<]*</code></td><td>(\d+|—)</td>',
+        r'<tr class="policy-problem" data-key="([^"]*)">'
+        r"<td><code>[^<]*</code></td><td>(\d+|—)</td>",
         refused.text,
     )
     named = dict(problems)
