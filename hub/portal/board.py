@@ -122,7 +122,7 @@ def _refusal_text(error: HubError) -> str:
     """Say in the reader's language why the board's rules refused a form (the service's own
     English sentence is shown beside it)."""
     code = error.extensions.get("code")
-    by_code = {
+    by_code: dict[str, str] = {
         "proposer_votes": gettext("You proposed or built this: you may comment, not vote."),
         "second_vote": gettext("You have already voted on this; one vote per member."),
         "decided": gettext("The board has already decided on this."),
@@ -135,14 +135,16 @@ def _refusal_text(error: HubError) -> str:
         "retracted": gettext("This release is already retracted."),
     }
     if isinstance(error, policies.PreconditionFailed | policies.PreconditionRequired):
-        return gettext(
-            "This version changed since you opened the page. Read it again, then decide."
+        return str(
+            gettext("This version changed since you opened the page. Read it again, then decide.")
         )
     if isinstance(error, policies.InvalidPolicy):
-        return gettext("The policy document is not valid. Each problem is listed by key and line.")
+        return str(
+            gettext("The policy document is not valid. Each problem is listed by key and line.")
+        )
     if isinstance(code, str) and code in by_code:
         return by_code[code]
-    return gettext("The board's rules refuse this; nothing was recorded.")
+    return str(gettext("The board's rules refuse this; nothing was recorded."))
 
 
 def _ballot_choices(decisions: tuple[Decision, ...]) -> list[dict[str, Any]]:
