@@ -204,7 +204,7 @@ def welcome(token: str) -> ResponseReturnValue:
             request_id=request_id(),
         )
     except InvalidInput as error:
-        refused = "code" if error.extensions.get("field") == "code" else "password"
+        refused = "password" if error.extensions.get("field") == "password" else "code"
         return _welcome_page(link.purpose, person, secret, refused=refused), 400
     session.clear()
     return redirect(url_for("portal.sign_in", done=link.purpose), 303)

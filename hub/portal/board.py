@@ -334,9 +334,28 @@ def _spend_rows(spend: dict[str, Any] | None, display_delta: float) -> list[dict
     return rows
 
 
-def _report_charts(report: dict[str, Any] | None) -> dict[str, Markup]:
-    synthetic = (report or {}).get("synthetic")
-    if not synthetic or not synthetic.get("utility"):
+def _synthetic_report(row: Any) -> dict[str, Any] | None:
+    """Return a candidate's synthetic records' utility and risk report, if it has one.
+
+    A full release keeps it under ``synthetic`` beside the microdata's; a DP synthetic
+    candidate's report is that report alone.
+
+    >>> from types import SimpleNamespace
+    >>> scored = {"utility": {"tvd": []}, "privacy": None}
+    >>> _synthetic_report(SimpleNamespace(kind="dp-synthetic", report=scored)) is scored
+    True
+    >>> full = SimpleNamespace(kind="release", report={"microdata": {}, "synthetic": scored})
+    >>> _synthetic_report(full) is scored, _synthetic_report(SimpleNamespace(kind="release",
+    ...     report={"microdata": {}}))
+    (True, None)
+    """
+    report = row.report or {}
+    found = report.get("synthetic") if row.kind == releases.RELEASE else report
+    return found if isinstance(found, dict) and found.get("utility") else None
+
+
+def _report_charts(synthetic: dict[str, Any] | None) -> dict[str, Markup]:
+    if synthetic is None:
         return {}
     # vl-convert escapes every text and attribute it writes (disclosure_control.charts).
     return {key: Markup(svg) for key, svg in report_figures(synthetic).items()}  # noqa: S704
@@ -363,7 +382,8 @@ def _candidate_page(candidate_id: str, status: int = 200, **context: Any) -> Res
             checks=(row.checks or {}).get("results", []),
             checks_passed=(row.checks or {}).get("passed"),
             report=row.report or {},
-            charts=_report_charts(row.report),
+            synthetic=(synthetic := _synthetic_report(row)),
+            charts=_report_charts(synthetic),
             spend=_spend_rows(row.spend, display_delta),
             display_delta=display_delta,
             review=review,
