@@ -45,12 +45,11 @@ def provider() -> Iterator[TestProvider]:
         served.stop()
 
 
-@pytest.fixture
-def app(
-    database_url: str, test_keyring: Keyring, tmp_path: Path, provider: TestProvider
-) -> Iterator[APIFlask]:
-    """A hub configured to let people sign in through the test provider."""
-    application = create_app(
+def _hub(
+    database_url: str, test_keyring: Keyring, provider: TestProvider, **settings: object
+) -> APIFlask:
+    """Return a hub letting people sign in through the test provider, with other settings."""
+    return create_app(
         {
             "TESTING": True,
             "DATABASE_URL": database_url,
@@ -58,9 +57,17 @@ def app(
             "PORTAL_OIDC_METADATA_URL": provider.metadata_url,
             "PORTAL_OIDC_CLIENT_ID": CLIENT_ID,
             "PORTAL_OIDC_CLIENT_SECRET": CLIENT_SECRET,
-            "PORTAL_OIDC_LABEL": "Test Provider",
+            **settings,
         }
     )
+
+
+@pytest.fixture
+def app(
+    database_url: str, test_keyring: Keyring, tmp_path: Path, provider: TestProvider
+) -> Iterator[APIFlask]:
+    """A hub configured to let people sign in through the test provider."""
+    application = _hub(database_url, test_keyring, provider, PORTAL_OIDC_LABEL="Test Provider")
     try:
         yield application
     finally:
@@ -260,17 +267,7 @@ def test_behind_a_tls_proxy_the_callback_and_the_cookie_are_https(
     provider.client.redirect_uris.append("https://hub.example.org/sign-in/oidc/callback")
     # Off by default: a client's own X-Forwarded-* headers are ignored.
     assert _callback_of(app.test_client()) == CALLBACK
-    proxied = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url,
-            "KEYRING": test_keyring.to_json(),
-            "PORTAL_OIDC_METADATA_URL": provider.metadata_url,
-            "PORTAL_OIDC_CLIENT_ID": CLIENT_ID,
-            "PORTAL_OIDC_CLIENT_SECRET": CLIENT_SECRET,
-            "TRUSTED_PROXY_HOPS": 1,
-        }
-    )
+    proxied = _hub(database_url, test_keyring, provider, TRUSTED_PROXY_HOPS=1)
     try:
         client = proxied.test_client()
         assert _callback_of(client) == "https://hub.example.org/sign-in/oidc/callback"
