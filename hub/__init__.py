@@ -41,6 +41,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     # Per view, hub.guards lowers this to MAX_JSON_BODY_BYTES for all but uploads.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
     logs.configure(app.config["LOG_LEVEL"])
+    behind_proxies(app)
 
     docs.init_app(app)
     app.info = {
@@ -65,3 +66,21 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     register_api(app)
     portal.init_app(app, rate_limiter)
     return app
+
+
+def behind_proxies(app: APIFlask) -> None:
+    """Read the client's address, scheme and host from trusted proxies' headers, if configured.
+
+    With ``TRUSTED_PROXY_HOPS`` at 0 (the default) ``X-Forwarded-*`` headers are ignored: a
+    client could write them itself. Behind a TLS-terminating proxy, set it to the number of
+    proxies, so URLs the hub builds (the OIDC callback) are the https ones people use and rate
+    limits count per client, not per proxy.
+    """
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops == 0:
+        return
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # werkzeug's documented wrapping
+        app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+    )

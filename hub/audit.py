@@ -7,12 +7,14 @@ the command line records events exactly as a view does.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.actors import Actor, PrincipalActor, SystemActor
-from hub.models import AuditEvent
+from hub.models import AuditEvent, Principal
 
 _TAG = re.compile(r"^[a-z_]+:[a-z_]+:[a-z_]+$")
 
@@ -53,3 +55,29 @@ def record(
     )
     session.add(event)
     return event
+
+
+def trail(session: Session, subject_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the audit events about ``subject_ids``, in the order they were written.
+
+    Each event names its tag, time, actor (the principal's name, or the system actor's) and its
+    details (codes and ids only, as :func:`record` keeps them). Callers authorise the reader.
+    """
+    if not subject_ids:
+        return []
+    rows = session.execute(
+        select(AuditEvent, Principal.name)
+        .outerjoin(Principal, Principal.id == AuditEvent.actor_id)
+        .where(AuditEvent.subject_id.in_(list(subject_ids)))
+        .order_by(AuditEvent.id)
+    ).all()
+    return [
+        {
+            "tag": event.tag,
+            "at": event.at,
+            "actor": name or event.actor_name or "",
+            "actor_id": event.actor_id,
+            "details": dict(event.details or {}),
+        }
+        for event, name in rows
+    ]

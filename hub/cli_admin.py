@@ -301,8 +301,8 @@ def create_person(
     """Create a person who signs in to the portal, and print their one-time invitation link.
 
     Send the link to the person yourself: it is shown this once, and it lets whoever opens it
-    choose the account's password. Board members and admins set up a second factor (TOTP) at
-    their first sign-in.
+    choose the account's password. Board members and admins set up their second factor (TOTP)
+    with the same link, and only there: a password alone never enrols an authenticator.
     """
     with _session() as session:
         org = service.get_organisation(session, OPERATOR, organisation)

@@ -220,7 +220,7 @@ class AuditEvent(Base):
     actor_id: Mapped[str | None] = mapped_column(String(36))
     actor_name: Mapped[str | None] = mapped_column(String(100))
     organisation_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    subject_id: Mapped[str | None] = mapped_column(String(64))
+    subject_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # The X-Request-ID of the answer that made the change, so the two can be matched.
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # Counts, ids and codes only: no free text, so no record content can slip in.

@@ -170,6 +170,8 @@ def _validate_limits(values: Mapping[str, Any]) -> None:
             raise SettingsError(f"{name} must be between 1 and 64")
     if values["SECRET_KEY"] and len(values["SECRET_KEY"]) < 32:
         raise SettingsError("SECRET_KEY must be 32 characters or more (or empty: made for you)")
+    if not 0 <= values["TRUSTED_PROXY_HOPS"] <= 5:
+        raise SettingsError("TRUSTED_PROXY_HOPS must be between 0 and 5 (0: no proxy)")
     if values["PORTAL_COOKIE_SECURE"] not in {0, 1}:
         raise SettingsError("PORTAL_COOKIE_SECURE must be 1 or 0")
     for name in ("PORTAL_SESSION_SECONDS", "PORTAL_LINK_SECONDS"):

@@ -7,7 +7,7 @@ from disclosure_control.evaluate.privacy import (
     evaluate_privacy,
     exact_match_share,
 )
-from disclosure_control.evaluate.report import EvaluationReport, evaluate_release
+from disclosure_control.evaluate.report import EvaluationReport, evaluate_release, report_figures
 from disclosure_control.evaluate.utility import (
     CTDC_ANALYST_QUERIES,
     AnalystQuery,
@@ -34,5 +34,6 @@ __all__ = [
     "evaluate_release",
     "evaluate_utility",
     "exact_match_share",
+    "report_figures",
     "total_variation",
 ]

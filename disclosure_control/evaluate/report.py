@@ -41,6 +41,60 @@ def bar(value: float, scale: float = 1.0, width: int = _BAR_WIDTH) -> str:
     return "█" * filled + "·" * (width - filled)
 
 
+def _measured(value: Any) -> float:
+    """Read a stored measure: ``None`` (a NaN written to JSON) is NaN again."""
+    return math.nan if value is None else float(value)
+
+
+def report_figures(document: Mapping[str, Any]) -> dict[str, str]:
+    """Return the charts of a report as standalone SVG elements, by figure id.
+
+    :param document: the report as :meth:`EvaluationReport.to_dict` makes it, or as stored
+        after :meth:`EvaluationReport.to_json` (NaN written as ``None``).
+
+    ``tvd-by-order``: mean total-variation distance of marginals by order, for the synthetic
+    table and each reference table. ``attacks`` (when privacy was measured): each attack's
+    success on training records, on held-out records and the naive baseline's.
+    """
+    utility = document["utility"]
+    tables = [("synthetic", utility), *document.get("references", {}).items()]
+    orders = [s["order"] for s in utility["tvd"]]
+    means = [
+        [
+            next((_measured(s["mean"]) for s in report["tvd"] if s["order"] == o), math.nan)
+            for o in orders
+        ]
+        for _, report in tables
+    ]
+    figures = {
+        "tvd-by-order": grouped_bar_chart(
+            "Mean total-variation distance by marginal order (lower is better)",
+            [f"{o}-way" for o in orders],
+            [label for label, _ in tables],
+            means,
+            y_label="mean TVD",
+            figure_id="tvd-by-order",
+            digits=4,
+        )
+    }
+    privacy = document.get("privacy")
+    if privacy and privacy.get("attacks"):
+        attacks = privacy["attacks"]
+        figures["attacks"] = grouped_bar_chart(
+            "Attack success on training records against the baselines",
+            [a["name"] for a in attacks],
+            ["on training records", "on held-out records", "naive baseline"],
+            [
+                [_measured(a["main_rate"]) for a in attacks],
+                [_measured(a["control_rate"]) for a in attacks],
+                [_measured(a["baseline_rate"]) for a in attacks],
+            ],
+            y_label="success rate",
+            figure_id="attacks",
+        )
+    return figures
+
+
 def _number(value: float) -> str:
     """Format a measure for a Markdown table."""
     return "n/a" if math.isnan(value) else f"{value:.4f}"
@@ -83,39 +137,7 @@ class EvaluationReport:
         each attack's success on training records, on held-out records and the naive
         baseline's.
         """
-        tables: list[tuple[str, UtilityReport]] = [("synthetic", self.utility)]
-        tables += list(self.references.items())
-        orders = [s.order for s in self.utility.tvd]
-        means = [
-            [next((s.mean for s in report.tvd if s.order == o), math.nan) for o in orders]
-            for _, report in tables
-        ]
-        figures = {
-            "tvd-by-order": grouped_bar_chart(
-                "Mean total-variation distance by marginal order (lower is better)",
-                [f"{o}-way" for o in orders],
-                [label for label, _ in tables],
-                means,
-                y_label="mean TVD",
-                figure_id="tvd-by-order",
-                digits=4,
-            )
-        }
-        if self.privacy is not None and self.privacy.attacks:
-            attacks = self.privacy.attacks
-            figures["attacks"] = grouped_bar_chart(
-                "Attack success on training records against the baselines",
-                [a.name for a in attacks],
-                ["on training records", "on held-out records", "naive baseline"],
-                [
-                    [a.main_rate for a in attacks],
-                    [a.control_rate for a in attacks],
-                    [a.baseline_rate for a in attacks],
-                ],
-                y_label="success rate",
-                figure_id="attacks",
-            )
-        return figures
+        return report_figures(self.to_dict())
 
     def _blocks(self) -> list[_Block]:
         """Return the report's content as blocks, rendered as Markdown or as HTML."""

@@ -34,8 +34,7 @@ def _app() -> Any:
 
 
 def _places() -> publication.Places:
-    directory = jobs.environment(_app()).release_directory
-    return publication.Places(candidates=directory, published=directory / "published")
+    return publication.Places.under(jobs.environment(_app()).release_directory)
 
 
 class ReleaseRequestSchema(Schema):

@@ -1,4 +1,4 @@
-"""The web portal: server-rendered pages for the public, partners and researchers.
+"""The web portal: server-rendered pages for the public, partners, researchers and the board.
 
 Views are thin, like the API's: they parse a form, call the same service function the API calls
 with the signed-in person's actor (:func:`hub.portal.access.current_actor`) and render a
@@ -43,7 +43,7 @@ def secret_key(app: Flask) -> str:
 
 def init_app(app: Flask, rate_limiter: Limiter) -> None:
     """Configure sessions, CSRF and languages, and register the portal's pages."""
-    from hub.portal import account, oidc, partner, public, researcher
+    from hub.portal import account, board, oidc, partner, public, researcher
     from hub.portal.blueprint import make_blueprint, page_for_people
 
     app.config["SECRET_KEY"] = secret_key(app)
@@ -70,5 +70,6 @@ def init_app(app: Flask, rate_limiter: Limiter) -> None:
     account.register(bp, rate_limiter)
     partner.register(bp)
     researcher.register(bp)
+    board.register(bp)
     app.register_blueprint(bp)
     page_for_people(app)

@@ -30,9 +30,9 @@ SIGNED_IN = "signed-in"
 PUBLIC = "public"
 
 PERSON_KEY, EPOCH_KEY, STAGE_KEY = "person", "epoch", "stage"
-#: Stages of a sign-in: the password passed and a code is due, a second factor is being set up,
-#: or every factor the person's roles require passed.
-CODE_DUE, SETTING_UP, SIGNED = "code", "setup", "signed"
+#: Stages of a sign-in: the password passed and a code is due, or every factor the person's
+#: roles require passed.
+CODE_DUE, SIGNED = "code", "signed"
 
 
 def local_path(target: str | None) -> str | None:

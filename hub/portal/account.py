@@ -25,7 +25,7 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 
 from hub.db import get_session
-from hub.domain_errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from hub.domain_errors import InvalidInput, NotFound, Unauthenticated
 from hub.errors import request_id
 from hub.models import Person
 from hub.portal import oidc
@@ -33,7 +33,6 @@ from hub.portal.access import (
     CODE_DUE,
     EPOCH_KEY,
     PERSON_KEY,
-    SETTING_UP,
     SIGNED,
     SIGNED_IN,
     STAGE_KEY,
@@ -63,7 +62,6 @@ def register(bp: Blueprint, rate_limiter: Limiter) -> None:
     oidc.register(bp, limited)
     bp.add_url_rule("/sign-in", "sign_in", limited(sign_in), methods=both)
     bp.add_url_rule("/sign-in/code", "sign_in_code", limited(sign_in_code), methods=both)
-    bp.add_url_rule("/sign-in/setup", "second_factor_setup", limited(setup), methods=both)
     bp.add_url_rule("/sign-out", "sign_out", sign_out, methods=["POST"])
     bp.add_url_rule("/welcome/<token>", "welcome", welcome, methods=both)
     bp.add_url_rule("/account", "account", account)
@@ -127,13 +125,16 @@ def after_first_factor(person: Person) -> ResponseReturnValue:
     """Finish a sign-in whose first factor passed, or ask for the second factor if it is due.
 
     Whatever the first factor (the hub's password or an external provider), board members and
-    admins set up or pass their TOTP code before any page opens.
+    admins pass their TOTP code before any page opens. One who has no second factor yet is
+    refused: it is set up only through the one-time link an admin sends (:func:`welcome`), so a
+    stolen password never enrols a thief's authenticator.
     """
     if not people.needs_second_factor(person):
         return _finish(person)
     if person.totp_secret is None:
-        _start(person, SETTING_UP)
-        return redirect(url_for("portal.second_factor_setup"), 303)
+        people.refuse_without_second_factor(get_session(), person, request_id=request_id())
+        session.pop(_NEXT, None)
+        return render_template("portal/sign_in.html", no_second_factor=True), 403
     _start(person, CODE_DUE)
     return redirect(url_for("portal.sign_in_code"), 303)
 
@@ -156,41 +157,6 @@ def sign_in_code() -> ResponseReturnValue:
 
 
 @public
-def setup() -> ResponseReturnValue:
-    """Set up the second factor a board member or admin must use, at their first sign-in."""
-    person = session_person(SETTING_UP)
-    if person is None:
-        return redirect(url_for("portal.sign_in"), 303)
-    secret = session.get(_TOTP_ENROLMENT)
-    if not isinstance(secret, str):
-        secret = session[_TOTP_ENROLMENT] = people.new_totp_secret()
-    if request.method == "POST":
-        try:
-            people.confirm_totp(
-                get_session(),
-                person,
-                secret,
-                request.form.get("code", ""),
-                request_id=request_id(),
-            )
-        except (InvalidInput, Conflict):
-            return _setup_page(person, secret, refused=True), 400
-        session.pop(_TOTP_ENROLMENT, None)
-        return _finish(person)
-    return _setup_page(person, secret)
-
-
-def _setup_page(person: Person, secret: str, refused: bool = False) -> str:
-    grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
-    return render_template(
-        "portal/second_factor_setup.html",
-        secret=grouped,
-        uri=people.totp_uri(person, secret),
-        refused=refused,
-    )
-
-
-@public
 def sign_out() -> ResponseReturnValue:
     """End the session (the language choice stays)."""
     language = session.get(LANGUAGE_KEY)
@@ -202,23 +168,56 @@ def sign_out() -> ResponseReturnValue:
 
 @public
 def welcome(token: str) -> ResponseReturnValue:
-    """Choose a password through an invitation or password-reset link (used once)."""
+    """Choose a password through an invitation or password-reset link (used once).
+
+    A board member or admin without a second factor also sets it up here: the page shows a
+    new TOTP key (kept in this browser's session until the form is sent) and the form takes a
+    code made from it with the password. Only whoever holds the admin's link can enrol.
+    """
     db = get_session()
     try:
         link = people.open_link(db, token)
     except NotFound:
         return render_template("portal/error.html", status=404, reason="link"), 404
+    person = db.get(Person, link.person_id)
+    secret: str | None = None
+    if person is not None and people.enrols_second_factor(person):
+        pending = session.get(_TOTP_ENROLMENT)
+        if not (isinstance(pending, dict) and pending.get("link") == link.id):
+            pending = session[_TOTP_ENROLMENT] = {
+                "link": link.id,
+                "secret": people.new_totp_secret(),
+            }
+        secret = str(pending["secret"])
     if request.method == "GET":
-        return render_template("portal/welcome.html", purpose=link.purpose)
+        return _welcome_page(link.purpose, person, secret)
     password = request.form.get("password", "")
     if password != request.form.get("confirm", ""):
-        return render_template("portal/welcome.html", purpose=link.purpose, mismatch=True), 400
+        return _welcome_page(link.purpose, person, secret, mismatch=True), 400
     try:
-        people.redeem_link(db, token, password, request_id=request_id())
-    except InvalidInput:
-        return render_template("portal/welcome.html", purpose=link.purpose, too_short=True), 400
+        people.redeem_link(
+            db,
+            token,
+            password,
+            totp_secret=secret,
+            totp_code=request.form.get("code", ""),
+            request_id=request_id(),
+        )
+    except InvalidInput as error:
+        refused = "password" if error.extensions.get("field") == "password" else "code"
+        return _welcome_page(link.purpose, person, secret, refused=refused), 400
     session.clear()
     return redirect(url_for("portal.sign_in", done=link.purpose), 303)
+
+
+def _welcome_page(purpose: str, person: Person | None, secret: str | None, **shown: object) -> str:
+    enrolment = None
+    if person is not None and secret is not None:
+        enrolment = {
+            "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+            "uri": people.totp_uri(person, secret),
+        }
+    return render_template("portal/welcome.html", purpose=purpose, enrolment=enrolment, **shown)
 
 
 @needs(SIGNED_IN)

@@ -217,21 +217,60 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def enrols_second_factor(person: Person) -> bool:
+    """Tell whether the person's one-time link must also set up their second factor.
+
+    A board member or admin without a second factor sets it up only through the link an admin
+    sent them, never at a sign-in: a password stolen before their first sign-in then cannot
+    enrol the thief's authenticator.
+    """
+    return needs_second_factor(person) and person.totp_secret is None
+
+
 def redeem_link(
-    session: Session, token: str, password: str, *, request_id: str | None = None
+    session: Session,
+    token: str,
+    password: str,
+    *,
+    totp_secret: str | None = None,
+    totp_code: str = "",
+    request_id: str | None = None,
+    at: datetime | None = None,
 ) -> Person:
     """Set a person's password through their one-time link; the link is used up.
 
+    For a person who :func:`enrols_second_factor`, the link also keeps ``totp_secret`` as their
+    second factor once ``totp_code`` shows it was added to their app: the password, the second
+    factor and the used link are one transaction, so neither is set without the other.
     Sessions signed in before it stop working.
 
+    :param totp_secret: the secret shown on the link's page (ignored for anyone else).
+    :param totp_code: a code made from it now.
     :raises hub.domain_errors.NotFound: if the link is not valid.
-    :raises hub.domain_errors.InvalidInput: if the password is refused.
+    :raises hub.domain_errors.InvalidInput: if the password is refused, or the second factor's
+        secret is missing or its code does not match (``field`` names which); nothing is kept.
     """
     link = open_link(session, token)
     check_password(password)
     person = session.get(Person, link.person_id)
     if person is None:  # the foreign key makes this impossible; say so plainly if it happens
         raise NotFound("this link's person no longer exists")
+    if enrols_second_factor(person):
+        if not totp_secret:
+            raise InvalidInput("set up the second factor with this link", field="totp_secret")
+        step = _accepted_step(totp_secret, totp_code, None, at or utcnow())
+        if step is None:
+            raise InvalidInput(
+                "the code does not match: type the 6 digits your app shows now", field="code"
+            )
+        person.totp_secret, person.totp_last_step = totp_secret, step
+        audit.record(
+            session,
+            "portal:person:second_factor",
+            actor=person_actor(person),
+            request_id=request_id,
+            subject_id=person.id,
+        )
     person.password_hash = hash_secret(password)
     person.session_epoch += 1
     link.used_at = utcnow()
@@ -325,6 +364,26 @@ def refuse_external(
     session.commit()
 
 
+def refuse_without_second_factor(
+    session: Session, person: Person, *, request_id: str | None = None
+) -> None:
+    """Audit a sign-in refused because the person's roles need a second factor they lack.
+
+    Their password (or provider) passed, but a second factor is set up only through a one-time
+    link (:func:`redeem_link`): an admin sends them a new one (``ctdhub admin reset-person``).
+    """
+    audit.record(
+        session,
+        "portal:person:refuse",
+        actor=None,
+        request_id=request_id,
+        organisation_id=person.principal.organisation_id,
+        subject_id=person.id,
+        details={"reason": "no second factor"},
+    )
+    session.commit()
+
+
 def record_sign_in(session: Session, person: Person, *, request_id: str | None = None) -> None:
     """Record that a person signed in, with every factor their roles require."""
     person.last_sign_in_at = utcnow()
@@ -360,37 +419,6 @@ def _accepted_step(secret: str, code: str, last_step: int | None, at: datetime) 
         if secrets.compare_digest(totp.generate_otp(step), code):
             return step
     return None
-
-
-def confirm_totp(
-    session: Session,
-    person: Person,
-    secret: str,
-    code: str,
-    *,
-    request_id: str | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Keep ``secret`` as the person's second factor once they show a code made from it.
-
-    :raises hub.domain_errors.InvalidInput: if the code does not match.
-    :raises hub.domain_errors.Conflict: if the person already has a second factor.
-    """
-    if person.totp_secret is not None:
-        raise Conflict("a second factor is already set up for this person")
-    step = _accepted_step(secret, code, None, at or utcnow())
-    if step is None:
-        raise InvalidInput("the code does not match: type the 6 digits your app shows now")
-    person.totp_secret = secret
-    person.totp_last_step = step
-    audit.record(
-        session,
-        "portal:person:second_factor",
-        actor=person_actor(person),
-        request_id=request_id,
-        subject_id=person.id,
-    )
-    session.commit()
 
 
 def verify_totp(

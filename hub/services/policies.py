@@ -790,3 +790,14 @@ def show(
     }
     session.rollback()  # read only
     return shown
+
+
+def version_trail(session: Session, actor: Actor, number: int) -> list[dict[str, Any]]:
+    """Return the audit trail of one version: proposed, each vote and comment, its decision.
+
+    :raises hub.domain_errors.NotFound: if there is no such version.
+    """
+    authorize(actor, READ_SCOPE)
+    events = audit.trail(session, [_row(session, number).id])
+    session.rollback()  # read only
+    return events

@@ -40,7 +40,7 @@ from disclosure_control.dp import Release as DPRelease
 from disclosure_control.dp import rho_to_epsilon
 from disclosure_control.sdc import SafeTable
 from hub import audit
-from hub.actors import Actor, PrincipalActor, acting_principal
+from hub.actors import Actor, PrincipalActor, acting_principal, authorize
 from hub.domain_errors import Conflict, InvalidInput, NotAuthorized, NotFound
 from hub.models import (
     Principal,
@@ -408,6 +408,12 @@ class Places:
 
     candidates: Path
     published: Path
+
+    @classmethod
+    def under(cls, directory: Path) -> Places:
+        """Return the places under the release directory: candidates in it, releases in
+        its ``published`` folder."""
+        return cls(candidates=directory, published=directory / "published")
 
 
 def _lock(session: Session, model: Any, key: str) -> None:
@@ -906,6 +912,72 @@ def vote_on_retraction(
     except BaseException:
         session.rollback()
         raise
+
+
+# --- the board's reads ----------------------------------------------------------------------
+
+
+def motion_review(
+    session: Session, actor: Actor, motion: str, subject_id: str, *, quorum: int
+) -> dict[str, Any]:
+    """Return where the board's review of a candidate (``publish``) or a retraction stands.
+
+    :returns: ``state``, ``approvals``, ``needed``, ``proposer`` and the ``votes`` (member, their
+        name, decision, reason code, words, time), in the order cast, with the ``trail`` of
+        audit events about the subject (a candidate's and, once published, its release's).
+    :raises hub.domain_errors.NotFound: if there is no such candidate or release.
+    """
+    from hub.services.releases import CANDIDATES_READ_SCOPE
+
+    authorize(actor, CANDIDATES_READ_SCOPE)
+    subjects = [subject_id]
+    if motion == PUBLISH:
+        candidate = session.get(ReleaseCandidate, subject_id)
+        if candidate is None:
+            raise NotFound("no such release candidate")
+        proposer = candidate.created_by or "operator"
+        subjects += list(
+            session.scalars(
+                select(PublishedRelease.id).where(PublishedRelease.candidate_id == subject_id)
+            )
+        )
+    else:
+        if session.get(PublishedRelease, subject_id) is None:
+            raise NotFound("no such release")
+        first = session.scalar(
+            select(ReleaseVote.member_id)
+            .where(ReleaseVote.motion == RETRACT, ReleaseVote.subject_id == subject_id)
+            .order_by(ReleaseVote.id)
+            .limit(1)
+        )
+        proposer = first or ""
+    review = _review(session, motion, subject_id, proposer, quorum)
+    rows = session.execute(
+        select(ReleaseVote, Principal.name)
+        .outerjoin(Principal, Principal.id == ReleaseVote.member_id)
+        .where(ReleaseVote.motion == motion, ReleaseVote.subject_id == subject_id)
+        .order_by(ReleaseVote.id)
+    ).all()
+    shown = {
+        "state": review.state.value,
+        "approvals": list(review.approvals),
+        "needed": review.needed(),
+        "proposer": proposer,
+        "votes": [
+            {
+                "member_id": vote.member_id,
+                "member_name": name or "",
+                "decision": vote.decision,
+                "reason_code": vote.reason_code,
+                "text": vote.remark,
+                "at": vote.cast_at,
+            }
+            for vote, name in rows
+        ],
+        "trail": audit.trail(session, subjects),
+    }
+    session.rollback()  # read only
+    return shown
 
 
 # --- public reads (no login) ----------------------------------------------------------------

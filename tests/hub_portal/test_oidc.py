@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyotp
 import pytest
@@ -19,7 +19,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.test import TestResponse
+from werkzeug.test import EnvironBuilder, TestResponse
 
 from hub import create_app
 from hub.crypto import Keyring
@@ -45,12 +45,11 @@ def provider() -> Iterator[TestProvider]:
         served.stop()
 
 
-@pytest.fixture
-def app(
-    database_url: str, test_keyring: Keyring, tmp_path: Path, provider: TestProvider
-) -> Iterator[APIFlask]:
-    """A hub configured to let people sign in through the test provider."""
-    application = create_app(
+def _hub(
+    database_url: str, test_keyring: Keyring, provider: TestProvider, **settings: object
+) -> APIFlask:
+    """Return a hub letting people sign in through the test provider, with other settings."""
+    return create_app(
         {
             "TESTING": True,
             "DATABASE_URL": database_url,
@@ -58,9 +57,17 @@ def app(
             "PORTAL_OIDC_METADATA_URL": provider.metadata_url,
             "PORTAL_OIDC_CLIENT_ID": CLIENT_ID,
             "PORTAL_OIDC_CLIENT_SECRET": CLIENT_SECRET,
-            "PORTAL_OIDC_LABEL": "Test Provider",
+            **settings,
         }
     )
+
+
+@pytest.fixture
+def app(
+    database_url: str, test_keyring: Keyring, tmp_path: Path, provider: TestProvider
+) -> Iterator[APIFlask]:
+    """A hub configured to let people sign in through the test provider."""
+    application = _hub(database_url, test_keyring, provider, PORTAL_OIDC_LABEL="Test Provider")
     try:
         yield application
     finally:
@@ -190,15 +197,14 @@ def test_a_board_member_still_needs_the_second_factor(
     board = make_person("Board", ["board"])
     provider.account = Account("sub-board", board.email)
     first = _external_sign_in(https_client, provider)
-    assert first.status_code == 303 and first.headers["Location"].endswith("/sign-in/setup")
+    assert first.status_code == 303 and first.headers["Location"].endswith("/sign-in/code")
     assert https_client.get("/account").status_code == 302, "the provider alone opens nothing"
-    page = https_client.get("/sign-in/setup").text
-    secret = page.split('id="totp-secret" dir="ltr">')[1].split("<")[0].replace(" ", "")
+    assert board.totp_secret is not None
     done = https_client.post(
-        "/sign-in/setup",
+        "/sign-in/code",
         data={
-            "code": pyotp.TOTP(secret).now(),
-            "csrf_token": csrf_token(https_client, "/sign-in/setup"),
+            "code": pyotp.TOTP(board.totp_secret).now(),
+            "csrf_token": csrf_token(https_client, "/sign-in/code"),
         },
     )
     assert done.status_code == 303
@@ -237,3 +243,43 @@ def test_an_unreachable_provider_gets_a_clear_page(
     started = https_client.post("/sign-in/oidc", data={"csrf_token": csrf_token(https_client)})
     assert started.status_code == 502
     assert "could not be reached" in started.text
+
+
+PROXIED = {
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "hub.example.org",
+    "X-Forwarded-Port": "443",
+}
+
+
+def _callback_of(client: FlaskClient) -> str:
+    """Return the redirect_uri the hub sends the browser to the provider with."""
+    start = client.post("/sign-in/oidc", data={"csrf_token": csrf_token(client)}, headers=PROXIED)
+    assert start.status_code == 302, start.text[:300]
+    query = dict(parse_qsl(urlsplit(start.headers["Location"]).query))
+    return query["redirect_uri"]
+
+
+def test_behind_a_tls_proxy_the_callback_and_the_cookie_are_https(
+    app: APIFlask, database_url: str, test_keyring: Keyring, provider: TestProvider
+) -> None:
+    provider.client.redirect_uris.append("https://hub.example.org/sign-in/oidc/callback")
+    # Off by default: a client's own X-Forwarded-* headers are ignored.
+    assert _callback_of(app.test_client()) == CALLBACK
+    proxied = _hub(database_url, test_keyring, provider, TRUSTED_PROXY_HOPS=1)
+    try:
+        client = proxied.test_client()
+        assert _callback_of(client) == "https://hub.example.org/sign-in/oidc/callback"
+        page = client.get("/sign-in", headers=PROXIED)
+        cookie = page.headers["Set-Cookie"]
+        assert "ctdhub_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+        # The client's address (what rate limits count by) is the one the proxy saw.
+        environ = EnvironBuilder("/health", headers=PROXIED).get_environ()
+        body = proxied.wsgi_app(environ, lambda status, headers, info=None: lambda data: None)
+        getattr(body, "close", lambda: None)()
+        assert environ["REMOTE_ADDR"] == "203.0.113.7"
+        assert environ["wsgi.url_scheme"] == "https"
+        assert environ["HTTP_HOST"] in ("hub.example.org", "hub.example.org:443")
+    finally:
+        proxied.extensions["ctdhub.engine"].dispose()

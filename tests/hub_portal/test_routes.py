@@ -29,13 +29,17 @@ PUBLIC_PAGES = frozenset(
         "portal.sign_in_code",
         "portal.oidc_start",
         "portal.oidc_callback",
-        "portal.second_factor_setup",
         "portal.sign_out",
         "portal.welcome",
     }
 )
 ANY_ID = "00000000-0000-4000-8000-000000000000"
-_ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?\w+>")
+_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?\w+>")
+
+
+def _example(argument: re.Match[str]) -> str:
+    # A number for a number (a policy version), an id for anything else.
+    return "1" if argument.group(1) == "int" else ANY_ID
 
 
 def _portal_rules(app: APIFlask) -> list[tuple[str, str, str]]:
@@ -44,7 +48,7 @@ def _portal_rules(app: APIFlask) -> list[tuple[str, str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("portal."):
             continue
-        path = _ARGUMENT.sub(ANY_ID, rule.rule)
+        path = _ARGUMENT.sub(_example, rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((rule.endpoint, path, method))
     return found

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pyotp
+import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -13,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from hub.actors import OPERATOR
 from hub.cli_admin import admin
+from hub.credentials import hash_secret
+from hub.domain_errors import InvalidInput
 from hub.models import AuditEvent, Person, PersonLink
-from hub.services import people
+from hub.services import people, principals
 from tests.hub_portal.conftest import PASSWORD, MakePerson, csrf_token, sign_in
 
 
@@ -71,16 +75,112 @@ def test_a_wrong_password_and_an_unknown_address_get_the_same_answer(
     assert https_client.get("/account").status_code == 302
 
 
-def test_board_members_must_set_up_and_use_a_second_factor(
-    https_client: FlaskClient, app: APIFlask, make_person: MakePerson
+def _invite(db_session: Session, org: str, roles: list[str]) -> people.IssuedLink:
+    organisation = principals.create_organisation(db_session, OPERATOR, org)
+    return people.create_person(
+        db_session,
+        OPERATOR,
+        organisation.id,
+        f"Invited to {org}",
+        f"invited@{org.lower().replace(' ', '-')}.example.org",
+        roles,
+        link_lifetime=timedelta(hours=1),
+    )
+
+
+def _enrolment_secret(page: str) -> str:
+    found = re.search(r'id="totp-secret" dir="ltr">([A-Z2-7 ]+)<', page)
+    assert found is not None, "the link's page shows the key to add to the app"
+    return found.group(1).replace(" ", "")
+
+
+def test_a_board_member_sets_up_the_second_factor_through_the_invitation_only(
+    https_client: FlaskClient, db_session: Session
+) -> None:
+    issued = _invite(db_session, "Enrol Board", ["board"])
+    path = f"/welcome/{issued.token}"
+    secret = _enrolment_secret(https_client.get(path).text)
+    assert _enrolment_secret(https_client.get(path).text) == secret, "one key per link's visit"
+    token = csrf_token(https_client, path)
+    chosen = "a long enough passphrase"
+    # Without the code made from the key, nothing is kept: neither password nor second factor.
+    wrong = https_client.post(
+        path, data={"password": chosen, "confirm": chosen, "code": "", "csrf_token": token}
+    )
+    assert wrong.status_code == 400 and "The code is not right" in wrong.text
+    db_session.expire_all()
+    person = db_session.get_one(Person, issued.person.id)
+    assert person.password_hash is None and person.totp_secret is None
+    done = https_client.post(
+        path,
+        data={
+            "password": chosen,
+            "confirm": chosen,
+            "code": pyotp.TOTP(secret).now(),
+            "csrf_token": token,
+        },
+    )
+    assert done.status_code == 303
+    db_session.expire_all()
+    assert db_session.get_one(Person, issued.person.id).totp_secret == secret
+    # Signing in now asks for a code from that key; the password alone opens nothing.
+    assert _post_sign_in(https_client, issued.person.email, chosen) == 303
+    assert https_client.get("/account").status_code == 302
+    code = pyotp.TOTP(secret).at(time.time() + 30)  # the enrolment used this step's code
+    passed = https_client.post(
+        "/sign-in/code",
+        data={"code": code, "csrf_token": csrf_token(https_client, "/sign-in/code")},
+    )
+    assert passed.status_code == 303
+    assert https_client.get("/account").status_code == 200
+
+
+def test_a_stolen_password_cannot_enrol_an_authenticator(
+    https_client: FlaskClient, db_session: Session
+) -> None:
+    """A board member whose password was set without a second factor (before enrolment moved
+    to the invitation, or by a thief who read it) is refused at sign-in: no page offers to set
+    up a second factor after a password."""
+    issued = _invite(db_session, "Stolen Board", ["board"])
+    link = db_session.scalar(select(PersonLink).where(PersonLink.person_id == issued.person.id))
+    assert link is not None
+    with pytest.raises(InvalidInput, match="second factor"):
+        people.redeem_link(db_session, issued.token, PASSWORD)
+    db_session.rollback()
+    # As a hub that let the password be chosen alone would have left it:
+    person = db_session.get_one(Person, issued.person.id)
+    person.password_hash = hash_secret(PASSWORD)
+    db_session.commit()
+    refused = https_client.post(
+        "/sign-in",
+        data={
+            "email": person.email,
+            "password": PASSWORD,
+            "csrf_token": csrf_token(https_client),
+        },
+    )
+    assert refused.status_code == 403
+    assert "set up only through a one-time link" in refused.text
+    assert "totp-secret" not in refused.text
+    assert https_client.get("/account").status_code == 302
+    assert https_client.get("/sign-in/code").status_code == 303, "no code stage was opened"
+    db_session.expire_all()
+    assert db_session.get_one(Person, issued.person.id).totp_secret is None
+    event = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.tag == "portal:person:refuse")
+    ).one()
+    assert event.subject_id == person.id and event.details == {"reason": "no second factor"}
+    # The admin's reset link is how they set it up.
+    reset = people.issue_reset(db_session, OPERATOR, person.email, link_lifetime=timedelta(hours=1))
+    page = https_client.get(f"/welcome/{reset.token}").text
+    assert "totp-secret" in page
+
+
+def test_board_members_must_use_their_second_factor(
+    https_client: FlaskClient, make_person: MakePerson
 ) -> None:
     board = make_person("Board", ["board"])
-    secret = sign_in(https_client, board)
-    assert secret is not None, "the board's first sign-in sets up TOTP"
-    assert https_client.get("/account").status_code == 200
-    https_client.post("/sign-out", data={"csrf_token": csrf_token(https_client, "/account")})
-
-    # The next sign-in asks for a code: the password alone reaches no page.
+    assert board.totp_secret is not None
     first = https_client.post(
         "/sign-in",
         data={"email": board.email, "password": PASSWORD, "csrf_token": csrf_token(https_client)},
@@ -88,15 +188,12 @@ def test_board_members_must_set_up_and_use_a_second_factor(
     assert first.status_code == 303 and first.headers["Location"].endswith("/sign-in/code")
     assert https_client.get("/account").status_code == 302
     token = csrf_token(https_client, "/sign-in/code")
+    totp = pyotp.TOTP(board.totp_secret)
     wrong = https_client.post("/sign-in/code", data={"code": "000000", "csrf_token": token})
-    if pyotp.TOTP(secret).verify("000000", valid_window=1):  # pragma: no cover - 1 in 330,000
+    if totp.verify("000000", valid_window=1):  # pragma: no cover - 1 in 330,000
         return
     assert wrong.status_code == 401
-    # The code used at set-up was used: the next step's code is needed, or a fresh one.
-    totp = pyotp.TOTP(secret)
-    import time as clock
-
-    code = totp.at(clock.time() + 30)
+    code = totp.now()
     good = https_client.post("/sign-in/code", data={"code": code, "csrf_token": token})
     assert good.status_code == 303
     assert https_client.get("/account").status_code == 200
