@@ -435,7 +435,12 @@ def prepare_upload(
                 EXIT_INPUT,
             )
         carried = pd.Series(
-            read_encodings(frame[ENCODING_COLUMN].tolist()), index=frame.index, dtype=object
+            read_encodings(
+                frame[ENCODING_COLUMN].fillna("").astype(str).tolist(),
+                rows=[int(label) + 1 for label in frame.index],
+            ),
+            index=frame.index,
+            dtype=object,
         )
         frame = frame.drop(columns=[ENCODING_COLUMN])
     # The person fields the encoding is made of, kept on this machine only. The HTCDS mapping

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 __all__ = [
     "BITS",
     "ENCODING_COLUMN",
+    "EncodingError",
     "MIN_SECRET_BYTES",
     "LinkageError",
     "LinkageSecretError",
@@ -76,6 +77,14 @@ _DIGITS = re.compile(r"\d+")
 
 class LinkageError(ValueError):
     """A person's fields cannot be encoded (a birth date that is no date)."""
+
+
+class EncodingError(LinkageError):
+    """An upload's encodings column holds bad cells; ``problems`` lists (row, reason) of each."""
+
+    def __init__(self, message: str, problems: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class LinkageSecretError(ValueError):
@@ -323,31 +332,34 @@ def _one_encoding(text: str) -> bytes | None:
     return raw
 
 
-def read_encodings(cells: Iterable[str | None], *, first_row: int = 1) -> list[bytes | None]:
+def read_encodings(
+    cells: Iterable[str | None], *, rows: Iterable[int] | None = None
+) -> list[bytes | None]:
     """Read an upload's :data:`ENCODING_COLUMN`: one encoding (or ``None``) per row.
 
     :param cells: the column's cells, in row order; empty or ``None`` means no encoding.
-    :param first_row: the number of the first cell's row, as the file counts its rows.
-    :raises LinkageError: naming every bad row (at most ten), the field and why; never a value.
+    :param rows: each cell's row as the file counts its rows (1, 2, ... when not given).
+    :raises EncodingError: naming every bad row (the message at most ten), the field and why;
+        never a value.
 
     >>> read_encodings([encoding_text(b"\\x01" * 128), "", None]) == [b"\\x01" * 128, None, None]
     True
     >>> read_encodings(["", "abc"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    contributors.linkage.LinkageError: 1 bad linkage encoding(s): row 2, field linkageEncoding: ...
+    contributors.linkage.EncodingError: 1 bad linkage encoding(s): row 2, field linkageEncoding: ...
     """
     out: list[bytes | None] = []
-    problems: list[str] = []
-    for row, cell in enumerate(cells, start=first_row):
+    problems: list[tuple[int, str]] = []
+    numbers = rows if rows is not None else itertools.count(1)
+    for row, cell in zip(numbers, cells, strict=False):
         try:
             out.append(_one_encoding((cell or "").strip()))
         except LinkageError as error:
             out.append(None)
-            problems.append(f"row {row}, field {ENCODING_COLUMN}: {error}")
+            problems.append((row, str(error)))
     if problems:
+        shown = "; ".join(f"row {r}, field {ENCODING_COLUMN}: {why}" for r, why in problems[:10])
         more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise LinkageError(
-            f"{len(problems)} bad linkage encoding(s): " + "; ".join(problems[:10]) + more
-        )
+        raise EncodingError(f"{len(problems)} bad linkage encoding(s): {shown}{more}", problems)
     return out
