@@ -13,9 +13,10 @@ ever seeing a name. See ``contributors/LINKAGE.md`` for the design and why.
   partners and never reaches the hub: without it nobody can encode a guessed person and compare.
 - Hardened by record-specific salting: every token is salted with the person's year of birth,
   so the same name sets different bits in people born in different years (the year itself is
-  then no token: salted with itself it would mark every record of one birth year alike). The frequency of a
-  bigram, or of a set of bits that always occur together, no longer follows the frequency of a
-  name in the population, which is what frequency and pattern-mining attacks align.
+  then no token: salted with itself it would mark every record of one birth year alike). The
+  frequency of a bigram, or of a set of bits that always occur together, no longer follows the
+  frequency of a name in the population, which is what frequency and pattern-mining attacks
+  align.
 
 Pure: no hub import, no I/O, only :mod:`hmac`/:mod:`hashlib` from the standard library.
 """

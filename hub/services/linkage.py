@@ -24,7 +24,15 @@ with warnings.catch_warnings():
     from anonlink import candidate_generation, solving
     from anonlink.similarities import dice_coefficient_accelerated
 
-__all__ = ["BLOCKS", "BLOCK_BITS", "THRESHOLD", "link", "person_keys", "to_bits"]
+__all__ = [
+    "BLOCKS",
+    "BLOCK_BITS",
+    "THRESHOLD",
+    "link",
+    "people_in_several_sources",
+    "person_keys",
+    "to_bits",
+]
 
 #: Dice similarity at or above which two encodings may be the same person (tuned on FEBRL 4).
 THRESHOLD = 0.55
@@ -186,3 +194,17 @@ def person_keys(
                 join(i, seen.setdefault(case, i))
     keys: dict[int, int] = {}
     return [keys.setdefault(root(i), len(keys)) for i in range(len(encodings))]
+
+
+def people_in_several_sources(keys: Sequence[int], partners: Sequence[object]) -> int:
+    """Return how many persons have records of more than one partner (exact, hub-internal).
+
+    >>> people_in_several_sources([0, 1, 0, 2, 2], ["a", "a", "b", "b", "b"])
+    1
+    """
+    seen: dict[int, object] = {}
+    several: set[int] = set()
+    for key, partner in zip(keys, partners, strict=True):
+        if seen.setdefault(key, partner) != partner:
+            several.add(key)
+    return len(several)

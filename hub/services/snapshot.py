@@ -25,17 +25,22 @@ from contributors.schema import load_schema
 from disclosure_control.person import PERSON_COLUMN
 from hub.crypto import Keyring
 from hub.models import RecordBatch, Upload
-from hub.services.linkage import person_keys
+from hub.services.linkage import people_in_several_sources, person_keys
 from hub.services.uploads import open_record_batch
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Records of a fixed set of batches; ``snapshot_id`` names that set."""
+    """Records of a fixed set of batches; ``snapshot_id`` names that set.
+
+    ``people_in_several_sources`` is the exact number of persons (by the person key) with
+    records of more than one partner: hub-internal, released only as a DP count.
+    """
 
     snapshot_id: str
     batch_ids: tuple[str, ...]
     records: pd.DataFrame
+    people_in_several_sources: int = 0
 
 
 class SnapshotCache:
@@ -102,6 +107,7 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
     encodings: list[bytes | None] = []
     sources: list[str] = []
     cases: list[tuple[str, str] | None] = []
+    partners: list[str] = []
     (case_field,) = load_schema().by_role("pseudonym")
     for batch_id, organisation_id in rows:
         batch = session.get_one(RecordBatch, batch_id)
@@ -111,6 +117,7 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
         else:
             encodings.extend([None] * len(frame))
         sources.extend([batch_id] * len(frame))
+        partners.extend([organisation_id] * len(frame))
         cases.extend(
             None if pd.isna(case) else (organisation_id, str(case)) for case in frame[case_field]
         )
@@ -119,10 +126,12 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
         records = pd.concat(frames, ignore_index=True)
     else:
         records = _empty_frame()
-    records[PERSON_COLUMN] = pd.Series(
-        person_keys(encodings, sources, cases), index=records.index, dtype="int64"
+    keys = person_keys(encodings, sources, cases)
+    records[PERSON_COLUMN] = pd.Series(keys, index=records.index, dtype="int64")
+    several = people_in_several_sources(keys, partners)
+    snapshot = Snapshot(
+        snapshot_id=key, batch_ids=batch_ids, records=records, people_in_several_sources=several
     )
-    snapshot = Snapshot(snapshot_id=key, batch_ids=batch_ids, records=records)
     cache.put(snapshot)
     return snapshot
 

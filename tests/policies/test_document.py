@@ -84,6 +84,7 @@ def test_release_spends_sum_within_the_cap_and_show_epsilon(default_policy: Poli
     assert set(default_policy.release.spends()) == {
         *(f"dp_tables.{t.name}" for t in default_policy.release.dp_tables),
         "synthetic",
+        "linkage_count",
     }
     allowance = default_policy.privacy.researcher_allowance
     epsilon, delta = allowance.epsilon_delta(default_policy.privacy.display_delta)
