@@ -493,7 +493,9 @@ def prepare_upload(
             frame, held_back = _hold_back_without_consent(frame, mapping.consent)
     else:
         if linkage_secret is not None:
-            dropped.extend((c, "person field: encoded for linkage here") for c in person_fields)
+            dropped.extend(
+                (str(c), "person field: encoded for linkage here") for c in person_fields.columns
+            )
             frame = frame.drop(columns=list(person_fields.columns))
         columns = _take_columns(frame, schema, drop)
         dropped.extend(columns.dropped)

@@ -60,11 +60,11 @@ def noisy_count(true_count: int, rho: float, *, sensitivity: int = 1) -> NoisyCo
         raise ValueError("rho must be positive and the sensitivity at least 1")
     scale = sensitivity / math.sqrt(2 * rho)
     measurement = _measurement(scale)
-    spent = float(measurement.map(sensitivity))
+    spent = float(measurement.map(sensitivity))  # type: ignore[no-untyped-call]  # opendp: untyped
     while spent > rho:  # OpenDP rounds its map up: widen the noise until it fits the charge
         scale = math.nextafter(scale, math.inf)
         measurement = _measurement(scale)
-        spent = float(measurement.map(sensitivity))
+        spent = float(measurement.map(sensitivity))  # type: ignore[no-untyped-call]  # opendp: untyped
     half = math.ceil(dp.discrete_gaussian_scale_to_accuracy(scale, _ALPHA))
     value = int(measurement(int(true_count)))
     return NoisyCount(
