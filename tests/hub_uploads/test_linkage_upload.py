@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -199,10 +200,35 @@ def test_forget_and_withdraw_take_the_encodings_along(
     assert alone[PERSON_COLUMN].nunique() == len(alone) == n_a - 1
 
 
-def test_no_api_answer_carries_an_encoding_or_a_person_key(
-    client: FlaskClient, partner_a: Any, partner_b: Any, ctdc_file: Path
+def test_no_api_answer_or_log_line_carries_an_encoding_or_a_person_key(
+    app: APIFlask,
+    client: FlaskClient,
+    partner_a: Any,
+    partner_b: Any,
+    ctdc_file: Path,
+    db_session: Session,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    capsys.readouterr()
     a, b, enc_a, enc_b = _two_partners(client, partner_a, partner_b, ctdc_file)
+    keys = snapshot(app, db_session)[PERSON_COLUMN]
+    assert keys.nunique() < len(keys)  # people were linked while the logs were captured
+    # A refused upload is logged; its good cells are A's encodings again.
+    body = sample_csv(ctdc_file, step=1000, start=2)
+    cells = [encoding_text(enc_a[i % len(enc_a)]) for i in range(_rows(body))]
+    cells[0] = "not base64!"
+    header, *rows = body.splitlines()
+    bad = b"\n".join(
+        [header + b"," + ENCODING_COLUMN.encode()]
+        + [row + b"," + cell.encode() for row, cell in zip(rows, cells, strict=True)]
+    )
+    assert post(client, partner_a.headers, bad + b"\n").status_code == 422
+    # A refused sign-in always leaves a log line: proof the capture below sees the hub's log.
+    client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(partner_a.client_id, "a-wrong-secret"),
+    )
     answers = [json.dumps(a), json.dumps(b)]
     for partner in (partner_a, partner_b):
         listing = client.get("/v1/uploads", headers=partner.headers)
@@ -210,7 +236,10 @@ def test_no_api_answer_carries_an_encoding_or_a_person_key(
         for receipt in listing.get_json()["uploads"]:
             shown = client.get(f"/v1/uploads/{receipt['id']}", headers=partner.headers)
             answers.append(shown.get_data(as_text=True))
-    text = "\n".join(answers)
+    logged = capsys.readouterr().err
+    assert logged.strip()  # the hub did log: the check below means something
+    assert PERSON_COLUMN not in logged
+    text = "\n".join([*answers, logged])
     assert PERSON_COLUMN not in text and ENCODING_COLUMN not in text
     for encoding in [*enc_a, *enc_b]:
         assert encoding_text(encoding)[:24] not in text
