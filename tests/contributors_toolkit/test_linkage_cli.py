@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from apiflask import APIFlask
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from contributors.cli import LINKAGE_SECRET_ENV
+from contributors.cli import LINKAGE_SECRET_ENV, cli
 from contributors.htcds import map_htcds
 from contributors.linkage import BITS, ENCODING_COLUMN, Person, encode
 from contributors.pseudonym import pseudonymise
+from hub.crypto import keyring
+from hub.models import RecordBatch, Upload
+from hub.services.uploads import open_record_batch
 
 from .htcds_export import CANARY, fake_export
 from .test_cli import KEY, KEY_ENV, _read, _run
@@ -151,3 +159,29 @@ def test_a_bad_birth_date_or_a_short_secret_is_one_clear_line(tmp_path: Path) ->
     )  # fmt: skip
     assert result.exit_code == 2
     assert "at least 32 bytes" in result.output
+
+
+def test_upload_sends_the_encodings_to_a_real_hub(
+    live_hub: Any, app: APIFlask, db_session: Session, tmp_path: Path
+) -> None:
+    frame = fake_export(rows=30, seed=12)
+    path = tmp_path / "htcds.csv"
+    frame.to_csv(path, index=False)
+    secret_file = tmp_path / "linkage.secret"
+    secret_file.write_text(SECRET)
+    env = {"CTDC_PARTNER_CLIENT_SECRET": live_hub.client_secret, KEY_ENV: KEY}
+    args = ["upload", str(path), "--htcds", "--pseudonym-key-env", KEY_ENV]
+    args += ["--linkage-secret-file", str(secret_file)]
+    args += ["--hub", live_hub.url, "--client-id", live_hub.client_id]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "linkage encodings:" in result.output
+
+    db_session.expire_all()
+    upload = db_session.scalars(select(Upload)).one()
+    batch = db_session.scalars(select(RecordBatch)).one()
+    sealed = open_record_batch(keyring(app), batch, upload.organisation_id)
+    assert len(sealed) == upload.rows_accepted > 0
+    expected = {pseudonymise(case, KEY): _expected(frame, case) for case in frame["cas_CaseNumber"]}
+    for case, encoding in zip(sealed["caseNo"], sealed[ENCODING_COLUMN], strict=True):
+        assert base64.b64encode(encoding).decode() == expected[case]
