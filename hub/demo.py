@@ -241,7 +241,6 @@ def demo_published_release(
         print(f"demo: reusing published release {published[0]['version']} (no new spend)")
         return str(published[0]["id"])
     builder, *approvers = [c for c in accounts if c.role == "board"]
-    headers = _token(base, builder)
     with session_factory(app)() as session:
         # A candidate of the same records built by an earlier run: a new one would spend again.
         candidate_id = session.scalar(
@@ -262,8 +261,9 @@ def demo_published_release(
             print(f"demo: the release build failed: {job['error']}")
             return None
         candidate_id = job["result"]["release_candidate"]
+    # A fresh token: on a loaded machine the build outlasts the one taken before it.
     candidate = requests.get(
-        f"{base}/v1/releases/candidates/{candidate_id}", headers=headers, timeout=30
+        f"{base}/v1/releases/candidates/{candidate_id}", headers=_token(base, builder), timeout=30
     ).json()
     if candidate["status"] != "candidate":
         print(f"demo: candidate {candidate_id} is {candidate['status']}; failed checks:")
