@@ -42,8 +42,23 @@ from contributors.client import CSV, HubAuthError, HubClient, HubError, HubUnava
 from contributors.consent import CONSENT_GIVEN, DEFAULT_LAWFUL_BASIS, LAWFUL_BASES
 from contributors.formats import FormatError, read_table
 from contributors.headers import match_headers
-from contributors.htcds import HtcdsMapping, HtcdsMappingError, map_htcds
+from contributors.htcds import (
+    LINKAGE_FIELDS,
+    HtcdsMapping,
+    HtcdsMappingError,
+    linkage_people,
+    map_htcds,
+)
 from contributors.identifiers import IdentifierFinding, screen_identifiers
+from contributors.linkage import (
+    ENCODING_COLUMN,
+    LinkageError,
+    LinkageSecretError,
+    check_secret,
+    encode_all,
+    encoding_text,
+    read_encodings,
+)
 from contributors.normalise import (
     BOOLEAN_SPELLING,
     ValidationReport,
@@ -72,6 +87,7 @@ __all__ = [
     "ENV_PREFIX",
     "EXIT_CODES",
     "HUB_URL_ENV",
+    "LINKAGE_SECRET_ENV",
     "RETRIES_ENV",
     "ColumnError",
     "PreparedUpload",
@@ -106,6 +122,8 @@ CLIENT_SECRET_ENV = ENV_PREFIX + "CLIENT_SECRET"  # noqa: S105 - a variable name
 CLIENT_ID_ENV = ENV_PREFIX + "CLIENT_ID"
 HUB_URL_ENV = ENV_PREFIX + "HUB_URL"
 RETRIES_ENV = ENV_PREFIX + "RETRIES"
+#: The linkage secret the partners share (never the hub), when no --linkage-secret-file is given.
+LINKAGE_SECRET_ENV = ENV_PREFIX + "LINKAGE_SECRET"  # noqa: S105 - a variable name, not a secret
 # The name the toolkit documented before it had its own prefix (it broke the hub's commands).
 _OLD_SECRET_ENV = "CTDHUB_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 _ERRORS_SHOWN = 10
@@ -155,6 +173,8 @@ def _one_line_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
             ColumnError,
             FormatError,
             HtcdsMappingError,
+            LinkageError,
+            LinkageSecretError,
             PseudonymKeyError,
             PseudonymError,
             SchemaError,
@@ -189,6 +209,8 @@ class PreparedUpload:
     :param held_back: records kept on this machine because their consent to research use is
         not given, as ``(reason code, records)`` (:data:`contributors.consent.CONSENT_REASONS`).
     :param lawful_basis: the lawful basis the records are sent under.
+    :param encodings: one linkage encoding per accepted record (``None`` for a case without
+        identifying fields), or ``None`` when the upload carries no encodings.
     """
 
     result: ValidationResult
@@ -198,6 +220,7 @@ class PreparedUpload:
     assigned: int = 0
     held_back: tuple[tuple[str, int], ...] = ()
     lawful_basis: str = DEFAULT_LAWFUL_BASIS
+    encodings: tuple[bytes | None, ...] | None = None
 
     @property
     def report(self) -> ValidationReport:
@@ -212,6 +235,16 @@ class PreparedUpload:
     def to_csv(self) -> bytes:
         """Write the accepted records, in the hub's canonical spelling, as UTF-8 CSV."""
         records = self.result.records
+        if self.encodings is not None:
+            # The encodings ride in a column of their own, which the hub takes off before it
+            # validates the records and seals with them.
+            records = records.assign(
+                **{
+                    ENCODING_COLUMN: pd.array(
+                        [encoding_text(e) for e in self.encodings], dtype="string"
+                    )
+                }
+            )
         sink = io.BytesIO()
         try:
             # Arrow's writer is an order of magnitude faster than pandas'; canonical values
@@ -355,6 +388,7 @@ def prepare_upload(
     drop: Sequence[str] = (),
     case_ids: CaseIdMapping | None = None,
     lawful_basis: str = DEFAULT_LAWFUL_BASIS,
+    linkage_secret: bytes | None = None,
 ) -> PreparedUpload:
     """Make a partner file hub-ready: map, drop identifiers, pseudonymise, validate.
 
@@ -374,16 +408,46 @@ def prepare_upload(
         the default, consent, an HTCDS export's records whose consent to research use is not
         given are held back (counted by reason, never sent); under another basis they are sent.
         A table in the hub's own schema has no consent field: the partner vouches for its basis.
+    :param linkage_secret: the linkage secret the partners share: each record then carries the
+        linkage encoding of its person (HTCDS person fields: names, birth date, with the
+        record's gender and citizenship), made here; the names and birth date are dropped.
+        A hub-schema table gives them in columns named as the HTCDS fields
+        (:data:`~contributors.htcds.LINKAGE_FIELDS`). A file made by ``prepare`` carries its
+        encodings already and needs no secret.
     :raises FormatError: if the file cannot be read.
     :raises ColumnError: if a column would be lost without being named in ``drop``.
     :raises HtcdsMappingError: if HTCDS values cannot be translated.
     :raises PseudonymKeyError: if a key is needed and missing or too short.
+    :raises LinkageError: naming the row and field of a person that cannot be encoded, or of a
+        bad encoding in a prepared file.
     :raises _Stop: if the case ids are in a state that contradicts the key option.
     """
     schema = schema if schema is not None else load_schema()
     if lawful_basis not in LAWFUL_BASES:
         raise _Stop(f"--lawful-basis must be one of {', '.join(LAWFUL_BASES)}", EXIT_INPUT)
     frame = read_table(data, filename=filename)
+    carried: pd.Series | None = None
+    if ENCODING_COLUMN in frame.columns:
+        if linkage_secret is not None:
+            raise _Stop(
+                f"the file holds linkage encodings already (column {ENCODING_COLUMN}, made by "
+                "prepare): send it without a linkage secret",
+                EXIT_INPUT,
+            )
+        carried = pd.Series(
+            read_encodings(
+                frame[ENCODING_COLUMN].fillna("").astype(str).tolist(),
+                rows=[int(label) + 1 for label in frame.index],
+            ),
+            index=frame.index,
+            dtype=object,
+        )
+        frame = frame.drop(columns=[ENCODING_COLUMN])
+    # The person fields the encoding is made of, kept on this machine only. The HTCDS mapping
+    # numbers its records 0, 1, ... as the export's data rows come.
+    person_fields = frame[[c for c in LINKAGE_FIELDS if c in frame.columns]]
+    if htcds:
+        person_fields = person_fields.reset_index(drop=True)
     held_back: list[tuple[str, int]] = []
     dropped: list[tuple[str, str]] = []
     matched: list[tuple[str, str]] = []
@@ -428,6 +492,11 @@ def prepare_upload(
         if lawful_basis == DEFAULT_LAWFUL_BASIS:
             frame, held_back = _hold_back_without_consent(frame, mapping.consent)
     else:
+        if linkage_secret is not None:
+            dropped.extend(
+                (str(c), "person field: encoded for linkage here") for c in person_fields.columns
+            )
+            frame = frame.drop(columns=list(person_fields.columns))
         columns = _take_columns(frame, schema, drop)
         dropped.extend(columns.dropped)
         matched.extend(columns.matched)
@@ -444,6 +513,12 @@ def prepare_upload(
     result = validate_records(frame, schema)
     if mapping is None:
         _refuse_flagged_fields(result.report.identifier_findings, matched, pseudonym_fields)
+    sent = frame.index[result.accepted_mask]
+    encodings: tuple[bytes | None, ...] | None = None
+    if carried is not None:
+        encodings = tuple(carried.loc[sent])
+    elif linkage_secret is not None:
+        encodings = _encodings(person_fields.loc[sent], result.records, sent, linkage_secret)
     return PreparedUpload(
         result=result,
         dropped=tuple(dropped),
@@ -452,7 +527,21 @@ def prepare_upload(
         assigned=assigned,
         held_back=tuple(held_back),
         lawful_basis=lawful_basis,
+        encodings=encodings,
     )
+
+
+def _encodings(
+    person_fields: pd.DataFrame, records: pd.DataFrame, index: pd.Index, secret: bytes
+) -> tuple[bytes | None, ...]:
+    """Encode the person of each record sent; ``None`` where no identifying field is given.
+
+    :param index: the rows' labels in the file (data rows counted from 0), to name a bad row.
+    """
+    people = linkage_people(person_fields.reset_index(drop=True), records.reset_index(drop=True))
+    rows = [int(label) + 1 for label in index]
+    encoded = encode_all(people, secret, rows=rows)
+    return tuple(e if any(e) else None for e in encoded)
 
 
 def _hold_back_without_consent(
@@ -556,6 +645,12 @@ def _print_report(prepared: PreparedUpload) -> None:
         click.echo(f"column {header!r} read as the schema field {name}")
     for column, why in prepared.dropped:
         click.echo(f"dropped column {column}: {why}")
+    if prepared.encodings is not None:
+        encoded = sum(e is not None for e in prepared.encodings)
+        click.echo(
+            f"linkage encodings: {encoded} of {len(prepared.encodings)} record(s) (the others "
+            "have no name or birth date)"
+        )
     if prepared.assigned:
         click.echo(f"assigned a random case id to {prepared.assigned} row(s) without one")
     if prepared.mapping is not None:
@@ -636,6 +731,17 @@ def _key(variable: str | None) -> bytes | None:
     return None if variable is None else key_from_env(variable)
 
 
+def _linkage_secret(path: Path | None) -> bytes | None:
+    """Read the linkage secret: from ``path``, else from :data:`LINKAGE_SECRET_ENV`, else none.
+
+    A file's trailing line break is not part of the secret.
+    """
+    if path is not None:
+        return check_secret(path.read_bytes().rstrip(b"\r\n"))
+    value = os.environ.get(LINKAGE_SECRET_ENV, "")
+    return check_secret(value) if value else None
+
+
 # -- commands ------------------------------------------------------------------------------
 
 _EPILOG = (
@@ -697,6 +803,20 @@ _LAWFUL_BASIS = click.option(
         "whose consent to research use (con_DataForResearch, con_UseOfData) is not given stay "
         "on this machine and only their count and reason go on the receipt; another basis "
         "sends them, and the hub records the basis on the receipt and in its audit trail."
+    ),
+)
+
+_LINKAGE = click.option(
+    "--linkage-secret-file",
+    "linkage_secret_file",
+    metavar="PATH",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    help=(
+        "File holding the linkage secret the partners share and the hub never holds (32 bytes "
+        f"or more; default: the environment variable {LINKAGE_SECRET_ENV}). With a secret, each "
+        "record carries a keyed linkage encoding of its person (HTCDS person fields: names, "
+        "birth date, gender, citizenship), made here so the hub can count people across "
+        "partners; the names and birth date are dropped. Without one, no encoding is sent."
     ),
 )
 
@@ -813,6 +933,7 @@ def _prepare_checked(
     case_ids: CaseIdMapping | None,
     accept_valid: bool,
     lawful_basis: str = DEFAULT_LAWFUL_BASIS,
+    linkage_secret_file: Path | None = None,
 ) -> PreparedUpload:
     """Prepare FILE in memory, print its report, and stop if it is not safe to send."""
     prepared = prepare_upload(
@@ -823,6 +944,7 @@ def _prepare_checked(
         drop=drop,
         case_ids=case_ids,
         lawful_basis=lawful_basis,
+        linkage_secret=_linkage_secret(linkage_secret_file),
     )
     _print_report(prepared)
     _refuse_if_unsafe(prepared, accept_valid)
@@ -845,6 +967,7 @@ def _prepare_checked(
 @_DROP
 @_ASSIGN
 @_LAWFUL_BASIS
+@_LINKAGE
 @_one_line_errors
 def prepare(
     file: Path,
@@ -855,6 +978,7 @@ def prepare(
     drop: tuple[str, ...],
     assign_case_ids: Path | None,
     lawful_basis: str,
+    linkage_secret_file: Path | None,
 ) -> None:
     """Write a hub-ready CSV of FILE: identifiers dropped, case ids pseudonymised, validated.
 
@@ -864,7 +988,14 @@ def prepare(
         raise _Stop("the output must not overwrite the input file", EXIT_INPUT)
     case_ids = _open_case_ids(assign_case_ids, output)
     prepared = _prepare_checked(
-        file, htcds, pseudonym_key_env, drop, case_ids, accept_valid, lawful_basis
+        file,
+        htcds,
+        pseudonym_key_env,
+        drop,
+        case_ids,
+        accept_valid,
+        lawful_basis,
+        linkage_secret_file,
     )
     # Both files are whole or untouched: the output goes to a temporary name first.
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
@@ -926,6 +1057,7 @@ def _refuse_if_unsafe(prepared: PreparedUpload, accept_valid: bool) -> None:
 @_DROP
 @_ASSIGN
 @_LAWFUL_BASIS
+@_LINKAGE
 @_one_line_errors
 def upload(
     file: Path,
@@ -939,6 +1071,7 @@ def upload(
     assign_case_ids: Path | None,
     retries: int,
     lawful_basis: str,
+    linkage_secret_file: Path | None,
 ) -> None:
     """Prepare FILE in memory, check it locally, and upload it to the hub.
 
@@ -949,7 +1082,14 @@ def upload(
     client = _client(hub_url, client_id, retries)
     case_ids = _open_case_ids(assign_case_ids, None)
     prepared = _prepare_checked(
-        file, htcds, pseudonym_key_env, drop, case_ids, accept_valid, lawful_basis
+        file,
+        htcds,
+        pseudonym_key_env,
+        drop,
+        case_ids,
+        accept_valid,
+        lawful_basis,
+        linkage_secret_file,
     )
     # The mapping is kept before sending: the hub may store the upload even if its answer is
     # lost, and the same file prepared again reuses these ids (a replay, not a second upload).

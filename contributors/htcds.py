@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from contributors.consent import CONSENT_FIELDS, checkbox, research_consent
+from contributors.linkage import Person
 from contributors.pseudonym import pseudonymise_column
 from contributors.schema import RecordSchema, load_schema
 
@@ -48,6 +49,7 @@ __all__ = [
     "HtcdsMappingError",
     "MappingProblem",
     "age_in_years",
+    "linkage_people",
     "map_htcds",
     "parse_date",
     "split_multiselect",
@@ -505,6 +507,58 @@ class HtcdsMapping:
             "unknown_dropped": self.unknown_dropped,
             "notes": dict(self.notes),
         }
+
+
+#: The HTCDS person fields a linkage encoding is made of (names and birth date), beside the
+#: mapped record's gender and citizenship (the hub's codes, so that partners agree on them).
+LINKAGE_FIELDS = ("prs_FirstName", "prs_MiddleName", "prs_SecondName", "prs_Birthdate")
+
+
+def linkage_people(frame: pd.DataFrame, records: pd.DataFrame) -> list[Person]:
+    """Return the person of each row, for the toolkit's linkage encoding (on the partner's side).
+
+    :param frame: the rows' HTCDS person fields as strings (any of :data:`LINKAGE_FIELDS`;
+        an absent column is an empty field).
+    :param records: the same rows as hub records (``gender``, ``citizenship``), same order.
+
+    >>> export = pd.DataFrame({"prs_FirstName": ["Ana"], "prs_SecondName": ["Lima"],
+    ...                        "prs_Birthdate": ["1990-05-17T00:00:00.000+0000"]})
+    >>> linkage_people(export, pd.DataFrame({"gender": ["Female"], "citizenship": ["BR"]}))
+    [Person(given_name='Ana', family_name='Lima', birth_date='1990-05-17', sex='Female', \
+nationality='BR')]
+    """
+    rows = len(frame)
+
+    def column(source: pd.DataFrame, name: str) -> list[str]:
+        if name not in source.columns:
+            return [""] * rows
+        return source[name].astype("string").fillna("").str.strip().tolist()
+
+    first, middle, second, born = (column(frame, name) for name in LINKAGE_FIELDS)
+    out = []
+    for given, extra, family, birth, sex, nationality in zip(
+        first,
+        middle,
+        second,
+        born,
+        column(records, "gender"),
+        column(records, "citizenship"),
+        strict=True,
+    ):
+        try:
+            birth = parse_date(birth).isoformat() if birth else ""
+        except ValueError:
+            pass  # left as written: the encoder names the row and field
+        out.append(
+            Person(
+                given_name=" ".join(part for part in (given, extra) if part) or None,
+                family_name=family or None,
+                birth_date=birth or None,
+                sex=sex or None,
+                nationality=nationality or None,
+            )
+        )
+    return out
 
 
 def split_multiselect(value: str) -> list[str]:

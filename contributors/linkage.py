@@ -12,17 +12,22 @@ ever seeing a name. See ``contributors/LINKAGE.md`` for the design and why.
   arithmetic pattern ``h1 + i*h2`` is itself attackable. The linkage secret is shared by the
   partners and never reaches the hub: without it nobody can encode a guessed person and compare.
 - Hardened by record-specific salting: every token is salted with the person's year of birth,
-  so the same name sets different bits in people born in different years. The frequency of a
-  bigram, or of a set of bits that always occur together, no longer follows the frequency of a
-  name in the population, which is what frequency and pattern-mining attacks align.
+  so the same name sets different bits in people born in different years (the year itself is
+  then no token: salted with itself it would mark every record of one birth year alike). The
+  frequency of a bigram, or of a set of bits that always occur together, no longer follows the
+  frequency of a name in the population, which is what frequency and pattern-mining attacks
+  align.
 
 Pure: no hub import, no I/O, only :mod:`hmac`/:mod:`hashlib` from the standard library.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -30,19 +35,28 @@ from dataclasses import dataclass
 
 __all__ = [
     "BITS",
+    "ENCODING_COLUMN",
+    "EncodingError",
     "MIN_SECRET_BYTES",
     "LinkageError",
     "LinkageSecretError",
     "Person",
+    "check_secret",
     "dice",
     "encode",
     "encode_all",
+    "encoding_text",
+    "read_encodings",
     "salted_tokens",
     "tokens",
 ]
 
 #: Length of an encoding in bits (128 bytes).
 BITS = 1024
+#: The column of an upload that carries each case's encoding (base64; empty: no encoding). It is
+#: no field of the record schema: the hub takes it off before validation and seals it with the
+#: records, and it never reaches a snapshot's columns, a release or an answer.
+ENCODING_COLUMN = "linkageEncoding"
 #: Like the pseudonym key, the linkage secret is an HMAC key: at least the hash's output size.
 MIN_SECRET_BYTES = 32
 #: Bits each token sets, per field: names carry most of the evidence, one token each for the rest.
@@ -64,6 +78,14 @@ _DIGITS = re.compile(r"\d+")
 
 class LinkageError(ValueError):
     """A person's fields cannot be encoded (a birth date that is no date)."""
+
+
+class EncodingError(LinkageError):
+    """An upload's encodings column holds bad cells; ``problems`` lists (row, reason) of each."""
+
+    def __init__(self, message: str, problems: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class LinkageSecretError(ValueError):
@@ -164,11 +186,33 @@ def salted_tokens(person: Person, *, salted: bool = True) -> frozenset[tuple[str
     What an intruder who knows the scheme (but not the secret) can compute from a plaintext list;
     the attack benchmark uses it.
 
-    >>> sorted(salted_tokens(Person(given_name="A", birth_date="1990")))[:2]
-    [('birth_year', '1990', '1990'), ('given_name', '1990', '_a')]
+    >>> sorted(salted_tokens(Person(given_name="A", birth_date="1990")))
+    [('given_name', '1990', '_a'), ('given_name', '1990', 'a_')]
+    >>> sorted(salted_tokens(Person(given_name="A", birth_date="1990"), salted=False))[0]
+    ('birth_year', '', '1990')
     """
     salt = _birth(person.birth_date)[0] if salted else ""
-    return frozenset((field, salt, token) for field, token in tokens(person))
+    return frozenset((field, salt, token) for field, token in _encoded(person, salted))
+
+
+def _encoded(person: Person, salted: bool) -> list[tuple[str, str]]:
+    """Return the tokens that set bits: without the year's own token when the year is the salt.
+
+    Salted with itself, the year token would set the same bits in every record of one birth
+    year and in no other: a fixed pattern by which the hub could sort records into birth years.
+    The salt carries the year already (records of different years share no bit), so the token
+    adds nothing to linkage.
+    """
+    pairs = tokens(person)
+    return [pair for pair in pairs if pair[0] != "birth_year"] if salted else pairs
+
+
+def check_secret(secret: str | bytes) -> bytes:
+    """Return the linkage secret as bytes, refusing one too short to be safe.
+
+    :raises LinkageSecretError: if it is shorter than :data:`MIN_SECRET_BYTES`.
+    """
+    return _secret(secret)
 
 
 def _secret(secret: str | bytes) -> bytes:
@@ -205,10 +249,9 @@ class _Encoder:
         return out
 
     def encode(self, person: Person) -> bytes:
-        pairs = tokens(person)
         salt = _birth(person.birth_date)[0] if self._salted else ""
         value = 0
-        for field, token in pairs:
+        for field, token in _encoded(person, self._salted):
             for position in self.positions(field, salt, token, BITS_PER_TOKEN[field]):
                 value |= 1 << position
         return value.to_bytes(BITS // 8, "big")
@@ -234,15 +277,21 @@ def encode(person: Person, secret: str | bytes, *, salted: bool = True) -> bytes
 
 
 def encode_all(
-    people: Iterable[Person], secret: str | bytes, *, salted: bool = True
+    people: Iterable[Person],
+    secret: str | bytes,
+    *,
+    salted: bool = True,
+    rows: Iterable[int] | None = None,
 ) -> list[bytes]:
     """Return the encodings of many people, in order, naming the first row that cannot be encoded.
 
-    :raises LinkageError: naming the row (counted from 1) and the field, never the value.
+    :param rows: each person's row as the partner's file counts it (1, 2, ... when not given).
+    :raises LinkageError: naming the row and the field, never the value.
     """
     encoder = _Encoder(_secret(secret), salted)
     out: list[bytes] = []
-    for row, person in enumerate(people, start=1):
+    numbers = rows if rows is not None else itertools.count(1)
+    for row, person in zip(numbers, people, strict=False):
         try:
             out.append(encoder.encode(person))
         except LinkageError as error:
@@ -259,3 +308,59 @@ def dice(a: bytes, b: bytes) -> float:
     x, y = int.from_bytes(a, "big"), int.from_bytes(b, "big")
     total = x.bit_count() + y.bit_count()
     return 2 * (x & y).bit_count() / total if total else 0.0
+
+
+def encoding_text(encoding: bytes | None) -> str:
+    """Write an encoding for the upload's :data:`ENCODING_COLUMN` (empty for none).
+
+    >>> encoding_text(bytes(BITS // 8))[:8], encoding_text(None)
+    ('AAAAAAAA', '')
+    """
+    return "" if encoding is None else base64.b64encode(encoding).decode("ascii")
+
+
+def _one_encoding(text: str) -> bytes | None:
+    if not text:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise LinkageError("not base64 (the toolkit writes standard base64)") from None
+    if len(raw) != BITS // 8:
+        raise LinkageError(f"{len(raw)} bytes, where an encoding is {BITS // 8} bytes")
+    if not any(raw):
+        raise LinkageError("sets no bit: leave the cell empty for a case without an encoding")
+    return raw
+
+
+def read_encodings(
+    cells: Iterable[str | None], *, rows: Iterable[int] | None = None
+) -> list[bytes | None]:
+    """Read an upload's :data:`ENCODING_COLUMN`: one encoding (or ``None``) per row.
+
+    :param cells: the column's cells, in row order; empty or ``None`` means no encoding.
+    :param rows: each cell's row as the file counts its rows (1, 2, ... when not given).
+    :raises EncodingError: naming every bad row (the message at most ten), the field and why;
+        never a value.
+
+    >>> read_encodings([encoding_text(b"\\x01" * 128), "", None]) == [b"\\x01" * 128, None, None]
+    True
+    >>> read_encodings(["", "abc"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    contributors.linkage.EncodingError: 1 bad linkage encoding(s): row 2, field linkageEncoding: ...
+    """
+    out: list[bytes | None] = []
+    problems: list[tuple[int, str]] = []
+    numbers = rows if rows is not None else itertools.count(1)
+    for row, cell in zip(numbers, cells, strict=False):
+        try:
+            out.append(_one_encoding((cell or "").strip()))
+        except LinkageError as error:
+            out.append(None)
+            problems.append((row, str(error)))
+    if problems:
+        shown = "; ".join(f"row {r}, field {ENCODING_COLUMN}: {why}" for r, why in problems[:10])
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise EncodingError(f"{len(problems)} bad linkage encoding(s): {shown}{more}", problems)
+    return out

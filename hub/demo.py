@@ -19,6 +19,7 @@ API, which publishes it.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -39,7 +40,7 @@ from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session
 
 from contributors.client import HubClient
-from contributors.pseudonym import pseudonymise_column
+from contributors.pseudonym import pseudonymise, pseudonymise_column
 from hub import create_app, crypto, migrate
 from hub.db import session_factory
 from hub.serving import make_server, stop_server
@@ -63,6 +64,12 @@ ACCOUNTS = [(name, "partner") for name in PARTNERS] + [
 ]
 # Demo-only pseudonym keys: a real partner keeps its own secret key and never shares it.
 DEMO_PSEUDONYM_KEY = "demo-only pseudonym key: never use outside the demo"
+# Record linkage (issue 16): the two case-management partners hold identifying fields of their
+# cases' people (generated, never real names) and share a linkage secret the hub never holds.
+DEMO_LINKAGE_SECRET = "demo-only linkage secret the partners share: never use outside"  # noqa: S105
+LINKED_PARTNERS = ("Demo Case Management Partner A", "Demo Case Management Partner B")
+#: People partner B recorded too (with the typos partners make), of partner A's.
+SHARED_PEOPLE = 2000
 
 
 class DemoStopped(KeyboardInterrupt):
@@ -234,7 +241,6 @@ def demo_published_release(
         print(f"demo: reusing published release {published[0]['version']} (no new spend)")
         return str(published[0]["id"])
     builder, *approvers = [c for c in accounts if c.role == "board"]
-    headers = _token(base, builder)
     with session_factory(app)() as session:
         # A candidate of the same records built by an earlier run: a new one would spend again.
         candidate_id = session.scalar(
@@ -255,8 +261,9 @@ def demo_published_release(
             print(f"demo: the release build failed: {job['error']}")
             return None
         candidate_id = job["result"]["release_candidate"]
+    # A fresh token: on a loaded machine the build outlasts the one taken before it.
     candidate = requests.get(
-        f"{base}/v1/releases/candidates/{candidate_id}", headers=headers, timeout=30
+        f"{base}/v1/releases/candidates/{candidate_id}", headers=_token(base, builder), timeout=30
     ).json()
     if candidate["status"] != "candidate":
         print(f"demo: candidate {candidate_id} is {candidate['status']}; failed checks:")
@@ -454,8 +461,10 @@ def load_partner_data(base: str, data: Path, accounts: list[Credentials], stop: 
             continue
         stop.check()
         share = shares[creds.organisation].copy()
-        share["caseNo"] = pseudonymise_column(share["caseNo"], DEMO_PSEUDONYM_KEY)
-        body = share.to_csv(index=False).encode()
+        body = linked_upload(creds.organisation, shares)
+        if body is None:
+            share["caseNo"] = pseudonymise_column(share["caseNo"], DEMO_PSEUDONYM_KEY)
+            body = share.to_csv(index=False).encode()
         client = HubClient(base, creds.client_id, creds.client_secret)
         receipt = client.upload(body, media_type="text/csv", progress=True)
         state = "already stored" if receipt.replayed else "stored"
@@ -463,6 +472,87 @@ def load_partner_data(base: str, data: Path, accounts: list[Credentials], stop: 
             f"demo: {creds.organisation}: {receipt.rows_accepted} of {receipt.rows_total} "
             f"records {state} (upload {receipt.id})"
         )
+
+
+def demo_people(shares: dict[str, pd.DataFrame]) -> dict[str, list[Any]]:
+    """Give each case of the linked partners a generated person; B recorded some of A's too.
+
+    Partner B's first :data:`SHARED_PEOPLE` cases are people partner A recorded, written again
+    as another partner would (typos, a missing or mistyped birth date); the rest are strangers.
+    """
+    # The checkout's generator of people (random syllables, never real names); the demo runs
+    # from a checkout, as make demo does.
+    from bench.linkage_people import duplicates, people
+
+    first, second = (len(shares[name]) for name in LINKED_PARTNERS)
+    ours = people(first, seed=16)
+    shared = min(SHARED_PEOPLE, first, second)
+    theirs = duplicates(ours[:shared], seed=17) + people(second - shared, seed=18)
+    return dict(zip(LINKED_PARTNERS, (ours, theirs), strict=True))
+
+
+def linked_upload(organisation: str, shares: dict[str, pd.DataFrame]) -> bytes | None:
+    """Prepare a linked partner's share as its toolkit would, with a linkage encoding per case.
+
+    The share gets its people's names and birth dates (HTCDS person fields); the toolkit's own
+    preparation (``ctdhub-contribute prepare --linkage-secret-file``) encodes them under the
+    shared linkage secret, drops them and pseudonymises the case numbers. ``None`` for a
+    partner that does not link.
+    """
+    from contributors.cli import prepare_upload
+
+    if organisation not in LINKED_PARTNERS:
+        return None
+    share = shares[organisation].copy()
+    persons = demo_people(shares)[organisation]
+    share["prs_FirstName"] = [p.given_name or "" for p in persons]
+    share["prs_SecondName"] = [p.family_name or "" for p in persons]
+    share["prs_Birthdate"] = [p.birth_date or "" for p in persons]
+    prepared = prepare_upload(
+        share.to_csv(index=False).encode(),
+        filename="cases.csv",
+        htcds=False,
+        pseudonym_key=DEMO_PSEUDONYM_KEY.encode(),
+        linkage_secret=DEMO_LINKAGE_SECRET.encode(),
+    )
+    encoded = sum(e is not None for e in prepared.encodings or ())
+    print(f"demo: {organisation}: {encoded} linkage encodings made on the partner's side")
+    return prepared.to_csv()
+
+
+def demo_forget(base: str, accounts: list[Credentials], data: Path) -> None:
+    """Partner A forgets one case (a survivor withdrew consent), one A and B both recorded."""
+    creds = next(c for c in accounts if c.organisation == LINKED_PARTNERS[0])
+    case = str(partner_shares(data)[creds.organisation]["caseNo"].iloc[0])
+    with HubClient(base, creds.client_id, creds.client_secret) as client:
+        outcome = client.forget(pseudonymise(case, DEMO_PSEUDONYM_KEY))
+    if outcome.repeated:
+        print(f"demo: {creds.organisation} forgot one case before: nothing of it is held")
+    else:
+        print(
+            f"demo: {creds.organisation} forgets one case on a survivor's request: "
+            f"{outcome.records_removed} record(s) and their linkage encoding removed"
+        )
+
+
+def print_linkage_count(base: str, release_id: str) -> None:
+    """Show the release's DP count of people recorded by more than one partner, with its note."""
+    stem = "dp/people_in_several_sources"
+    package = requests.get(f"{base}/v1/releases/{release_id}/datapackage.json", timeout=30).json()
+    note = next(
+        (r.get("ctdhub:privacy", {}) for r in package["resources"] if r["path"] == f"{stem}.csv"),
+        None,
+    )
+    if note is None:
+        print("demo: the release does not count people across partners (its policy has no count)")
+        return
+    response = requests.get(f"{base}/v1/releases/{release_id}/files/{stem}.csv", timeout=30)
+    row = pd.read_csv(io.StringIO(response.text)).iloc[0]
+    print(
+        f"demo: people recorded by more than one partner: {row['count']} "
+        f"(95% [{row['lower_95']}, {row['upper_95']}]); {note['stated_as']}, "
+        f"privacy unit {note['privacy_unit']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
                 accounts = ensure_accounts(session, stored, lambda c: accepted_by_hub(base, c))
             print_credentials(accounts, stored)
             load_partner_data(base, args.data, accounts, stop)
+            demo_forget(base, accounts, args.data)
             researcher = next(c for c in accounts if c.role == "researcher")
             demo_query(base, researcher)
             if args.synthetic_records:
@@ -520,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nctdhub is serving on {base}")
             if release_id is not None:
                 print_release(app, base, release_id)
+                print_linkage_count(base, release_id)
             print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
             print(f"  Demo credentials: {stored}")
             print(

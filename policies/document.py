@@ -522,15 +522,30 @@ class Synthetic(_Section):
         return self
 
 
+class LinkageCount(_Section):
+    """The DP count of people recorded by more than one partner (record linkage, issue 16).
+
+    Its privacy unit is one person (all their records, as the hub links them), whatever the
+    ledger's unit: adding or removing one person changes the count by at most one.
+
+    :param rho: what the count spends.
+    """
+
+    rho: PositiveRho
+
+
 class Release(_Section):
     """The DP artefacts of a release and what each spends.
 
     :param dp_tables: the DP aggregate tables.
     :param synthetic: the DP synthetic microdata, if released.
+    :param linkage_count: the DP count of people in more than one partner's records, if
+        released.
     """
 
     dp_tables: tuple[DPTable, ...] = ()
     synthetic: Synthetic | None = None
+    linkage_count: LinkageCount | None = None
 
     @model_validator(mode="after")
     def _names_distinct(self) -> Release:
@@ -542,6 +557,8 @@ class Release(_Section):
         result = {f"dp_tables.{t.name}": PrivacySpend(t.rho) for t in self.dp_tables}
         if self.synthetic is not None:
             result["synthetic"] = PrivacySpend(self.synthetic.rho)
+        if self.linkage_count is not None:
+            result["linkage_count"] = PrivacySpend(self.linkage_count.rho)
         return result
 
     def total(self) -> PrivacySpend:

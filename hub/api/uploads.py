@@ -177,7 +177,11 @@ def _rows_held_back(upload: Upload) -> int | None:
         "consent to research use, reason `consent_not_given` or `consent_not_recorded`); the "
         "receipt records them. `Lawful-Basis` declares the basis the records are sent under "
         "(`consent`, the default, `legal_obligation`, `vital_interests`, `public_task` or "
-        "`legitimate_interests`); the receipt and the audit trail record it."
+        "`legitimate_interests`); the receipt and the audit trail record it. When the partners "
+        "link records, the toolkit adds a `linkageEncoding` column: each case's keyed linkage "
+        "encoding (128 bytes, standard base64; empty for none). It is no field of the record "
+        "schema: the hub seals it with the records and uses it only to count people across "
+        "partners; a bad cell is refused with `linkage_errors` [{`row`, `field`, `reason`}]."
     ),
     responses={409: "Idempotency-Key reused", 413: "Too large", 422: "Validation failed"},
 )

@@ -24,7 +24,15 @@ with warnings.catch_warnings():
     from anonlink import candidate_generation, solving
     from anonlink.similarities import dice_coefficient_accelerated
 
-__all__ = ["BLOCKS", "BLOCK_BITS", "THRESHOLD", "link", "to_bits"]
+__all__ = [
+    "BLOCKS",
+    "BLOCK_BITS",
+    "THRESHOLD",
+    "link",
+    "people_in_several_sources",
+    "person_keys",
+    "to_bits",
+]
 
 #: Dice similarity at or above which two encodings may be the same person (tuned on FEBRL 4).
 THRESHOLD = 0.55
@@ -112,3 +120,91 @@ def link(
     )
     groups = solving.greedy_solve(candidates)
     return sorted(sorted((int(d), int(r)) for d, r in group) for group in groups)
+
+
+def person_keys(
+    encodings: Sequence[bytes | None],
+    sources: Sequence[object],
+    cases: Sequence[object] | None = None,
+    *,
+    threshold: float = THRESHOLD,
+    blocks: int | None = BLOCKS,
+    block_bits: int = BLOCK_BITS,
+) -> list[int]:
+    """Return a person key per record: records linked into one person share it.
+
+    Encodings are linked by :func:`link` across sources, a source being one upload's batch:
+    so a person is found across partners and across one partner's uploads, each group holding
+    at most one record per batch (anonlink's greedy solver; without that constraint, chains of
+    weak links join strangers who share a common name and birth year). Records of one case
+    (the same partner's case pseudonym, sent again) are one person too. Persons are the
+    connected components of those links; a record without an encoding, and of no case seen
+    twice, is a person of its own. Two records of one person within one upload, under two
+    case numbers, stay two persons. Keys are 0, 1, ... in the order each person's first record
+    comes; they are for use inside the hub only (never published, never returned by an API).
+
+    :param encodings: each record's linkage encoding, or ``None``.
+    :param sources: each record's source (its batch), anything hashable.
+    :param cases: each record's case, as something equal only for the same case of the same
+        partner (for example ``(organisation, pseudonym)``); ``None`` entries link nothing.
+
+    >>> from contributors.linkage import Person, encode
+    >>> maria = encode(Person("Maria", "Silva", "1990-05-17"), "s" * 32)
+    >>> typo = encode(Person("Marai", "Silva", "1990-05-17"), "s" * 32)
+    >>> joao = encode(Person("Joao", "Souza", "1971-01-01"), "s" * 32)
+    >>> person_keys([maria, None, joao, typo, None], [0, 0, 0, 1, 1], ["a", "b", "c", "d", "b"])
+    [0, 1, 2, 0, 1]
+    """
+    parent = list(range(len(encodings)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = root(i), root(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    order: dict[object, int] = {}
+    members: list[list[int]] = []
+    for i, (encoding, source) in enumerate(zip(encodings, sources, strict=True)):
+        if encoding is None:
+            continue
+        index = order.setdefault(source, len(order))
+        if index == len(members):
+            members.append([])
+        members[index].append(i)
+    groups = link(
+        [[encodings[i] or b"" for i in rows] for rows in members],
+        threshold=threshold,
+        blocks=blocks,
+        block_bits=block_bits,
+    )
+    for group in groups:
+        first = members[group[0][0]][group[0][1]]
+        for source, row in group[1:]:
+            join(first, members[source][row])
+    if cases is not None:
+        seen: dict[object, int] = {}
+        for i, case in enumerate(cases):
+            if case is not None:
+                join(i, seen.setdefault(case, i))
+    keys: dict[int, int] = {}
+    return [keys.setdefault(root(i), len(keys)) for i in range(len(encodings))]
+
+
+def people_in_several_sources(keys: Sequence[int], partners: Sequence[object]) -> int:
+    """Return how many persons have records of more than one partner (exact, hub-internal).
+
+    >>> people_in_several_sources([0, 1, 0, 2, 2], ["a", "a", "b", "b", "b"])
+    1
+    """
+    seen: dict[int, object] = {}
+    several: set[int] = set()
+    for key, partner in zip(keys, partners, strict=True):
+        if seen.setdefault(key, partner) != partner:
+            several.add(key)
+    return len(several)

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,6 +260,8 @@ def write_candidate_files(directory: Path, built: BuiltRelease) -> dict[str, Any
                 "post_processing": "counts made non-negative integers keeping the noisy total",
             },
         )
+    if built.linkage_count is not None:
+        _add_linkage_count(add, built.linkage_count, display_delta)
     if built.synthetic is not None:
         spend = built.charged["synthetic"]
         add(
@@ -285,6 +287,29 @@ def write_candidate_files(directory: Path, built: BuiltRelease) -> dict[str, Any
         "data": data,
         "tables": kept_tables,
     }
+
+
+def _add_linkage_count(
+    add: Callable[[str, str, pd.DataFrame, dict[str, Any]], None],
+    count: dict[str, Any],
+    display_delta: float,
+) -> None:
+    """Publish the DP count of people recorded by more than one partner, with its note."""
+    frame = pd.DataFrame(
+        {
+            "statistic": pd.array([count["statistic"]], dtype="string"),
+            "count": pd.array([count["count"]], dtype="Int64"),
+            "lower_95": pd.array([count["lower_95"]], dtype="Int64"),
+            "upper_95": pd.array([count["upper_95"]], dtype="Int64"),
+        }
+    )
+    note = _dp_note(count["rho"], 0.0, display_delta, count["privacy_unit"]) | {
+        "mechanism": count["mechanism"],
+        "assumes": count["assumes"],
+        "interval": "95% confidence interval for the true count (lower_95, upper_95)",
+        "post_processing": "the count and its interval made non-negative",
+    }
+    add("dp/people_in_several_sources", "differentially private count", frame, note)
 
 
 def _dp_note(rho: float, delta: float, display_delta: float, unit: str) -> dict[str, Any]:

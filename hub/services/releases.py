@@ -54,6 +54,7 @@ from disclosure_control.dp import (
 from disclosure_control.dp import Release as DPRelease
 from disclosure_control.dp import Snapshot as DPSnapshot
 from disclosure_control.dp import release as dp_release
+from disclosure_control.dp.count import noisy_count
 from disclosure_control.evaluate import evaluate_release
 from disclosure_control.sdc import (
     AnonymisationError,
@@ -590,6 +591,7 @@ def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
         except ValueError as error:
             raise InvalidInput(f"release.synthetic: {error}") from None
         charged["synthetic"] = PrivacySpend(settings.rho)
+    charged.update(_linkage_count_plan(policy))
     if not charged and not policy.tables.frequency_tables:
         raise InvalidInput("the policy releases nothing: no DP table, no synthetic data, no table")
     return _Plans(tables, synthesizer, domain, charged, compose(charged.values()))
@@ -810,6 +812,8 @@ class BuiltRelease:
     :param checks: the policy checks' results.
     :param charged: the spend of every DP artefact.
     :param policy: the policy it was built under.
+    :param linkage_count: the DP count of people recorded by more than one partner, with its
+        privacy note (``None`` when the policy does not release it).
     """
 
     microdata: pd.DataFrame | None
@@ -821,6 +825,7 @@ class BuiltRelease:
     checks: CandidateReport
     charged: dict[str, PrivacySpend]
     policy: Policy
+    linkage_count: dict[str, Any] | None = None
 
 
 def _anonymised(
@@ -986,8 +991,55 @@ def _build_artefacts(
     checks = CandidateReport((*checked.results, *extra))
     stage("checks", 1, 1)
     return BuiltRelease(
-        microdata, safe, dp_tables, synthetic, model_text, report, checks, charged, rules
+        microdata,
+        safe,
+        dp_tables,
+        synthetic,
+        model_text,
+        report,
+        checks,
+        charged,
+        rules,
+        linkage_count=_linkage_count(snapshot, rules),
     )
+
+
+# --- record linkage (issue 16): how many people more than one partner recorded --------------
+
+#: The privacy unit of the linkage count, as every note and answer states it.
+LINKAGE_UNIT = "one person (all their records, as the hub links them)"
+
+
+def _linkage_count_plan(policy: Policy) -> dict[str, PrivacySpend]:
+    """Return the linkage count's spend, charged with the rest of the release (or nothing)."""
+    count = policy.release.linkage_count
+    return {} if count is None else {"linkage_count": PrivacySpend(count.rho)}
+
+
+def _linkage_count(snapshot: Snapshot, rules: Policy) -> dict[str, Any] | None:
+    """Measure, after the charge, how many people appear in more than one partner's records.
+
+    One person added or removed (all their records) changes the count by at most one, as long
+    as the links between the other records stand; the note says so.
+    """
+    count = rules.release.linkage_count
+    if count is None:
+        return None
+    answer = noisy_count(snapshot.people_in_several_sources, count.rho)
+    return {
+        "statistic": "people recorded by more than one partner",
+        "count": answer.value,
+        "lower_95": answer.lower_95,
+        "upper_95": answer.upper_95,
+        "privacy_unit": LINKAGE_UNIT,
+        "rho": answer.rho,
+        "mechanism": f"discrete Gaussian, scale {answer.scale:.4g}, sensitivity 1",
+        "assumes": (
+            "one person changes the count by at most one: their own records, linked by keyed "
+            "Bloom-filter encodings the partners made; the links between other people's "
+            "records are taken to stand without them"
+        ),
+    }
 
 
 def _split(coded: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

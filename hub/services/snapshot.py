@@ -2,6 +2,10 @@
 
 Disclosure control, queries and releases read this; it is decrypted in memory only and cached
 by the exact set of batches it was built from, so a new or withdrawn upload makes a new one.
+Each record carries a hub-internal person key (:data:`disclosure_control.person.PERSON_COLUMN`)
+from record linkage of the partners' linkage encodings (:mod:`hub.services.linkage`), made
+with the snapshot and cached with it, so the persons are linked again whenever the batches
+change; the encodings themselves go no further than this module.
 """
 
 from __future__ import annotations
@@ -15,20 +19,28 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contributors.linkage import ENCODING_COLUMN
 from contributors.normalise import validate_records
 from contributors.schema import load_schema
+from disclosure_control.person import PERSON_COLUMN
 from hub.crypto import Keyring
 from hub.models import RecordBatch, Upload
+from hub.services.linkage import people_in_several_sources, person_keys
 from hub.services.uploads import open_record_batch
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Records of a fixed set of batches; ``snapshot_id`` names that set."""
+    """Records of a fixed set of batches; ``snapshot_id`` names that set.
+
+    ``people_in_several_sources`` is the exact number of persons (by the person key) with
+    records of more than one partner: hub-internal, released only as a DP count.
+    """
 
     snapshot_id: str
     batch_ids: tuple[str, ...]
     records: pd.DataFrame
+    people_in_several_sources: int = 0
 
 
 class SnapshotCache:
@@ -84,7 +96,7 @@ def live_snapshot_id(session: Session) -> str:
 
 
 def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) -> Snapshot:
-    """Return all live records as one frame with the record schema's columns."""
+    """Return all live records as one frame: the record schema's columns and the person key."""
     rows = live_batches(session)
     batch_ids = tuple(row[0] for row in rows)
     key = snapshot_id(batch_ids)
@@ -92,14 +104,34 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
     if cached is not None:
         return cached
     frames = []
+    encodings: list[bytes | None] = []
+    sources: list[str] = []
+    cases: list[tuple[str, str] | None] = []
+    partners: list[str] = []
+    (case_field,) = load_schema().by_role("pseudonym")
     for batch_id, organisation_id in rows:
         batch = session.get_one(RecordBatch, batch_id)
-        frames.append(open_record_batch(keyring, batch, organisation_id))
+        frame = open_record_batch(keyring, batch, organisation_id)
+        if ENCODING_COLUMN in frame.columns:
+            encodings.extend(frame.pop(ENCODING_COLUMN).tolist())
+        else:
+            encodings.extend([None] * len(frame))
+        sources.extend([batch_id] * len(frame))
+        partners.extend([organisation_id] * len(frame))
+        cases.extend(
+            None if pd.isna(case) else (organisation_id, str(case)) for case in frame[case_field]
+        )
+        frames.append(frame)
     if frames:
         records = pd.concat(frames, ignore_index=True)
     else:
         records = _empty_frame()
-    snapshot = Snapshot(snapshot_id=key, batch_ids=batch_ids, records=records)
+    keys = person_keys(encodings, sources, cases)
+    records[PERSON_COLUMN] = pd.Series(keys, index=records.index, dtype="int64")
+    several = people_in_several_sources(keys, partners)
+    snapshot = Snapshot(
+        snapshot_id=key, batch_ids=batch_ids, records=records, people_in_several_sources=several
+    )
     cache.put(snapshot)
     return snapshot
 

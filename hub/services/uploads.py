@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from contributors import consent, formats
 from contributors.consent import CONSENT_REASONS, DEFAULT_LAWFUL_BASIS, LAWFUL_BASES
 from contributors.formats import FormatError, LimitExceeded, ReadLimits, read_table
+from contributors.linkage import ENCODING_COLUMN, EncodingError, read_encodings
 from contributors.normalise import ValidationResult, validate_records
 from contributors.pseudonym import PSEUDONYM_PATTERN
 from contributors.schema import RecordSchema, load_schema
@@ -397,6 +398,7 @@ def ingest(
         raise PayloadTooLarge(str(error), limit=error.limit) from None
     except FormatError as error:
         raise ValidationFailed(f"the file could not be read: {error}") from None
+    frame, encodings = _take_encodings(frame)
 
     result = validate_records(frame, schema)
     report = result.report.as_dict()
@@ -419,9 +421,17 @@ def ingest(
     _refuse_forgotten_cases(session, organisation_id, frame, result)
 
     upload_id = new_id()
-    sealed = seal(
-        keyring, encode_batch(result.records), associated_data(upload_id, organisation_id)
-    )
+    stored = result.records
+    encoded = 0
+    if encodings is not None:
+        # Sealed with the records they belong to, under the batch's data key: a withdrawal or
+        # a forgotten case takes them along, and only the snapshot's linkage ever reads them.
+        kept = [e for e, accepted in zip(encodings, result.accepted_mask, strict=True) if accepted]
+        encoded = sum(e is not None for e in kept)
+        stored = stored.assign(
+            **{ENCODING_COLUMN: pd.Series(kept, index=stored.index, dtype=object)}
+        )
+    sealed = seal(keyring, encode_batch(stored), associated_data(upload_id, organisation_id))
     upload = Upload(
         id=upload_id,
         organisation_id=organisation_id,
@@ -464,6 +474,7 @@ def ingest(
             "rows_rejected_locally": upload.rows_rejected_locally,
             "rows_held_back": local.rows_held_back if local is not None else 0,
             "lawful_basis": basis,
+            "linkage_encodings": encoded,
             "size_bytes": upload.size_bytes,
             "sha256": sha256_hex,
         },
@@ -483,6 +494,35 @@ def ingest(
             raise
         return IngestOutcome(seen, created=False)
     return IngestOutcome(upload, created=True)
+
+
+def _take_encodings(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[bytes | None] | None]:
+    """Take the linkage encodings off an upload's table, one per row (``None``: no encoding).
+
+    The column is no field of the record schema: the toolkit adds it when the partners link
+    (``contributors.linkage``). ``None`` when the table has no such column or it is all empty.
+
+    :raises ValidationFailed: naming each bad cell's row, the field and why (never its value);
+        nothing is stored.
+    """
+    if ENCODING_COLUMN not in frame.columns:
+        return frame, None
+    cells = frame[ENCODING_COLUMN].fillna("").astype(str).tolist()
+    try:
+        # The reader numbers data rows from 0 in the frame's index (empty rows left out).
+        encodings = read_encodings(cells, rows=[int(label) + 1 for label in frame.index])
+    except EncodingError as error:
+        raise ValidationFailed(
+            str(error),
+            linkage_errors=[
+                {"row": row, "field": ENCODING_COLUMN, "reason": reason}
+                for row, reason in error.problems[:1000]
+            ],
+        ) from None
+    frame = frame.drop(columns=[ENCODING_COLUMN])
+    if all(e is None for e in encodings):
+        return frame, None
+    return frame, encodings
 
 
 def _refuse_forgotten_cases(

@@ -95,6 +95,10 @@ def test_a_rerun_reuses_credentials_uploads_and_the_release(
     candidates = after_first["candidates"]
     assert candidates == [("dp-synthetic", "candidate"), ("release", "blocked")], candidates
     assert any("failed checks" in line for line in first.lines)
+    # Two case-management partners link their cases (encodings made by the toolkit's own
+    # prepare), and partner A forgets one case a survivor asked to be forgotten.
+    assert sum("linkage encodings made on the partner's side" in line for line in first.lines) == 2
+    assert any("forgets one case on a survivor's request" in line for line in first.lines)
     # The query, the synthetic candidate and the release: three charges.
     assert after_first["ledger"] and after_first["ledger"][0][2] == 3  # type: ignore[index]
 
@@ -106,6 +110,7 @@ def test_a_rerun_reuses_credentials_uploads_and_the_release(
     assert sum("already stored" in line for line in second.lines) == 3
     assert any("reusing the synthetic release candidate" in line for line in second.lines)
     assert any("reusing release candidate" in line for line in second.lines)
+    assert any("forgot one case before" in line for line in second.lines)
     # No new credentials, no upload stored twice, no second charge to the ledger.
     assert counts(tmp_path) == after_first
 

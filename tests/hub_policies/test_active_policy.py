@@ -133,7 +133,7 @@ def test_a_call_that_lost_the_race_keeps_nothing_of_its_own(
 def test_settings_the_default_policy_cannot_hold_are_refused_and_store_nothing(
     database_url: str, test_keyring: Keyring, app: APIFlask
 ) -> None:
-    # The default release spends rho 0.045 in all: a cap of 0.01 cannot hold it.
+    # The default release spends rho 0.05 in all: a cap of 0.01 cannot hold it.
     other = create_app(
         {
             "TESTING": True,

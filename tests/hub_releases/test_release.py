@@ -242,7 +242,7 @@ def test_a_spend_over_the_policy_cap_is_refused_and_changes_nothing(
     document["privacy"]["dataset_cap"]["rho"] = 0.05
     document["privacy"]["researcher_allowance"]["rho"] = 0.01
     policy = as_active(document)
-    build(app, db_session, small_policy(), places)  # 0.04 of the 0.05 is spent
+    build(app, db_session, small_policy(), places)  # 0.05 of the 0.05 is spent
     before = spent(db_session)
     with pytest.raises(ledger.BudgetExceeded, match="nothing was charged"):
         build(app, db_session, policy, places)

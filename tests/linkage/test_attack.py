@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from functools import partial
 
+import numpy as np
 import pytest
 
 from bench.linkage_people import people
@@ -83,3 +84,44 @@ def test_unsalted_tokens_ignore_the_year() -> None:
     unsalted = partial(salted_tokens, salted=False)(person)
     assert {salt for _, salt, _ in unsalted} == {""}
     assert {salt for _, salt, _ in salted_tokens(person)} == {"1990"}
+
+
+def _year_partition(encodings: list[bytes], years: list[str]) -> dict[str, float]:
+    """Run the hub's partition attack; return, per birth year, the precision of its pattern.
+
+    The intruder (the hub, without the linkage secret) takes the bits that every record of one
+    birth year carries and selects every stored encoding that carries all of them. A fixed
+    pattern of the year (its own token) selects that year's records and hardly any other:
+    precision near 1, and the records are sorted by birth year. Without it, the shared bits
+    are few coincidences of common bigrams, which many records of other years carry too.
+    """
+    bits = np.unpackbits(
+        np.frombuffer(b"".join(encodings), dtype=np.uint8).reshape(len(encodings), -1), axis=1
+    ).astype(bool)
+    labels = np.array(years)
+    out: dict[str, float] = {}
+    for year in sorted(set(years)):
+        inside = labels == year
+        if inside.sum() < 10:
+            continue
+        pattern = bits[inside].all(axis=0)
+        if not pattern.any():
+            out[year] = 0.0
+            continue
+        selected = bits[:, pattern].all(axis=1)
+        out[year] = float(inside[selected].mean())
+    return out
+
+
+def test_no_bit_pattern_marks_a_birth_year() -> None:
+    years = [(p.birth_date or "")[:4] for p in PEOPLE]
+    # Positive control: the year as a token of its own (here unsalted; salted with itself, as
+    # the encoder did before, it is as fixed) marks every record of its year: the attack
+    # selects each year's records and almost nothing else.
+    plain = _year_partition(encode_all(PEOPLE, SECRET, salted=False), years)
+    assert len(plain) >= 40
+    assert min(plain.values()) >= 0.9
+    # The encodings partners send carry no such mark: whatever bits all records of a year
+    # share select mostly records of other years.
+    salted = _year_partition(encode_all(PEOPLE, SECRET), years)
+    assert max(salted.values()) < 0.5, max(salted.items(), key=lambda item: item[1])

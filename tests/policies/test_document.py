@@ -84,6 +84,7 @@ def test_release_spends_sum_within_the_cap_and_show_epsilon(default_policy: Poli
     assert set(default_policy.release.spends()) == {
         *(f"dp_tables.{t.name}" for t in default_policy.release.dp_tables),
         "synthetic",
+        "linkage_count",
     }
     allowance = default_policy.privacy.researcher_allowance
     epsilon, delta = allowance.epsilon_delta(default_policy.privacy.display_delta)
@@ -130,7 +131,7 @@ def test_a_check_across_sections_is_reported_beside_other_problems(
     data["microdata"]["k"] = 1
     found = problems(data, fields)
     assert set(found) == {"microdata.k", "release"}
-    assert "spend rho 1.015 in all" in found["release"]
+    assert "spend rho 1.02 in all" in found["release"]
     assert "over the dataset's cap privacy.dataset_cap.rho = 1.0" in found["release"]
     del data["microdata"]["k"]
     data["microdata"]["k"] = 11
