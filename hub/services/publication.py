@@ -136,8 +136,12 @@ def write_xlsx(path: Path, sheet_name: str, frame: pd.DataFrame) -> None:
     try:
         sheet = book.add_worksheet(sheet_name)
         sheet.write_row(0, 0, [str(name) for name in frame.columns])
-        # Python objects (int, float, str, None for a missing value), one list per column.
-        columns = [frame[name].to_numpy(dtype=object, na_value=None) for name in frame.columns]
+        # Python objects (int, float, str, None for a missing value), one array per column.
+        columns = [
+            # pandas-stubs leave out na_value=None, which pandas documents and accepts
+            frame[name].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
+            for name in frame.columns
+        ]
         write_row = sheet.write_row
         for row, values in enumerate(zip(*columns, strict=True), start=1):
             write_row(row, 0, values)
