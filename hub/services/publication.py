@@ -128,7 +128,7 @@ def write_xlsx(path: Path, sheet_name: str, frame: pd.DataFrame) -> None:
 
     :param frame: already neutralised (:func:`neutralised`): every text value is written as
         text as it is.
-    :raises ValueError: if the frame has more rows than a worksheet holds.
+    :raises ValueError: if the frame has more rows, or a row more than, a worksheet holds.
     """
     if len(frame) >= XLSX_MAX_ROWS:
         raise ValueError(f"{len(frame)} rows do not fit in one worksheet ({XLSX_MAX_ROWS - 1})")
@@ -144,7 +144,13 @@ def write_xlsx(path: Path, sheet_name: str, frame: pd.DataFrame) -> None:
         ]
         write_row = sheet.write_row
         for row, values in enumerate(zip(*columns, strict=True), start=1):
-            write_row(row, 0, values)
+            # XlsxWriter answers a cell it cannot write (a text over 32,767 characters, a
+            # column past the sheet's last) with a code and leaves the rest of the row out.
+            if write_row(row, 0, values):
+                raise ValueError(
+                    f"row {row} of {sheet_name} does not fit in a worksheet (a text over 32,767"
+                    f" characters, or more than 16,384 columns)"
+                )
     finally:
         book.close()
 

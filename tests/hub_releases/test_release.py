@@ -577,6 +577,10 @@ def test_the_xlsx_holds_every_text_as_text_and_every_number_as_a_number(tmp_path
         publication.write_xlsx(
             tmp_path / "big.xlsx", "big", pd.DataFrame(index=range(publication.XLSX_MAX_ROWS))
         )
+    # A text a cell cannot hold is refused, never cut short or left out with the row's rest.
+    long = pd.DataFrame({"text": ["x" * 32_768], "after": ["kept"]})
+    with pytest.raises(ValueError, match="row 1 of long does not fit"):
+        publication.write_xlsx(tmp_path / "long.xlsx", "long", long)
 
 
 def test_the_datapackage_validates_with_frictionless(
