@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from openpyxl import Workbook
+import xlsxwriter
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -85,15 +85,6 @@ NOTES = "privacy-notes.md"
 # --- writing data files ---------------------------------------------------------------------
 
 
-def neutralise(value: str) -> str:
-    """Return a text cell that no spreadsheet runs as a formula.
-
-    >>> neutralise("=HYPERLINK(1)"), neutralise("-"), neutralise("Female")
-    ("'=HYPERLINK(1)", "'-", 'Female')
-    """
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
 def _text_columns(frame: pd.DataFrame) -> list[str]:
     return [
         name
@@ -105,12 +96,63 @@ def _text_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy with every text cell neutralised (numbers stay numbers)."""
-    out = frame.copy()
+    """Return the frame with every text cell neutralised (numbers stay numbers): a text cell
+    that begins with one of :data:`FORMULA_STARTS` gets a leading apostrophe.
+
+    >>> frame = pd.DataFrame({"text": ["=HYPERLINK(1)", "-", "Female", None], "n": [1, -2, 3, 4]})
+    >>> neutralised(frame).to_dict("list")
+    {'text': ["'=HYPERLINK(1)", "'-", 'Female', None], 'n': [1, -2, 3, 4]}
+    """
+    out = frame.copy(deep=False)
     for name in _text_columns(frame):
-        column = out[name].astype("string")
-        out[name] = column.map(neutralise, na_action="ignore").astype("string")
+        column = frame[name].astype("string")
+        risky = column.str.startswith(FORMULA_STARTS, na=False)
+        out[name] = column.where(~risky, "'" + column) if risky.any() else column
     return out
+
+
+#: The most rows a worksheet holds, its header included (Excel's limit).
+XLSX_MAX_ROWS = 1_048_576
+#: xlsxwriter's options for published sheets: every ``str`` is written as text (never read as a
+#: formula, a URL or a number), rows stream to disk as they are written (constant memory).
+_XLSX_OPTIONS = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
+
+
+def write_xlsx(path: Path, sheet_name: str, frame: pd.DataFrame) -> None:
+    """Write ``frame`` as one worksheet, its header first, missing values as empty cells.
+
+    :param frame: already neutralised (:func:`neutralised`): every text value is written as
+        text as it is.
+    :raises ValueError: if the frame has more rows, or a row more than, a worksheet holds.
+    """
+    if len(frame) >= XLSX_MAX_ROWS:
+        raise ValueError(f"{len(frame)} rows do not fit in one worksheet ({XLSX_MAX_ROWS - 1})")
+    book = xlsxwriter.Workbook(str(path), _XLSX_OPTIONS)
+    try:
+        sheet = book.add_worksheet(sheet_name)
+        sheet.write_row(0, 0, [str(name) for name in frame.columns])
+        # Python objects (int, float, str, None for a missing value), one array per column.
+        columns = [
+            # pandas-stubs leave out na_value=None, which pandas documents and accepts
+            frame[name].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
+            for name in frame.columns
+        ]
+        write_row = sheet.write_row
+        for row, values in enumerate(zip(*columns, strict=True), start=1):
+            # XlsxWriter answers a cell it cannot write (a text over 32,767 characters, a
+            # column past the sheet's last) with a code and leaves the rest of the row out.
+            if write_row(row, 0, values):
+                raise ValueError(
+                    f"row {row} of {sheet_name} does not fit in a worksheet (a text over 32,767"
+                    f" characters, or more than 16,384 columns)"
+                )
+    finally:
+        book.close()
 
 
 def write_data_files(directory: Path, stem: str, frame: pd.DataFrame) -> list[str]:
@@ -122,12 +164,7 @@ def write_data_files(directory: Path, stem: str, frame: pd.DataFrame) -> list[st
     safe = neutralised(frame)
     # CRLF, as RFC 4180 has it: the writer then quotes every field holding a CR or an LF.
     safe.to_csv(directory / f"{stem}.csv", index=False, lineterminator="\r\n")
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(Path(stem).name[:31])
-    sheet.append(list(safe.columns))
-    for row in safe.itertuples(index=False, name=None):
-        sheet.append([None if pd.isna(value) else value for value in row])
-    book.save(directory / f"{stem}.xlsx")
+    write_xlsx(directory / f"{stem}.xlsx", Path(stem).name[:31], safe)
     frame.to_parquet(directory / f"{stem}.parquet", index=False)
     return [f"{stem}.{suffix}" for suffix in FORMATS]
 

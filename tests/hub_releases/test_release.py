@@ -543,6 +543,46 @@ def test_spreadsheet_formulas_are_neutralised_and_the_notes_say_how(tmp_path: Pa
     assert "apostrophe" in publication.NEUTRALISATION
 
 
+def test_the_xlsx_holds_every_text_as_text_and_every_number_as_a_number(tmp_path: Path) -> None:
+    # What a spreadsheet would otherwise turn into something else: a link, a number with its
+    # leading zero lost, a formula behind a header; and missing values of every kind.
+    frame = pd.DataFrame(
+        {
+            "text": pd.array(
+                ["https://example.org", "012", "1e5", "TRUE", "=1+1", None], dtype="string"
+            ),
+            "count": pd.array([1, None, 3, 4, 5, 6], dtype="Int64"),
+            "share": [0.5, float("nan"), 1.25, None, 2.0, 3.0],
+        }
+    )
+    publication.write_data_files(tmp_path, "t", frame)
+    book = load_workbook(tmp_path / "t.xlsx")
+    sheet = book.active
+    assert sheet is not None
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("text", "count", "share")
+    assert [row[0] for row in rows[1:]] == [
+        "https://example.org",
+        "012",
+        "1e5",
+        "TRUE",
+        "'=1+1",
+        None,
+    ]
+    assert [row[1] for row in rows[1:]] == [1, None, 3, 4, 5, 6]
+    assert [row[2] for row in rows[1:]] == [0.5, None, 1.25, None, 2, 3]
+    texts = [row[0] for row in sheet.iter_rows(min_row=2, max_row=6)]
+    assert all(cell.data_type == "s" and cell.hyperlink is None for cell in texts)
+    with pytest.raises(ValueError, match="do not fit in one worksheet"):
+        publication.write_xlsx(
+            tmp_path / "big.xlsx", "big", pd.DataFrame(index=range(publication.XLSX_MAX_ROWS))
+        )
+    # A text a cell cannot hold is refused, never cut short or left out with the row's rest.
+    long = pd.DataFrame({"text": ["x" * 32_768], "after": ["kept"]})
+    with pytest.raises(ValueError, match="row 1 of long does not fit"):
+        publication.write_xlsx(tmp_path / "long.xlsx", "long", long)
+
+
 def test_the_datapackage_validates_with_frictionless(
     published: dict[str, Any], places: publication.Places
 ) -> None:
