@@ -23,7 +23,7 @@ from hub.db import get_session
 from hub.errors import request_id
 from hub.services import jobs as job_service
 from hub.services import publication, releases, transparency
-from hub.services.policies import active_policy, board_quorum
+from hub.services.policies import board_quorum
 from policies import Decision
 
 bp = APIBlueprint("releases", __name__, url_prefix="/v1", tag="Releases")
@@ -124,13 +124,10 @@ class ReleaseSchema(Schema):
 )
 def build_release(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Queue a full release candidate's build."""
-    session = get_session()
-    # Before anything changes the session: adopting the first version commits.
-    policy = active_policy(session, current_app.config, request_id())
     job = releases.submit_release(
-        session,
+        get_session(),
         current_actor(),
-        policy,
+        current_app.config,
         queue=jobs.queue(_app()),
         seed=int(body["seed"]),
         request_id=request_id(),
@@ -311,4 +308,4 @@ class TransparencyEntrySchema(Schema):
 )
 def transparency_log() -> list[dict[str, Any]]:
     """Show the transparency log, brought up to date first."""
-    return transparency.published_log(get_session(), current_app.config, request_id())
+    return transparency.published_log(get_session())
