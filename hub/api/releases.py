@@ -290,7 +290,7 @@ class TransparencyEntrySchema(Schema):
     """One entry of the transparency log, hash-chained to the one before it."""
 
     seq = Integer()
-    kind = String(metadata={"description": "release, policy_version or privacy_spend"})
+    kind = String(metadata={"description": "release, retraction, policy_version or privacy_spend"})
     logged_at = String()
     body = Dict(metadata={"description": "Ids, codes and figures: never a person or a question"})
     previous_hash = String()
@@ -301,11 +301,12 @@ class TransparencyEntrySchema(Schema):
 @bp.output(TransparencyEntrySchema(many=True))
 @bp.doc(
     summary="The public transparency log: releases, policy versions and privacy spends",
-    description="Every published release, every policy version and every privacy spend "
-    "(releases and researcher queries, the latter without the researcher or the question), "
+    description="Every published release and retraction, every policy version and every "
+    "privacy spend (releases and researcher queries, the latter without the researcher or the "
+    "question), each written in the transaction of what it records, "
     "with the privacy unit, rho, epsilon and delta, the cap and what was left, oldest first. "
     "Each entry's hash chains it to the one before (`ctdhub transparency verify`).",
 )
 def transparency_log() -> list[dict[str, Any]]:
-    """Show the transparency log, brought up to date first."""
+    """Show the transparency log (each entry was written with what it records)."""
     return transparency.published_log(get_session())

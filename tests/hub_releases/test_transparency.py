@@ -109,15 +109,20 @@ def test_each_entry_is_written_in_the_transaction_of_what_it_records(
     bearer: Bearer,
     published: dict[str, Any],  # noqa: F811
 ) -> None:
-    # Nobody has read the log yet: the adoption, the build's charge and the publication are in.
+    # Nobody has read the log yet: the build's charge and the publication are in.
     db_session.rollback()
     kinds = [e["kind"] for e in transparency.entries(db_session)]
-    assert kinds == ["policy_version", "privacy_spend", "release"]
+    assert kinds == ["privacy_spend", "release"]
 
-    # A researcher's charge is logged by the query's own transaction.
+    # A researcher's charge is logged by the query's own transaction, after the adoption of
+    # the first policy version the query needed.
     cid, secret, _ = make_client("University", ["researcher"])
     headers = bearer(cid, secret)
     assert client.post("/v1/queries", json=QUERY, headers=headers).status_code == 201
+    assert [e["kind"] for e in transparency.entries(db_session)][2:] == [
+        "policy_version",
+        "privacy_spend",
+    ]
     assert len(_spends(db_session)) == 2
     # Re-served free: no charge, no entry.
     assert client.post("/v1/queries", json=QUERY, headers=headers).status_code == 200
@@ -155,24 +160,31 @@ def test_a_log_written_before_the_rule_is_completed_once_by_the_upgrade(
     client: FlaskClient,
     db_session: Session,
     database_url: str,
+    make_client: MakeClient,
+    bearer: Bearer,
     published: dict[str, Any],  # noqa: F811
 ) -> None:
     from hub import migrate
 
+    cid, secret, _ = make_client("University", ["researcher"])
+    assert client.post("/v1/queries", json=QUERY, headers=bearer(cid, secret)).status_code == 201
     db_session.rollback()
-    assert len(transparency.entries(db_session)) == 3
-    # A log synced lazily, last when it held only the first policy version.
+    written = transparency.entries(db_session)
+    assert len(written) == 4
+    # A log synced lazily, last when it held only the release candidate's charge.
     with app.extensions["ctdhub.engine"].begin() as connection:
         connection.execute(sa.delete(TransparencyEntry).where(TransparencyEntry.seq > 1))
     problems = transparency.verify(db_session)
-    assert len(problems) == 2 and all("has no entry in the log" in p for p in problems)
+    assert len(problems) == 3 and all("has no entry in the log" in p for p in problems)
 
     migrate.upgrade(database_url)  # what `ctdhub db upgrade` runs
     db_session.rollback()
-    assert [e["kind"] for e in transparency.entries(db_session)] == [
-        "policy_version",
-        "privacy_spend",
-        "release",
+    completed = transparency.entries(db_session)
+    assert completed[0] == written[0]
+    # The records' entries again, oldest first: the same bodies, the running figures aside.
+    assert [e["kind"] for e in completed[1:]] == ["release", "policy_version", "privacy_spend"]
+    assert [e["body"]["rho_exact"] for e in completed if e["kind"] == "privacy_spend"] == [
+        e["body"]["rho_exact"] for e in written if e["kind"] == "privacy_spend"
     ]
     assert transparency.verify(db_session) == []
     assert transparency.backfill(db_session) == 0  # once
