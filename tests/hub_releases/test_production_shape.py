@@ -23,7 +23,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,16 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from hub import create_app, migrate
+from hub import create_app
 from hub.actors import OPERATOR
 from hub.crypto import Keyring
 from hub.models import Job, Organisation
 from hub.services import principals, publication, transparency
 from hub.services.policies import DEFAULT_POLICY
 from hub.storage import make_engine
-from tests.conftest import POSTGRES_URL, _postgres_schema_url
+from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.hub_core.processes import BIN, Running, free_port
+from tests.hub_jobs.conftest import wait_for
 from tests.hub_releases.test_release import CITIZENSHIP_TABLE
 from tests.hub_uploads.test_uploads_api import sample_csv
 
@@ -60,22 +61,16 @@ def production_database() -> Iterator[str]:
     """A PostgreSQL schema of this test's own, migrated to head; dropped afterwards."""
     if not POSTGRES_URL:
         pytest.skip("CTDHUB_TEST_POSTGRES_URL is not set (CI sets it): no PostgreSQL to share")
-    admin = make_engine(POSTGRES_URL)
-    schema = f"ctdhub_e2e_{uuid.uuid4().hex[:12]}"
+    probe = make_engine(POSTGRES_URL)
     try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        with probe.connect():
+            pass
     except sa.exc.OperationalError as error:
-        admin.dispose()
         pytest.skip(f"PostgreSQL at CTDHUB_TEST_POSTGRES_URL is not reachable: {error.orig}")
-    url = _postgres_schema_url(schema)
-    try:
-        migrate.upgrade(url)
-        yield url
     finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        probe.dispose()
+    with postgres_schema("ctdhub_e2e") as url:
+        yield url
 
 
 @pytest.fixture
@@ -143,17 +138,6 @@ def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
         os.killpg(process.pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _until(condition: Callable[[], Any], what: str, limit: float, processes: Processes) -> Any:
-    deadline = time.monotonic() + limit
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {limit:.0f} s:\n{processes.tails()}")
-        time.sleep(0.5)
 
 
 def _small_policy_document() -> dict[str, Any]:
@@ -279,9 +263,15 @@ def test_two_servers_and_two_workers_build_publish_and_serve_one_release(
             job: dict[str, Any] = requests.get(
                 f"{b}{location}", headers=on_b["first"], timeout=REQUEST_TIMEOUT_S
             ).json()
-            return job if job["state"] in ("succeeded", "failed") else None
+            if job["state"] in ("succeeded", "failed"):
+                return job
+            time.sleep(0.5)
+            return None
 
-        job = _until(finished, "the release build", BUILD_LIMIT_S, processes)
+        try:
+            job = wait_for(finished, "the release build", BUILD_LIMIT_S)
+        except AssertionError as error:
+            pytest.fail(f"{error}:\n{processes.tails()}")
         assert job["state"] == "succeeded" and job["charged"], (job, processes.tails())
         candidate_id = job["result"]["release_candidate"]
         engine = make_engine(production_database)
