@@ -20,8 +20,25 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Upgrade the database at ``url`` to ``revision``."""
+    """Upgrade the database at ``url`` to ``revision``.
+
+    At the head, the transparency log then gains, once, the entries a log written before they
+    were made in their records' transactions lacks (:func:`hub.services.transparency.backfill`;
+    a no-op on a log that lacks none).
+    """
     command.upgrade(alembic_config(url), revision)
+    if revision == "head":
+        from sqlalchemy.orm import Session
+
+        from hub.services import transparency
+        from hub.storage import make_engine
+
+        engine = make_engine(url)
+        try:
+            with Session(engine) as session:
+                transparency.backfill(session)
+        finally:
+            engine.dispose()
 
 
 def downgrade(url: str, revision: str) -> None:

@@ -11,6 +11,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +67,26 @@ def database_url(
         migrate.upgrade(url)
         yield url
         return
-    schema = f"ctdhub_test_{uuid.uuid4().hex[:12]}"
+    with postgres_schema("ctdhub_test") as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """Create a PostgreSQL schema of its own (``prefix`` and a random part), migrate it to
+    head and yield its URL; drop it afterwards.
+
+    :raises sqlalchemy.exc.OperationalError: if the server at CTDHUB_TEST_POSTGRES_URL cannot
+        be reached (nothing was created).
+    """
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except BaseException:
+        admin.dispose()
+        raise
     url = _postgres_schema_url(schema)
     try:
         migrate.upgrade(url)

@@ -23,7 +23,7 @@ from hub.db import get_session
 from hub.errors import request_id
 from hub.services import jobs as job_service
 from hub.services import publication, releases, transparency
-from hub.services.policies import active_policy, board_quorum
+from hub.services.policies import board_quorum
 from policies import Decision
 
 bp = APIBlueprint("releases", __name__, url_prefix="/v1", tag="Releases")
@@ -124,13 +124,10 @@ class ReleaseSchema(Schema):
 )
 def build_release(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Queue a full release candidate's build."""
-    session = get_session()
-    # Before anything changes the session: adopting the first version commits.
-    policy = active_policy(session, current_app.config, request_id())
     job = releases.submit_release(
-        session,
+        get_session(),
         current_actor(),
-        policy,
+        current_app.config,
         queue=jobs.queue(_app()),
         seed=int(body["seed"]),
         request_id=request_id(),
@@ -293,7 +290,7 @@ class TransparencyEntrySchema(Schema):
     """One entry of the transparency log, hash-chained to the one before it."""
 
     seq = Integer()
-    kind = String(metadata={"description": "release, policy_version or privacy_spend"})
+    kind = String(metadata={"description": "release, retraction, policy_version or privacy_spend"})
     logged_at = String()
     body = Dict(metadata={"description": "Ids, codes and figures: never a person or a question"})
     previous_hash = String()
@@ -304,11 +301,12 @@ class TransparencyEntrySchema(Schema):
 @bp.output(TransparencyEntrySchema(many=True))
 @bp.doc(
     summary="The public transparency log: releases, policy versions and privacy spends",
-    description="Every published release, every policy version and every privacy spend "
-    "(releases and researcher queries, the latter without the researcher or the question), "
+    description="Every published release and retraction, every policy version and every "
+    "privacy spend (releases and researcher queries, the latter without the researcher or the "
+    "question), each written in the transaction of what it records, "
     "with the privacy unit, rho, epsilon and delta, the cap and what was left, oldest first. "
     "Each entry's hash chains it to the one before (`ctdhub transparency verify`).",
 )
 def transparency_log() -> list[dict[str, Any]]:
-    """Show the transparency log, brought up to date first."""
-    return transparency.published_log(get_session(), current_app.config, request_id())
+    """Show the transparency log (each entry was written with what it records)."""
+    return transparency.published_log(get_session())

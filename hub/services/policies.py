@@ -39,7 +39,7 @@ from hub import audit
 from hub.actors import OPERATOR, Actor, acting_principal, authorize
 from hub.domain_errors import Conflict, HubError, InvalidInput, NotFound, ServiceUnavailable
 from hub.models import PolicyVersion, PolicyVote, Principal, new_id, utcnow
-from hub.services import ledger
+from hub.services import ledger, transparency
 from policies import (
     DEFAULT_QUORUM,
     Decision,
@@ -300,6 +300,7 @@ def _adopt_default(
     if inserted is None:
         session.rollback()  # a concurrent call adopted it first; nothing of ours to keep
         return
+    transparency.log_policy(session, session.get_one(PolicyVersion, version_id))
     audit.record(
         session,
         "policies:version:adopt_default",
@@ -611,6 +612,7 @@ def _activate(session: Session, row: PolicyVersion, actor: Actor, request_id: st
         stale.revision += 1
     row.state, row.decided_at, row.activated_at = PolicyState.ACTIVE.value, now, now
     session.flush()
+    transparency.log_policy(session, row)
     audit.record(
         session,
         "policies:version:activate",

@@ -52,6 +52,7 @@ from hub.models import (
     new_id,
     utcnow,
 )
+from hub.services import transparency
 from hub.services.policies import record_fields
 from policies import Decision, Policy, Review, ReviewState, Vote, VoteRefused, validate_policy
 
@@ -681,6 +682,7 @@ def _publish(
         shutil.rmtree(places.published / release.id, ignore_errors=True)
         raise Conflict("another release was published at the same moment; try again") from None
     candidate.status = "published"
+    transparency.log_release(session, release, candidate)
     audit.record(
         session,
         "releases:release:publish",
@@ -954,6 +956,7 @@ def vote_on_retraction(
         )
         if review.state is ReviewState.APPROVED:
             release.retracted_at = utcnow()
+            transparency.log_retraction(session, release)
             audit.record(
                 session,
                 "releases:release:retract",

@@ -14,6 +14,7 @@ audited: the audit event holds who, the spec, the spend and the time.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -46,6 +48,7 @@ from disclosure_control.dp import (
     release,
     schema_of,
 )
+from disclosure_control.sdc.hierarchies import DerivedAttribute, derived_attributes
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
 from hub.crypto import Keyring
@@ -57,7 +60,7 @@ from hub.domain_errors import (
     ValidationFailed,
 )
 from hub.models import QueryAnswer, utcnow
-from hub.services import ledger, policies
+from hub.services import ledger, policies, transparency
 from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
 
 SCOPE = "queries:run"
@@ -65,11 +68,31 @@ log = logging.getLogger("ctdhub.queries")
 
 
 @lru_cache(maxsize=1)
+def derived() -> dict[str, DerivedAttribute]:
+    """Return the record schema's derived attributes (e.g. ``exploitationType``), by name."""
+    return derived_attributes(load_schema().as_dict())
+
+
+def with_derived(records: pd.DataFrame) -> pd.DataFrame:
+    """Return ``records`` with a column for each derived attribute, computed from its fields.
+
+    What queries and releases measure alike: a derived attribute is a function of one record's
+    own fields, so adding it changes no record's contribution to any count (the privacy unit
+    and the sensitivity of every measurement stay those of the plain fields).
+
+    :param records: case records with every field the derived attributes are computed from.
+    """
+    return records.assign(**{name: item.compute(records) for name, item in derived().items()})
+
+
+@lru_cache(maxsize=1)
 def query_schema() -> dict[str, Field]:
     """Return the fields a researcher may query, built from the one record schema.
 
     The pseudonym is left out: it links a partner's re-submissions and is not an attribute of
-    a case anyone may group or filter on.
+    a case anyone may group or filter on. The derived attributes are in, as coded fields: a
+    flag-set attribute takes one of the public combinations of its flags (in schema order,
+    joined by its separator) or its ``none`` value, so its domain is public too.
     """
     schema = load_schema()
     fields = []
@@ -87,6 +110,14 @@ def query_schema() -> dict[str, Field]:
             fields.append(Field(item.name, "integer", bounds=bounds))
         else:
             fields.append(Field(item.name, "boolean"))
+    for name, attribute in derived().items():
+        codes = [attribute.none]
+        for size in range(1, len(attribute.flags) + 1):
+            codes += [
+                attribute.separator.join(chosen)
+                for chosen in itertools.combinations(attribute.flags, size)
+            ]
+        fields.append(Field(name, "string", tuple(codes)))
     return schema_of(fields)
 
 
@@ -463,6 +494,7 @@ def _charge(
             row.delta = ledger.as_text(Fraction(spend.delta))
             session.add(row)
             session.flush()
+            transparency.log_spend(session, row, policy)
             _audit(session, principal, row, spend, False, request_id)
             session.commit()
             return row
@@ -545,7 +577,9 @@ def run(
         schema = query_schema()
         data = context.dp_snapshots.get(
             records.snapshot_id,
-            lambda: Snapshot(records.records, schema, missing_values=load_schema().missing_values),
+            lambda: Snapshot(
+                with_derived(records.records), schema, missing_values=load_schema().missing_values
+            ),
         )
         session.rollback()  # end the read transaction: the lock must start a fresh one
         stored = _charge(session, principal, plan, records.snapshot_id, policy, request_id)

@@ -21,12 +21,11 @@ the same table exactly (:func:`redraw`). OpenDP's noise itself cannot be seeded.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -66,7 +65,6 @@ from disclosure_control.sdc import (
     frequency_table,
     load_hierarchies,
 )
-from disclosure_control.sdc.hierarchies import DerivedAttribute, derived_attributes
 from disclosure_control.synth import BudgetShares, Domain, MarginalSynthesizer, SynthesisModel
 from hub import audit
 from hub.actors import Actor, PrincipalActor, SystemActor, authorize
@@ -80,9 +78,9 @@ from hub.models import (
     ReleaseCandidate,
     utcnow,
 )
-from hub.services import jobs, ledger
+from hub.services import jobs, ledger, transparency
 from hub.services.policies import ActivePolicy, active_policy, budget_policy, parse_stored
-from hub.services.queries import query_schema
+from hub.services.queries import query_schema, with_derived
 from hub.services.snapshot import Snapshot, SnapshotCache, analysis_snapshot
 from policies import (
     CandidateReport,
@@ -250,6 +248,7 @@ def build_synthetic(
         )
         session.add(candidate)
         session.flush()
+        transparency.log_spend(session, candidate, policy)
         audit.record(
             session,
             "releases:synthetic:charge",
@@ -522,26 +521,13 @@ HIERARCHIES = Path(__file__).resolve().parents[2] / "config" / "hierarchies"
 BATCH_COLUMN = "ctdhub:batch"
 
 
-def _derived(schema: RecordSchema) -> dict[str, DerivedAttribute]:
-    return derived_attributes(schema.as_dict())
-
-
 def release_dp_schema(schema: RecordSchema) -> dict[str, DPField]:
-    """Return the DP query schema with the schema's derived attributes as coded fields.
+    """Return the DP schema release tables are planned on: the researchers' query schema
+    (:func:`hub.services.queries.query_schema`), derived attributes included.
 
-    A flag-set attribute takes one of the public combinations of its flags (in schema order,
-    joined by its separator) or its ``none`` value, so its domain is public too.
+    :param schema: the record schema (the one the query schema is built from).
     """
-    fields = dict(query_schema())
-    for name, attribute in _derived(schema).items():
-        codes = [attribute.none]
-        for size in range(1, len(attribute.flags) + 1):
-            codes += [
-                attribute.separator.join(chosen)
-                for chosen in itertools.combinations(attribute.flags, size)
-            ]
-        fields[name] = DPField(name, "string", tuple(codes))
-    return fields
+    return dict(query_schema())
 
 
 @dataclass(frozen=True)
@@ -618,18 +604,20 @@ def _with_batches(snapshot: Snapshot, session: Session) -> pd.Series:
 def submit_release(
     session: Session,
     actor: Actor,
-    policy: ActivePolicy,
+    config: Mapping[str, Any],
     *,
     queue: jobs.JobQueue | None,
     seed: int = 0,
     request_id: str | None = None,
 ) -> Job:
-    """Check a full release candidate's policy and queue its build as a job; return the job.
+    """Check the active policy's release and queue its build as a job; return the job.
 
     Nothing is charged here: the build charges the ledger when a worker starts it. The job
-    names the policy version and its digest: the worker builds under exactly that version.
+    names the active policy version and its digest: the worker builds under exactly that
+    version, even if another becomes active meanwhile.
 
-    :param policy: the (active) policy version to build under.
+    :param config: the hub's settings (to adopt the first release policy if there is none;
+        adopting commits, so it is done before the job is recorded).
     :param queue: where the job goes; ``None`` records it for the caller to run itself.
     :param seed: seed of the synthetic draw and its held-out split.
     :raises hub.domain_errors.InvalidInput: if the policy's artefacts cannot be planned.
@@ -637,6 +625,9 @@ def submit_release(
     authorize(actor, CREATE_SCOPE)
     if not 0 <= seed < 2**32:
         raise InvalidInput(f"seed must be between 0 and {2**32 - 1}, got {seed!r}")
+    # Before anything changes the session: adopting the first version commits its own
+    # transaction, which must not carry a half-made job with it.
+    policy = active_policy(session, config, request_id)
     _plans(policy.policy, load_schema())
     parameters = {"policy_version": policy.version, "policy_digest": policy.digest, "seed": seed}
     if queue is None:
@@ -722,6 +713,7 @@ def build_release(
         )
         session.add(candidate)
         session.flush()
+        transparency.log_spend(session, candidate, caps)
         audit.record(
             session,
             "releases:release:charge",
@@ -901,9 +893,7 @@ def _build_artefacts(
 
     # The records as CTDC writes them (codes, booleans 1/0, missing empty) with the derived
     # attributes: what the anonymiser, the tables and the synthesizer read.
-    coded = format_records(snapshot.records).reset_index(drop=True)
-    for name, attribute in _derived(schema).items():
-        coded[name] = attribute.compute(coded)
+    coded = with_derived(format_records(snapshot.records).reset_index(drop=True))
 
     stage("microdata", 0, 1)
     microdata, anonymisation, refusals = _anonymised(coded, rules)
@@ -923,9 +913,7 @@ def _build_artefacts(
     dp_tables: dict[str, DPRelease] = {}
     if plans.dp_tables:
         dp_schema = release_dp_schema(schema)
-        dp_records = snapshot.records.reset_index(drop=True)
-        for name, attribute in _derived(schema).items():
-            dp_records = dp_records.assign(**{name: attribute.compute(dp_records)})
+        dp_records = with_derived(snapshot.records.reset_index(drop=True))
         with DPSnapshot(dp_records, dp_schema, missing_values=schema.missing_values) as data:
             for index, (name, plan) in enumerate(plans.dp_tables.items()):
                 stage("dp tables", index, len(plans.dp_tables))

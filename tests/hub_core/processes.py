@@ -68,11 +68,12 @@ class Running:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
-    def wait_for(self, marker: str) -> None:
-        """Read output until a line contains ``marker``; fail if the process ends first."""
+    def wait_for(self, marker: str, limit: float = HANG_GUARD_S) -> None:
+        """Read output until a line contains ``marker``; fail if the process ends first, or
+        (killing it) if no line comes for ``limit`` seconds."""
         while True:
             try:
-                line = self._queue.get(timeout=HANG_GUARD_S)
+                line = self._queue.get(timeout=limit)
             except queue.Empty:
                 self.process.kill()
                 pytest.fail(f"no {marker!r} line; output so far: {self.lines[-20:]}")

@@ -29,7 +29,8 @@ class Researcher:
 
 MakeResearcher = Callable[[str], Researcher]
 MakeHub = Callable[..., FlaskClient]
-#: set_caps(DP_DATASET_RHO_CAP="0.3", ...): the board adopts a policy with these caps.
+#: set_caps(edit=None, DP_DATASET_RHO_CAP="0.3", ...): the board adopts a policy with these caps
+#: (and the text ``edit`` makes of it).
 SetCaps = Callable[..., int]
 
 
@@ -85,14 +86,15 @@ def set_caps(
     """Have the board adopt, through the API, the next policy version with the given caps.
 
     The caps are named as the settings that made the first version (``DP_DATASET_RHO_CAP``,
-    ...), written into the default policy exactly as given; returns the new version.
+    ...), written into the default policy exactly as given; ``edit`` may change the document's
+    text further. Returns the new version.
     """
     members = []
     for _ in range(3):
         client_id, secret, _principal = make_client("Board", ["board"])
         members.append(bearer(client_id, secret))
 
-    def _set(**caps: str) -> int:
+    def _set(edit: Callable[[str], str] | None = None, **caps: str) -> int:
         active = client.get("/v1/policies/active", headers=members[0]).get_json()["version"]
         text, found = re.subn(
             r"(?m)^version: 1$",
@@ -100,6 +102,8 @@ def set_caps(
             policies.default_document({**app.config, **caps}),
         )
         assert found == 1
+        if edit is not None:
+            text = edit(text)
         proposed = client.post(
             "/v1/policies?rationale=test%20caps",
             data=text,

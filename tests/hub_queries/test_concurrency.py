@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from hub.crypto import Keyring
 from hub.models import AuditEvent, PrivacyLedger, QueryAnswer
+from hub.services import transparency
 from tests.hub_queries.conftest import MakeResearcher, SetCaps, hub_settings
 from tests.hub_queries.worker import run_into
 
@@ -104,6 +105,14 @@ def test_concurrent_charges_never_pass_the_cap(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.tag == "queries:query:run")
     )
     assert answers == runs == FITTING
+    # Each charge wrote its transparency entry in its own transaction: one intact chain with
+    # one spend entry per charge, the last stating what the ledger had left.
+    log = transparency.entries(db_session)
+    spends = [entry["body"] for entry in log if entry["kind"] == "privacy_spend"]
+    assert len(spends) == FITTING
+    assert [entry["seq"] for entry in log] == list(range(1, len(log) + 1))
+    assert Fraction(spends[-1]["left_rho_exact"]) == Fraction(cap) - FITTING * Fraction(cost)
+    assert transparency.verify(db_session) == []
 
 
 def test_the_same_question_asked_at_once_is_charged_once(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from disclosure_control.dp import PrivacySpend
 from hub.models import AuditEvent, PrivacyLedger, QueryAnswer, utcnow
-from hub.services import ledger, queries
+from hub.services import ledger, queries, transparency
 from tests.hub_queries.conftest import Researcher
 from tests.hub_uploads.test_uploads_api import post, sample_csv
 
@@ -126,6 +126,14 @@ def test_a_measurement_failing_after_the_charge_leaves_the_charge(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.tag == "queries:query:run")
     )
     assert runs == 2
+    # The log holds both charges of the one answer, each written with its charge: the second
+    # is named after the first, and the chain verifies against the answer as it stands.
+    spends = [e for e in transparency.entries(db_session) if e["kind"] == "privacy_spend"]
+    assert len(spends) == 2 and spends[0]["body"]["rho"] == spends[1]["body"]["rho"] == 0.01
+    assert Fraction(spends[1]["body"]["left_rho_exact"]) == Fraction(
+        spends[0]["body"]["left_rho_exact"]
+    ) - Fraction(0.01)
+    assert transparency.verify(db_session) == []
 
 
 def test_a_measurement_cut_off_is_charged_again_before_it_is_measured_again(

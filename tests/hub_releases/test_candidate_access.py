@@ -60,7 +60,7 @@ CANDIDATE_READERS: dict[str, Call] = {
         directory=directory,
     ),
     "submit_release": lambda session, actor, app, directory, _id: releases.submit_release(
-        session, actor, small_policy(), queue=None
+        session, actor, app.config, queue=None
     ),
     # Queues a build (a job row, no candidate data); refused like the build itself.
     "submit_synthetic": lambda session, actor, app, directory, _id: releases.submit_synthetic(
