@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -173,6 +174,147 @@ def print_credentials(accounts: list[Credentials], stored: Path) -> None:
     for creds in accounts:
         line = f"{creds.role:<10} {creds.organisation:<32} {creds.client_id}  {creds.client_secret}"
         print("    " + line, flush=True)
+
+
+PEOPLE_FILE = "demo-people.json"
+#: The portal's demo people: (organisation, role, e-mail address, display name). The board's
+#: three members sit in the organisations of the board's three API principals.
+PEOPLE = [
+    ("Demo Governance Board", "board", "chair@board.demo.example.org", "Demo board chair"),
+    (
+        "Demo Board Member: University",
+        "board",
+        "member@university.demo.example.org",
+        "Demo board member",
+    ),
+    (
+        "Demo Board Member: Survivors' Network",
+        "board",
+        "member@survivors.demo.example.org",
+        "Demo board member",
+    ),
+    (
+        "Demo Research Institute",
+        "researcher",
+        "researcher@research.demo.example.org",
+        "Demo researcher",
+    ),
+    ("Demo Hotline Partner", "partner", "caseworker@hotline.demo.example.org", "Demo case worker"),
+    ("Demo Hub Operations", "admin", "admin@operations.demo.example.org", "Demo administrator"),
+]
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    """A demo person of the portal: their role, sign-in address, password and TOTP secret."""
+
+    organisation: str
+    role: str
+    email: str
+    password: str
+    totp_secret: str | None
+
+
+def load_people(path: Path) -> dict[str, DemoPerson]:
+    """Read the demo people an earlier run wrote, by e-mail address; none if absent."""
+    try:
+        return {row["email"]: DemoPerson(**row) for row in json.loads(path.read_text())}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, TypeError, KeyError):
+        print(f"demo: {path} is not a people file the demo wrote; making new passwords")
+        return {}
+
+
+def _signs_in(session: Session, email: str, password: str) -> bool:
+    from hub.domain_errors import Unauthenticated
+    from hub.services import people
+
+    try:
+        people.authenticate(session, email, password)
+    except Unauthenticated:
+        return False
+    return True
+
+
+def ensure_people(session: Session, stored: Path) -> list[DemoPerson]:
+    """Create (or reuse) a portal person for each role; board members and the admin get TOTP.
+
+    People kept in ``stored`` by an earlier run are reused while their password still signs
+    in; a person the file lost gets a new password through a reset link (never a second
+    person), and a TOTP secret already set up is kept. The file is rewritten as each is made.
+    """
+    from datetime import timedelta
+
+    import pyotp
+
+    from hub.actors import OPERATOR
+    from hub.domain_errors import NotFound
+    from hub.models import Person
+    from hub.services import people, principals
+
+    current = load_people(stored)
+    for org_name, role, email, name in PEOPLE:
+        previous = current.get(email)
+        person = session.scalar(select(Person).where(Person.email == email))
+        if (
+            person is not None
+            and previous is not None
+            and _signs_in(session, email, previous.password)
+        ):
+            password = previous.password
+        else:
+            password = secrets.token_urlsafe(15)
+            if person is None:
+                try:
+                    organisation = principals.get_organisation(session, OPERATOR, org_name)
+                except NotFound:
+                    organisation = principals.create_organisation(session, OPERATOR, org_name)
+                link = people.create_person(
+                    session,
+                    OPERATOR,
+                    organisation.id,
+                    name,
+                    email,
+                    [role],
+                    link_lifetime=timedelta(minutes=5),
+                )
+            else:
+                link = people.issue_reset(
+                    session, OPERATOR, email, link_lifetime=timedelta(minutes=5)
+                )
+            person = people.redeem_link(session, link.token, password)
+        secret = person.totp_secret
+        if secret is None and people.needs_second_factor(person):
+            secret = people.new_totp_secret()
+            people.confirm_totp(session, person, secret, pyotp.TOTP(secret).now())
+        current[email] = DemoPerson(org_name, role, email, password, secret)
+        write_people(stored, list(current.values()))  # kept the moment it exists
+    return [current[email] for _, _, email, _ in PEOPLE]
+
+
+def write_people(path: Path, found: list[DemoPerson]) -> None:
+    """Write the demo people owner-only, replacing the file whole (never half-written)."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump([asdict(person) for person in found], out, indent=2)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def print_portal(base: str, found: list[DemoPerson], stored: Path, release_id: str | None) -> None:
+    """Show the portal's address, the published release's page and the demo people."""
+    print(f"  Portal:     {base}/   (sign in at {base}/sign-in)")
+    if release_id is not None:
+        print(f"  Release:    {base}/releases/{release_id}")
+    print(f"  Demo people (kept in {stored}; a re-run reuses them):")
+    for person in found:
+        factor = f"  TOTP secret {person.totp_secret}" if person.totp_secret else ""
+        print(f"    {person.role:<10} {person.email:<40} {person.password}{factor}", flush=True)
 
 
 def demo_query(base: str, creds: Credentials) -> None:
@@ -510,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare_hub(app)
             with session_factory(app)() as session:
                 accounts = ensure_accounts(session, stored, lambda c: accepted_by_hub(base, c))
+                demo_people = ensure_people(session, stored.parent / PEOPLE_FILE)
             print_credentials(accounts, stored)
             load_partner_data(base, args.data, accounts, stop)
             researcher = next(c for c in accounts if c.role == "researcher")
@@ -520,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nctdhub is serving on {base}")
             if release_id is not None:
                 print_release(app, base, release_id)
+            print_portal(base, demo_people, stored.parent / PEOPLE_FILE, release_id)
             print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
             print(f"  Demo credentials: {stored}")
             print(
