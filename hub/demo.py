@@ -5,10 +5,14 @@ one, the case-management records are split deterministically between two); each 
 share with the partner toolkit's client over HTTP, exactly as a partner would. The hub then keeps
 serving on 127.0.0.1 and prints where to look and the demo credentials.
 
-A re-run reuses what the first run made: the credentials kept in ``instance/`` (shown again, never
-replaced), the uploads (the hub recognises each body and stores nothing twice), the researcher's
-answer (re-served free), the synthetic release candidate (no second charge to the ledger) and the
-published release.
+The portal gets a person for each role (three board members and an admin with their TOTP
+secrets, a researcher, a partner's case worker), kept in ``instance/demo-people.json`` beside the
+API credentials; the demo prints the portal's address, the release's page and these people.
+
+A re-run reuses what the first run made: the credentials and people kept in ``instance/``
+(shown again, never replaced), the uploads (the hub recognises each body and stores nothing
+twice), the researcher's answer (re-served free), the synthetic release candidate (no second
+charge to the ledger) and the published release.
 
 It ends with a first published release: the governance board asks for a release candidate under
 the active policy through ``POST /v1/releases``, a job on the embedded queue (a Huey consumer on

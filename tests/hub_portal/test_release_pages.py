@@ -164,13 +164,27 @@ def suppressed_cells_are_marked_and_never_drawn_as_zero(
     for cells in marked:
         value, shown = _VALUE.search(cells).groups()  # type: ignore[union-attr]
         assert value == "" and "suppressed" in shown and ">0<" not in shown
+    # Every number of the table, margins included, is the published file's, in its order.
+    shown_values = [value for value, _ in _VALUE.findall(part)]
+    assert shown_values == [
+        "" if r["status"] == "suppressed" else str(float(r["count"])) for r in rows
+    ]
+    # Every bar drawn is a published, unsuppressed inner cell's count.
+    published_counts = Counter(
+        float(r["count"])
+        for r in rows
+        if r["status"] == "published" and "Total" not in (r["gender"], r["ageBroad"])
+    )
+    assert Counter(float(m["value"] or "nan") for m in drawn if not m["suppressed"]) == (
+        published_counts
+    )
 
 
 def the_page_in_other_languages_and_the_home_page(client: FlaskClient, release_id: str) -> None:
     arabic = page(client, f"/releases/{release_id}", "ar")
     assert '<html lang="ar" dir="rtl">' in arabic and "الإصدار 1" in arabic
     french = page(client, f"/releases/{release_id}", "fr")
-    assert "Dossiers par Année d" in french or "Dossiers par" in french
+    assert "Dossiers par Année d’enregistrement" in french
     listed = page(client, "/releases")
     assert f'href="/releases/{release_id}"' in listed
     home = page(client, "/")
@@ -263,7 +277,12 @@ def _page_figures(text: str) -> set[str]:
         for m in marks(text)
         if m["low"] is not None
     }
-    rows = re.findall(r'data-value="([^"]+)">.*?data-low="([^"]+)" data-high="([^"]+)"', text, re.S)
+    # A value and the interval of the same table row or headline (never across them).
+    rows = re.findall(
+        r'data-value="([^"]+)">(?:(?!</tr>|</li>).)*?data-low="([^"]+)" data-high="([^"]+)"',
+        text,
+        re.S,
+    )
     return drawn | {f"{v} (95% interval {low} to {high})" for v, low, high in rows}
 
 
