@@ -30,7 +30,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,11 +110,16 @@ def load_credentials(path: Path) -> dict[tuple[str, str], Credentials]:
 
 def write_credentials(path: Path, accounts: list[Credentials]) -> None:
     """Write the credentials owner-only, replacing the file whole (never half-written)."""
+    write_secrets(path, accounts)
+
+
+def write_secrets(path: Path, rows: Sequence[Any]) -> None:
+    """Write dataclass rows as JSON, owner-only, replacing the file whole (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(handle, "w") as out:
-            json.dump([asdict(creds) for creds in accounts], out, indent=2)
+            json.dump([asdict(row) for row in rows], out, indent=2)
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
     except BaseException:
@@ -293,21 +298,8 @@ def ensure_people(session: Session, stored: Path) -> list[DemoPerson]:
             secret = people.new_totp_secret()
             people.confirm_totp(session, person, secret, pyotp.TOTP(secret).now())
         current[email] = DemoPerson(org_name, role, email, password, secret)
-        write_people(stored, list(current.values()))  # kept the moment it exists
+        write_secrets(stored, list(current.values()))  # kept the moment it exists
     return [current[email] for _, _, email, _ in PEOPLE]
-
-
-def write_people(path: Path, found: list[DemoPerson]) -> None:
-    """Write the demo people owner-only, replacing the file whole (never half-written)."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump([asdict(person) for person in found], out, indent=2)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def print_portal(base: str, found: list[DemoPerson], stored: Path, release_id: str | None) -> None:

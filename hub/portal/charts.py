@@ -105,6 +105,15 @@ def _cell_label(group_by: list[str], key: dict[str, Any]) -> str:
     return ", ".join(code_label(field, key.get(field)) for field in group_by)
 
 
+def chartable(group_by: list[str]) -> bool:
+    """Tell whether a table grouped by these fields is charted.
+
+    One field (a country as a map), or two of which neither is a country: a country crossed
+    with another field has too many cells to read as bars.
+    """
+    return len(group_by) == 1 or (len(group_by) == 2 and not country_fields() & set(group_by))
+
+
 def answer_chart(
     answer: dict[str, Any],
     figure_id: str = "answer-chart",
@@ -114,8 +123,7 @@ def answer_chart(
 ) -> PageChart | None:
     """Return the chart of a table of released values (a world map for one country field).
 
-    A table grouped by one field, or by two fields neither of which is a country (a country
-    crossed with another field has too many cells to read as bars), is charted; others are not.
+    Only a :func:`chartable` table is charted.
 
     :param answer: the released table (released values only): ``group_by``, ``measure`` and
         ``cells`` with ``key``, ``value`` and ``interval`` (a cell without a value was
@@ -124,13 +132,11 @@ def answer_chart(
     :param measure_label: what the values are (by default the measure's name).
     """
     group_by = list(answer.get("group_by") or [])
-    if answer.get("measure") not in CHARTED_MEASURES or not 1 <= len(group_by) <= 2:
+    if answer.get("measure") not in CHARTED_MEASURES or not chartable(group_by):
         return None
     measure = measure_label or str(answer["measure"])
     if len(group_by) == 1 and group_by[0] in country_fields():
         return PageChart("map", _country_map(answer, group_by[0], figure_id, title, measure))
-    if country_fields().intersection(group_by):
-        return None
     rows = []
     for cell in answer.get("cells", []):
         interval = cell.get("interval")

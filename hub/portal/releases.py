@@ -26,7 +26,7 @@ from contributors.schema import load_schema
 from hub import jobs
 from hub.db import get_session
 from hub.portal.access import public
-from hub.portal.charts import PageChart, answer_chart, code_label, country_fields
+from hub.portal.charts import PageChart, answer_chart, chartable, code_label, country_fields
 from hub.portal.i18n import current_language
 from hub.services import publication
 
@@ -115,15 +115,19 @@ def _number(text: str) -> float | None:
 
 def read_table(
     session: Session, release: dict[str, Any], stem: str, published: Path
-) -> list[TableCell]:
-    """Read one published table's cells from its CSV file (checked against the manifest).
+) -> tuple[list[str], list[TableCell]]:
+    """Read one published table's dimensions, and its cells if it is charted, from its CSV file
+    (checked against the manifest).
 
     :raises hub.domain_errors.NotFound: if the release has no such file, or was retracted.
     :raises hub.domain_errors.Conflict: if the file no longer matches the manifest.
     """
     path = publication.release_file(session, release["id"], f"{stem}.csv", published)
+    header = pd.read_csv(path, dtype="string", keep_default_na=False, nrows=0)
+    dimensions = [str(c) for c in header.columns if c not in _VALUE_COLUMNS]
+    if not chartable(dimensions):
+        return dimensions, []  # offered as files only: its cells are not read
     frame = pd.read_csv(path, dtype="string", keep_default_na=False)
-    dimensions = [str(c) for c in frame.columns if c not in _VALUE_COLUMNS]
     cells = []
     for row in frame.to_dict("records"):
         key = {d: (None if row[d] == "" else _plain(str(row[d]))) for d in dimensions}
@@ -133,7 +137,7 @@ def read_table(
         interval = None if value is None or not low or not high else (float(low), float(high))
         margin = any(code == _TOTAL for code in key.values()) and "status" in row
         cells.append(TableCell(key, value, interval, margin))
-    return cells
+    return dimensions, cells
 
 
 def _table_title(dimensions: list[str]) -> str:
@@ -210,14 +214,13 @@ def released_tables(session: Session, release: dict[str, Any]) -> list[ReleasedT
         for stem, note in notes.items():
             if note.get("guarantee") is None or _kind(stem) != wanted:
                 continue
-            cells = read_table(session, release, stem, published)
-            dimensions = [d for d in cells[0].key] if cells else []
+            dimensions, cells = read_table(session, release, stem, published)
             files = {
                 suffix: _release_url(release["id"], f"{stem}.{suffix}")
                 for suffix in publication.FORMATS
                 if f"{stem}.{suffix}" in manifest
             }
-            chart = _chart(manifest[f"{stem}.csv"], stem, cells, dimensions) if dimensions else None
+            chart = _chart(manifest[f"{stem}.csv"], stem, cells, dimensions) if cells else None
             # Labels of the codes the page's table shows (only a charted table's is shown).
             labels = {
                 f"{d}={code}": code_label(d, code)
