@@ -251,7 +251,8 @@ def ensure_people(session: Session, stored: Path) -> list[DemoPerson]:
 
     People kept in ``stored`` by an earlier run are reused while their password still signs
     in; a person the file lost gets a new password through a reset link (never a second
-    person), and a TOTP secret already set up is kept. The file is rewritten as each is made.
+    person), and a TOTP secret already set up is kept (a new one is set up with the link).
+    The file is rewritten as each is made.
     """
     from datetime import timedelta
 
@@ -292,11 +293,16 @@ def ensure_people(session: Session, stored: Path) -> list[DemoPerson]:
                 link = people.issue_reset(
                     session, OPERATOR, email, link_lifetime=timedelta(minutes=5)
                 )
-            person = people.redeem_link(session, link.token, password)
+            # A board member or admin sets up the second factor with the same link.
+            enrol = people.new_totp_secret() if people.enrols_second_factor(link.person) else None
+            person = people.redeem_link(
+                session,
+                link.token,
+                password,
+                totp_secret=enrol,
+                totp_code=pyotp.TOTP(enrol).now() if enrol else "",
+            )
         secret = person.totp_secret
-        if secret is None and people.needs_second_factor(person):
-            secret = people.new_totp_secret()
-            people.confirm_totp(session, person, secret, pyotp.TOTP(secret).now())
         current[email] = DemoPerson(org_name, role, email, password, secret)
         write_secrets(stored, list(current.values()))  # kept the moment it exists
     return [current[email] for _, _, email, _ in PEOPLE]
