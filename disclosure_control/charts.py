@@ -170,15 +170,27 @@ def interval_bar_spec(
                         "description": {"field": "description"},
                     },
                 },
-                {
-                    "transform": [released, {"filter": "isValid(datum.low)"}],
-                    "mark": {"type": "errorbar", "ticks": True, "color": "#333333"},
-                    "encoding": {
-                        "y": {"field": "low", "type": "quantitative", "title": measure_label},
-                        "y2": {"field": "high"},
-                        "description": {"field": "whisker"},
-                    },
-                },
+                # Whiskers only where some released value has an interval (an exact table has
+                # none): an empty layer would be an unlabelled graphic.
+                *(
+                    [
+                        {
+                            "transform": [released, {"filter": "isValid(datum.low)"}],
+                            "mark": {"type": "errorbar", "ticks": True, "color": "#333333"},
+                            "encoding": {
+                                "y": {
+                                    "field": "low",
+                                    "type": "quantitative",
+                                    "title": measure_label,
+                                },
+                                "y2": {"field": "high"},
+                                "description": {"field": "whisker"},
+                            },
+                        }
+                    ]
+                    if any(v["low"] is not None for v in values)
+                    else []
+                ),
             ],
             {
                 "transform": [{"filter": f"datum.status === '{SUPPRESSED}'"}],

@@ -5,10 +5,14 @@ one, the case-management records are split deterministically between two); each 
 share with the partner toolkit's client over HTTP, exactly as a partner would. The hub then keeps
 serving on 127.0.0.1 and prints where to look and the demo credentials.
 
-A re-run reuses what the first run made: the credentials kept in ``instance/`` (shown again, never
-replaced), the uploads (the hub recognises each body and stores nothing twice), the researcher's
-answer (re-served free), the synthetic release candidate (no second charge to the ledger) and the
-published release.
+The portal gets a person for each role (three board members and an admin with their TOTP
+secrets, a researcher, a partner's case worker), kept in ``instance/demo-people.json`` beside the
+API credentials; the demo prints the portal's address, the release's page and these people.
+
+A re-run reuses what the first run made: the credentials and people kept in ``instance/``
+(shown again, never replaced), the uploads (the hub recognises each body and stores nothing
+twice), the researcher's answer (re-served free), the synthetic release candidate (no second
+charge to the ledger) and the published release.
 
 It ends with a first published release: the governance board asks for a release candidate under
 the active policy through ``POST /v1/releases``, a job on the embedded queue (a Huey consumer on
@@ -22,11 +26,12 @@ import argparse
 import io
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,11 +117,16 @@ def load_credentials(path: Path) -> dict[tuple[str, str], Credentials]:
 
 def write_credentials(path: Path, accounts: list[Credentials]) -> None:
     """Write the credentials owner-only, replacing the file whole (never half-written)."""
+    write_secrets(path, accounts)
+
+
+def write_secrets(path: Path, rows: Sequence[Any]) -> None:
+    """Write dataclass rows as JSON, owner-only, replacing the file whole (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(handle, "w") as out:
-            json.dump([asdict(creds) for creds in accounts], out, indent=2)
+            json.dump([asdict(row) for row in rows], out, indent=2)
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
     except BaseException:
@@ -180,6 +190,140 @@ def print_credentials(accounts: list[Credentials], stored: Path) -> None:
     for creds in accounts:
         line = f"{creds.role:<10} {creds.organisation:<32} {creds.client_id}  {creds.client_secret}"
         print("    " + line, flush=True)
+
+
+PEOPLE_FILE = "demo-people.json"
+#: The portal's demo people: (organisation, role, e-mail address, display name). The board's
+#: three members sit in the organisations of the board's three API principals.
+PEOPLE = [
+    ("Demo Governance Board", "board", "chair@board.demo.example.org", "Demo board chair"),
+    (
+        "Demo Board Member: University",
+        "board",
+        "member@university.demo.example.org",
+        "Demo board member",
+    ),
+    (
+        "Demo Board Member: Survivors' Network",
+        "board",
+        "member@survivors.demo.example.org",
+        "Demo board member",
+    ),
+    (
+        "Demo Research Institute",
+        "researcher",
+        "researcher@research.demo.example.org",
+        "Demo researcher",
+    ),
+    ("Demo Hotline Partner", "partner", "caseworker@hotline.demo.example.org", "Demo case worker"),
+    ("Demo Hub Operations", "admin", "admin@operations.demo.example.org", "Demo administrator"),
+]
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    """A demo person of the portal: their role, sign-in address, password and TOTP secret."""
+
+    organisation: str
+    role: str
+    email: str
+    password: str
+    totp_secret: str | None
+
+
+def load_people(path: Path) -> dict[str, DemoPerson]:
+    """Read the demo people an earlier run wrote, by e-mail address; none if absent."""
+    try:
+        return {row["email"]: DemoPerson(**row) for row in json.loads(path.read_text())}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, TypeError, KeyError):
+        print(f"demo: {path} is not a people file the demo wrote; making new passwords")
+        return {}
+
+
+def _signs_in(session: Session, email: str, password: str) -> bool:
+    from hub.domain_errors import Unauthenticated
+    from hub.services import people
+
+    try:
+        people.authenticate(session, email, password)
+    except Unauthenticated:
+        return False
+    return True
+
+
+def ensure_people(session: Session, stored: Path) -> list[DemoPerson]:
+    """Create (or reuse) a portal person for each role; board members and the admin get TOTP.
+
+    People kept in ``stored`` by an earlier run are reused while their password still signs
+    in; a person the file lost gets a new password through a reset link (never a second
+    person), and a TOTP secret already set up is kept (a new one is set up with the link).
+    The file is rewritten as each is made.
+    """
+    from datetime import timedelta
+
+    import pyotp
+
+    from hub.actors import OPERATOR
+    from hub.domain_errors import NotFound
+    from hub.models import Person
+    from hub.services import people, principals
+
+    current = load_people(stored)
+    for org_name, role, email, name in PEOPLE:
+        previous = current.get(email)
+        person = session.scalar(select(Person).where(Person.email == email))
+        if (
+            person is not None
+            and previous is not None
+            and _signs_in(session, email, previous.password)
+        ):
+            password = previous.password
+        else:
+            password = secrets.token_urlsafe(15)
+            if person is None:
+                try:
+                    organisation = principals.get_organisation(session, OPERATOR, org_name)
+                except NotFound:
+                    organisation = principals.create_organisation(session, OPERATOR, org_name)
+                link = people.create_person(
+                    session,
+                    OPERATOR,
+                    organisation.id,
+                    name,
+                    email,
+                    [role],
+                    link_lifetime=timedelta(minutes=5),
+                )
+            else:
+                link = people.issue_reset(
+                    session, OPERATOR, email, link_lifetime=timedelta(minutes=5)
+                )
+            # A board member or admin sets up the second factor with the same link.
+            enrol = people.new_totp_secret() if people.enrols_second_factor(link.person) else None
+            person = people.redeem_link(
+                session,
+                link.token,
+                password,
+                totp_secret=enrol,
+                totp_code=pyotp.TOTP(enrol).now() if enrol else "",
+            )
+        secret = person.totp_secret
+        current[email] = DemoPerson(org_name, role, email, password, secret)
+        write_secrets(stored, list(current.values()))  # kept the moment it exists
+    return [current[email] for _, _, email, _ in PEOPLE]
+
+
+def print_portal(base: str, found: list[DemoPerson], stored: Path, release_id: str | None) -> None:
+    """Show the portal's address, the published release's page and the demo people."""
+    print(f"  Portal:     {base}/   (sign in at {base}/sign-in)")
+    if release_id is not None:
+        print(f"  Release:    {base}/releases/{release_id}")
+    print(f"  Demo people (kept in {stored}; a re-run reuses them):")
+    for person in found:
+        factor = f"  TOTP secret {person.totp_secret}" if person.totp_secret else ""
+        print(f"    {person.role:<10} {person.email:<40} {person.password}{factor}", flush=True)
 
 
 def demo_query(base: str, creds: Credentials) -> None:
@@ -600,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare_hub(app)
             with session_factory(app)() as session:
                 accounts = ensure_accounts(session, stored, lambda c: accepted_by_hub(base, c))
+                demo_people = ensure_people(session, stored.parent / PEOPLE_FILE)
             print_credentials(accounts, stored)
             load_partner_data(base, args.data, accounts, stop)
             demo_forget(base, accounts, args.data)
@@ -612,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             if release_id is not None:
                 print_release(app, base, release_id)
                 print_linkage_count(base, release_id)
+            print_portal(base, demo_people, stored.parent / PEOPLE_FILE, release_id)
             print(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
             print(f"  Demo credentials: {stored}")
             print(

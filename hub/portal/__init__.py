@@ -43,7 +43,7 @@ def secret_key(app: Flask) -> str:
 
 def init_app(app: Flask, rate_limiter: Limiter) -> None:
     """Configure sessions, CSRF and languages, and register the portal's pages."""
-    from hub.portal import account, board, oidc, partner, public, researcher
+    from hub.portal import account, board, oidc, partner, public, releases, researcher
     from hub.portal.blueprint import make_blueprint, page_for_people
 
     app.config["SECRET_KEY"] = secret_key(app)
@@ -67,6 +67,7 @@ def init_app(app: Flask, rate_limiter: Limiter) -> None:
     oidc.init_app(app)
     bp = make_blueprint()
     public.register(bp)
+    releases.register(bp)
     account.register(bp, rate_limiter)
     partner.register(bp)
     researcher.register(bp)

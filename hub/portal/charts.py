@@ -67,26 +67,82 @@ def country_fields() -> frozenset[str]:
     )
 
 
-def answer_chart(answer: dict[str, Any], figure_id: str = "answer-chart") -> PageChart | None:
-    """Return the chart of a researcher's answer grouped by one field (a map for a country).
+def code_label(field: str, code: str | None) -> str:
+    """Return how a page shows one code of a field: a flag set by its flags' titles.
 
-    :param answer: the stored answer (released values only): ``group_by``, ``measure`` and
+    A derived flag-set attribute (e.g. ``exploitationType``) holds the names of the flags
+    recorded for the case, joined by its separator; each is shown by its field's title.
+    """
+    if code is None or code == "":
+        return str(gettext("missing"))
+    if field in country_fields():
+        return country_name(code, current_language())
+    attribute = _flag_sets().get(field)
+    if attribute is None:
+        return code
+    separator, none_value = attribute
+    if code == none_value:
+        return str(gettext("none recorded"))
+    schema = load_schema()
+    names = code.split(separator)
+    if not all(name in schema for name in names):
+        return code
+    return " + ".join(gettext(schema.field(name).title) for name in names)
+
+
+@functools.cache
+def _flag_sets() -> dict[str, tuple[str, str]]:
+    # A flag-set attribute's separator and "none" value, by name (from the record schema).
+    found = {}
+    for entry in load_schema().as_dict().get("ctdhub:derivedAttributes", []):
+        derivation = entry.get("ctdhub:derivation", {})
+        if derivation.get("kind") == "flagSet":
+            found[str(entry["name"])] = (str(derivation["separator"]), str(derivation["noneValue"]))
+    return found
+
+
+def _cell_label(group_by: list[str], key: dict[str, Any]) -> str:
+    return ", ".join(code_label(field, key.get(field)) for field in group_by)
+
+
+def chartable(group_by: list[str]) -> bool:
+    """Tell whether a table grouped by these fields is charted.
+
+    One field (a country as a map), or two of which neither is a country: a country crossed
+    with another field has too many cells to read as bars.
+    """
+    return len(group_by) == 1 or (len(group_by) == 2 and not country_fields() & set(group_by))
+
+
+def answer_chart(
+    answer: dict[str, Any],
+    figure_id: str = "answer-chart",
+    *,
+    title: str | None = None,
+    measure_label: str | None = None,
+) -> PageChart | None:
+    """Return the chart of a table of released values (a world map for one country field).
+
+    Only a :func:`chartable` table is charted.
+
+    :param answer: the released table (released values only): ``group_by``, ``measure`` and
         ``cells`` with ``key``, ``value`` and ``interval`` (a cell without a value was
         suppressed).
+    :param title: the chart's title (by default it says what is drawn).
+    :param measure_label: what the values are (by default the measure's name).
     """
-    group_by = answer.get("group_by") or []
-    if len(group_by) != 1 or answer.get("measure") not in CHARTED_MEASURES:
+    group_by = list(answer.get("group_by") or [])
+    if answer.get("measure") not in CHARTED_MEASURES or not chartable(group_by):
         return None
-    field = group_by[0]
-    if field in country_fields():
-        return PageChart("map", _country_map(answer, field, figure_id))
+    measure = measure_label or str(answer["measure"])
+    if len(group_by) == 1 and group_by[0] in country_fields():
+        return PageChart("map", _country_map(answer, group_by[0], figure_id, title, measure))
     rows = []
     for cell in answer.get("cells", []):
-        code = cell["key"].get(field)
         interval = cell.get("interval")
         rows.append(
             ChartRow(
-                gettext("missing") if code is None else str(code),
+                _cell_label(group_by, cell["key"]),
                 None if cell.get("value") is None else float(cell["value"]),
                 None if not interval else (float(interval[0]), float(interval[1])),
             )
@@ -95,16 +151,18 @@ def answer_chart(answer: dict[str, Any], figure_id: str = "answer-chart") -> Pag
         return None
     svg = interval_bar_chart(
         rows,
-        title=gettext("Released values with their 95% intervals"),
-        category_label=field,
-        measure_label=str(answer["measure"]),
+        title=title or gettext("Released values with their 95% intervals"),
+        category_label=" × ".join(group_by),
+        measure_label=measure,
         figure_id=figure_id,
     )
     # The SVG is our renderer's output; vl-convert escapes every text and attribute it writes.
     return PageChart("bars", Markup(svg))  # noqa: S704
 
 
-def _country_map(answer: dict[str, Any], field: str, figure_id: str) -> Markup:
+def _country_map(
+    answer: dict[str, Any], field: str, figure_id: str, title: str | None, measure_label: str
+) -> Markup:
     rows, ids = [], {}
     numeric = _map_ids()
     for cell in answer.get("cells", []):
@@ -125,8 +183,8 @@ def _country_map(answer: dict[str, Any], field: str, figure_id: str) -> Markup:
         rows,
         world_topology(),
         ids=ids,
-        title=gettext("Released values by country"),
-        measure_label=str(answer["measure"]),
+        title=title or gettext("Released values by country"),
+        measure_label=measure_label,
         figure_id=figure_id,
     )
     return Markup(svg)  # noqa: S704  # vl-convert escapes every text and attribute it writes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 from flask import Flask, request, session
-from flask_babel import Babel, Domain, get_locale
+from flask_babel import Babel, Domain, get_locale, gettext
 
 #: The portal's languages, in the order the switch lists them: IOM's official languages and
 #: Arabic (CTDC's own pages are in French and Arabic too).
@@ -108,16 +109,44 @@ def country_name(alpha2: str, language: str) -> str:
     return name
 
 
-def extract_schema_titles(
+#: Where a description's sentence ends: after a full stop (or one closing a parenthesis), before
+#: the capital letter or parenthesis that opens the next ("e.g. broker" does not end one).
+_SENTENCE_END = re.compile(r"(?<=\.)\s+(?=[A-Z(])|(?<=\.\))\s+(?=[A-Z])")
+
+
+def sentences(text: str) -> list[str]:
+    """Split a record schema description into its sentences, each a message to translate.
+
+    Descriptions share sentences (every flag's coding note), so each is translated once.
+
+    >>> sentences("The person was tricked. Coded 1 (yes) or 0 (no); e.g. broker. (A note.) End.")
+    ['The person was tricked.', 'Coded 1 (yes) or 0 (no); e.g. broker.', '(A note.)', 'End.']
+    """
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]
+
+
+def translated_description(text: str) -> str:
+    """Return a record schema description in the request's language, sentence by sentence."""
+    return " ".join(gettext(sentence) for sentence in sentences(text))
+
+
+def extract_schema_texts(
     fileobj: IO[bytes], keywords: object, comment_tags: object, options: object
 ) -> Iterator[tuple[int, None, str, list[str]]]:
-    """Yield the record schema's field titles for pybabel (a Babel extraction method).
+    """Yield the record schema's texts for pybabel (a Babel extraction method).
 
-    The data dictionary shows each field by its title, so each title is a message to translate.
+    The data dictionary shows each field by its title and description, and release pages name
+    derived attributes by their titles: each title, and each sentence of each description, is
+    a message to translate.
     """
     document = json.load(fileobj)
     for item in document["fields"]:
-        yield 1, None, item["title"], [f"title of the record schema's field {item['name']}"]
+        name = item["name"]
+        yield 1, None, item["title"], [f"title of the record schema's field {name}"]
+        for sentence in sentences(item.get("description", "")):
+            yield 1, None, sentence, [f"from the description of the record schema's field {name}"]
+    for item in document.get("ctdhub:derivedAttributes", []):
+        yield 1, None, item["title"], [f"title of the record schema's derived {item['name']}"]
 
 
 def init_app(app: Flask) -> None:
@@ -132,4 +161,5 @@ def init_app(app: Flask) -> None:
             "direction": "rtl" if language in RIGHT_TO_LEFT else "ltr",
             "languages": [(code, language_name(code)) for code in LANGUAGES],
             "country_name": lambda code: country_name(code, language),
+            "translated_description": translated_description,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask_babel import gettext
 
 from contributors.schema import SchemaField, load_schema
 from hub.db import get_session
-from hub.portal import i18n
+from hub.portal import i18n, releases
 from hub.portal.access import local_path, public
 from hub.services import ledger, policies
 
@@ -27,8 +28,14 @@ def register(bp: Blueprint) -> None:
 
 @public
 def home() -> ResponseReturnValue:
-    """What the hub is; the latest published release once there is one."""
-    return render_template("portal/home.html")
+    """What the hub is; the latest published release's headline figures once there is one."""
+    release, headlines = releases.latest_release(get_session())
+    return render_template(
+        "portal/home.html",
+        release=release,
+        published=None if release is None else datetime.fromisoformat(release["published_at"]),
+        headlines=headlines,
+    )
 
 
 def _dictionary_entry(spec: SchemaField, document: dict[str, Any]) -> dict[str, Any]:

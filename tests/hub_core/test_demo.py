@@ -46,7 +46,7 @@ def counts(instance: Path) -> dict[str, object]:
     with engine.connect() as connection:
         found: dict[str, object] = {
             table: connection.scalar(sa.text(f"SELECT count(*) FROM {table}"))  # noqa: S608
-            for table in ("oauth_client", "upload", "record_batch", "release_candidate")
+            for table in ("oauth_client", "upload", "record_batch", "release_candidate", "person")
         }
         found["ledger"] = connection.execute(
             sa.text("SELECT spent_rho, spent_delta, charges FROM privacy_ledger")
@@ -88,6 +88,21 @@ def test_a_rerun_reuses_credentials_uploads_and_the_release(
     credentials = json.loads(stored.read_text())
     assert len(credentials) == 7  # three partners, a researcher, three board members
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    # The portal's demo people: one per role, board members and the admin with a TOTP secret.
+    people_file = tmp_path / "demo-people.json"
+    people = json.loads(people_file.read_text())
+    assert sorted(p["role"] for p in people) == [
+        "admin",
+        "board",
+        "board",
+        "board",
+        "partner",
+        "researcher",
+    ]
+    assert all((p["totp_secret"] is not None) == (p["role"] in {"board", "admin"}) for p in people)
+    assert stat.S_IMODE(people_file.stat().st_mode) == 0o600
+    shown_first = "\n".join(first.lines)
+    assert "Portal:" in shown_first and all(p["password"] in shown_first for p in people)
     after_first = counts(tmp_path)
     assert after_first["oauth_client"] == 7 and after_first["upload"] == 3
     # The release candidate was built as a job and checked: about 490 records are too few for
@@ -105,6 +120,7 @@ def test_a_rerun_reuses_credentials_uploads_and_the_release(
     second = demo(tmp_path, small_ctdc, free_port(), "--no-serve", synthetic_records=300)
     assert second.finish() == 0, second.lines[-20:]
     assert json.loads(stored.read_text()) == credentials
+    assert json.loads(people_file.read_text()) == people  # the same people, passwords, secrets
     shown = "\n".join(second.lines)
     assert all(c["client_secret"] in shown for c in credentials)
     assert sum("already stored" in line for line in second.lines) == 3

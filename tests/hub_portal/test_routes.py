@@ -24,6 +24,8 @@ PUBLIC_PAGES = frozenset(
         "portal.home",
         "portal.dictionary",
         "portal.privacy",
+        "portal.releases",
+        "portal.release",
         "portal.set_language",
         "portal.sign_in",
         "portal.sign_in_code",

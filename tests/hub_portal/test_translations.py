@@ -11,7 +11,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from contributors.schema import load_schema
-from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue_path, compiled
+from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue_path, compiled, sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The extraction's own mapping, as pybabel reads it.
@@ -21,7 +21,7 @@ _PLACEHOLDER = re.compile(r"%(?:\([a-z_]+\))?[sd%]")
 
 def portal_strings() -> set[str]:
     """Return every message id the portal asks to be translated: its modules' and templates'
-    strings, and the record schema's field titles (the data dictionary's labels)."""
+    strings, and the record schema's field titles and descriptions (the data dictionary's)."""
     with MAPPING.open(encoding="utf-8") as handle:
         method_map, options_map = parse_mapping_cfg(handle)
     found = set()
@@ -36,6 +36,8 @@ def test_the_extraction_finds_the_templates_strings() -> None:
     strings = portal_strings()
     assert "Skip to the main content" in strings and "Data dictionary" in strings
     assert {spec.title for spec in load_schema().fields} <= strings
+    # The data dictionary's descriptions too, sentence by sentence.
+    assert {s for spec in load_schema().fields for s in sentences(spec.description)} <= strings
     assert len(strings) > 100
 
 
