@@ -25,7 +25,7 @@ import polars as pl
 from disclosure_control.dp.plan import polars_dtype
 from disclosure_control.dp.spec import Field
 
-__all__ = ["Snapshot", "SnapshotError", "prepare_records", "remove_stale_images"]
+__all__ = ["Snapshot", "SnapshotError", "on_tmpfs", "prepare_records", "remove_stale_images"]
 
 _TRUE = ("1", "true", "True", "TRUE")
 _FALSE = ("0", "false", "False", "FALSE")
@@ -168,6 +168,19 @@ def _filesystem_type(directory: Path) -> str:
             if target.is_relative_to(mount_point) and len(mount_point.parts) >= len(best.parts):
                 best, kind = mount_point, parts[2]
     return kind
+
+
+def on_tmpfs(directory: str | os.PathLike[str]) -> bool:
+    """Return whether ``directory`` exists and is on a RAM-backed filesystem (tmpfs, ramfs).
+
+    False where that cannot be told (no ``/proc/mounts``, as off Linux): a snapshot image must
+    never go where it might reach a disk.
+    """
+    path = Path(directory)
+    try:
+        return path.is_dir() and _filesystem_type(path) in _RAM_FILESYSTEMS
+    except OSError:
+        return False
 
 
 def _remove(directory: str, path: str) -> None:

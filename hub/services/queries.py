@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -91,16 +91,38 @@ def query_schema() -> dict[str, Field]:
 
 
 class DPSnapshotCache:
-    """The typed, in-memory DP snapshots of recent analysis snapshots, by ``snapshot_id``.
+    """The typed DP snapshots of recent analysis snapshots, by ``snapshot_id``.
 
     Typing a snapshot for OpenDP takes a pass over every record; queries on the same snapshot
-    share one. Records stay in process memory (never spilled to a file).
+    share one. With ``spill="tmpfs"`` each is one Arrow IPC image on a RAM-backed filesystem,
+    which OpenDP scans by path; with ``"memory"`` the records stay in process memory and are
+    copied into OpenDP's engine on every query. Neither ever writes records to a disk.
+
+    :param size: how many typed snapshots to keep (at least one)
+    :param spill: ``"memory"`` or ``"tmpfs"`` (the hub's ``DP_SNAPSHOT_SPILL``)
+    :param tmpfs_dir: the tmpfs directory of the images (``DP_SNAPSHOT_TMPFS_DIR``)
     """
 
-    def __init__(self, size: int = 2) -> None:
+    def __init__(
+        self,
+        size: int = 2,
+        spill: Literal["memory", "tmpfs"] = "memory",
+        tmpfs_dir: str = "/dev/shm",  # noqa: S108 -- RAM-backed, checked by Snapshot
+    ) -> None:
         self.size = size
+        self.spill: Literal["memory", "tmpfs"] = spill
+        self.tmpfs_dir = tmpfs_dir
         self._items: OrderedDict[str, Snapshot] = OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, config: Mapping[str, Any]) -> DPSnapshotCache:
+        """Return the cache the hub's settings describe."""
+        spill = config["DP_SNAPSHOT_SPILL"]
+        return cls(
+            spill="tmpfs" if spill == "tmpfs" else "memory",
+            tmpfs_dir=config["DP_SNAPSHOT_TMPFS_DIR"],
+        )
 
     def get(self, key: str, build: Callable[[], Snapshot]) -> Snapshot:
         """Return the snapshot under ``key``, building it with ``build()`` if absent.
@@ -545,7 +567,13 @@ def run(
         schema = query_schema()
         data = context.dp_snapshots.get(
             records.snapshot_id,
-            lambda: Snapshot(records.records, schema, missing_values=load_schema().missing_values),
+            lambda: Snapshot(
+                records.records,
+                schema,
+                missing_values=load_schema().missing_values,
+                spill=context.dp_snapshots.spill,
+                tmpfs_dir=context.dp_snapshots.tmpfs_dir,
+            ),
         )
         session.rollback()  # end the read transaction: the lock must start a fresh one
         stored = _charge(session, principal, plan, records.snapshot_id, policy, request_id)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
 import pytest
+from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -347,3 +350,32 @@ def test_a_field_the_policy_does_not_allow_is_refused_without_spend(
     assert db_session.scalar(select(func.count()).select_from(QueryAnswer)) == 0
     assert db_session.scalar(select(func.count()).select_from(PrivacyLedger)) == 0
     assert client.get("/v1/budget", headers=researcher.headers).get_json()["policy_version"] == 1
+
+
+def test_the_dp_snapshot_is_a_private_tmpfs_image_dropped_with_its_batch_set(
+    client: FlaskClient,
+    app: APIFlask,
+    researcher: Researcher,
+    partner_a: Any,
+    accepted_records: int,
+    ctdc_file: Any,
+) -> None:
+    """By default OpenDP scans one Arrow image per batch set on tmpfs, readable by the hub's
+    user only; a new batch set gets its own, and an image evicted from the cache is removed."""
+    from disclosure_control.dp.snapshot import on_tmpfs
+    from tests.hub_uploads.test_uploads_api import post, sample_csv
+
+    cache = app.extensions["ctdhub.dp_snapshots"]
+    cache.size = 1
+    first = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers)
+    assert first.status_code == 201
+    image = cache._items[first.get_json()["snapshot_id"]]._path
+    assert image is not None and on_tmpfs(os.path.dirname(image))
+    assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(image)).st_mode) == 0o700
+    assert post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code
+    second = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers)
+    assert second.status_code == 201
+    assert second.get_json()["snapshot_id"] != first.get_json()["snapshot_id"]
+    assert not os.path.exists(image) and not os.path.exists(os.path.dirname(image))
+    cache._items.popitem()[1].close()
