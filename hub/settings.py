@@ -105,11 +105,15 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise SettingsError("SNAPSHOT_CACHE_SIZE must not be negative")
     if values["DP_SNAPSHOT_SPILL"] not in {"memory", "tmpfs"}:
         raise SettingsError("DP_SNAPSHOT_SPILL must be 'memory' or 'tmpfs'")
-    if values["DP_SNAPSHOT_SPILL"] == "tmpfs" and not on_tmpfs(values["DP_SNAPSHOT_TMPFS_DIR"]):
+    if values["SNAPSHOT_MAX_RECORDS"] < 0:
+        raise SettingsError("SNAPSHOT_MAX_RECORDS must not be negative")
+    if not on_tmpfs(values["DP_SNAPSHOT_TMPFS_DIR"]):
+        # Checked whatever DP_SNAPSHOT_SPILL says: a snapshot past SNAPSHOT_MAX_RECORDS is
+        # always scanned from there.
         raise SettingsError(
             f"DP_SNAPSHOT_TMPFS_DIR ({values['DP_SNAPSHOT_TMPFS_DIR']}) is not a directory on a"
             " RAM-backed filesystem (tmpfs): decrypted records would reach a disk; point it at"
-            " one, or set DP_SNAPSHOT_SPILL to 'memory'"
+            " one"
         )
     url = values["DATABASE_URL"]
     if url and not url.startswith(("sqlite", "postgresql")):

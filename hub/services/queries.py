@@ -58,7 +58,15 @@ from hub.domain_errors import (
 )
 from hub.models import QueryAnswer, utcnow
 from hub.services import ledger, policies
-from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
+from hub.services.snapshot import (
+    SnapshotCache,
+    analysis_snapshot,
+    live_batches,
+    live_record_count,
+    live_record_parts,
+    live_snapshot_id,
+    snapshot_id,
+)
 
 SCOPE = "queries:run"
 log = logging.getLogger("ctdhub.queries")
@@ -563,20 +571,10 @@ def run(
     if stored is None or stored.state != ANSWERED:
         # Decrypt and type the records before taking the ledger's lock, so a slow snapshot
         # build does not hold up other researchers' charges.
-        records = analysis_snapshot(session, context.keyring, context.snapshots)
-        schema = query_schema()
-        data = context.dp_snapshots.get(
-            records.snapshot_id,
-            lambda: Snapshot(
-                records.records,
-                schema,
-                missing_values=load_schema().missing_values,
-                spill=context.dp_snapshots.spill,
-                tmpfs_dir=context.dp_snapshots.tmpfs_dir,
-            ),
-        )
+        key, build = _dp_snapshot_source(session, context)
+        data = context.dp_snapshots.get(key, build)
         session.rollback()  # end the read transaction: the lock must start a fresh one
-        stored = _charge(session, principal, plan, records.snapshot_id, policy, request_id)
+        stored = _charge(session, principal, plan, key, policy, request_id)
     if stored.state == ANSWERED:
         _audit(session, principal, stored, spend, True, request_id)
         session.commit()
@@ -606,6 +604,34 @@ def run(
     row.state = ANSWERED
     session.commit()
     return _served(row, False, nonnegative_counts)
+
+
+def _dp_snapshot_source(
+    session: Session, context: QueryContext
+) -> tuple[str, Callable[[], Snapshot]]:
+    """Return the live snapshot's id and how to build its typed DP snapshot.
+
+    Up to ``SNAPSHOT_MAX_RECORDS`` records, from the decrypted analysis snapshot (shared with
+    the rest of the hub); past it, batch by batch, never holding every record at once.
+    """
+    schema = query_schema()
+    missing = load_schema().missing_values
+    cache = context.dp_snapshots
+    if live_record_count(session) > context.config["SNAPSHOT_MAX_RECORDS"]:
+        rows = live_batches(session)
+        key = snapshot_id(tuple(batch_id for batch_id, _ in rows))
+        parts = live_record_parts(session, context.keyring, rows)
+        return key, lambda: Snapshot.from_parts(
+            parts, schema, missing_values=missing, tmpfs_dir=cache.tmpfs_dir
+        )
+    records = analysis_snapshot(session, context.keyring, context.snapshots)
+    return records.snapshot_id, lambda: Snapshot(
+        records.records,
+        schema,
+        missing_values=missing,
+        spill=cache.spill,
+        tmpfs_dir=cache.tmpfs_dir,
+    )
 
 
 def context_from(config: Mapping[str, Any], **parts: Any) -> QueryContext:
