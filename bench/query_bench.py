@@ -12,7 +12,8 @@ decrypted records in memory.
 Two data sets: 1,000,000 generated records, put into the hub's snapshot cache directly as the
 decrypted analysis snapshot (uploading a million rows would benchmark ingest, not queries),
 and the CTDC file, uploaded through ``POST /v1/uploads`` and decrypted by the hub itself.
-Records stay in memory: the DP snapshot is the in-memory one, never spilled to a file.
+The DP snapshot is the hub's default: one Arrow image on tmpfs (``DP_SNAPSHOT_SPILL``), in RAM,
+which OpenDP scans by path; never a file on a disk.
 """
 
 from __future__ import annotations

@@ -68,14 +68,27 @@ ROWS = [
 ]
 
 
+#: The CPU seconds of this process (every thread: the hub's too) of each timed run, by the
+#: wall-time list it goes with (the machine is shared: wall time alone says little).
+CPU: dict[int, list[float]] = {}
+
+
 def seconds(action: Callable[[], object], repeats: int) -> list[float]:
-    """Return the wall time of each of ``repeats`` runs of ``action``."""
-    out = []
+    """Return the wall time of each of ``repeats`` runs of ``action`` (CPU time in ``CPU``)."""
+    out, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         action()
         out.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    CPU[id(out)] = cpu
     return out
+
+
+def with_cpu(figures: dict[str, Any]) -> dict[str, Any]:
+    """Return ``figures`` with the CPU times of each timed row beside it, as ``<row>_cpu``."""
+    extra = {f"{k}_cpu": CPU[id(v)] for k, v in figures.items() if id(v) in CPU}
+    return {**figures, **extra}
 
 
 def seal_batches(hub: Hub, records: pd.DataFrame, parts: int) -> list[bytes]:
@@ -226,7 +239,7 @@ def sdc_rows(n: int, repeats: int) -> dict[str, Any]:
 
 def one_size(n: int, repeats: int) -> dict[str, Any]:
     """Run every row at ``n`` records; return the figures and this process's peak memory."""
-    out = {"records": n, **query_rows(n, repeats), **sdc_rows(n, repeats)}
+    out = {"records": n, **with_cpu(query_rows(n, repeats)), **with_cpu(sdc_rows(n, repeats))}
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out
 
@@ -242,7 +255,10 @@ def exponent(sizes: list[int], times: list[float]) -> float | None:
 def report(results: list[dict[str, Any]]) -> None:
     """Print every row at every size beside its floor, and the exponents."""
     sizes = [r["records"] for r in results]
-    print(f"\nmedian wall time (min-max), ratio to the floor; sizes {[f'{s:,}' for s in sizes]}")
+    print(
+        "\nmedian wall time (min-max), median CPU time, ratios to the floor; sizes "
+        f"{[f'{s:,}' for s in sizes]}"
+    )
     for key, label, floor_label in ROWS:
         print(f"\n  {label}  [floor: {floor_label}]")
         medians, floors = [], []
@@ -252,10 +268,17 @@ def report(results: list[dict[str, Any]]) -> None:
             medians.append(m)
             line = f"    {r['records']:>12,}  {m * 1000:10.1f} ms ({min(times) * 1000:.1f}-"
             line += f"{max(times) * 1000:.1f}, {len(times)} runs)"
+            cpu = r.get(f"{key}_cpu")
+            if cpu:
+                line += f" cpu {statistics.median(cpu) * 1000:.1f} ms"
             if f"{key}_floor" in r:
                 f = statistics.median(r[f"{key}_floor"])
                 floors.append(f)
                 line += f"   floor {f * 1000:9.1f} ms   x{m / f:.2f}"
+                floor_cpu = r.get(f"{key}_floor_cpu")
+                if cpu and floor_cpu:
+                    ratio = statistics.median(cpu) / max(statistics.median(floor_cpu), 1e-9)
+                    line += f" (cpu {statistics.median(floor_cpu) * 1000:.1f} ms, x{ratio:.2f})"
             if key == "suppress" and "suppress_cells" in r:
                 line += f"   {r['suppress_cells']}"
             print(line)

@@ -24,6 +24,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
 
     from hub import actors, auth, crypto, db, docs, errors, guards, logs, portal, settings
     from hub.api import register_api
+    from hub.services.queries import DPSnapshotCache
     from hub.services.snapshot import SnapshotCache
 
     app = APIFlask(
@@ -62,6 +63,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> APIFlask:
     rate_limiter = guards.init_app(app)
     crypto.init_app(app)
     app.extensions["ctdhub.snapshots"] = SnapshotCache(app.config["SNAPSHOT_CACHE_SIZE"])
+    app.extensions["ctdhub.dp_snapshots"] = DPSnapshotCache.from_settings(app.config)
     auth.init_app(app, rate_limiter)
     register_api(app)
     portal.init_app(app, rate_limiter)

@@ -16,6 +16,8 @@ from typing import Any
 
 from limits import parse_many
 
+from disclosure_control.dp.snapshot import on_tmpfs
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 SETTINGS_FILE = CONFIG_DIR / "settings.toml"
 ENV_PREFIX = "CTDHUB_"
@@ -101,6 +103,18 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise SettingsError("ACCESS_TOKEN_TTL must be between 60 s and 86400 s")
     if values["SNAPSHOT_CACHE_SIZE"] < 0:
         raise SettingsError("SNAPSHOT_CACHE_SIZE must not be negative")
+    if values["DP_SNAPSHOT_SPILL"] not in {"memory", "tmpfs"}:
+        raise SettingsError("DP_SNAPSHOT_SPILL must be 'memory' or 'tmpfs'")
+    if values["SNAPSHOT_MAX_RECORDS"] < 0:
+        raise SettingsError("SNAPSHOT_MAX_RECORDS must not be negative")
+    if not on_tmpfs(values["DP_SNAPSHOT_TMPFS_DIR"]):
+        # Checked whatever DP_SNAPSHOT_SPILL says: a snapshot past SNAPSHOT_MAX_RECORDS is
+        # always scanned from there.
+        raise SettingsError(
+            f"DP_SNAPSHOT_TMPFS_DIR ({values['DP_SNAPSHOT_TMPFS_DIR']}) is not a directory on a"
+            " RAM-backed filesystem (tmpfs): decrypted records would reach a disk; point it at"
+            " one"
+        )
     url = values["DATABASE_URL"]
     if url and not url.startswith(("sqlite", "postgresql")):
         raise SettingsError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -25,7 +25,7 @@ import polars as pl
 from disclosure_control.dp.plan import polars_dtype
 from disclosure_control.dp.spec import Field
 
-__all__ = ["Snapshot", "SnapshotError", "prepare_records", "remove_stale_images"]
+__all__ = ["Snapshot", "SnapshotError", "on_tmpfs", "prepare_records", "remove_stale_images"]
 
 _TRUE = ("1", "true", "True", "TRUE")
 _FALSE = ("0", "false", "False", "FALSE")
@@ -170,12 +170,43 @@ def _filesystem_type(directory: Path) -> str:
     return kind
 
 
-def _remove(directory: str, path: str) -> None:
-    for leftover in (path,):
-        if os.path.exists(leftover):
-            os.remove(leftover)
+def on_tmpfs(directory: str | os.PathLike[str]) -> bool:
+    """Return whether ``directory`` exists and is on a RAM-backed filesystem (tmpfs, ramfs).
+
+    False where that cannot be told (no ``/proc/mounts``, as off Linux): a snapshot image must
+    never go where it might reach a disk.
+    """
+    path = Path(directory)
+    try:
+        return path.is_dir() and _filesystem_type(path) in _RAM_FILESYSTEMS
+    except OSError:
+        return False
+
+
+def _remove_all(directory: str) -> None:
     if os.path.isdir(directory):
+        for leftover in os.listdir(directory):
+            os.remove(os.path.join(directory, leftover))
         os.rmdir(directory)
+
+
+def _image_directory(tmpfs_dir: str | os.PathLike[str]) -> str:
+    """Make a private (0700) directory for snapshot images in ``tmpfs_dir``, refused unless it
+    is RAM-backed."""
+    kind = _filesystem_type(Path(tmpfs_dir))
+    if kind not in _RAM_FILESYSTEMS:
+        raise ValueError(f"{tmpfs_dir} is on {kind}, not tmpfs: records would hit a disk")
+    # The pid in the name lets remove_stale_images() find images of crashed processes.
+    return tempfile.mkdtemp(prefix=f"{_IMAGE_PREFIX}{os.getpid()}-", dir=tmpfs_dir)
+
+
+def _write_image(
+    frame: pl.DataFrame, path: str, compression: Literal["uncompressed", "lz4"]
+) -> None:
+    """Write ``frame`` as an Arrow IPC file only this user can read (created, never reused)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as image:
+        frame.write_ipc(image, compression=compression)
 
 
 def remove_stale_images(
@@ -236,50 +267,112 @@ class Snapshot:
         tmpfs_dir: str | os.PathLike[str] = "/dev/shm",  # noqa: S108 -- RAM-backed, checked below
     ) -> None:
         self.schema = dict(schema)
-        self._frame = prepare_records(records, schema, missing_values).rechunk()
+        self._frame: pl.DataFrame | None = prepare_records(records, schema, missing_values)
+        self._frame = self._frame.rechunk()
         self._path: str | None = None
+        self._paths: list[str] = []
+        self._height = self._frame.height
         if spill == "tmpfs":
-            kind = _filesystem_type(Path(tmpfs_dir))
-            if kind not in _RAM_FILESYSTEMS:
-                raise ValueError(f"{tmpfs_dir} is on {kind}, not tmpfs: records would hit a disk")
-            # The pid in the name lets remove_stale_images() find images of crashed processes.
-            directory = tempfile.mkdtemp(  # mode 0700
-                prefix=f"{_IMAGE_PREFIX}{os.getpid()}-", dir=tmpfs_dir
-            )
+            directory = _image_directory(tmpfs_dir)
             path = os.path.join(directory, "records.arrow")
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            self._finalizer = weakref.finalize(self, _remove, directory, path)
-            with os.fdopen(descriptor, "wb") as image:
-                # Uncompressed, so OpenDP's scan maps it instead of decoding it.
-                self._frame.write_ipc(image, compression="uncompressed")
+            self._finalizer = weakref.finalize(self, _remove_all, directory)
+            # Uncompressed, so OpenDP's scan maps it instead of decoding it.
+            _write_image(self._frame, path, "uncompressed")
             self._path = path
         elif spill != "memory":
             raise ValueError(f"spill must be 'memory' or 'tmpfs', not {spill!r}")
 
+    @classmethod
+    def from_parts(
+        cls,
+        parts: Iterable[pl.DataFrame | pd.DataFrame],
+        schema: Mapping[str, Field],
+        *,
+        missing_values: Sequence[str] = ("",),
+        tmpfs_dir: str | os.PathLike[str] = "/dev/shm",  # noqa: S108 -- RAM-backed, checked
+    ) -> Snapshot:
+        """Return a snapshot too large to hold typed in memory, scanned lazily part by part.
+
+        Each part (a decrypted record batch) is typed and checked as :func:`prepare_records`
+        does, written to tmpfs as one compressed Arrow IPC image (LZ4: the bytes held are the
+        compressed ones) and dropped before the next part is read, so the process never holds
+        more than one part; a release scans the images as one lazy frame, reading only its own
+        columns. Rows in a :class:`SnapshotError` count from the first record of the first part.
+
+        :param parts: the records, part by part (read once, in order)
+        :param schema: the record schema, by field name
+        :param missing_values: the strings that mean "missing" in text columns
+        :param tmpfs_dir: where the images go (refused unless RAM-backed)
+        :raises SnapshotError: for a record that does not fit the schema; nothing is left behind
+        """
+        snapshot = cls.__new__(cls)
+        snapshot.schema = dict(schema)
+        snapshot._frame = None
+        snapshot._path = None
+        snapshot._paths = []
+        directory = _image_directory(tmpfs_dir)
+        snapshot._finalizer = weakref.finalize(snapshot, _remove_all, directory)
+        height = 0
+        try:
+            for number, part in enumerate(parts):
+                try:
+                    typed = prepare_records(part, schema, missing_values)
+                except SnapshotError as error:
+                    rows = [height + row for row in error.rows]
+                    raise SnapshotError(error.field, rows, error.reason) from None
+                path = os.path.join(directory, f"part-{number:06d}.arrow")
+                _write_image(typed, path, "lz4")
+                snapshot._paths.append(path)
+                height += typed.height
+        except BaseException:
+            snapshot._finalizer()
+            raise
+        snapshot._height = height
+        return snapshot
+
     @property
     def height(self) -> int:
         """Return the number of case records."""
-        return self._frame.height
+        return self._frame.height if self._frame is not None else self._height
+
+    @property
+    def lazy(self) -> bool:
+        """Return whether the records are scanned part by part rather than held typed."""
+        return self._frame is None
 
     @property
     def frame(self) -> pl.DataFrame:
-        """Return the typed records (in memory; never serialise them anywhere)."""
+        """Return the typed records (in memory; never serialise them anywhere).
+
+        A lazy snapshot (:meth:`from_parts`) reads every part into one frame for this: avoid.
+        """
+        if self._frame is None:
+            return self._scan_parts().collect()
         return self._frame
+
+    def _scan_parts(self) -> pl.LazyFrame:
+        if not self._paths:
+            empty = {name: polars_dtype(item) for name, item in self.schema.items()}
+            return pl.LazyFrame(schema=empty)
+        return pl.scan_ipc(self._paths)
 
     def scan(self, columns: Sequence[str]) -> pl.LazyFrame:
         """Return a LazyFrame of ``columns`` for OpenDP to read.
 
         :param columns: the columns a measurement reads, in its input-domain order
         """
+        if self._frame is None:
+            return self._scan_parts().select(columns)
         if self._path is not None:
             return pl.scan_ipc(self._path, memory_map=True).select(columns)
         return self._frame.select(columns).lazy()
 
     def close(self) -> None:
-        """Remove the tmpfs image, if any (idempotent; also runs when the snapshot is freed)."""
-        if self._path is not None:
+        """Remove the tmpfs images, if any (idempotent; also runs when the snapshot is freed)."""
+        if self._path is not None or self._paths:
             self._finalizer()
             self._path = None
+            self._paths = []
 
     def __enter__(self) -> Snapshot:
         """Return the snapshot itself."""

@@ -169,7 +169,7 @@ def _hypercube_suppression(
     need_up: FloatArray,
     need_down: FloatArray,
     max_candidates: int = 64,
-    batch: int = 64,
+    batch: int = 128,
 ) -> list[tuple[int, ...]]:
     """Suppress further cells so every primary cell can move by its needed amounts.
 
@@ -208,18 +208,23 @@ def _hypercube_suppression(
     level = (primaries == totals).sum(axis=1)
     primaries = primaries[np.lexsort((values[tuple(primaries.T)], -level))]
     big = float(values.max() + 1.0) * 1e3
+    # Cells are read and hidden by flat index (one gather per array, not one per dimension);
+    # the flat arrays are views, so hiding a cell in ``flat_status`` hides it in ``status``.
+    flat_values, flat_status = values.reshape(-1), status.reshape(-1)
+    if not np.shares_memory(flat_status, status):
+        raise TableError("secondary suppression needs the status array contiguous")
+    strides = np.array([math.prod(values.shape[j + 1 :]) for j in range(ndim)], np.int64)
     unprotected: list[tuple[int, ...]] = []
-    used: tuple[FloatArray, FloatArray] | None = None
     for start in range(0, len(primaries), batch):
         ps = primaries[start : start + batch]  # primary x dimension
+        at = ps @ strides
         choices = []
         for j in range(ndim):
             take = takes[j]
             # Every cell on the line through each primary along dimension j.
-            line = np.repeat(ps[:, None, :], shape[j], axis=1)
-            line[:, :, j] = np.arange(shape[j])[None, :]
-            line_values = values[tuple(np.moveaxis(line, 2, 0))]
-            line_status = status[tuple(np.moveaxis(line, 2, 0))]
+            line = (at - ps[:, j] * strides[j])[:, None] + np.arange(shape[j]) * strides[j]
+            line_values = flat_values[line]
+            line_status = flat_status[line]
             # Prefer the total (the only partner in a two-category dimension), then cells
             # already hidden (free), then the largest (most room); never the primary itself.
             # Half the slots go to hidden cells, half to the largest, hidden or not: hidden but
@@ -230,36 +235,54 @@ def _hypercube_suppression(
             largest[:, -1] = np.inf if ndim > 1 else -np.inf
             largest[np.arange(len(ps)), ps[:, j]] = -np.inf
             hidden = np.where(line_status == _PUBLISHED, -big, 0.0) + largest
-            picks = [np.argsort(-largest, axis=1, kind="stable")[:, : take - take // 2]]
+            picks = [_top(largest, take - take // 2)]
             if take // 2:
-                picks.append(np.argsort(-hidden, axis=1, kind="stable")[:, : take // 2])
+                picks.append(_top(hidden, take // 2))
             choices.append(np.concatenate(picks, axis=1))
-        corners, room_up, room_down, cost = _rooms(ps, choices, values, status, big)
-        up = need_up[tuple(ps.T)][:, None]
-        down = need_down[tuple(ps.T)][:, None]
-        feasible = (room_up >= up - 1e-9) & (room_down >= down - 1e-9) & np.isfinite(cost)
+        cubes = _hypercubes(ps, choices, values.shape)
+        room_up, room_down, cost = _rooms(cubes, values, status, big)
+        up = need_up[tuple(ps.T)]
+        down = need_down[tuple(ps.T)]
+        feasible = (room_up >= up[:, None] - 1e-9) & (room_down >= down[:, None] - 1e-9)
+        feasible &= np.isfinite(cost)
         best = np.argmin(np.where(feasible, cost, np.inf), axis=1)
-        chosen = corners[np.arange(len(ps)), best].reshape(-1, ndim)
         ok = feasible.any(axis=1)
-        hit = tuple(chosen.reshape(len(ps), -1, ndim)[ok].reshape(-1, ndim).T)
-        status[hit] = np.where(status[hit] == _PUBLISHED, _SECONDARY, status[hit])
-        for i in np.flatnonzero(~ok).tolist():
-            if used is None:
-                # What the several hypercubes of one cell use, kept across cells (each resets
-                # the entries it touched) so no cell pays for two table-sized arrays.
-                used = (np.zeros(values.shape), np.zeros(values.shape))
-            if not _several_hypercubes(
-                ps[i],
-                [c[i : i + 1] for c in choices],
+        hit = cubes[0][:, np.arange(len(ps)), best][:, ok].ravel()
+        flat_status[hit] = np.where(flat_status[hit] == _PUBLISHED, _SECONDARY, flat_status[hit])
+        if not ok.all():
+            short = ~ok
+            met = _several_hypercubes(
+                tuple(a[:, short] for a in cubes),  # type: ignore[arg-type]
                 values,
                 status,
                 big,
-                float(up[i, 0]),
-                float(down[i, 0]),
-                used,
-            ):
-                unprotected.append(tuple(int(x) for x in ps[i]))
+                up[short],
+                down[short],
+            )
+            unprotected.extend(tuple(int(x) for x in cell) for cell in ps[short][~met])
     return unprotected
+
+
+def _top(keys: FloatArray, n: int) -> npt.NDArray[np.int64]:
+    """Return, per row, the positions of the ``n`` largest keys, largest first, ties by position
+    (what a stable sort of ``-keys`` puts first), without sorting whole rows.
+
+    >>> _top(np.array([[1.0, 5.0, 5.0, 2.0, 7.0]]), 3).tolist()
+    [[4, 1, 2]]
+    """
+    if n >= keys.shape[1]:
+        return np.argsort(-keys, axis=1, kind="stable")
+    # Take every key above the n-th largest, and of the keys equal to it the first ones, which
+    # is the set a stable sort puts first; then order that set alone.
+    nth = -np.partition(-keys, n - 1, axis=1)[:, n - 1 : n]
+    above = keys > nth
+    tied = keys == nth
+    room = n - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    rows = np.arange(len(keys))[:, None]
+    positions = np.nonzero(chosen)[1].reshape(len(keys), n)
+    order = np.argsort(-keys[rows, positions], axis=1, kind="stable")
+    return positions[rows, order]
 
 
 @functools.cache
@@ -271,132 +294,139 @@ def _corner_bits(ndim: int) -> npt.NDArray[np.int64]:
     return bits
 
 
+def _hypercubes(
+    ps: npt.NDArray[np.int64], choices: list[npt.NDArray[np.int64]], shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.int64], BoolArray, npt.NDArray[np.int64]]:
+    """Return every candidate hypercube of each primary cell, as flat indices of its corners,
+    which corners move against the primary, and how many margin coordinates each corner has.
+
+    Candidate ``c`` of a primary takes, in dimension ``j``, the alternative
+    ``choices[j][i, c_j]``, the candidates running over the grid of the ``c_j`` in C order. The
+    arrays are corner x primary x candidate, the corners in the order of :func:`_corner_bits`
+    (the primary's own first), so reductions over the corners run along the leading axis.
+
+    :param ps: the primary cells (primary x dimension).
+    :param choices: per dimension, the alternative indices offered to each primary.
+    :param shape: the table's shape, margins included.
+    """
+    ndim = len(choices)
+    n = len(ps)
+    totals = np.array(shape) - 1
+    strides = [math.prod(shape[j + 1 :]) for j in range(ndim)]
+    grid = tuple(c.shape[1] for c in choices)
+    bits = _corner_bits(ndim)
+    lead = (len(bits), n)
+    flat = (ps @ np.array(strides, np.int64)).reshape(1, n, *([1] * ndim))
+    sign = np.zeros((1, 1, *([1] * ndim)), np.bool_)
+    margins = np.zeros((1, 1, *([1] * ndim)), np.int64)
+    for j, choice in enumerate(choices):
+        along = [1, n, *([1] * ndim)]
+        along[2 + j] = grid[j]
+        alternative = choice.reshape(along)
+        own = ps[:, j].reshape(1, n, *([1] * ndim))
+        bit = bits[:, j].reshape(-1, 1, *([1] * ndim)) == 1
+        flat = flat + np.where(bit, (alternative - own) * strides[j], 0)
+        # Moving value between a part and its total keeps the sign: no flip.
+        sign = sign ^ (bit & (alternative != totals[j]) & (own != totals[j]))
+        margins = margins + np.where(bit, alternative == totals[j], own == totals[j])
+    full = (*lead, *grid)
+    return (
+        np.broadcast_to(flat, full).reshape(*lead, -1),
+        np.broadcast_to(sign, full).reshape(*lead, -1),
+        np.broadcast_to(margins, full).reshape(*lead, -1),
+    )
+
+
 def _rooms(
-    ps: npt.NDArray[np.int64],
-    choices: list[npt.NDArray[np.int64]],
+    cubes: tuple[npt.NDArray[np.int64], BoolArray, npt.NDArray[np.int64]],
     values: FloatArray,
     status: npt.NDArray[np.int8],
     big: float,
     used: tuple[FloatArray, FloatArray] | None = None,
-) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, FloatArray]:
-    """Return every candidate hypercube of each primary cell: its corners, how far the primary
-    can rise and fall within it, and the cost of hiding its corners.
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Return, per primary and candidate hypercube, how far the primary can rise and fall within
+    it, and the cost of hiding its corners.
 
-    :param ps: the primary cells (primary x dimension).
-    :param choices: per dimension, the alternative indices offered to each primary.
-    :param values: the table's values.
-    :param used: what earlier hypercubes already take off each cell's room to fall (first) and
-        to rise (second), if any: the values less these bound a rise and a fall.
+    :param cubes: the candidates, as :func:`_hypercubes` returns them.
+    :param values: the table's values (C-contiguous).
+    :param status: the cells' status codes (C-contiguous).
+    :param big: the cost of one margin coordinate of a newly hidden cell.
+    :param used: what earlier hypercubes of the same primary already take off each corner's room
+        to rise (first) and to fall (second), aligned with the corners, if any.
     """
-    ndim = len(choices)
-    totals = np.array(status.shape) - 1
-    corner_bits = _corner_bits(ndim)
-    mesh = np.meshgrid(*[np.arange(c.shape[1]) for c in choices], indexing="ij")
-    # grids[i, c, j]: alternative index in dimension j of candidate c of primary i.
-    grids = np.stack([np.take(choices[j], mesh[j].ravel(), axis=1) for j in range(ndim)], axis=2)
-    # corners[i, c, b, j]: coordinate j of corner b.
-    corners = np.where(
-        corner_bits[None, None, :, :] == 1, grids[:, :, None, :], ps[:, None, None, :]
-    )
-    where = tuple(np.moveaxis(corners, 3, 0))
-    corner_status = status[where]
-    pair_has_total = (grids == totals) | (ps == totals)[:, None, :]
-    flips = (corner_bits[None, None, :, :] == 1) & ~pair_has_total[:, :, None, :]
-    minus = flips.sum(axis=3) % 2 == 1
-    plus_others = ~minus & (np.arange(len(corner_bits)) > 0)[None, None, :]
-    at_corners = values[where]
+    where, is_minus, margin_count = cubes
+    at_corners = values.reshape(-1)[where]
     up_values, down_values = at_corners, at_corners
-    at_primary = values[tuple(ps.T)]
     if used is not None:
-        # Only the corners are read, so only they are reduced (not the whole table).
-        up_values = at_corners - used[0][where]
-        down_values = at_corners - used[1][where]
-        at_primary = at_primary - used[1][tuple(ps.T)]
-    room_up = np.where(minus, up_values, np.inf).min(axis=2)
-    room_down = np.where(plus_others, down_values, np.inf).min(axis=2)
-    room_down = np.minimum(room_down, at_primary[:, None])
-    margin_coords = (corners == totals).sum(axis=3)
-    new = corner_status == _PUBLISHED
-    cost = np.where(new, up_values + big * margin_coords, 0.0)
+        up_values = at_corners - used[0]
+        down_values = at_corners - used[1]
+    # Corner 0 of every candidate is the primary itself.
+    at_primary = down_values[0, :, :1]
+    plus_others = ~is_minus
+    plus_others[0] = False
+    room_up = np.where(is_minus, up_values, np.inf).min(axis=0)
+    room_down = np.minimum(np.where(plus_others, down_values, np.inf).min(axis=0), at_primary)
+    new = status.reshape(-1)[where] == _PUBLISHED
+    cost_at = np.where(new, up_values + big * margin_count, 0.0)
     # Hiding the grand total would hide the size of the whole table: never as secondary.
-    cost = np.where(new & (margin_coords == ndim), np.inf, cost).sum(axis=2)
-    return corners, room_up, room_down, cost
+    cost_at[new & (margin_count == len(values.shape))] = np.inf
+    return room_up, room_down, cost_at.sum(axis=0)
 
 
 def _several_hypercubes(
-    p: npt.NDArray[np.int64],
-    choices: list[npt.NDArray[np.int64]],
+    cubes: tuple[npt.NDArray[np.int64], BoolArray, npt.NDArray[np.int64]],
     values: FloatArray,
     status: npt.NDArray[np.int8],
     big: float,
-    need_up: float,
-    need_down: float,
-    used: tuple[FloatArray, FloatArray],
+    need_up: FloatArray,
+    need_down: FloatArray,
     rounds: int = 4,
-) -> bool:
-    """Protect one primary cell with several hypercubes when no single one has room enough.
+) -> BoolArray:
+    """Protect primary cells with several hypercubes each, when no single one has room enough.
 
-    Each hypercube adds the room it has left once what earlier ones use is taken off their
-    corners, so the rooms add up. Hides the corners used; returns whether the needs are met.
+    Each round gives every cell still short the candidate that covers most of what it still
+    needs (the cheapest among equals) and hides its corners. A cell's hypercubes add their
+    rooms once what its earlier ones use is taken off their corners: a corner's use is kept
+    for that cell's own candidates only, so the cells are handled together, round by round.
 
-    :param used: two zero arrays of the table's shape, to note what the hypercubes use of each
-        cell's room to rise and to fall; they are zero again on return.
+    :param cubes: the candidates of the cells, as :func:`_hypercubes` returns them.
+    :param need_up: how far each cell must be able to rise ...
+    :param need_down: ... and fall.
+    :return: whether each cell's needs were met.
     """
-    used_up, used_down = used
-    touched: list[tuple[npt.NDArray[np.int64], ...]] = []
-    try:
-        return _add_hypercubes(
-            p, choices, values, status, big, need_up, need_down, used, rounds, touched
-        )
-    finally:
-        for index in touched:
-            used_up[index] = used_down[index] = 0.0
-
-
-def _add_hypercubes(
-    p: npt.NDArray[np.int64],
-    choices: list[npt.NDArray[np.int64]],
-    values: FloatArray,
-    status: npt.NDArray[np.int8],
-    big: float,
-    need_up: float,
-    need_down: float,
-    used: tuple[FloatArray, FloatArray],
-    rounds: int,
-    touched: list[tuple[npt.NDArray[np.int64], ...]],
-) -> bool:
-    """The rounds of :func:`_several_hypercubes`, noting every cell whose use they change."""
-    used_up, used_down = used
-    corner_bits = _corner_bits(values.ndim)
-    totals = np.array(values.shape) - 1
+    where, is_minus, _ = cubes
+    n = where.shape[1]
+    need_up, need_down = need_up.astype(np.float64), need_down.astype(np.float64)
+    used_up, used_down = np.zeros(where.shape), np.zeros(where.shape)
+    active = np.ones(n, np.bool_)
+    flat_status = status.reshape(-1)
     for _ in range(rounds):
-        if need_up <= 1e-9 and need_down <= 1e-9:
-            return True
-        corners, room_up, room_down, cost = _rooms(p[None, :], choices, values, status, big, used)
-        gain = np.minimum(room_up[0], need_up) / max(need_up, 1e-9) + np.minimum(
-            room_down[0], need_down
-        ) / max(need_down, 1e-9)
-        gain = np.where(np.isfinite(cost[0]), gain, -np.inf)
-        best = int(np.lexsort((cost[0], -gain))[0])
-        if gain[best] <= 0:
-            return False
-        rise = min(float(room_up[0, best]), need_up)
-        fall = min(float(room_down[0, best]), need_down)
-        cube = corners[0, best]
-        pair_has_total = (cube[-1] == totals) | (p == totals)
-        flipped = ((corner_bits == 1) & ~pair_has_total).sum(axis=1) % 2 == 1
-        others = ~flipped & corner_bits.any(axis=1)
-        # The corners of one hypercube are distinct cells (no alternative is the primary).
-        rising, falling = tuple(cube[flipped].T), tuple(cube[others].T)
-        used_up[rising] += rise
-        used_down[falling] += fall
-        used_down[tuple(p)] += fall
-        touched.extend((rising, falling, tuple(p[:, None])))
-        where = tuple(cube.T)
-        status[where] = np.where(status[where] == _PUBLISHED, _SECONDARY, status[where])
+        active &= (need_up > 1e-9) | (need_down > 1e-9)
+        if not active.any():
+            break
+        room_up, room_down, cost = _rooms(cubes, values, status, big, (used_up, used_down))
+        gain = np.minimum(room_up, need_up[:, None]) / np.maximum(need_up, 1e-9)[:, None]
+        gain += np.minimum(room_down, need_down[:, None]) / np.maximum(need_down, 1e-9)[:, None]
+        gain = np.where(np.isfinite(cost), gain, -np.inf)
+        best = np.lexsort((cost, -gain), axis=1)[:, 0]
+        rows = np.arange(n)
+        # A cell that no candidate helps any more stops here, short of its needs.
+        active &= gain[rows, best] > 0
+        rise = np.where(active, np.minimum(room_up[rows, best], need_up), 0.0)
+        fall = np.where(active, np.minimum(room_down[rows, best], need_down), 0.0)
+        cube = where[:, rows, best].T  # cell x corner
+        rising = is_minus[:, rows, best].T
+        # The primary falls with the corners that move with it (its own corner 0 included).
+        falling = ~rising
+        # Which of each cell's candidate corners is one of the chosen cube's corners.
+        same = where[:, :, :, None] == cube[None, :, None, :]
+        used_up += rise[None, :, None] * (same & rising[None, :, None, :]).any(axis=3)
+        used_down += fall[None, :, None] * (same & falling[None, :, None, :]).any(axis=3)
+        hit = cube[active].ravel()
+        flat_status[hit] = np.where(flat_status[hit] == _PUBLISHED, _SECONDARY, flat_status[hit])
         need_up -= rise
         need_down -= fall
-    return need_up <= 1e-9 and need_down <= 1e-9
+    return (need_up <= 1e-9) & (need_down <= 1e-9)
 
 
 def _long_form(

@@ -110,7 +110,7 @@ def _context() -> service.QueryContext:
         current_app.config,
         keyring=keyring(current_app),
         snapshots=extensions["ctdhub.snapshots"],
-        dp_snapshots=extensions.setdefault("ctdhub.dp_snapshots", service.DPSnapshotCache()),
+        dp_snapshots=extensions["ctdhub.dp_snapshots"],
     )
 
 

@@ -149,9 +149,7 @@ def act() -> ResponseReturnValue:
                     config,
                     keyring=keyring(current_app),
                     snapshots=current_app.extensions["ctdhub.snapshots"],
-                    dp_snapshots=current_app.extensions.setdefault(
-                        "ctdhub.dp_snapshots", service.DPSnapshotCache()
-                    ),
+                    dp_snapshots=current_app.extensions["ctdhub.dp_snapshots"],
                 ),
                 request_id=request_id(),
             )

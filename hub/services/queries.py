@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import select
@@ -61,7 +61,15 @@ from hub.domain_errors import (
 )
 from hub.models import QueryAnswer, utcnow
 from hub.services import ledger, policies, transparency
-from hub.services.snapshot import SnapshotCache, analysis_snapshot, live_snapshot_id
+from hub.services.snapshot import (
+    SnapshotCache,
+    analysis_snapshot,
+    live_batches,
+    live_record_count,
+    live_record_parts,
+    live_snapshot_id,
+    snapshot_id,
+)
 
 SCOPE = "queries:run"
 log = logging.getLogger("ctdhub.queries")
@@ -122,16 +130,38 @@ def query_schema() -> dict[str, Field]:
 
 
 class DPSnapshotCache:
-    """The typed, in-memory DP snapshots of recent analysis snapshots, by ``snapshot_id``.
+    """The typed DP snapshots of recent analysis snapshots, by ``snapshot_id``.
 
     Typing a snapshot for OpenDP takes a pass over every record; queries on the same snapshot
-    share one. Records stay in process memory (never spilled to a file).
+    share one. With ``spill="tmpfs"`` each is one Arrow IPC image on a RAM-backed filesystem,
+    which OpenDP scans by path; with ``"memory"`` the records stay in process memory and are
+    copied into OpenDP's engine on every query. Neither ever writes records to a disk.
+
+    :param size: how many typed snapshots to keep (at least one)
+    :param spill: ``"memory"`` or ``"tmpfs"`` (the hub's ``DP_SNAPSHOT_SPILL``)
+    :param tmpfs_dir: the tmpfs directory of the images (``DP_SNAPSHOT_TMPFS_DIR``)
     """
 
-    def __init__(self, size: int = 2) -> None:
+    def __init__(
+        self,
+        size: int = 2,
+        spill: Literal["memory", "tmpfs"] = "memory",
+        tmpfs_dir: str = "/dev/shm",  # noqa: S108 -- RAM-backed, checked by Snapshot
+    ) -> None:
         self.size = size
+        self.spill: Literal["memory", "tmpfs"] = spill
+        self.tmpfs_dir = tmpfs_dir
         self._items: OrderedDict[str, Snapshot] = OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, config: Mapping[str, Any]) -> DPSnapshotCache:
+        """Return the cache the hub's settings describe."""
+        spill = config["DP_SNAPSHOT_SPILL"]
+        return cls(
+            spill="tmpfs" if spill == "tmpfs" else "memory",
+            tmpfs_dir=config["DP_SNAPSHOT_TMPFS_DIR"],
+        )
 
     def get(self, key: str, build: Callable[[], Snapshot]) -> Snapshot:
         """Return the snapshot under ``key``, building it with ``build()`` if absent.
@@ -573,16 +603,10 @@ def run(
     if stored is None or stored.state != ANSWERED:
         # Decrypt and type the records before taking the ledger's lock, so a slow snapshot
         # build does not hold up other researchers' charges.
-        records = analysis_snapshot(session, context.keyring, context.snapshots)
-        schema = query_schema()
-        data = context.dp_snapshots.get(
-            records.snapshot_id,
-            lambda: Snapshot(
-                with_derived(records.records), schema, missing_values=load_schema().missing_values
-            ),
-        )
+        key, build = _dp_snapshot_source(session, context)
+        data = context.dp_snapshots.get(key, build)
         session.rollback()  # end the read transaction: the lock must start a fresh one
-        stored = _charge(session, principal, plan, records.snapshot_id, policy, request_id)
+        stored = _charge(session, principal, plan, key, policy, request_id)
     if stored.state == ANSWERED:
         _audit(session, principal, stored, spend, True, request_id)
         session.commit()
@@ -612,6 +636,34 @@ def run(
     row.state = ANSWERED
     session.commit()
     return _served(row, False, nonnegative_counts)
+
+
+def _dp_snapshot_source(
+    session: Session, context: QueryContext
+) -> tuple[str, Callable[[], Snapshot]]:
+    """Return the live snapshot's id and how to build its typed DP snapshot.
+
+    Up to ``SNAPSHOT_MAX_RECORDS`` records, from the decrypted analysis snapshot (shared with
+    the rest of the hub); past it, batch by batch, never holding every record at once.
+    """
+    schema = query_schema()
+    missing = load_schema().missing_values
+    cache = context.dp_snapshots
+    if live_record_count(session) > context.config["SNAPSHOT_MAX_RECORDS"]:
+        rows = live_batches(session)
+        key = snapshot_id(tuple(batch_id for batch_id, _ in rows))
+        parts = (with_derived(part) for part in live_record_parts(session, context.keyring, rows))
+        return key, lambda: Snapshot.from_parts(
+            parts, schema, missing_values=missing, tmpfs_dir=cache.tmpfs_dir
+        )
+    records = analysis_snapshot(session, context.keyring, context.snapshots)
+    return records.snapshot_id, lambda: Snapshot(
+        with_derived(records.records),
+        schema,
+        missing_values=missing,
+        spill=cache.spill,
+        tmpfs_dir=cache.tmpfs_dir,
+    )
 
 
 def context_from(config: Mapping[str, Any], **parts: Any) -> QueryContext:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contributors.linkage import ENCODING_COLUMN
@@ -88,6 +89,27 @@ def live_batches(session: Session) -> list[tuple[str, str]]:
         .order_by(Upload.created_at, Upload.id)
     ).all()
     return [(row[0], row[1]) for row in rows]
+
+
+def live_record_count(session: Session) -> int:
+    """Return how many records the live batches hold, without decrypting any of them."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(RecordBatch.row_count), 0))
+        .join(Upload, Upload.id == RecordBatch.upload_id)
+        .where(Upload.withdrawn_at.is_(None), RecordBatch.wrapped_key.is_not(None))
+    )
+    return int(total or 0)
+
+
+def live_record_parts(
+    session: Session, keyring: Keyring, rows: list[tuple[str, str]]
+) -> Iterator[pd.DataFrame]:
+    """Decrypt the given live batches one at a time, in order (for a lazily scanned snapshot).
+
+    :param rows: (batch id, organisation id) pairs, as :func:`live_batches` returns them
+    """
+    for batch_id, organisation_id in rows:
+        yield open_record_batch(keyring, session.get_one(RecordBatch, batch_id), organisation_id)
 
 
 def live_snapshot_id(session: Session) -> str:

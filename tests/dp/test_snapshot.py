@@ -160,3 +160,43 @@ def test_stale_images_of_dead_processes_are_removed() -> None:
         assert remove_stale_images(directory) >= 1
         assert not stale.exists()
         assert live._path is not None and os.path.exists(live._path)  # the living one stays
+
+
+def test_a_snapshot_scanned_part_by_part_holds_the_same_typed_records() -> None:
+    parts = [partner_file(), partner_file(gender=["Male", "Male", "Female"]), partner_file()]
+    whole = Snapshot(pd.concat(parts, ignore_index=True), SCHEMA)
+    lazy = Snapshot.from_parts(iter(parts), SCHEMA)
+    try:
+        assert lazy.lazy and not whole.lazy
+        assert lazy.height == whole.height == 9
+        assert lazy.frame.equals(whole.frame)
+        columns = ["year", "gender"]
+        assert lazy.scan(columns).collect().equals(whole.scan(columns).collect())
+        assert lazy.scan(columns).collect_schema() == whole.scan(columns).collect_schema()
+        paths = list(lazy._paths)
+        assert len(paths) == 3
+        for path in paths:
+            assert _filesystem_type(Path(path)) in {"tmpfs", "ramfs"}
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(paths[0])).st_mode) == 0o700
+    finally:
+        lazy.close()
+    assert not any(os.path.exists(path) for path in paths)
+    assert not os.path.exists(os.path.dirname(paths[0]))
+
+
+def test_a_bad_record_in_a_later_part_is_named_by_its_row_and_nothing_is_left() -> None:
+    before = set(Path("/dev/shm").glob("ctdhub-snapshot-*"))  # noqa: S108 -- where images go
+    parts = [partner_file(), partner_file(year=["2002", "1999", "2021"])]
+    with pytest.raises(SnapshotError, match=r"field 'year', row 4 \(counting from 0\)"):
+        Snapshot.from_parts(parts, SCHEMA)
+    assert set(Path("/dev/shm").glob("ctdhub-snapshot-*")) == before  # noqa: S108
+
+
+def test_a_snapshot_of_no_parts_is_empty_and_typed() -> None:
+    with Snapshot.from_parts([], SCHEMA) as empty:
+        assert empty.height == 0
+        assert (
+            empty.scan(["gender"]).collect_schema()
+            == Snapshot(partner_file(), SCHEMA).scan(["gender"]).collect_schema()
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hub import create_app
@@ -33,6 +35,10 @@ def test_environment_then_overrides() -> None:
         ({"CTDHUB_MAX_BODIES_IN_FLIGHT": "0"}, "MAX_BODIES_IN_FLIGHT must be at least 1"),
         ({"CTDHUB_DP_QUERY_RHO_MIN": "2", "CTDHUB_DP_QUERY_RHO_MAX": "1"}, "must be below"),
         ({"CTDHUB_DP_QUERY_RHO_MIN": "0"}, "DP_QUERY_RHO_MIN must be greater than 0"),
+        ({"CTDHUB_DP_SNAPSHOT_SPILL": "disk"}, "DP_SNAPSHOT_SPILL must be 'memory' or 'tmpfs'"),
+        # The working tree is on a disk filesystem: a snapshot image must not go there.
+        ({"CTDHUB_DP_SNAPSHOT_TMPFS_DIR": str(Path(__file__).parent)}, "not a directory on a"),
+        ({"CTDHUB_DP_SNAPSHOT_TMPFS_DIR": "/no/such/folder"}, "not a directory on a"),
     ],
 )
 def test_bad_settings_are_refused_by_name(env: dict[str, str], message: str) -> None:

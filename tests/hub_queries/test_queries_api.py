@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
 import pytest
+from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -349,3 +352,76 @@ def test_a_field_the_policy_does_not_allow_is_refused_without_spend(
     # under the ledger's lock).
     assert not any(db_session.scalars(select(PrivacyLedger.charges)))
     assert client.get("/v1/budget", headers=researcher.headers).get_json()["policy_version"] == 1
+
+
+def test_the_dp_snapshot_is_a_private_tmpfs_image_dropped_with_its_batch_set(
+    client: FlaskClient,
+    app: APIFlask,
+    researcher: Researcher,
+    partner_a: Any,
+    accepted_records: int,
+    ctdc_file: Any,
+) -> None:
+    """By default OpenDP scans one Arrow image per batch set on tmpfs, readable by the hub's
+    user only; a new batch set gets its own, and an image evicted from the cache is removed."""
+    from disclosure_control.dp.snapshot import on_tmpfs
+    from tests.hub_uploads.test_uploads_api import post, sample_csv
+
+    cache = app.extensions["ctdhub.dp_snapshots"]
+    cache.size = 1
+    first = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers)
+    assert first.status_code == 201
+    image = cache._items[first.get_json()["snapshot_id"]]._path
+    assert image is not None and on_tmpfs(os.path.dirname(image))
+    assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(image)).st_mode) == 0o700
+    assert post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code
+    second = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers)
+    assert second.status_code == 201
+    assert second.get_json()["snapshot_id"] != first.get_json()["snapshot_id"]
+    assert not os.path.exists(image) and not os.path.exists(os.path.dirname(image))
+    cache._items.popitem()[1].close()
+
+
+def test_past_the_snapshot_cap_a_query_scans_the_batches_lazily_for_the_same_answer(
+    client: FlaskClient,
+    app: APIFlask,
+    make_hub: MakeHub,
+    make_researcher: MakeResearcher,
+    partner_a: Any,
+    accepted_records: int,
+    ctdc_file: Any,
+) -> None:
+    """A hub capped at 10 records in memory reads the batches one by one into tmpfs images:
+    the records OpenDP scans are the in-memory hub's exactly, and the answer states the same
+    snapshot, spend, privacy unit and accuracy (only the noise drawn differs)."""
+    from tests.hub_uploads.test_uploads_api import post, sample_csv
+
+    assert post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code
+    capped = make_hub(SNAPSHOT_MAX_RECORDS="10")
+    one, two = make_researcher("University"), make_researcher("Institute")
+    lazy = capped.post("/v1/queries", json=GENDER_COUNT, headers=one.headers)
+    whole = client.post("/v1/queries", json=GENDER_COUNT, headers=two.headers)
+    assert lazy.status_code == whole.status_code == 201, lazy.get_json()
+    lazy_answer, whole_answer = lazy.get_json(), whole.get_json()
+    snapshot = lazy_answer["snapshot_id"]
+    assert snapshot == whole_answer["snapshot_id"]
+    noisy = {"id", "cells", "created_at"}
+    assert {k: v for k, v in lazy_answer.items() if k not in noisy} == {
+        k: v for k, v in whole_answer.items() if k not in noisy
+    }
+
+    # The same cells (intervals are clipped to what a count can be, so only keys compare).
+    assert [c["key"] for c in lazy_answer["cells"]] == [c["key"] for c in whole_answer["cells"]]
+    lazy_data = capped.application.extensions["ctdhub.dp_snapshots"]._items[snapshot]
+    whole_data = app.extensions["ctdhub.dp_snapshots"]._items[snapshot]
+    try:
+        assert lazy_data.lazy and not whole_data.lazy
+        assert len(lazy_data._paths) == 2  # one image per batch
+        assert lazy_data.height == whole_data.height
+        assert lazy_data.frame.equals(whole_data.frame)
+        # The snapshot of 10 records or fewer was never decrypted as a whole by the capped hub.
+        assert capped.application.extensions["ctdhub.snapshots"].get(snapshot) is None
+    finally:
+        lazy_data.close()
+        whole_data.close()

@@ -7,6 +7,8 @@ table with its margins, and non-negativity.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,8 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
+from disclosure_control.sdc import tables
 from disclosure_control.sdc.differencing import (
     check_differencing,
+    check_suppression,
     protect_against_differencing,
 )
 from disclosure_control.sdc.tables import (
@@ -271,3 +275,80 @@ def test_random_tables_are_protected_or_report_why(
         if table.status[cell] == 1 and table.values[cell] > 0:
             # Never pinned down exactly, whatever else happens.
             assert high - low > 1e-6, cell
+
+
+def peel(table: SafeTable) -> set[tuple[int, ...]]:
+    """Return the hidden cells an intruder recovers exactly by differencing alone: any line of
+    the table (parts and their total) with one unknown left gives it, and every cell recovered
+    is substituted into the other lines it lies on, until no line has one unknown left."""
+    values = table.values
+    known = table.status == 0
+    recovered: set[tuple[int, ...]] = set()
+    progress = True
+    while progress:
+        progress = False
+        for axis in range(values.ndim):
+            unknown = np.moveaxis(~known, axis, -1)
+            lone = unknown.sum(axis=-1) == 1
+            for rest in np.argwhere(lone):
+                position = int(np.flatnonzero(unknown[tuple(rest)])[0])
+                cell = (*rest[:axis], position, *rest[axis:])
+                recovered.add(tuple(int(i) for i in cell))
+                known[cell] = True
+                progress = True
+    return recovered
+
+
+def test_cells_short_of_one_hypercube_are_protected_by_several(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A skewed 3-D table whose small cells sit among other small cells: many primary cells
+    have no single hypercube with room enough and get several; the attacker's linear bounds
+    (this module's own programs, and the checker's) still leave every one free, and
+    differencing recovers none."""
+    spied: list[int] = []
+    several = tables._several_hypercubes
+
+    def counted(cubes: Any, *args: Any, **kwargs: Any) -> Any:
+        spied.append(cubes[0].shape[1])
+        return several(cubes, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "_several_hypercubes", counted)
+    records = zipf_records(2500, 11, countries=14, years=9)
+    table = frequency_table(records, ["gender", "country", "year"])
+    assert sum(spied) >= 3, "the sample should need several hypercubes for some cells"
+    assert_protected(table, 10)
+    assert check_suppression(table, 10).narrowed == ()
+    primaries = {tuple(int(i) for i in c) for c in np.argwhere(table.status == 1)}
+    assert not peel(table) & primaries
+
+
+def test_a_large_3d_table_resists_differencing_and_the_checker() -> None:
+    """The bench's table shape at a smaller size (citizenship x country x year, thousands of
+    cells, hundreds of primary cells in batches of the vectorised search): the checker's
+    bounds clear every primary cell and differencing recovers no hidden cell at all."""
+    rng = np.random.default_rng(2021)
+
+    def draw(size: int, exponent: float, n: int) -> np.ndarray:
+        weights = 1.0 / np.arange(1, size + 1) ** exponent
+        return rng.choice(size, size=n, p=weights / weights.sum())
+
+    n = 15_000
+    records = pd.DataFrame(
+        {
+            "citizenship": pd.array([f"A{i:03d}" for i in draw(24, 1.25, n)], "string"),
+            "country": pd.array([f"B{i:03d}" for i in draw(20, 1.25, n)], "string"),
+            "year": pd.array([str(2002 + i) for i in draw(10, 0.7, n)], "string"),
+        }
+    )
+    table = frequency_table(records, ["citizenship", "country", "year"])
+    assert table.primary > 200
+    assert len(table.unprotected) <= 0.02 * table.primary
+    # A cell the search reports unprotected got the most room it found; every other primary
+    # cell must be free to reach 0 and the threshold.
+    narrowed = {r.cell for r in check_suppression(table, 10).narrowed}
+    assert narrowed <= set(table.unprotected)
+    assert not peel(table)
+    # The same attack does recover cells of the table with primary suppression alone.
+    bare = frequency_table(records, ["citizenship", "country", "year"], secondary=False)
+    assert peel(bare) & {tuple(int(i) for i in c) for c in np.argwhere(bare.status == 1)}
