@@ -8,18 +8,31 @@ so its wall time and peak resident memory are its own; peers run in ``bench/.ven
 (made by ``bench/peers_synth.sh``), never in the hub's environment.
 
 Peers: ``pac-synth`` (SDS), and smartnoise-synth's ``mst`` and ``aim`` (bounded settings, see
-:func:`_smartnoise`); each run is stopped after ``--timeout`` seconds and reported as such.
+:func:`_smartnoise`); dpmm's ``dpmm-aim``, ``dpmm-mst`` and ``dpmm-privbayes`` in their own
+environment ``bench/.venv-dpmm`` (capped AIM and its ``rounds`` trap: :func:`_dpmm` and
+``bench/SYNTH_PEERS.md``); and ``k-synthetic``, CTDC's 2021 approach (not DP), in the hub's
+environment. Each run is stopped after ``--timeout`` seconds and reported as such. Under each
+epsilon, every other synthesizer's 3-way TVD, country-by-year error, wall and CPU time are
+printed over the mean of the hub's fits in the same run.
 
     WITH_SMARTNOISE=1 bench/peers_synth.sh                     # once: the peer environment
+    bench/peers_dpmm.sh                                        # once: dpmm's environment
     .venv/bin/python bench/synth_bench.py --columns 25         # one column set, eps 1 and 4
     .venv/bin/python bench/synth_bench.py --columns all --timeout 600
     .venv/bin/python bench/synth_bench.py --columns 25 --peers --repeats 3
     .venv/bin/python bench/synth_bench.py --columns whole --peers --epsilon 1
+    nice .venv/bin/python bench/synth_bench.py --columns 25 --epsilon 1 --repeats 3 \
+        --peers k-synthetic pac-synth dpmm-mst dpmm-privbayes dpmm-aim --timeout 3000
 
 ``--repeats`` fits the hub's synthesizer that many times (its noise cannot be seeded) and
 prints each fit and the mean and standard deviation of the 3-way TVD. ``fab2``/``fab3`` are
 the shares of the synthetic table's distinct 2- and 3-value combinations (empty fields
-excluded) that never occur in the real records. With ``--columns all`` the fit on every column
+excluded) that never occur in the real records. ``qmax``, ``qmax1%`` and ``qmean`` score the
+"country of exploitation by year" analyst query (:data:`COUNTRY_BY_YEAR`): the total
+variation distance between the real and synthetic distributions of the country (empty value
+included) within each year of registration, at its worst over all years, at its worst over
+the years holding at least 1% of the records, and averaged over years weighted by records.
+With ``--columns all`` the fit on every column
 is also scored on the 25 columns (``3-way@25``), what a release of every column gives them.
 ``--forbid-below C`` fits the hub's synthesizer with ``forbid_below=C`` (no sampled
 combination of two, or up to ``--forbid-length``, values whose noisy count is under C noise
@@ -46,6 +59,9 @@ CTDC_FILE = ROOT / ".." / "shared" / "data" / "ctdc" / "ctdc_global_kanon_2021.c
 #: Where runs write their tables and reports (SYNTH_BENCH_OUT lets two runs go side by side).
 OUT = Path(os.environ.get("SYNTH_BENCH_OUT", str(ROOT / "bench" / "out")))
 PEER_PYTHON = ROOT / "bench" / ".venv-synth" / "bin" / "python"
+#: dpmm's own environment (bench/peers_dpmm.sh): it pins opendp 0.12, numpy 1.26, pandas 2.1.
+DPMM_PYTHON = ROOT / "bench" / ".venv-dpmm" / "bin" / "python"
+DPMM_PEERS = ("dpmm-aim", "dpmm-mst", "dpmm-privbayes")
 
 
 def split_ctdc(records: Any, size: int) -> tuple[Any, Any, list[str]]:
@@ -87,6 +103,15 @@ AIM_ROUNDS_PER_COLUMN = 2
 AIM_ITERATIONS = 1000
 #: Sample smartnoise's models with mbi's upstream sampling fixes (see _repair_mbi_sampling).
 REPAIR_MBI = True
+#: dpmm AIM's capped settings (see :func:`_dpmm` and bench/SYNTH_PEERS.md): its ``rounds``
+#: divides the budget (it is not a cap on the rounds run), 100 is above the 0.9 x 25 columns
+#: under which its one-way measurements alone overspend; 200 mirror-descent iterations per
+#: estimate instead of 1,000.
+DPMM_AIM_ROUNDS = 100
+DPMM_AIM_ITERATIONS = 200
+#: The k-synthetic mode's k and longest checked combination (CTDC's 2021 settings).
+K_SYNTHETIC_K = 10
+K_SYNTHETIC_LENGTH = 3
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -126,12 +151,27 @@ def _worker(args: argparse.Namespace) -> None:
     elif args.worker in ("mst", "aim"):
         synthetic = _smartnoise(args.worker, train, args.epsilon)
         extra = {}
+    elif args.worker in DPMM_PEERS:
+        synthetic = _dpmm(
+            args.worker, train, args.epsilon, json.loads(Path(args.domains).read_text())
+        )
+        extra = {}
+    elif args.worker == "k-synthetic":
+        from disclosure_control.synth import Domain
+        from disclosure_control.synth.ksynthetic import k_synthetic
+
+        domains = json.loads(Path(args.domains).read_text())
+        domain = Domain.from_schema({k: tuple(v) for k, v in domains.items()}, list(train.columns))
+        synthetic = k_synthetic(train, domain, k=K_SYNTHETIC_K, max_length=K_SYNTHETIC_LENGTH)
+        extra = {}
     else:
         raise SystemExit(f"unknown synthesizer {args.worker!r}")
     seconds = time.perf_counter() - start
     synthetic.to_csv(args.out, index=False)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, **extra}))
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used)
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak_mb, **extra}))
 
 
 def _repair_mbi_sampling() -> None:
@@ -199,6 +239,43 @@ def _smartnoise(method: str, train: Any, epsilon: float) -> Any:
     synthesizer.fit(frame, categorical_columns=list(frame.columns))
     produced = synthesizer.sample(len(frame))
     return pd.DataFrame(produced, columns=list(frame.columns)).astype("string")
+
+
+def _dpmm(method: str, train: Any, epsilon: float, domains: dict[str, list[str]]) -> Any:
+    """Fit dpmm's AIM, MST or PrivBayes (Private-PGM inside) and sample a table.
+
+    Every column is categorical with the record schema's codes and the empty value as its
+    public domain (as the hub's synthesizer has it), so dpmm's binner spends nothing and infers
+    nothing from the data; ``delta`` is the protocol's. One worker process (``n_jobs=1``), as
+    the hub's fit. MST and PrivBayes run as shipped; AIM is capped (``DPMM_AIM_ROUNDS``,
+    ``DPMM_AIM_ITERATIONS``; its defaults, ``16 x columns`` rounds and 1,000 iterations per
+    estimate, would take hours on 2 shared cores). dpmm's ``rounds`` is not a cap: it sizes
+    every measurement's noise as if the budget were cut in ``rounds`` equal parts, the one-way
+    marginals take ``0.9 x columns`` of them at once, and the loop then runs until the budget
+    is gone; below ``0.9 x columns`` rounds the one-way marginals alone overspend the budget and
+    no error is raised, so this refuses such a setting.
+    """
+    import pandas as pd
+    from dpmm.pipelines import AIMPipeline, MSTPipeline, PrivBayesPipeline
+
+    columns = list(train.columns)
+    domain = {c: {"categories": sorted({*domains[c], ""})} for c in columns}
+    if method == "dpmm-aim":
+        if DPMM_AIM_ROUNDS < 0.9 * len(columns):
+            raise SystemExit(
+                f"dpmm AIM: {DPMM_AIM_ROUNDS} rounds overspend on {len(columns)} columns"
+            )
+        pipeline: Any = AIMPipeline(
+            epsilon=epsilon, delta=DELTA, n_jobs=1, proc_epsilon=None,
+            gen_kwargs={"rounds": DPMM_AIM_ROUNDS, "n_iters": DPMM_AIM_ITERATIONS},
+        )  # fmt: skip
+    elif method == "dpmm-mst":
+        pipeline = MSTPipeline(epsilon=epsilon, delta=DELTA, n_jobs=1, proc_epsilon=None)
+    else:
+        pipeline = PrivBayesPipeline(epsilon=epsilon, delta=DELTA, n_jobs=1, proc_epsilon=None)
+    pipeline.fit(train.astype(str), domain=domain)
+    produced = pipeline.generate(n_records=len(train))
+    return pd.DataFrame(produced, columns=columns).fillna("").astype("string")
 
 
 def _run(
@@ -283,7 +360,8 @@ def main() -> None:
         )
         print(f"\n== {label} columns ({len(columns)}), {len(training)} training records ==")
         print(f"{'synthesizer':<24}{'eps':>5}{'1-way':>8}{'2-way':>8}{'3-way':>8}{'3-max':>8}"
-              f"{'fab2':>7}{'fab3':>7}{'3-way@25':>9}{'seconds':>9}{'peak MB':>9}")  # fmt: skip
+              f"{'fab2':>7}{'fab3':>7}{'qmax':>7}{'qmax1%':>7}{'qmean':>7}{'3-way@25':>9}"
+              f"{'seconds':>9}{'CPU s':>9}{'peak MB':>9}")  # fmt: skip
         references = {"independent": independent}
         if label != "whole":
             references = {"held-out floor": held_out, **references}
@@ -302,13 +380,15 @@ def main() -> None:
                 for repeat in range(args.repeats)
             ]  # fmt: skip
             for peer in args.peers:
-                if not PEER_PYTHON.exists():
-                    print(f"{peer}: run bench/peers_synth.sh first")
+                python = _peer_python(peer)
+                if not python.exists():
+                    print(f"{peer}: run {_peer_setup(peer)} first")
                     continue
                 runs.append(
-                    _run(peer, PEER_PYTHON, train_file, domains_file, epsilon, label, args.timeout)
+                    _run(peer, python, train_file, domains_file, epsilon, label, args.timeout)
                 )
             three_way: list[float] = []
+            scored: list[tuple[str, dict[str, Any], list[float]]] = []
             for run in runs:
                 shown = run["name"]
                 if shown == "ctdhub" and args.forbid_below is not None:
@@ -318,10 +398,12 @@ def main() -> None:
                     continue
                 synthetic = pd.read_csv(run["out"], dtype="string", keep_default_na=False)
                 line = _scores(training, synthetic[columns], columns, columns_25, label)
-                costs = f"{run['seconds']:>9.1f}{run['peak_mb']:>9.0f}"
+                costs = f"{run['seconds']:>9.1f}{run['cpu_seconds']:>9.1f}{run['peak_mb']:>9.0f}"
                 print(f"{shown:<24}{epsilon:>5g}{line}{costs}")
+                figures = [float(f) for f in line.split()]
+                scored.append((shown, run, figures))
                 if run["name"] == "ctdhub":
-                    three_way.append(float(line.split()[2]))
+                    three_way.append(figures[2])
                 if label != "whole" and run is runs[0]:
                     report = evaluate_release(
                         training, synthetic[columns], held_out,
@@ -337,12 +419,80 @@ def main() -> None:
                     f"{'ctdhub mean (sd), ' + str(len(three_way)) + ' fits':<29}"
                     f"{'':>16}{np.mean(three_way):>8.4f} ({np.std(three_way, ddof=1):.4f})"
                 )
+            _print_ratios(scored, epsilon)
+
+
+def _peer_python(peer: str) -> Path:
+    """Return the interpreter a synthesizer runs in: the hub's, dpmm's or the other peers'."""
+    if peer == "k-synthetic":
+        return Path(sys.executable)
+    return DPMM_PYTHON if peer in DPMM_PEERS else PEER_PYTHON
+
+
+def _peer_setup(peer: str) -> str:
+    """Return the script that makes a peer's environment."""
+    return "bench/peers_dpmm.sh" if peer in DPMM_PEERS else "bench/peers_synth.sh"
+
+
+def _print_ratios(scored: list[tuple[str, dict[str, Any], list[float]]], epsilon: float) -> None:
+    """Print every other synthesizer's 3-way TVD, query error and times over ctdhub's mean.
+
+    Ratios are of figures measured in the same run (the machine's load varies between runs).
+    Above 1 means worse (or slower) than ctdhub.
+    """
+    hub = [(run, figures) for name, run, figures in scored if run["name"] == "ctdhub"]
+    if not hub:
+        return
+    mean = [sum(f[i] for _, f in hub) / len(hub) for i in range(len(hub[0][1]))]
+    seconds = sum(run["seconds"] for run, _ in hub) / len(hub)
+    cpu = sum(run["cpu_seconds"] for run, _ in hub) / len(hub)
+    print(f"  over ctdhub's mean (eps {epsilon:g}): 3-way TVD, query max, wall, CPU time")
+    for name, run, figures in scored:
+        if run["name"] == "ctdhub":
+            continue
+        print(
+            f"  {name:<22}{figures[2] / mean[2]:>8.2f}{_ratio(figures[6], mean[6]):>8}"
+            f"{run['seconds'] / seconds:>8.1f}{run['cpu_seconds'] / cpu:>8.1f}"
+        )
+
+
+def _ratio(value: float, reference: float) -> str:
+    """Return value / reference to two places, or '-' where the reference is 0 or undefined."""
+    return f"{value / reference:.2f}" if reference > 0 else "-"
+
+
+#: The analyst query whose worst group the bench reports (issue 15): for each year of
+#: registration, the total variation distance between the real and synthetic distribution of
+#: the country of exploitation (the empty value included); a year the synthetic table never
+#: produces counts as distance 1. ``qmax`` is the largest over the real table's years; ``qmax1%``
+#: the largest over the years holding at least 1% of the real records; ``qmean`` the mean
+#: weighted by the real records in each year (see disclosure_control.evaluate.utility).
+COUNTRY_BY_YEAR = "country of exploitation by year"
+
+
+def _country_by_year(training: Any, synthetic: Any) -> tuple[float, float, float]:
+    """Return the country-by-year query's (max, max over years with >= 1%, weighted mean)."""
+    import numpy as np
+
+    from disclosure_control.evaluate.utility import group_distribution_error
+
+    if not {"yearOfRegistration", "CountryOfExploitation"} <= set(training.columns):
+        return float("nan"), float("nan"), float("nan")
+    errors, weights = group_distribution_error(
+        training, synthetic, "yearOfRegistration", "CountryOfExploitation"
+    )
+    large = weights >= 0.01 * weights.sum()
+    return (
+        float(errors.max()),
+        float(errors[large].max()),
+        float(np.average(errors, weights=weights)),
+    )
 
 
 def _scores(
     training: Any, synthetic: Any, columns: list[str], columns_25: list[str], label: str
 ) -> str:
-    """Return one table row: TVDs, fabrication, and (for every column) the 3-way TVD on 25."""
+    """Return one table row: TVDs, fabrication, the country-by-year query's error, 3-way on 25."""
     from disclosure_control.evaluate import evaluate_utility
 
     utility = evaluate_utility(
@@ -352,6 +502,7 @@ def _scores(
     fabricated = {c.length: c.fabricated_share for c in utility.combinations}
     line = "".join(f"{s.mean:>8.4f}" for s in tvd) + f"{tvd[2].max:>8.4f}"
     line += f"{fabricated.get(2, float('nan')):>7.3f}{fabricated.get(3, float('nan')):>7.3f}"
+    line += "".join(f"{q:>7.3f}" for q in _country_by_year(training, synthetic))
     if label == "25":
         return line + f"{'':>9}"
     on_25 = evaluate_utility(training, synthetic, columns_25, n_three_way=300, queries=())

@@ -304,7 +304,7 @@ class QueryResult:
     n_groups: int = 0
 
 
-def _group_distribution_error(
+def group_distribution_error(
     real: pd.DataFrame, synthetic: pd.DataFrame, group_by: str, target: str
 ) -> tuple[FloatArray, FloatArray]:
     """Return per-group total variation of one target's distribution, and the group weights."""
@@ -357,7 +357,7 @@ def analyst_query_errors(
         weights: list[FloatArray] = []
         for target in targets:
             if query.kind == "distribution":
-                error, weight = _group_distribution_error(
+                error, weight = group_distribution_error(
                     real_part, synthetic_part, query.group_by, target
                 )
             else:
