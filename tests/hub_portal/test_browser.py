@@ -297,4 +297,18 @@ def test_board_members_sign_in_with_a_code_and_their_approvals_publish_a_candida
     assert [r["id"] for r in listed] == [release_id]
     shown = requests.get(f"{live_hub.url}/v1/releases/{release_id}", timeout=30).json()
     assert shown["retracted_at"] is None and len(shown["files"]) > 20
+    # The public, signed out, meets the release on its page, charts drawn.
+    public = browser.new_context(base_url=live_hub.url, locale="en-GB")
+    public.set_default_timeout(WAIT_MS)
+    page = public.new_page()
+    page.goto("/releases")
+    page.locator(f"a[href$='/releases/{release_id}']").first.click()
+    expect(page).to_have_url(re.compile(f"/releases/{release_id}$"))
+    expect(page.locator("svg#chart-dp-counts_by_year")).to_be_visible()
+    assert (
+        page.locator("svg#chart-dp-counts_by_year rect, svg#chart-dp-counts_by_year path").count()
+        > 0
+    )
+    found += _serious(page)
+    public.close()
     assert found == []
