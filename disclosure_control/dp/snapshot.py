@@ -24,6 +24,7 @@ import polars as pl
 
 from disclosure_control.dp.plan import polars_dtype
 from disclosure_control.dp.spec import Field
+from disclosure_control.person import draws, person_keys
 
 __all__ = ["Snapshot", "SnapshotError", "prepare_records", "remove_stale_images"]
 
@@ -219,6 +220,14 @@ class Snapshot:
     :param spill: ``"memory"`` (default) or ``"tmpfs"`` (an Arrow IPC image in RAM-backed
         tmpfs; refused if ``tmpfs_dir`` is on any other filesystem)
     :param tmpfs_dir: where the tmpfs image goes
+    :param seed: seeds the draw that decides which of a person's records a release bounded to
+        ``c`` records per person keeps (:mod:`disclosure_control.person`); None, the default,
+        draws a fresh seed that is kept nowhere. Every release on this snapshot keeps the
+        same records.
+
+    The records carry two hub-internal columns besides the schema's: each record's person key
+    (:data:`~disclosure_control.person.PERSON_COLUMN`; a record without one is its own person)
+    and its draw. Only a plan for the person as the privacy unit reads them.
 
     >>> schema = {"gender": Field("gender", "string", ("Female", "Male"))}
     >>> with Snapshot(pl.DataFrame({"gender": ["Male", "Female", None]}), schema) as snapshot:
@@ -234,9 +243,13 @@ class Snapshot:
         missing_values: Sequence[str] = ("",),
         spill: Literal["memory", "tmpfs"] = "memory",
         tmpfs_dir: str | os.PathLike[str] = "/dev/shm",  # noqa: S108 -- RAM-backed, checked below
+        seed: int | None = None,
     ) -> None:
         self.schema = dict(schema)
-        self._frame = prepare_records(records, schema, missing_values).rechunk()
+        prepared = prepare_records(records, schema, missing_values)
+        self._frame = prepared.with_columns(
+            person_keys(records), draws(prepared.height, seed)
+        ).rechunk()
         self._path: str | None = None
         if spill == "tmpfs":
             kind = _filesystem_type(Path(tmpfs_dir))
