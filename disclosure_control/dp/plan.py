@@ -284,7 +284,7 @@ def _input(shape: _Shape) -> tuple[Any, Any, pl.LazyFrame]:
             dp.series_domain(DRAW_COLUMN, dp.atom_domain(T=dp.u32)),
         ]
         dtypes |= {PERSON_COLUMN: pl.Int64(), DRAW_COLUMN: pl.UInt32()}
-        metric, _ = dp.unit_of(contributions=RECORD_DISTANCE, identifier=pl.col(PERSON_COLUMN))
+        metric, _ = dp.unit_of(contributions=RECORD_DISTANCE, identifier=PERSON_COLUMN)
     domain = dp.with_margin(
         dp.lazyframe_domain(columns), Margin(by=[], max_length=shape.max_records)
     )

@@ -55,6 +55,7 @@ from disclosure_control.dp import Snapshot as DPSnapshot
 from disclosure_control.dp import release as dp_release
 from disclosure_control.dp.count import noisy_count
 from disclosure_control.evaluate import evaluate_release
+from disclosure_control.person import PERSON_COLUMN, person_keys
 from disclosure_control.sdc import (
     AnonymisationError,
     SafeTable,
@@ -216,7 +217,12 @@ def build_synthetic(
     domain = synthesis_domain(load_schema(), request.columns)
     try:
         # Built (and so checked) before anything is charged; it touches no data yet.
-        synthesizer = MarginalSynthesizer(domain, rho, delta=request.delta)
+        synthesizer = MarginalSynthesizer(
+            domain,
+            rho,
+            delta=request.delta,
+            records_per_person=policy.unit.records_per_person,
+        )
     except ValueError as error:
         raise InvalidInput(str(error)) from None
     snapshot = analysis_snapshot(session, keyring, snapshots)
@@ -224,7 +230,7 @@ def build_synthetic(
         raise InvalidInput("there are no accepted records to synthesise from")
     # The records as CTDC writes them (booleans 1/0, missing empty): the domain's codes.
     coded = format_records(snapshot.records)[list(domain.columns)].reset_index(drop=True)
-    training, control = _split(coded, request.holdout, request.seed)
+    training, control = _split(_with_persons(coded, snapshot), request.holdout, request.seed)
     n_control = len(control)
     session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
 
@@ -278,10 +284,11 @@ def build_synthetic(
     candidate_id = candidate.id
     final = directory / candidate_id
     try:
-        model = synthesizer.fit(training, progress)
+        model = synthesizer.fit(training, progress, seed=request.seed)
         if progress is not None:
             progress("draw and evaluate", 0, 1)
         synthetic = model.sample(request.records, request.seed)
+        training, control = _without_persons(training), _without_persons(control)
         report = evaluate_release(
             training,
             synthetic,
@@ -555,6 +562,7 @@ def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
                 dp_schema,
                 display_delta=policy.privacy.display_delta,
                 rho_range=(min(table.rho, cap) / 2, max(cap, table.rho) * 2),
+                unit=policy.privacy.privacy_unit,
             )
         except (QuerySpecError, ValueError) as error:
             raise InvalidInput(f"release.dp_tables.{table.name}: {error}") from None
@@ -573,6 +581,7 @@ def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
                 shares=BudgetShares(**settings.shares.model_dump()),
                 max_cells=settings.max_cells,
                 max_parents=settings.max_parents,
+                records_per_person=policy.privacy.privacy_unit.records_per_person,
             )
         except ValueError as error:
             raise InvalidInput(f"release.synthetic: {error}") from None
@@ -927,10 +936,12 @@ def _build_artefacts(
     settings = rules.release.synthetic
     if plans.synthesizer is not None and plans.synthetic_domain is not None and settings:
         columns = list(plans.synthetic_domain.columns)
-        training, control = _split(coded[columns], settings.holdout, seed)
-        model = plans.synthesizer.fit(training, progress)
+        with_persons = _with_persons(coded[columns], snapshot)
+        training, control = _split(with_persons, settings.holdout, seed)
+        model = plans.synthesizer.fit(training, progress, seed=seed)
         stage("draw and evaluate", 0, 1)
         synthetic = model.sample(settings.records, seed)
+        training, control = _without_persons(training), _without_persons(control)
         evaluation = evaluate_release(
             training,
             synthetic,
@@ -1028,6 +1039,17 @@ def _linkage_count(snapshot: Snapshot, rules: Policy) -> dict[str, Any] | None:
             "records are taken to stand without them"
         ),
     }
+
+
+def _with_persons(coded: pd.DataFrame, snapshot: Snapshot) -> pd.DataFrame:
+    """Return ``coded`` with each record's hub-internal person key, for the synthesizer to
+    bound each person's records by (it never leaves the fit)."""
+    keys = person_keys(snapshot.records.reset_index(drop=True)).to_numpy()
+    return coded.assign(**{PERSON_COLUMN: keys})
+
+
+def _without_persons(records: pd.DataFrame) -> pd.DataFrame:
+    return records.drop(columns=[PERSON_COLUMN], errors="ignore")
 
 
 def _split(coded: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
