@@ -63,6 +63,7 @@ from disclosure_control.sdc import (
     TablePolicy,
     Tabulation,
     anonymise,
+    class_sizes,
     frequency_table,
     load_hierarchies,
 )
@@ -837,9 +838,10 @@ def _anonymised(
     micro = rules.microdata
     qis = list(micro.quasi_identifiers)
     sensitive = [] if micro.l_diversity is None else list(micro.l_diversity.attributes)
+    carried = [PERSON_COLUMN] if PERSON_COLUMN in coded.columns else []
     try:
         result = anonymise(
-            coded[[*qis, *sensitive]],
+            coded[[*qis, *sensitive, *carried]],
             qis,
             load_hierarchies(HIERARCHIES),
             micro.privacy_model(),
@@ -850,6 +852,15 @@ def _anonymised(
         refusal = CheckResult("anonymisation", "microdata", False, str(error))
         return None, {"refused": str(error)}, [refusal]
     report = result.report
+    data, by_person = _persons_at_least_k(result.data, qis, micro.k)
+    suppressed = report.records_suppressed + by_person
+    if suppressed > micro.max_suppression * report.records_in:
+        reason = (
+            f"{by_person} more records are in classes of fewer than k = {micro.k} persons; "
+            f"suppressing them would remove {suppressed} of {report.records_in} records, more "
+            f"than the {micro.max_suppression:.2%} allowed"
+        )
+        return None, {"refused": reason}, [CheckResult("anonymisation", "microdata", False, reason)]
     summary = {
         "strategy": report.strategy,
         "levels": dict(report.levels),
@@ -862,8 +873,22 @@ def _anonymised(
         "before": _plain(asdict(report.before)),
         "after": _plain(asdict(report.after)),
         "information_loss": dict(report.information_loss),
+        "records_suppressed_for_persons": by_person,
     }
-    return result.data.reset_index(drop=True), summary, []
+    return data.reset_index(drop=True), summary, []
+
+
+def _persons_at_least_k(data: pd.DataFrame, qis: Sequence[str], k: int) -> tuple[pd.DataFrame, int]:
+    """Suppress the records of classes with fewer than ``k`` distinct persons.
+
+    The anonymiser counts records; a class of eleven records of three people is 3-anonymous.
+    Returns the data (keeping the person key, for the candidate's checks) and how many records
+    were suppressed.
+    """
+    if PERSON_COLUMN not in data.columns or data.empty:
+        return data, 0
+    keep = class_sizes(data, list(qis)) >= k
+    return data[keep], int((~keep).sum())
 
 
 def _spend_json(spend: PrivacySpend) -> dict[str, float]:
@@ -903,6 +928,9 @@ def _build_artefacts(
     # The records as CTDC writes them (codes, booleans 1/0, missing empty) with the derived
     # attributes: what the anonymiser, the tables and the synthesizer read.
     coded = with_derived(format_records(snapshot.records).reset_index(drop=True))
+    # The hub-internal person key rides along so that k and risk count persons; it is dropped
+    # from every artefact (the microdata below, the synthesizer's input inside its fit).
+    coded = _with_persons(coded, snapshot)
 
     stage("microdata", 0, 1)
     microdata, anonymisation, refusals = _anonymised(coded, rules)
@@ -936,8 +964,7 @@ def _build_artefacts(
     settings = rules.release.synthetic
     if plans.synthesizer is not None and plans.synthetic_domain is not None and settings:
         columns = list(plans.synthetic_domain.columns)
-        with_persons = _with_persons(coded[columns], snapshot)
-        training, control = _split(with_persons, settings.holdout, seed)
+        training, control = _split(coded[[*columns, PERSON_COLUMN]], settings.holdout, seed)
         model = plans.synthesizer.fit(training, progress, seed=seed)
         stage("draw and evaluate", 0, 1)
         synthetic = model.sample(settings.records, seed)
@@ -989,6 +1016,8 @@ def _build_artefacts(
         )
     checks = CandidateReport((*checked.results, *extra))
     stage("checks", 1, 1)
+    if microdata is not None:
+        microdata = _without_persons(microdata)
     return BuiltRelease(
         microdata,
         safe,
