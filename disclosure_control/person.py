@@ -33,6 +33,7 @@ __all__ = [
     "PrivacyUnit",
     "bound_contributions",
     "draws",
+    "kept_by_draw",
     "person_keys",
 ]
 
@@ -126,6 +127,22 @@ def draws(height: int, seed: int | None = None) -> pl.Series:
     return pl.Series(DRAW_COLUMN, rng.permutation(height), dtype=pl.UInt32)
 
 
+def kept_by_draw(records_per_person: int, person: str, draw: str) -> pl.Expr:
+    """Return the rule that keeps ``records_per_person`` records of each person, by their draw.
+
+    It is OpenDP's own truncation (``truncate_per_group(c, keep=SortBy(draw))``):
+    ``int_range(len).sort_by(draw).over(person) < c``. Sorting positions by a random permutation
+    gives a random permutation, so each person keeps a uniformly random c-subset (at most all)
+    of their records. The DP query plan and :func:`bound_contributions` both use it, so a query
+    and a synthesizer given the same seed keep the same records.
+
+    :param records_per_person: ``c``
+    :param person: the person key column
+    :param draw: the draw column
+    """
+    return pl.int_range(pl.len()).sort_by(pl.col(draw)).over(person) < records_per_person
+
+
 def bound_contributions(
     frame: pl.DataFrame, records_per_person: int | None, seed: int | None = None
 ) -> pl.DataFrame:
@@ -149,5 +166,5 @@ def bound_contributions(
     PrivacyUnit(records_per_person)
     keys = person_keys(frame).alias("__person")
     ranked = frame.with_columns(keys, draws(frame.height, seed).alias("__draw"))
-    kept = ranked.filter(pl.col("__draw").rank("ordinal").over("__person") <= records_per_person)
+    kept = ranked.filter(kept_by_draw(records_per_person, "__person", "__draw"))
     return kept.drop("__person", "__draw")

@@ -48,7 +48,13 @@ from disclosure_control.dp.spec import (
     SpendOutOfRange,
     validate_spec,
 )
-from disclosure_control.person import CASE_RECORD, DRAW_COLUMN, PERSON_COLUMN, PrivacyUnit
+from disclosure_control.person import (
+    CASE_RECORD,
+    DRAW_COLUMN,
+    PERSON_COLUMN,
+    PrivacyUnit,
+    kept_by_draw,
+)
 
 dp.enable_features("contrib")
 
@@ -200,6 +206,10 @@ def _used_fields(spec: QuerySpec, schema: Mapping[str, Field]) -> tuple[Field, .
     names = [*spec.group_by, *(condition.field for condition in spec.filters)]
     if spec.measure.field is not None:
         names.append(spec.measure.field)
+    if not names and schema:
+        # A frame of no columns has no rows in Polars: a total count reads one column (any;
+        # a count does not look at its values) so that OpenDP sees every record.
+        names.append(next(iter(schema)))
     return tuple(schema[name] for name in dict.fromkeys(names))
 
 
@@ -293,8 +303,7 @@ def _input(shape: _Shape) -> tuple[Any, Any, pl.LazyFrame]:
         # OpenDP's truncation (its ``truncate_per_group(c, keep=SortBy(draw))``), written out
         # because the plan is built on a plain LazyFrame: each person keeps c of their records,
         # before any filter, so every query on a snapshot measures the same bounded records.
-        kept = pl.int_range(pl.len()).sort_by(pl.col(DRAW_COLUMN)).over(PERSON_COLUMN) < c
-        frame = frame.filter(kept)
+        frame = frame.filter(kept_by_draw(c, PERSON_COLUMN, DRAW_COLUMN))
     return domain, metric, frame
 
 
