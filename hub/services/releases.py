@@ -873,7 +873,7 @@ def _anonymised(
         "before": _plain(asdict(report.before)),
         "after": _plain(asdict(report.after)),
         "information_loss": dict(report.information_loss),
-        "records_suppressed_for_persons": by_person,
+        "records_suppressed_in_classes_of_fewer_than_k_people": by_person,
     }
     return data.reset_index(drop=True), summary, []
 

@@ -47,8 +47,11 @@ def test_preview_states_spend_and_accuracy_and_charges_nothing(
     assert body["spend"]["epsilon"] > body["spend"]["rho"]
     assert body["cells"] == 4  # three gender codes and "missing"
     (statistic,) = body["statistics"]
-    # Discrete Gaussian with sigma = 1/sqrt(2 rho) = sqrt(10): 95% half-width near 1.96 sigma.
-    assert 1.9 * 10**0.5 <= statistic["half_width"] <= 2.1 * 10**0.5 + 1
+    # The default policy's unit is one person with up to 3 records, who may all fall in one
+    # cell: a discrete Gaussian with sigma = 3/sqrt(2 rho) = 3 sqrt(10); 95% half-width near
+    # 1.96 sigma.
+    assert body["privacy_unit"] == "one person, up to 3 records"
+    assert 1.9 * 3 * 10**0.5 <= statistic["half_width"] <= 2.1 * 3 * 10**0.5 + 1
     assert body["fits"] is True
     assert spent(db_session, researcher.principal_id) == (Fraction(0), Fraction(0), 0)
     budget = client.get("/v1/budget", headers=researcher.headers).get_json()

@@ -333,7 +333,11 @@ def test_the_quorum_publishes_an_immutable_release(
     gender = next(f for f in micro["schema"]["fields"] if f["name"] == "gender")
     assert gender["title"] and gender["description"]  # from the record schema
     dp = names["dp-counts_by_year"]["ctdhub:privacy"]
-    assert dp["privacy_unit"] == "case record" and dp["rho"] == 0.005 and dp["epsilon"] > 0
+    assert (
+        dp["privacy_unit"] == "one person, up to 3 records"
+        and dp["rho"] == 0.005
+        and dp["epsilon"] > 0
+    )
     table = names["tables-by_year"]["ctdhub:privacy"]
     assert table["guarantee"] == "suppressed below 11" and "suppressed" in table
     notes = (root / publication.NOTES).read_text()
