@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from disclosure_control.person import PERSON_COLUMN
+from disclosure_control.sdc import TablePolicy, frequency_table
 from disclosure_control.sdc.measures import class_sizes, k_anonymity, reidentification_risk
 from policies.checks import check_microdata
 from policies.document import Microdata, RecordFields
@@ -63,3 +64,14 @@ def test_class_sizes_match_a_pandas_count_of_distinct_persons(
     frame = pd.DataFrame(rows, columns=["g", PERSON_COLUMN]).astype({"g": str})
     expected = frame.groupby("g")[PERSON_COLUMN].transform("nunique").to_numpy()
     assert np.array_equal(class_sizes(frame, ["g"]), expected)
+
+
+def test_a_table_cell_of_11_records_from_3_people_is_below_a_threshold_of_11() -> None:
+    frame = duplicated_class()
+    table = frequency_table(frame, ["gender"], TablePolicy(threshold=11))
+    status = dict(zip(table.cells["gender"], table.cells["status"].astype(str), strict=True))
+    assert status["Female"] != "published" and status["Male"] != "published"  # hidden by it
+    assert table.cells["value"].isna().sum() >= 2
+    # Without the key the same records are 11 people in each cell: every cell is published.
+    plain = frequency_table(frame.drop(columns=PERSON_COLUMN), ["gender"], TablePolicy(11))
+    assert set(plain.cells["status"].astype(str)) == {"published"}
