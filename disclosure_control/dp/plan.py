@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from itertools import product
 from typing import Any, Literal, cast
@@ -358,7 +359,20 @@ def _calibrate(shape: _Shape, rho: float) -> tuple[Measurement, float, int | Non
     """Return the measurement spending at most ``rho``, its global scale and threshold."""
     approximate = _is_approximate(shape)
     tuning_threshold = _NO_THRESHOLD if approximate else None
-    scale = scale_for_loss(lambda s: _loss(_make(shape, s, tuning_threshold))[0], rho)
+
+    def loss(s: float) -> float:
+        return _loss(_make(shape, s, tuning_threshold))[0]
+
+    scale = scale_for_loss(loss, rho)
+    written = Fraction(repr(rho))
+    for nudge in (0.0, 2.0**-50, 2.0**-48, 2.0**-46, 2.0**-44):
+        # A rho written in decimal (0.2) is a float a hair above it; the ledger compares the
+        # charge with caps written in decimal, exactly: stay within the decimal too.
+        if Fraction(loss(scale * (1 + nudge))) <= written:
+            scale *= 1 + nudge
+            break
+    else:
+        scale = scale_for_loss(loss, math.nextafter(rho, 0.0))
     measurement = _make(shape, scale, tuning_threshold)
     if not approximate:
         return measurement, scale, None

@@ -185,7 +185,8 @@ def test_the_dataset_cap_binds_every_researcher_together(
     hub = make_hub(DP_DATASET_RHO_CAP="0.3", DP_RESEARCHER_RHO_ALLOWANCE="0.2")
     one, two = make_researcher("University"), make_researcher("Institute")
     spec = {**GENDER_COUNT, "spend": {"rho": 0.2}}
-    assert hub.post("/v1/queries", json=spec, headers=one.headers).status_code == 201
+    first = hub.post("/v1/queries", json=spec, headers=one.headers)
+    assert first.status_code == 201, first.get_json()
     refused = hub.post("/v1/queries", json=spec, headers=two.headers)
     assert refused.status_code == 409
     assert refused.get_json()["ledger"] == "dataset"
