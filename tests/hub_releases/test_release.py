@@ -338,7 +338,7 @@ def test_the_quorum_publishes_an_immutable_release(
     dp = names["dp-counts_by_year"]["ctdhub:privacy"]
     assert (
         dp["privacy_unit"] == "one person, up to 3 records"
-        and dp["rho"] == 0.005
+        and 0.005 * (1 - 1e-12) <= dp["rho"] <= 0.005  # OpenDP's charge for one person
         and dp["epsilon"] > 0
     )
     table = names["tables-by_year"]["ctdhub:privacy"]
