@@ -8,6 +8,7 @@ figure and the microdata's k, and must never leave the hub.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zipfile
 from typing import Any
@@ -48,9 +49,7 @@ def linked(*args: Any, **kwargs: Any) -> Snapshot:
     pairs = min(n, 300)
     keys[:pairs] = np.arange(pairs) // 2
     keys[pairs : pairs + 30] = np.arange(min(30, max(n - pairs, 0)))
-    return Snapshot(
-        snapshot.snapshot_id, snapshot.batch_ids, snapshot.records.assign(**{PERSON_COLUMN: keys})
-    )
+    return dataclasses.replace(snapshot, records=snapshot.records.assign(**{PERSON_COLUMN: keys}))
 
 
 @pytest.fixture
