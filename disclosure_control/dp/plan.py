@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
 from itertools import product
 from typing import Any, Literal, cast
@@ -354,22 +353,6 @@ def _loss(measurement: Measurement) -> tuple[float, float]:
     return float(loss), 0.0
 
 
-def _within_decimal(loss: Any, scale: float, rho: float) -> float:
-    """Return ``scale``, nudged up by a few units in the last place if need be, so that its
-    loss stays within the decimal ``rho`` was written as.
-
-    A rho written in decimal (0.2) is a float a hair above it, and the ledger compares charges
-    with caps written in decimal, exactly: a researcher asking for all of an allowance of 0.2
-    would be refused by that hair. Only person-level plans with c > 1 are nudged: at c = 1 and
-    for the case record, the scales stay exactly what they have been.
-    """
-    written = Fraction(repr(rho))
-    for nudge in (0.0, 2.0**-50, 2.0**-48, 2.0**-46, 2.0**-44):
-        if Fraction(loss(scale * (1 + nudge))) <= written:
-            return scale * (1 + nudge)
-    return scale_for_loss(loss, math.nextafter(rho, 0.0))
-
-
 @lru_cache(maxsize=256)
 def _calibrate(shape: _Shape, rho: float) -> tuple[Measurement, float, int | None]:
     """Return the measurement spending at most ``rho``, its global scale and threshold."""
@@ -380,8 +363,6 @@ def _calibrate(shape: _Shape, rho: float) -> tuple[Measurement, float, int | Non
         return _loss(_make(shape, s, tuning_threshold))[0]
 
     scale = scale_for_loss(loss, rho)
-    if (shape.unit.records_per_person or 1) > 1:
-        scale = _within_decimal(loss, scale, rho)
     measurement = _make(shape, scale, tuning_threshold)
     if not approximate:
         return measurement, scale, None

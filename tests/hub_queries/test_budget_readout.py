@@ -40,16 +40,12 @@ def test_a_charge_reads_exactly_in_spent_and_remaining(
 ) -> None:
     spec = {"measure": {"kind": "count"}, "group_by": ["gender"], "spend": {"rho": 0.01}}
     answer = client.post("/v1/queries", json=spec, headers=researcher.headers).get_json()
-    # OpenDP's charge for one person of up to 3 records, within the decimal 0.01 asked.
-    charge = Fraction(answer["spend"]["rho_exact"])
-    assert Fraction(1, 100) * (1 - Fraction(1, 10**12)) <= charge <= Fraction(1, 100)
-    assert answer["spend"]["rho_exact"] == ledger.decimal_text(charge)
+    assert answer["spend"]["rho_exact"] == ledger.decimal_text(Fraction(0.01))
     assert answer["spend"]["delta_exact"] == "0.000001"
     budget = client.get("/v1/budget", headers=researcher.headers).get_json()["researcher"]
-    assert Fraction(budget["spent"]["rho_exact"]) == charge
-    assert Fraction(budget["remaining"]["rho_exact"]) == ALLOWANCE_RHO - charge
-    assert budget["spent"]["rho"] == float(charge)
-    assert budget["remaining"]["rho"] == float(ALLOWANCE_RHO - charge)
+    assert Fraction(budget["spent"]["rho_exact"]) == Fraction(0.01)
+    assert Fraction(budget["remaining"]["rho_exact"]) == ALLOWANCE_RHO - Fraction(0.01)
+    assert budget["spent"]["rho"] == 0.01 and budget["remaining"]["rho"] == 0.24
 
 
 def test_the_dataset_remaining_delta_changes_with_every_spend(
