@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from disclosure_control.dp.accounting import PrivacySpend, check_charge, compose
+from disclosure_control.person import PERSON_COLUMN, person_keys
 from disclosure_control.sdc import SafeTable, TableError, Tabulation, check_differencing
 from disclosure_control.sdc.differencing import check_suppression
 from policies.document import Microdata, Policy, Privacy, Release, Tables
@@ -104,8 +105,17 @@ class CandidateReport:
 
 
 def _class_sizes(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """Return the size of every equivalence class (a missing value is a value of its own)."""
-    return frame.groupby(list(columns), dropna=False, sort=False, observed=True).size()
+    """Return the size of every equivalence class (a missing value is a value of its own).
+
+    With the hub-internal person key among the columns, a class's size is its number of
+    distinct persons (a record without a key is its own person), as ``disclosure_control.sdc``
+    counts them.
+    """
+    if PERSON_COLUMN not in frame.columns:
+        return frame.groupby(list(columns), dropna=False, sort=False, observed=True).size()
+    keyed = frame[list(columns)].assign(**{PERSON_COLUMN: person_keys(frame).to_numpy()})
+    grouped = keyed.groupby(list(columns), dropna=False, sort=False, observed=True)
+    return grouped[PERSON_COLUMN].nunique()
 
 
 def _diversity(frame: pd.DataFrame, columns: Sequence[str], sensitive: str, kind: str) -> pd.Series:
@@ -123,7 +133,8 @@ def check_microdata(frame: pd.DataFrame, microdata: Microdata) -> list[CheckResu
     """Check k-anonymous microdata against the policy's k, l and record-risk rules.
 
     :param frame: the microdata as it would be published (generalised, suppressed records
-        removed); derived sensitive attributes must be columns of it.
+        removed); derived sensitive attributes must be columns of it. With the hub-internal
+        person key as a column too, k and the record risk count distinct persons per class.
     :param microdata: the policy's microdata rules.
 
     >>> from policies.document import Microdata, RecordFields
@@ -148,7 +159,7 @@ def check_microdata(frame: pd.DataFrame, microdata: Microdata) -> list[CheckResu
     if len(frame) == 0:
         return [CheckResult("k_anonymity", subject, False, "the microdata holds no records")]
     sizes = _class_sizes(frame, qis)
-    results = [_k_result(sizes, microdata.k)]
+    results = [_k_result(sizes, microdata.k, "persons" if PERSON_COLUMN in frame else "records")]
     if microdata.l_diversity is not None:
         rule = microdata.l_diversity
         for attribute in rule.attributes:
@@ -207,7 +218,7 @@ def _recursive_result(
     return CheckResult("l_diversity", "microdata", True, reason, figures)
 
 
-def _k_result(sizes: pd.Series, k: int) -> CheckResult:
+def _k_result(sizes: pd.Series, k: int, members: str = "records") -> CheckResult:
     small = sizes[sizes < k]
     smallest = int(sizes.min())
     figures = {
@@ -219,11 +230,11 @@ def _k_result(sizes: pd.Series, k: int) -> CheckResult:
     }
     if len(small):
         reason = (
-            f"the smallest equivalence class has {smallest} records, under k = {k}"
-            f" ({len(small)} of {len(sizes)} classes, {int(small.sum())} records)"
+            f"the smallest equivalence class has {smallest} {members}, under k = {k}"
+            f" ({len(small)} of {len(sizes)} classes, {int(small.sum())} {members})"
         )
         return CheckResult("k_anonymity", "microdata", False, reason, figures)
-    reason = f"every one of {len(sizes)} classes has at least k = {k} records"
+    reason = f"every one of {len(sizes)} classes has at least k = {k} {members}"
     return CheckResult("k_anonymity", "microdata", True, reason, figures)
 
 

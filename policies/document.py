@@ -40,6 +40,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from disclosure_control.dp.accounting import PrivacySpend, compose, to_epsilon_delta
+from disclosure_control.person import MAX_RECORDS_PER_PERSON, PrivacyUnit
 from disclosure_control.sdc import PrivacyModel, TablePolicy
 
 __all__ = [
@@ -430,16 +431,42 @@ class Budget(_Section):
 class Privacy(_Section):
     """The dataset's privacy ledger: unit, cap and allowances.
 
-    :param unit: the privacy unit (one case record).
+    :param unit: the privacy unit: ``person`` (one survivor, however many records of theirs
+        the partners hold, as record linkage finds them) or ``case record`` (each record its
+        own person: a person with k records is then protected only by group privacy).
+    :param records_per_person: ``c``, with the unit ``person`` (and only with it): DP queries
+        and releases count at most c records of one person, dropping the rest by a seeded
+        draw, and every noise scale is sized for one person with up to c records (the noise's
+        standard deviation grows c-fold at the same rho). At c = 1 the scales are the case
+        record's.
     :param display_delta: the delta at which rho is shown as epsilon (display only).
     :param dataset_cap: what every release and query together may spend.
     :param researcher_allowance: what each researcher may spend, inside the cap.
     """
 
-    unit: Literal["case record"] = "case record"
+    unit: Literal["person", "case record"] = "case record"
+    records_per_person: (
+        Annotated[int, Field(strict=True, ge=1, le=MAX_RECORDS_PER_PERSON)] | None
+    ) = None
     display_delta: Annotated[float, Field(strict=True, gt=0, lt=1, allow_inf_nan=False)]
     dataset_cap: Budget
     researcher_allowance: Budget
+
+    @model_validator(mode="after")
+    def _bound_with_person(self) -> Privacy:
+        if (self.unit == "person") != (self.records_per_person is not None):
+            raise PydanticCustomError(
+                "records_per_person",
+                "privacy.records_per_person is set with unit person, and only with it "
+                "(unit: {unit})",
+                {"unit": self.unit},
+            )
+        return self
+
+    @property
+    def privacy_unit(self) -> PrivacyUnit:
+        """Return the unit as the DP code takes it (with its description in words)."""
+        return PrivacyUnit(self.records_per_person)
 
     @model_validator(mode="after")
     def _allowance_within_cap(self) -> Privacy:

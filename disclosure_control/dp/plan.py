@@ -5,6 +5,18 @@ about a thousand times per release. Here the scale comes from the inverse-square
 mechanism we use obeys (rho(scale) = rho(1) / scale**2: Gaussian noise and the exponential
 mechanism alike), then OpenDP's own privacy map checks it; the result is cached by query
 shape, so a repeated query of the same shape builds nothing.
+
+When the privacy unit is a person with up to ``c`` records, the measurement is OpenDP's own:
+its input metric is ``symmetric_id_distance`` on the snapshot's person key (what
+``dp.unit_of(contributions=1, identifier=...)`` names), and the query begins with OpenDP's
+truncation to ``c`` records per person, kept in the order of the snapshot's seeded draw, so
+OpenDP derives every sensitivity and noise scale for one person. At ``c = 1`` its map equals the
+case record's exactly. Traps found in OpenDP 0.16: a null identifier is one identifier (every
+unlinked record would be one "person"), so the snapshot gives each its own key; truncation by
+``rank`` is refused ("rank must be dense"), so the rule is OpenDP's ``keep=SortBy`` form,
+``int_range(len).sort_by(draw).over(person) < c``, which keeps a uniformly random c-subset of a
+person's records because the draws are a random permutation; and a query on an
+identifier-metric frame without truncation is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +48,13 @@ from disclosure_control.dp.spec import (
     SpendOutOfRange,
     validate_spec,
 )
+from disclosure_control.person import (
+    CASE_RECORD,
+    DRAW_COLUMN,
+    PERSON_COLUMN,
+    PrivacyUnit,
+    kept_by_draw,
+)
 
 dp.enable_features("contrib")
 
@@ -54,7 +73,9 @@ __all__ = [
 ]
 
 RECORD_DISTANCE = 1
-"""Neighbouring snapshots differ by adding or removing one case record (symmetric distance 1)."""
+"""Neighbouring snapshots differ by adding or removing one privacy unit: one case record
+(symmetric distance 1) or, under the person as the unit, one person with all their records
+(symmetric distance 1 over person keys)."""
 MAX_RECORDS = 10_000_000
 """Public upper bound on a snapshot's size (OpenDP needs one to bound sums without overflow)."""
 MAX_CELLS = 200_000
@@ -151,6 +172,7 @@ class QueryPlan:
     :param global_scale: OpenDP's scale, multiplied by each statistic's sensitivity
     :param preview: cost and accuracy
     :param max_records: the public bound on snapshot size the measurement was built for
+    :param unit: the privacy unit the spend protects
     """
 
     spec: QuerySpec
@@ -160,11 +182,13 @@ class QueryPlan:
     global_scale: float
     preview: Preview
     max_records: int = MAX_RECORDS
+    unit: PrivacyUnit = CASE_RECORD
 
     @property
     def columns(self) -> tuple[str, ...]:
         """Return the snapshot columns the measurement reads."""
-        return tuple(item.name for item in self.fields)
+        names = tuple(item.name for item in self.fields)
+        return (*names, PERSON_COLUMN, DRAW_COLUMN) if self.unit.bounded else names
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +199,17 @@ class _Shape:
     fields: tuple[Field, ...]
     max_records: int
     rho_range: tuple[float, float] = RHO_RANGE
+    unit: PrivacyUnit = CASE_RECORD
 
 
 def _used_fields(spec: QuerySpec, schema: Mapping[str, Field]) -> tuple[Field, ...]:
     names = [*spec.group_by, *(condition.field for condition in spec.filters)]
     if spec.measure.field is not None:
         names.append(spec.measure.field)
+    if not names and schema:
+        # A frame of no columns has no rows in Polars: a total count reads one column (any;
+        # a count does not look at its values) so that OpenDP sees every record.
+        names.append(next(iter(schema)))
     return tuple(schema[name] for name in dict.fromkeys(names))
 
 
@@ -253,16 +282,37 @@ def _public_keys(spec: QuerySpec, schema: Mapping[str, Field]) -> pl.DataFrame |
     )
 
 
+def _input(shape: _Shape) -> tuple[Any, Any, pl.LazyFrame]:
+    """Return OpenDP's input domain and metric, and the input frame bounded per privacy unit."""
+    columns = [_series_domain(item) for item in shape.fields]
+    dtypes: dict[str, pl.DataType] = {item.name: polars_dtype(item) for item in shape.fields}
+    metric: Any = dp.symmetric_distance()
+    c = shape.unit.records_per_person
+    if c is not None:
+        columns += [
+            dp.series_domain(PERSON_COLUMN, dp.atom_domain(T=dp.i64)),
+            dp.series_domain(DRAW_COLUMN, dp.atom_domain(T=dp.u32)),
+        ]
+        dtypes |= {PERSON_COLUMN: pl.Int64(), DRAW_COLUMN: pl.UInt32()}
+        metric, _ = dp.unit_of(contributions=RECORD_DISTANCE, identifier=PERSON_COLUMN)
+    domain = dp.with_margin(
+        dp.lazyframe_domain(columns), Margin(by=[], max_length=shape.max_records)
+    )
+    frame = pl.LazyFrame(schema=dtypes)
+    if c is not None:
+        # OpenDP's truncation (its ``truncate_per_group(c, keep=SortBy(draw))``), written out
+        # because the plan is built on a plain LazyFrame: each person keeps c of their records,
+        # before any filter, so every query on a snapshot measures the same bounded records.
+        frame = frame.filter(kept_by_draw(c, PERSON_COLUMN, DRAW_COLUMN))
+    return domain, metric, frame
+
+
 @lru_cache(maxsize=256)
 def _build(shape: _Shape) -> tuple[Any, pl.LazyFrame, pl.DataFrame | None, Any]:
     """Return OpenDP's input domain, the query LazyFrame, the public keys and output measure."""
     schema = {item.name: item for item in shape.fields}
     spec = shape.spec
-    domain = dp.with_margin(
-        dp.lazyframe_domain([_series_domain(item) for item in shape.fields]),
-        Margin(by=[], max_length=shape.max_records),
-    )
-    frame = pl.LazyFrame(schema={item.name: polars_dtype(item) for item in shape.fields})
+    domain, _, frame = _input(shape)
     condition = _filter_expression(spec)
     if condition is not None:
         frame = frame.filter(condition)
@@ -285,13 +335,18 @@ def _build(shape: _Shape) -> tuple[Any, pl.LazyFrame, pl.DataFrame | None, Any]:
 
 def _make(shape: _Shape, scale: float, threshold: int | None) -> Measurement:
     domain, plan, _, measure = _build(shape)
+    metric = _input(shape)[1]
     return dp.m.make_private_lazyframe(
-        domain, dp.symmetric_distance(), measure, plan, global_scale=scale, threshold=threshold
+        domain, metric, measure, plan, global_scale=scale, threshold=threshold
     )
 
 
 def _loss(measurement: Measurement) -> tuple[float, float]:
-    """Return (rho, delta) that ``measurement`` spends on neighbouring snapshots."""
+    """Return (rho, delta) that ``measurement`` spends on neighbouring snapshots.
+
+    One unit either way: one record (symmetric distance) or one person (symmetric distance
+    over person keys).
+    """
     loss = measurement.map(RECORD_DISTANCE)  # type: ignore[no-untyped-call]  # opendp: untyped
     if isinstance(loss, tuple):
         return float(loss[0]), float(loss[1])
@@ -303,19 +358,24 @@ def _calibrate(shape: _Shape, rho: float) -> tuple[Measurement, float, int | Non
     """Return the measurement spending at most ``rho``, its global scale and threshold."""
     approximate = _is_approximate(shape)
     tuning_threshold = _NO_THRESHOLD if approximate else None
-    scale = scale_for_loss(lambda s: _loss(_make(shape, s, tuning_threshold))[0], rho)
+
+    def loss(s: float) -> float:
+        return _loss(_make(shape, s, tuning_threshold))[0]
+
+    scale = scale_for_loss(loss, rho)
     measurement = _make(shape, scale, tuning_threshold)
     if not approximate:
         return measurement, scale, None
     delta = shape.spec.key_selection_delta
-    # OpenDP wants a threshold > 1; delta falls as the threshold rises: find the lowest
-    # threshold within the delta budget.
+    # OpenDP wants a threshold above what one unit adds to a cell (1 record, or c records of
+    # one person); delta falls as the threshold rises: find the lowest within the budget.
+    lowest = (shape.unit.records_per_person or 1) + 1
 
     def fits(threshold: int) -> bool:
         return _loss(_make(shape, scale, threshold))[1] <= delta
 
     try:
-        high = 2 if fits(2) else search(fits, 2, 2**31 - 1)
+        high = lowest if fits(lowest) else search(fits, lowest, 2**31 - 1)
     except CalibrationError:
         raise QuerySpecError(
             "key_selection_delta",
@@ -424,6 +484,7 @@ def plan_query(
     max_records: int = MAX_RECORDS,
     display_delta: float = DISPLAY_DELTA,
     rho_range: tuple[float, float] = RHO_RANGE,
+    unit: PrivacyUnit = CASE_RECORD,
 ) -> QueryPlan:
     """Validate ``spec`` and return its calibrated measurement with cost and accuracy.
 
@@ -435,6 +496,8 @@ def plan_query(
     :param max_records: public upper bound on the snapshot's size
     :param display_delta: the delta at which epsilon is shown
     :param rho_range: the smallest and largest rho one query may spend, inclusive
+    :param unit: the privacy unit: one case record (the default) or one person with up to
+        ``c`` records, each person's records beyond ``c`` dropped before measuring
     :raises SpendOutOfRange: if the spend, converted to rho, is outside ``rho_range``
 
     >>> from disclosure_control.dp.spec import Measure, SpendRequest
@@ -453,6 +516,7 @@ def plan_query(
         fields=_used_fields(spec, schema),
         max_records=max_records,
         rho_range=(low, high),
+        unit=unit,
     )
     return _plan(shape, display_delta)
 
@@ -493,4 +557,5 @@ def _plan(shape: _Shape, display_delta: float) -> QueryPlan:
         global_scale=scale,
         preview=preview,
         max_records=shape.max_records,
+        unit=shape.unit,
     )

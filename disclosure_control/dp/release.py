@@ -12,6 +12,7 @@ from disclosure_control.dp.plan import CONFIDENCE, QueryPlan, Statistic
 from disclosure_control.dp.postprocess import nonnegative_integer_counts
 from disclosure_control.dp.snapshot import Snapshot
 from disclosure_control.dp.spec import Code
+from disclosure_control.person import CASE_RECORD, PrivacyUnit
 
 __all__ = ["Cell", "Release", "mean_interval", "release"]
 
@@ -47,6 +48,7 @@ class Release:
     :param delta: conversion delta plus key selection's delta
     :param statistics: the noise on each released statistic
     :param post_processed: whether counts were made non-negative integers with a kept total
+    :param unit: the privacy unit the spend protects (``unit.description`` says it in words)
     """
 
     group_by: tuple[str, ...]
@@ -58,6 +60,7 @@ class Release:
     delta: float
     statistics: tuple[Statistic, ...]
     post_processed: bool
+    unit: PrivacyUnit = CASE_RECORD
 
 
 def _half_width(statistic: Statistic, alpha: float) -> float:
@@ -198,4 +201,5 @@ def release(plan: QueryPlan, snapshot: Snapshot, *, nonnegative_counts: bool = F
         delta=preview.delta,
         statistics=preview.statistics,
         post_processed=nonnegative_counts,
+        unit=plan.unit,
     )

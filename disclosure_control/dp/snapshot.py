@@ -12,6 +12,7 @@ image to a RAM-backed tmpfs (refused anywhere else), readable only by this user 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,11 +20,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
 from disclosure_control.dp.plan import polars_dtype
 from disclosure_control.dp.spec import Field
+from disclosure_control.person import DRAW_COLUMN, PERSON_COLUMN, draws, person_keys
 
 __all__ = ["Snapshot", "SnapshotError", "on_tmpfs", "prepare_records", "remove_stale_images"]
 
@@ -53,6 +56,24 @@ class SnapshotError(ValueError):
         self.field = field
         self.rows = tuple(rows)
         self.reason = reason
+
+
+def _part_person_keys(part: pl.DataFrame | pd.DataFrame, start: int) -> pl.Series:
+    # A part without keys: each record its own person, numbered across all parts.
+    if PERSON_COLUMN not in part.columns:
+        return (person_keys(part) + start).alias(PERSON_COLUMN)
+    column = part[PERSON_COLUMN]
+    missing = column.isna().any() if isinstance(column, pd.Series) else column.null_count() > 0
+    if missing:
+        raise ValueError("every record of a part-by-part snapshot needs its person key")
+    return person_keys(part)
+
+
+def _part_draws(height: int, rng: np.random.Generator) -> pl.Series:
+    # Independent uniform draws: across parts no permutation of the whole is known in advance,
+    # and a tie between two records of one person (odds about c^2 / 2^33) only decides which
+    # of the two is kept by position, never by a record's value.
+    return pl.Series(DRAW_COLUMN, rng.integers(0, 2**32, size=height, dtype=np.uint32))
 
 
 def _offending_rows(frame: pl.DataFrame, bad: pl.Expr) -> list[int]:
@@ -250,6 +271,14 @@ class Snapshot:
     :param spill: ``"memory"`` (default) or ``"tmpfs"`` (an Arrow IPC image in RAM-backed
         tmpfs; refused if ``tmpfs_dir`` is on any other filesystem)
     :param tmpfs_dir: where the tmpfs image goes
+    :param seed: seeds the draw that decides which of a person's records a release bounded to
+        ``c`` records per person keeps (:mod:`disclosure_control.person`); None, the default,
+        draws a fresh seed that is kept nowhere. Every release on this snapshot keeps the
+        same records.
+
+    The records carry two hub-internal columns besides the schema's: each record's person key
+    (:data:`~disclosure_control.person.PERSON_COLUMN`; a record without one is its own person)
+    and its draw. Only a plan for the person as the privacy unit reads them.
 
     >>> schema = {"gender": Field("gender", "string", ("Female", "Male"))}
     >>> with Snapshot(pl.DataFrame({"gender": ["Male", "Female", None]}), schema) as snapshot:
@@ -265,13 +294,16 @@ class Snapshot:
         missing_values: Sequence[str] = ("",),
         spill: Literal["memory", "tmpfs"] = "memory",
         tmpfs_dir: str | os.PathLike[str] = "/dev/shm",  # noqa: S108 -- RAM-backed, checked below
+        seed: int | None = None,
     ) -> None:
         self.schema = dict(schema)
-        self._frame: pl.DataFrame | None = prepare_records(records, schema, missing_values)
-        self._frame = self._frame.rechunk()
+        prepared = prepare_records(records, schema, missing_values)
+        self._frame: pl.DataFrame | None = prepared.with_columns(
+            person_keys(records), draws(prepared.height, seed)
+        ).rechunk()
         self._path: str | None = None
         self._paths: list[str] = []
-        self._height = self._frame.height
+        self._height = prepared.height
         if spill == "tmpfs":
             directory = _image_directory(tmpfs_dir)
             path = os.path.join(directory, "records.arrow")
@@ -290,6 +322,7 @@ class Snapshot:
         *,
         missing_values: Sequence[str] = ("",),
         tmpfs_dir: str | os.PathLike[str] = "/dev/shm",  # noqa: S108 -- RAM-backed, checked
+        seed: int | None = None,
     ) -> Snapshot:
         """Return a snapshot too large to hold typed in memory, scanned lazily part by part.
 
@@ -303,7 +336,11 @@ class Snapshot:
         :param schema: the record schema, by field name
         :param missing_values: the strings that mean "missing" in text columns
         :param tmpfs_dir: where the images go (refused unless RAM-backed)
+        :param seed: seeds the draw that bounds a person's records, as for the constructor
         :raises SnapshotError: for a record that does not fit the schema; nothing is left behind
+        :raises ValueError: for a part whose person keys are incomplete: across parts, a record
+            without a key cannot be given one that is sure to be its own, so the caller (the
+            hub, which links the whole snapshot first) must give every record its key
         """
         snapshot = cls.__new__(cls)
         snapshot.schema = dict(schema)
@@ -313,6 +350,7 @@ class Snapshot:
         directory = _image_directory(tmpfs_dir)
         snapshot._finalizer = weakref.finalize(snapshot, _remove_all, directory)
         height = 0
+        rng = np.random.default_rng(secrets.randbits(128) if seed is None else seed)
         try:
             for number, part in enumerate(parts):
                 try:
@@ -320,6 +358,9 @@ class Snapshot:
                 except SnapshotError as error:
                     rows = [height + row for row in error.rows]
                     raise SnapshotError(error.field, rows, error.reason) from None
+                typed = typed.with_columns(
+                    _part_person_keys(part, height), _part_draws(typed.height, rng)
+                )
                 path = os.path.join(directory, f"part-{number:06d}.arrow")
                 _write_image(typed, path, "lz4")
                 snapshot._paths.append(path)

@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from disclosure_control.person import PERSON_COLUMN, person_keys
+
 IntArray = npt.NDArray[np.int64]
 
 
@@ -75,14 +77,38 @@ def densify(key: IntArray, span: int) -> tuple[IntArray, int]:
 def class_ids(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[IntArray, IntArray]:
     """Return each row's equivalence-class id and the size of every class.
 
+    A class's size is the number of distinct persons in it when the frame carries the
+    hub-internal person key (:data:`~disclosure_control.person.PERSON_COLUMN`; a record without
+    a key is its own person), and its number of records otherwise: eleven records of three
+    people are three people an intruder must tell apart, not eleven.
+
     :param frame: the case records.
     :param columns: the quasi-identifiers.
     :raises KeyError: naming the columns the frame lacks.
+
+    >>> frame = pd.DataFrame({"g": ["a"] * 4 + ["b"], PERSON_COLUMN: [1, 1, 2, None, 3]})
+    >>> class_ids(frame, ["g"])[1].tolist()
+    [3, 1]
     """
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise KeyError(f"quasi-identifier(s) {missing} not among the columns of the data")
     encoded = [column_codes(frame[c]) for c in columns]
     ids, n_classes = combine([c for c, _ in encoded], [s for _, s in encoded])
-    sizes = np.bincount(ids, minlength=n_classes).astype(np.int64)
-    return ids, sizes
+    if PERSON_COLUMN not in frame.columns:
+        return ids, np.bincount(ids, minlength=n_classes).astype(np.int64)
+    return ids, distinct_per_class(ids, n_classes, person_keys(frame).to_numpy())
+
+
+def distinct_per_class(ids: IntArray, n_classes: int, persons: IntArray) -> IntArray:
+    """Return how many distinct persons each class holds.
+
+    :param ids: each record's class id (dense, ``0 .. n_classes - 1``).
+    :param n_classes: the number of classes.
+    :param persons: each record's person key (every record has one).
+
+    >>> distinct_per_class(np.array([0, 0, 1, 0]), 2, np.array([5, 5, 5, 6])).tolist()
+    [2, 1]
+    """
+    pairs = pd.DataFrame({"c": ids, "p": persons}).drop_duplicates()
+    return np.bincount(pairs["c"].to_numpy(), minlength=n_classes).astype(np.int64)

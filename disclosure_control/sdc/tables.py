@@ -26,7 +26,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from disclosure_control.person import PERSON_COLUMN, person_keys
+
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 #: Label of the margin category added to every dimension.
 TOTAL = "Total"
@@ -147,17 +150,49 @@ def _with_margins(inner: FloatArray) -> FloatArray:
     return out
 
 
+def _codes(frame: pd.DataFrame, dimensions: Sequence[str], cats: list[list[str]]) -> list[IntArray]:
+    return [
+        np.asarray(
+            pd.Categorical(frame[d].astype("string").fillna(""), categories=c).codes, np.int64
+        )
+        for d, c in zip(dimensions, cats, strict=True)
+    ]
+
+
+def _persons_with_margins(
+    frame: pd.DataFrame, dimensions: Sequence[str], cats: list[list[str]]
+) -> FloatArray | None:
+    """Return the distinct persons of every cell, margins included, or None without the key.
+
+    A person's records may fall in several inner cells of one margin, so a margin's persons are
+    counted afresh, not summed.
+
+    >>> frame = pd.DataFrame({"g": ["a", "a", "b"], PERSON_COLUMN: [1, 1, 1]})
+    >>> _persons_with_margins(frame, ["g"], [["a", "b"]]).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    if PERSON_COLUMN not in frame.columns:
+        return None
+    codes = _codes(frame, dimensions, cats)
+    shape = tuple(len(c) + 1 for c in cats)
+    persons = person_keys(frame).to_numpy()
+    out = np.zeros(math.prod(shape))
+    for kept in itertools.product((True, False), repeat=len(cats)):
+        index = tuple(
+            code if keep else np.full(len(frame), len(c), np.int64)
+            for code, keep, c in zip(codes, kept, cats, strict=True)
+        )
+        cells = pd.DataFrame({"cell": np.ravel_multi_index(index, shape), "person": persons})
+        unique = cells.drop_duplicates()["cell"].to_numpy()
+        out += np.bincount(unique, minlength=out.size)
+    return out.reshape(shape)
+
+
 def _inner_counts(
     frame: pd.DataFrame, dimensions: Sequence[str], cats: list[list[str]]
 ) -> FloatArray:
     """Return the counts of every combination of categories as a dense array."""
-    codes = []
-    for d, c in zip(dimensions, cats, strict=True):
-        codes.append(
-            np.asarray(
-                pd.Categorical(frame[d].astype("string").fillna(""), categories=c).codes, np.int64
-            )
-        )
+    codes = _codes(frame, dimensions, cats)
     shape = tuple(len(c) for c in cats)
     flat = np.ravel_multi_index(tuple(codes), shape) if codes else np.zeros(len(frame), np.int64)
     return np.bincount(flat, minlength=math.prod(shape)).reshape(shape).astype(np.float64)
@@ -684,7 +719,8 @@ def frequency_table(
 ) -> SafeTable:
     """Return the protected frequency table of the records over one to four dimensions.
 
-    :param frame: the case records.
+    :param frame: the case records; with the hub-internal person key as a column, a cell's
+        threshold counts its distinct persons (the published value stays its records).
     :param dimensions: the columns to cross (1 to 4).
     :param policy: threshold, zero rule and rounding (default: threshold 10, zeros published).
     :param domains: categories of some dimensions, so that empty categories appear (as zeros);
@@ -701,7 +737,11 @@ def frequency_table(
         raise TableError(f"a table has 1 to 4 dimensions, got {len(dimensions)}")
     cats = _categories(frame, dimensions, domains)
     values = _with_margins(_inner_counts(frame, dimensions, cats))
-    small = values < policy.threshold
+    persons = _persons_with_margins(frame, dimensions, cats)
+    # The threshold counts persons when the records carry the person key: eleven records of
+    # three people are three people to tell apart.
+    counted = values if persons is None else persons
+    small = counted < policy.threshold
     primary = small & ((values > 0) | policy.suppress_zeros)
     totals = np.array(values.shape) - 1
     margin = (np.indices(values.shape) == totals.reshape(-1, *([1] * values.ndim))).any(axis=0)
@@ -711,7 +751,7 @@ def frequency_table(
     if not margins:
         status[margin] = _UNPUBLISHED
     unprotected: list[tuple[int, ...]] = []
-    if margins and values.flat[-1] < policy.threshold and primary.flat[-1]:
+    if margins and counted.flat[-1] < policy.threshold and primary.flat[-1]:
         # The grand total itself is small: no arrangement of margins can hide it.
         status[status == _PUBLISHED] = _SECONDARY
         unprotected = [tuple(int(i) for i in np.unravel_index(values.size - 1, values.shape))]

@@ -54,7 +54,14 @@ from math import pi, sqrt
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
+from disclosure_control.person import (
+    PERSON_COLUMN,
+    PrivacyUnit,
+    bound_contributions,
+    person_keys,
+)
 from disclosure_control.synth.compression import Compressed, compress
 from disclosure_control.synth.domain import Domain, FloatArray, IntMatrix
 from disclosure_control.synth.estimation import Factor, conditional, rake
@@ -160,6 +167,12 @@ class MarginalSynthesizer:
         fewer fabricated combinations, at some cost in fidelity. It is post-processing of the
         noisy measurements only and spends no extra privacy budget.
     :param forbid_length: the longest combination ``forbid_below`` checks (at least 2).
+    :param records_per_person: ``c`` when the privacy unit is a person: :meth:`fit` keeps at
+        most c records of each person (by :data:`~disclosure_control.person.PERSON_COLUMN`,
+        dropping the rest by a seeded draw) and ``rho`` is the loss for one whole person:
+        every measurement is calibrated to ``rho / c**2`` per record, which OpenDP's
+        composition, taken at c records, states as at most ``rho``. None (the default): the
+        unit is one case record. At c = 1 the noise is the case record's.
     """
 
     def __init__(
@@ -175,6 +188,7 @@ class MarginalSynthesizer:
         refine_rounds: int | None = None,
         forbid_below: float | None = None,
         forbid_length: int = 2,
+        records_per_person: int | None = None,
     ) -> None:
         """Keep the run's settings; nothing touches data until :meth:`fit`."""
         if rho <= 0:
@@ -183,6 +197,11 @@ class MarginalSynthesizer:
             raise ValueError("a marginal-based synthesizer needs at least two columns")
         self.domain = domain
         self.rho = rho
+        self.unit = PrivacyUnit(records_per_person)
+        c = records_per_person or 1
+        # Every mechanism here loses c**2 times as much on c records as on one (Gaussian
+        # counts, noisy max: sensitivity grows c-fold); the slack absorbs OpenDP's rounding up.
+        self._record_rho = rho if c == 1 else rho / c**2 * (1 - 1e-9)
         self.delta = delta
         self.shares = shares or BudgetShares()
         self.max_cells = max_cells
@@ -206,16 +225,23 @@ class MarginalSynthesizer:
         self.forbid_length = forbid_length
 
     def fit(
-        self, records: pd.DataFrame, progress: ProgressCallback | None = None
+        self,
+        records: pd.DataFrame,
+        progress: ProgressCallback | None = None,
+        *,
+        seed: int | None = None,
     ) -> SynthesisModel:
         """Measure the records through OpenDP and fit the model.
 
-        :param records: the analysis snapshot's case records, as strings.
+        :param records: the analysis snapshot's case records, as strings, with the person key
+            column when the unit is a person (without it each record is its own person).
         :param progress: called with ``("measure", done, total)`` as the run advances.
+        :param seed: seeds the draw of which records of a person beyond c are dropped (None:
+            a fresh seed kept nowhere).
         """
-        data = self.domain.encode(records)
+        data = self.domain.encode(self._bounded(records, seed))
         names = self.domain.columns
-        rounds = self.shares.per_round(self.rho * (1 - self.refine_share), len(names))
+        rounds = self.shares.per_round(self._record_rho * (1 - self.refine_share), len(names))
         refine_rounds = self._refine_rounds()
         measurements = Measurements(
             data,
@@ -227,6 +253,7 @@ class MarginalSynthesizer:
                 *[(1, refine_rounds[1], 1.0), (1, refine_rounds[2], None)] * refine_rounds[0],
             ],
             progress or ignore_progress,
+            self.unit.records_per_person or 1,
         )
         one_way = self._measure_one_way(measurements, rounds["one_way"][1])
         model_sigma = sqrt(0.5 / measurements.round_losses[-1 - 2 * refine_rounds[0]])
@@ -273,6 +300,15 @@ class MarginalSynthesizer:
             forbidden=forbidden,
         )
 
+    def _bounded(self, records: pd.DataFrame, seed: int | None) -> pd.DataFrame:
+        """Return the records with each person's beyond c dropped, without the person key."""
+        if not self.unit.bounded:
+            return records.drop(columns=[PERSON_COLUMN], errors="ignore")
+        frame = pl.DataFrame({PERSON_COLUMN: person_keys(records), "__row": range(len(records))})
+        kept = bound_contributions(frame, self.unit.records_per_person, seed)["__row"]
+        chosen = records.iloc[kept.to_numpy()]
+        return chosen.drop(columns=[PERSON_COLUMN], errors="ignore").reset_index(drop=True)
+
     def _refine_rounds(self) -> tuple[int, float, float]:
         """Return the refinement's rounds and the rho of each selection and measurement.
 
@@ -280,7 +316,7 @@ class MarginalSynthesizer:
         """
         if not self.refine_rounds or not self.refine_share:
             return 0, 0.0, 0.0
-        per_round = self.rho * (1 - 1e-9) * self.refine_share / self.refine_rounds
+        per_round = self._record_rho * (1 - 1e-9) * self.refine_share / self.refine_rounds
         return self.refine_rounds, per_round * REFINE_SELECT, per_round * (1 - REFINE_SELECT)
 
     def _measure_one_way(self, measurements: Measurements, rho: float) -> _OneWay:

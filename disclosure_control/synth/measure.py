@@ -199,6 +199,10 @@ class Measurements:
     :param rounds: per kind of measurement, ``(how many, rho of each, sensitivity)``; a count
         when the sensitivity is None, a noisy max otherwise; in the order they will be made.
     :param progress: called with ``("measure", done, total)`` after every release.
+    :param unit_distance: the records one privacy unit adds or removes: 1 for a case record,
+        ``c`` for a person whose records were bounded to ``c`` before the run. Rounds are
+        calibrated and stated per record (``round_losses``); OpenDP's composition, the ledger
+        and :meth:`spend` state the loss at this distance, for one unit.
     """
 
     def __init__(
@@ -206,11 +210,13 @@ class Measurements:
         data: IntMatrix,
         rounds: Sequence[tuple[int, float, float | None]],
         progress: ProgressCallback,
+        unit_distance: int = 1,
     ) -> None:
         """Open the composition over ``data``."""
         self.records_domain = encoded_records_domain(data.shape[1])
         identity = [np.arange(2, dtype=np.int64)] * data.shape[1]
-        probes: dict[tuple[float, float | None], float] = {}
+        probes: dict[tuple[float, float | None], tuple[float, float]] = {}
+        per_record: list[float] = []
         d_mids: list[float] = []
         for count, rho, sensitivity in rounds:
             if count <= 0:
@@ -223,14 +229,16 @@ class Measurements:
                         self.records_domain, _constant_score, rho, sensitivity
                     )
                 )
-                probes[rho, sensitivity] = loss(probe)
-            d_mids += [probes[rho, sensitivity]] * count
-        self.round_losses = d_mids
+                probes[rho, sensitivity] = (loss(probe), loss(probe, unit_distance))
+            per_record += [probes[rho, sensitivity][0]] * count
+            d_mids += [probes[rho, sensitivity][1]] * count
+        self.round_losses = per_record
+        self.unit_distance = unit_distance
         composition = dp.c.make_adaptive_composition(
             self.records_domain,
             dp.symmetric_distance(),
             dp.zero_concentrated_divergence(),
-            d_in=1,
+            d_in=unit_distance,
             d_mids=d_mids,
         )
         self._composition = composition
@@ -242,7 +250,7 @@ class Measurements:
 
     def release(self, label: str, measurement: dp.Measurement) -> Any:
         """Release one measurement through the composition, recording its loss."""
-        self.ledger.append((label, PrivacySpend(loss(measurement))))
+        self.ledger.append((label, PrivacySpend(loss(measurement, self.unit_distance))))
         answer = self._queryable(measurement)
         self._progress("measure", len(self.ledger), len(self.round_losses))
         return answer
@@ -268,5 +276,7 @@ class Measurements:
     def spend(self, display_delta: float) -> ItemisedSpend:
         """Return what the run spent, as OpenDP's composition states it."""
         return ItemisedSpend(
-            PrivacySpend(loss(self._composition)), display_delta, tuple(self.ledger)
+            PrivacySpend(loss(self._composition, self.unit_distance)),
+            display_delta,
+            tuple(self.ledger),
         )

@@ -71,6 +71,9 @@ class AnswerSchema(Schema):
     measure = String()
     group_by = List(String())
     mechanism = String()
+    privacy_unit = String(
+        metadata={"description": 'What the spend protects: "one person, up to c records".'}
+    )
     spend = Nested(SpendSchema)
     confidence = Float()
     post_processed = Boolean()
@@ -82,6 +85,9 @@ class PreviewSchema(Schema):
 
     spec = Dict()
     mechanism = String()
+    privacy_unit = String(
+        metadata={"description": 'What the spend protects: "one person, up to c records".'}
+    )
     spend = Nested(SpendSchema)
     cells = Integer(allow_none=True)
     threshold = Integer(allow_none=True)

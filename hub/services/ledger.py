@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from disclosure_control.dp import PrivacySpend, to_epsilon_delta
 from disclosure_control.dp.plan import RHO_RANGE
+from disclosure_control.person import CASE_RECORD, PrivacyUnit
 from hub.actors import Actor, authorize
 from hub.domain_errors import HubError
 from hub.models import PrivacyLedger, ResearcherAllowance, utcnow
@@ -138,6 +139,7 @@ class BudgetPolicy:
     :param display_delta: the delta at which epsilon is shown beside rho
     :param query_rho_range: the smallest and largest rho one query may spend
     :param policy_version: the release policy version the caps are from (``None``: settings)
+    :param unit: the privacy unit every spend under these caps protects
     """
 
     dataset_rho: Fraction
@@ -147,6 +149,7 @@ class BudgetPolicy:
     display_delta: float
     query_rho_range: tuple[float, float] = RHO_RANGE
     policy_version: int | None = None
+    unit: PrivacyUnit = CASE_RECORD
 
     @classmethod
     def from_settings(cls, config: Any) -> BudgetPolicy:

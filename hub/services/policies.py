@@ -199,6 +199,7 @@ def budget_policy(
         display_delta=privacy.display_delta,
         query_rho_range=query_rho_range,
         policy_version=active.version,
+        unit=privacy.privacy_unit,
     )
 
 

@@ -291,7 +291,12 @@ def write_candidate_files(directory: Path, built: BuiltRelease) -> dict[str, Any
             f"dp/{name}",
             "differentially private table",
             _dp_table_frame(answer),
-            _dp_note(answer.spend.rho, answer.spend.delta, display_delta, privacy.unit)
+            _dp_note(
+                answer.spend.rho,
+                answer.spend.delta,
+                display_delta,
+                privacy.privacy_unit.description,
+            )
             | {
                 "mechanism": answer.mechanism,
                 "interval": "95% confidence interval for each true count (lower_95, upper_95)",
@@ -306,7 +311,7 @@ def write_candidate_files(directory: Path, built: BuiltRelease) -> dict[str, Any
             "synthetic",
             "differentially private synthetic records",
             built.synthetic,
-            _dp_note(spend.rho, spend.delta, display_delta, privacy.unit)
+            _dp_note(spend.rho, spend.delta, display_delta, privacy.privacy_unit.description)
             | {
                 "records": len(built.synthetic),
                 "how": "drawn from a model fitted to noisy marginals of the case records",
@@ -760,7 +765,7 @@ def _notes(
         "policy_version": release.policy_version,
         "policy_digest": release.policy_digest,
         "batch_set_digest": release.snapshot_id,
-        "privacy_unit": policy.privacy.unit,
+        "privacy_unit": policy.privacy.privacy_unit.description,
         "files": {stem: dict(item["note"]) for stem, item in data.items()},
         "formula_neutralisation": NEUTRALISATION,
         "withdrawals": {"built_before_a_withdrawal": list(earlier), "note": withdrawal},

@@ -48,6 +48,7 @@ from disclosure_control.dp import (
     release,
     schema_of,
 )
+from disclosure_control.person import PrivacyUnit
 from disclosure_control.sdc.hierarchies import DerivedAttribute, derived_attributes
 from hub import audit
 from hub.actors import Actor, PrincipalActor, acting_principal
@@ -254,6 +255,7 @@ def _plan(document: object, rules: Rules) -> QueryPlan:
             query_schema(),
             display_delta=policy.display_delta,
             rho_range=policy.query_rho_range,
+            unit=rules.active.policy.privacy.privacy_unit,
         )
     except SpendOutOfRange as error:
         raise ValidationFailed(
@@ -292,6 +294,7 @@ def preview(
     return {
         "spec": json.loads(canonical_json(plan.spec)),
         "mechanism": plan.preview.mechanism,
+        "privacy_unit": plan.unit.description,
         "spend": _spend_json(spend, policy.display_delta),
         "cells": plan.preview.cells,
         "threshold": plan.preview.threshold,
@@ -352,6 +355,7 @@ def _answer_json(
         "measure": answer.measure,
         "group_by": list(answer.group_by),
         "mechanism": answer.mechanism,
+        "privacy_unit": answer.unit.description,
         "spend": _spend_json(answer.spend, display_delta),
         "confidence": 0.95,
         "cells": [
@@ -394,6 +398,7 @@ def _audit(
     spend: PrivacySpend,
     reused: bool,
     request_id: str | None,
+    unit: PrivacyUnit,
 ) -> None:
     # The spec and the spend, never the answer: its values are released to this researcher
     # only, and logs are read by others.
@@ -409,6 +414,7 @@ def _audit(
             "spec": row.spec,
             "rho": 0.0 if reused else spend.rho,
             "key_selection_delta": 0.0 if reused else spend.delta,
+            "privacy_unit": unit.description,
         },
     )
 
@@ -460,6 +466,7 @@ def _refused(
     spec_text: str,
     spend: PrivacySpend,
     request_id: str | None,
+    unit: PrivacyUnit,
 ) -> None:
     """Record a refusal (who asked what, for how much) in its own transaction."""
     audit.record(
@@ -473,6 +480,7 @@ def _refused(
             "spec": json.loads(spec_text),
             "rho": spend.rho,
             "key_selection_delta": spend.delta,
+            "privacy_unit": unit.description,
             "ledger": refusal.extensions["ledger"],
         },
     )
@@ -525,12 +533,14 @@ def _charge(
             session.add(row)
             session.flush()
             transparency.log_spend(session, row, policy)
-            _audit(session, principal, row, spend, False, request_id)
+            _audit(session, principal, row, spend, False, request_id, plan.unit)
             session.commit()
             return row
         except ledger.BudgetExceeded as refusal:
             session.rollback()
-            _refused(session, principal, refusal, snapshot_id, spec_text, spend, request_id)
+            _refused(
+                session, principal, refusal, snapshot_id, spec_text, spend, request_id, plan.unit
+            )
             raise
         except BaseException:
             session.rollback()
@@ -608,7 +618,7 @@ def run(
         session.rollback()  # end the read transaction: the lock must start a fresh one
         stored = _charge(session, principal, plan, key, policy, request_id)
     if stored.state == ANSWERED:
-        _audit(session, principal, stored, spend, True, request_id)
+        _audit(session, principal, stored, spend, True, request_id, plan.unit)
         session.commit()
         return _served(stored, True, nonnegative_counts)
 

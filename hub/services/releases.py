@@ -55,6 +55,7 @@ from disclosure_control.dp import Snapshot as DPSnapshot
 from disclosure_control.dp import release as dp_release
 from disclosure_control.dp.count import noisy_count
 from disclosure_control.evaluate import evaluate_release
+from disclosure_control.person import PERSON_COLUMN, person_keys
 from disclosure_control.sdc import (
     AnonymisationError,
     SafeTable,
@@ -62,6 +63,7 @@ from disclosure_control.sdc import (
     TablePolicy,
     Tabulation,
     anonymise,
+    class_sizes,
     frequency_table,
     load_hierarchies,
 )
@@ -216,7 +218,12 @@ def build_synthetic(
     domain = synthesis_domain(load_schema(), request.columns)
     try:
         # Built (and so checked) before anything is charged; it touches no data yet.
-        synthesizer = MarginalSynthesizer(domain, rho, delta=request.delta)
+        synthesizer = MarginalSynthesizer(
+            domain,
+            rho,
+            delta=request.delta,
+            records_per_person=policy.unit.records_per_person,
+        )
     except ValueError as error:
         raise InvalidInput(str(error)) from None
     snapshot = analysis_snapshot(session, keyring, snapshots)
@@ -224,7 +231,7 @@ def build_synthetic(
         raise InvalidInput("there are no accepted records to synthesise from")
     # The records as CTDC writes them (booleans 1/0, missing empty): the domain's codes.
     coded = format_records(snapshot.records)[list(domain.columns)].reset_index(drop=True)
-    training, control = _split(coded, request.holdout, request.seed)
+    training, control = _split(_with_persons(coded, snapshot), request.holdout, request.seed)
     n_control = len(control)
     session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
 
@@ -278,10 +285,11 @@ def build_synthetic(
     candidate_id = candidate.id
     final = directory / candidate_id
     try:
-        model = synthesizer.fit(training, progress)
+        model = synthesizer.fit(training, progress, seed=request.seed)
         if progress is not None:
             progress("draw and evaluate", 0, 1)
         synthetic = model.sample(request.records, request.seed)
+        training, control = _without_persons(training), _without_persons(control)
         report = evaluate_release(
             training,
             synthetic,
@@ -555,6 +563,7 @@ def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
                 dp_schema,
                 display_delta=policy.privacy.display_delta,
                 rho_range=(min(table.rho, cap) / 2, max(cap, table.rho) * 2),
+                unit=policy.privacy.privacy_unit,
             )
         except (QuerySpecError, ValueError) as error:
             raise InvalidInput(f"release.dp_tables.{table.name}: {error}") from None
@@ -573,6 +582,7 @@ def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
                 shares=BudgetShares(**settings.shares.model_dump()),
                 max_cells=settings.max_cells,
                 max_parents=settings.max_parents,
+                records_per_person=policy.privacy.privacy_unit.records_per_person,
             )
         except ValueError as error:
             raise InvalidInput(f"release.synthetic: {error}") from None
@@ -828,9 +838,10 @@ def _anonymised(
     micro = rules.microdata
     qis = list(micro.quasi_identifiers)
     sensitive = [] if micro.l_diversity is None else list(micro.l_diversity.attributes)
+    carried = [PERSON_COLUMN] if PERSON_COLUMN in coded.columns else []
     try:
         result = anonymise(
-            coded[[*qis, *sensitive]],
+            coded[[*qis, *sensitive, *carried]],
             qis,
             load_hierarchies(HIERARCHIES),
             micro.privacy_model(),
@@ -841,6 +852,15 @@ def _anonymised(
         refusal = CheckResult("anonymisation", "microdata", False, str(error))
         return None, {"refused": str(error)}, [refusal]
     report = result.report
+    data, by_person = _persons_at_least_k(result.data, qis, micro.k)
+    suppressed = report.records_suppressed + by_person
+    if suppressed > micro.max_suppression * report.records_in:
+        reason = (
+            f"{by_person} more records are in classes of fewer than k = {micro.k} persons; "
+            f"suppressing them would remove {suppressed} of {report.records_in} records, more "
+            f"than the {micro.max_suppression:.2%} allowed"
+        )
+        return None, {"refused": reason}, [CheckResult("anonymisation", "microdata", False, reason)]
     summary = {
         "strategy": report.strategy,
         "levels": dict(report.levels),
@@ -853,8 +873,22 @@ def _anonymised(
         "before": _plain(asdict(report.before)),
         "after": _plain(asdict(report.after)),
         "information_loss": dict(report.information_loss),
+        "records_suppressed_in_classes_of_fewer_than_k_people": by_person,
     }
-    return result.data.reset_index(drop=True), summary, []
+    return data.reset_index(drop=True), summary, []
+
+
+def _persons_at_least_k(data: pd.DataFrame, qis: Sequence[str], k: int) -> tuple[pd.DataFrame, int]:
+    """Suppress the records of classes with fewer than ``k`` distinct persons.
+
+    The anonymiser counts records; a class of eleven records of three people is 3-anonymous.
+    Returns the data (keeping the person key, for the candidate's checks) and how many records
+    were suppressed.
+    """
+    if PERSON_COLUMN not in data.columns or data.empty:
+        return data, 0
+    keep = class_sizes(data, list(qis)) >= k
+    return data[keep], int((~keep).sum())
 
 
 def _spend_json(spend: PrivacySpend) -> dict[str, float]:
@@ -894,6 +928,9 @@ def _build_artefacts(
     # The records as CTDC writes them (codes, booleans 1/0, missing empty) with the derived
     # attributes: what the anonymiser, the tables and the synthesizer read.
     coded = with_derived(format_records(snapshot.records).reset_index(drop=True))
+    # The hub-internal person key rides along so that k and risk count persons; it is dropped
+    # from every artefact (the microdata below, the synthesizer's input inside its fit).
+    coded = _with_persons(coded, snapshot)
 
     stage("microdata", 0, 1)
     microdata, anonymisation, refusals = _anonymised(coded, rules)
@@ -927,10 +964,11 @@ def _build_artefacts(
     settings = rules.release.synthetic
     if plans.synthesizer is not None and plans.synthetic_domain is not None and settings:
         columns = list(plans.synthetic_domain.columns)
-        training, control = _split(coded[columns], settings.holdout, seed)
-        model = plans.synthesizer.fit(training, progress)
+        training, control = _split(coded[[*columns, PERSON_COLUMN]], settings.holdout, seed)
+        model = plans.synthesizer.fit(training, progress, seed=seed)
         stage("draw and evaluate", 0, 1)
         synthetic = model.sample(settings.records, seed)
+        training, control = _without_persons(training), _without_persons(control)
         evaluation = evaluate_release(
             training,
             synthetic,
@@ -978,6 +1016,8 @@ def _build_artefacts(
         )
     checks = CandidateReport((*checked.results, *extra))
     stage("checks", 1, 1)
+    if microdata is not None:
+        microdata = _without_persons(microdata)
     return BuiltRelease(
         microdata,
         safe,
@@ -1028,6 +1068,17 @@ def _linkage_count(snapshot: Snapshot, rules: Policy) -> dict[str, Any] | None:
             "records are taken to stand without them"
         ),
     }
+
+
+def _with_persons(coded: pd.DataFrame, snapshot: Snapshot) -> pd.DataFrame:
+    """Return ``coded`` with each record's hub-internal person key, for the synthesizer to
+    bound each person's records by (it never leaves the fit)."""
+    keys = person_keys(snapshot.records.reset_index(drop=True)).to_numpy()
+    return coded.assign(**{PERSON_COLUMN: keys})
+
+
+def _without_persons(records: pd.DataFrame) -> pd.DataFrame:
+    return records.drop(columns=[PERSON_COLUMN], errors="ignore")
 
 
 def _split(coded: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -106,10 +106,51 @@ def live_record_parts(
 ) -> Iterator[pd.DataFrame]:
     """Decrypt the given live batches one at a time, in order (for a lazily scanned snapshot).
 
+    Each part carries its records' person keys, linked over the whole snapshot as
+    :func:`analysis_snapshot` links them: a first pass reads only what linkage needs (the
+    encodings, about 128 bytes a record), a second yields the records batch by batch.
+
     :param rows: (batch id, organisation id) pairs, as :func:`live_batches` returns them
     """
+    (case_field,) = load_schema().by_role("pseudonym")
+    encodings: list[bytes | None] = []
+    sources: list[str] = []
+    cases: list[tuple[str, str] | None] = []
     for batch_id, organisation_id in rows:
-        yield open_record_batch(keyring, session.get_one(RecordBatch, batch_id), organisation_id)
+        frame = open_record_batch(keyring, session.get_one(RecordBatch, batch_id), organisation_id)
+        _linkage_inputs(frame, batch_id, organisation_id, case_field, encodings, sources, cases)
+        del frame
+    keys = person_keys(encodings, sources, cases)
+    del encodings
+    start = 0
+    for batch_id, organisation_id in rows:
+        frame = open_record_batch(keyring, session.get_one(RecordBatch, batch_id), organisation_id)
+        if ENCODING_COLUMN in frame.columns:
+            del frame[ENCODING_COLUMN]
+        part_keys = keys[start : start + len(frame)]
+        frame[PERSON_COLUMN] = pd.Series(part_keys, index=frame.index, dtype="int64")
+        start += len(frame)
+        yield frame
+
+
+def _linkage_inputs(
+    frame: pd.DataFrame,
+    batch_id: str,
+    organisation_id: str,
+    case_field: str,
+    encodings: list[bytes | None],
+    sources: list[str],
+    cases: list[tuple[str, str] | None],
+) -> None:
+    """Take a decrypted batch's encodings off it and append what linkage reads of each record."""
+    if ENCODING_COLUMN in frame.columns:
+        encodings.extend(frame.pop(ENCODING_COLUMN).tolist())
+    else:
+        encodings.extend([None] * len(frame))
+    sources.extend([batch_id] * len(frame))
+    cases.extend(
+        None if pd.isna(case) else (organisation_id, str(case)) for case in frame[case_field]
+    )
 
 
 def live_snapshot_id(session: Session) -> str:
@@ -134,15 +175,8 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
     for batch_id, organisation_id in rows:
         batch = session.get_one(RecordBatch, batch_id)
         frame = open_record_batch(keyring, batch, organisation_id)
-        if ENCODING_COLUMN in frame.columns:
-            encodings.extend(frame.pop(ENCODING_COLUMN).tolist())
-        else:
-            encodings.extend([None] * len(frame))
-        sources.extend([batch_id] * len(frame))
+        _linkage_inputs(frame, batch_id, organisation_id, case_field, encodings, sources, cases)
         partners.extend([organisation_id] * len(frame))
-        cases.extend(
-            None if pd.isna(case) else (organisation_id, str(case)) for case in frame[case_field]
-        )
         frames.append(frame)
     if frames:
         records = pd.concat(frames, ignore_index=True)
