@@ -17,6 +17,7 @@ from flask_babel import gettext
 from werkzeug.datastructures import MultiDict
 
 from contributors.schema import load_schema
+from disclosure_control.person import CASE_RECORD
 from hub.crypto import keyring
 from hub.db import get_session
 from hub.domain_errors import InvalidInput, NotAuthorized, ValidationFailed
@@ -220,6 +221,6 @@ def answer_csv(row: QueryAnswer) -> str:
             [_cell_text(cell["key"][name]) for name in group_by]
             + [_cell_text(v) for v in (cell["value"], low, high)]
             + [_cell_text(spend[k]) for k in ("rho", "epsilon", "delta")]
-            + ["one case record"]
+            + [released.get("privacy_unit", CASE_RECORD.description)]
         )
     return buffer.getvalue()

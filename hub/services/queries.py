@@ -527,6 +527,8 @@ def _charge(
                 spec=json.loads(spec_text),
                 answer={},
             )
+            # The unit is known at the charge: the transparency log states it from here.
+            row.answer = {**(row.answer or {}), "privacy_unit": plan.unit.description}
             row.state, row.error, row.charged_at = MEASURING, None, utcnow()
             row.rho = ledger.as_text(Fraction(spend.rho))
             row.delta = ledger.as_text(Fraction(spend.delta))

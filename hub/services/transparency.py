@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from disclosure_control.dp import rho_to_epsilon
+from disclosure_control.person import PrivacyUnit
 from hub.models import (
     PolicyVersion,
     PublishedRelease,
@@ -126,7 +127,14 @@ def _policy_source(version: PolicyVersion) -> _Source:
 
 def _candidate_source(candidate: ReleaseCandidate, display_delta: float) -> _Source:
     rho = ledger.exact(candidate.rho)
-    body = _spend_body("release candidate", candidate.kind, rho, Fraction(0), display_delta) | {
+    body = _spend_body(
+        "release candidate",
+        candidate.kind,
+        rho,
+        Fraction(0),
+        display_delta,
+        _candidate_unit(candidate),
+    ) | {
         "release_candidate": candidate.id,
         "charged_at": _when(candidate.created_at),
     }
@@ -136,7 +144,10 @@ def _candidate_source(candidate: ReleaseCandidate, display_delta: float) -> _Sou
 def _answer_source(answer: QueryAnswer, display_delta: float, charge: int = 1) -> _Source:
     rho = ledger.exact(answer.rho)
     # The researcher and the question are left out: a count of spends and their sizes only.
-    body = _spend_body("researcher query", "query", rho, ledger.exact(answer.delta), display_delta)
+    unit = (answer.answer or {}).get("privacy_unit", _RECORD_UNIT)
+    body = _spend_body(
+        "researcher query", "query", rho, ledger.exact(answer.delta), display_delta, unit
+    )
     if charge == 1:
         return _Source(
             SPEND,
@@ -150,13 +161,26 @@ def _answer_source(answer: QueryAnswer, display_delta: float, charge: int = 1) -
     return _Source(SPEND, _RECHARGE.format(answer=answer.id, charge=charge), charged_at, body, rho)
 
 
+_RECORD_UNIT = "case record"
+"""How the log has always named the case-record unit (entries written before the person unit)."""
+
+
+def _candidate_unit(candidate: ReleaseCandidate) -> str:
+    """The privacy unit a candidate was charged under, from the policy document it records."""
+    policy = (candidate.parameters or {}).get("policy")
+    privacy = policy.get("privacy") if isinstance(policy, dict) else None
+    if isinstance(privacy, dict) and privacy.get("unit") == "person":
+        return PrivacyUnit(int(privacy["records_per_person"])).description
+    return _RECORD_UNIT
+
+
 def _spend_body(
-    who: str, kind: str, rho: Fraction, key_delta: Fraction, display_delta: float
+    who: str, kind: str, rho: Fraction, key_delta: Fraction, display_delta: float, unit: str
 ) -> dict[str, Any]:
     return {
         "spender": who,
         "kind": kind,
-        "privacy_unit": "case record",
+        "privacy_unit": unit,
         "rho": float(rho),
         "rho_exact": ledger.decimal_text(rho),
         "epsilon": rho_to_epsilon(float(rho), display_delta) if rho > 0 else 0.0,

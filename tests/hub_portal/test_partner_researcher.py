@@ -132,7 +132,7 @@ def test_a_researcher_previews_runs_and_spends(app: APIFlask, make_person: MakeP
     lines = download.text.splitlines()
     assert lines[0] == "gender,value,ci95_low,ci95_high,rho,epsilon,delta,privacy_unit"
     assert any(line.startswith("Female,") for line in lines[1:])
-    assert all(line.endswith(",one case record") for line in lines[1:])
+    assert all(line.endswith(',"one person, up to 3 records"') for line in lines[1:])
     other = _client(app)
     sign_in(other, make_person("Other University", ["researcher"]))
     assert other.get(ran.headers["Location"]).status_code == 404

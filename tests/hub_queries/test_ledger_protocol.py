@@ -102,7 +102,10 @@ def test_a_measurement_failing_after_the_charge_leaves_the_charge(
     # The charge stands; the answer is marked failed with the error's type, never its text.
     assert _charges(db_session) == 1 and _states(db_session) == ["failed"]
     row = db_session.scalars(select(QueryAnswer)).one()
-    assert row.error == "RuntimeError" and row.answer == {}
+    # Nothing measured is stored: only the unit the charge was made under.
+    assert row.error == "RuntimeError" and row.answer == {
+        "privacy_unit": "one person, up to 3 records"
+    }
     budget = client.get("/v1/budget", headers=researcher.headers).get_json()
     assert 0.01 * (1 - 1e-12) <= budget["researcher"]["spent"]["rho"] <= 0.01
     tags = list(

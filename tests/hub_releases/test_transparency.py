@@ -45,9 +45,12 @@ def test_the_log_holds_every_release_policy_and_spend_and_detects_a_rewrite(
     assert release["release"] == published["release"] and release["version"] == 1
     assert release["seconds_from_request_to_decision"] >= 0
     query = next(e["body"] for e in entries if e["body"].get("spender") == "researcher query")
-    # The log's unit is still written as "case record" (not yet the policy's); the charge is
-    # OpenDP's for one person of up to 3 records, within the decimal 0.005 asked.
-    assert query["privacy_unit"] == "case record" and 0.005 * (1 - 1e-12) <= query["rho"] <= 0.005
+    # The log states the unit the charge was made under (the default policy's), and the
+    # charge is OpenDP's for one person of up to 3 records, within the decimal 0.005 asked.
+    unit = "one person, up to 3 records"
+    assert query["privacy_unit"] == unit and 0.005 * (1 - 1e-12) <= query["rho"] <= 0.005
+    build = next(e["body"] for e in entries if e["body"].get("spender") == "release candidate")
+    assert build["privacy_unit"] == unit
     assert query["epsilon"] > 0 and query["cap_rho"] == 1.0
     text = str(entries)
     assert researcher.id not in text and "gender" not in text  # neither who nor what
