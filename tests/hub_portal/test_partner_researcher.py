@@ -125,6 +125,10 @@ def test_a_researcher_previews_runs_and_spends(app: APIFlask, make_person: MakeP
     assert {label for label, _, _ in drawn} == set(rows) and "Female" in rows
     spent = re.search(r'id="budget-spent" data-rho="([^"]+)"', answer)
     assert spent is not None and float(spent.group(1)) == pytest.approx(0.05, rel=1e-9)
+    # The default policy's unit, the person, on the answer's table and on the budget.
+    assert "95% intervals (privacy unit: one person, up to 3 records)</caption>" in answer
+    assert "Privacy unit: one person, up to 3 records. Zero-concentrated" in answer
+    assert "one case record" not in answer
     assert "You have not run a query yet." not in researcher.get("/researcher/queries").text
 
     download = researcher.get(ran.headers["Location"] + ".csv")
@@ -255,3 +259,31 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
             assert drawn[names[code]] == "suppressed"
         else:
             assert float(drawn[names[code]]) == float(value)
+
+
+@pytest.mark.usefixtures("case_record_policy")
+def test_an_answer_under_a_case_record_policy_states_that_unit(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    partner, researcher = _client(app), _client(app)
+    sign_in(partner, make_person("Data NGO", ["partner"]))
+    assert _upload(partner, "cases.csv", CTDC_FILE.read_bytes()).status_code == 303  # type: ignore[attr-defined]
+    sign_in(researcher, make_person("University", ["researcher"]))
+    form = {
+        "measure": "count",
+        "group_by": "gender",
+        "spend_kind": "rho",
+        "spend": "0.05",
+        "action": "run",
+        "csrf_token": csrf_token(researcher, "/researcher/queries"),
+    }
+    ran = researcher.post("/researcher/queries", data=form)
+    assert ran.status_code == 303
+    answer = researcher.get(ran.headers["Location"]).text
+    assert "95% intervals (privacy unit: one case record)</caption>" in answer
+    assert "Privacy unit: one case record. Zero-concentrated" in answer
+    assert "one person" not in answer
+    lines = researcher.get(ran.headers["Location"] + ".csv").text.splitlines()
+    assert len(lines) > 1 and all(line.endswith(",one case record") for line in lines[1:])
+    french = researcher.get(ran.headers["Location"], headers={"Accept-Language": "fr"}).text
+    assert "(unité de confidentialité : un dossier de cas)</caption>" in french
