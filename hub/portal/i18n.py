@@ -26,6 +26,7 @@ from flask import Flask, request, session
 from flask_babel import Babel, Domain, get_locale, gettext, ngettext
 
 from disclosure_control.person import CASE_RECORD, PrivacyUnit
+from hub.services.releases import LINKAGE_UNIT
 
 #: The portal's languages, in the order the switch lists them: IOM's official languages and
 #: Arabic (CTDC's own pages are in French and Arabic too).
@@ -166,6 +167,9 @@ def unit_words(unit: PrivacyUnit | str | None) -> str:
         returned as stored, in English, rather than named wrongly.
     """
     if isinstance(unit, str):
+        if unit == LINKAGE_UNIT:  # the linkage count's: every record of a person, not c
+            linked: str = gettext("one person (all their records, as the hub links them)")
+            return linked
         if unit in _CASE_RECORD_UNITS:
             unit = CASE_RECORD
         elif (person := _PERSON_UNIT.fullmatch(unit)) is not None:

@@ -223,16 +223,20 @@ def test_the_form_offers_only_what_the_release_policy_lists(
     assert 'id="budget-spent" data-rho="0"' in refused.text
 
 
-def test_an_answer_by_country_is_a_map_of_its_released_values(
-    app: APIFlask, make_person: MakePerson
-) -> None:
+def _run_query(
+    app: APIFlask, make_person: MakePerson, org: str, group_by: str
+) -> tuple[FlaskClient, str]:
+    """A partner of ``org`` uploads the example file; a researcher runs a count by ``group_by``.
+
+    Returns the researcher's client and the answer's page.
+    """
     partner, researcher = _client(app), _client(app)
-    sign_in(partner, make_person("Map NGO", ["partner"]))
+    sign_in(partner, make_person(f"{org} NGO", ["partner"]))
     assert _upload(partner, "cases.csv", CTDC_FILE.read_bytes()).status_code == 303  # type: ignore[attr-defined]
-    sign_in(researcher, make_person("Map University", ["researcher"]))
+    sign_in(researcher, make_person(f"{org} University", ["researcher"]))
     form = {
         "measure": "count",
-        "group_by": "CountryOfExploitation",
+        "group_by": group_by,
         "spend_kind": "rho",
         "spend": "0.05",
         "action": "run",
@@ -240,7 +244,14 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
     }
     ran = researcher.post("/researcher/queries", data=form)
     assert ran.status_code == 303, ran.text[:300]
-    page = researcher.get(ran.headers["Location"]).text
+    return researcher, ran.headers["Location"]
+
+
+def test_an_answer_by_country_is_a_map_of_its_released_values(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    researcher, location = _run_query(app, make_person, "Map", "CountryOfExploitation")
+    page = researcher.get(location).text
     assert 'id="answer-chart"' in page and "Darker countries have larger released values" in page
     drawn = dict(
         re.findall(
@@ -248,7 +259,7 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
         )
     )
     # Each country of the CSV download is drawn with its released value, named in English.
-    lines = researcher.get(ran.headers["Location"] + ".csv").text.splitlines()[1:]
+    lines = researcher.get(location + ".csv").text.splitlines()[1:]
     released = {line.split(",")[0]: line.split(",")[1] for line in lines}
     names = {"UA": "Ukraine", "PH": "Philippines", "US": "United States"}
     shown = [code for code in released if code in names]
@@ -265,25 +276,12 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
 def test_an_answer_under_a_case_record_policy_states_that_unit(
     app: APIFlask, make_person: MakePerson
 ) -> None:
-    partner, researcher = _client(app), _client(app)
-    sign_in(partner, make_person("Data NGO", ["partner"]))
-    assert _upload(partner, "cases.csv", CTDC_FILE.read_bytes()).status_code == 303  # type: ignore[attr-defined]
-    sign_in(researcher, make_person("University", ["researcher"]))
-    form = {
-        "measure": "count",
-        "group_by": "gender",
-        "spend_kind": "rho",
-        "spend": "0.05",
-        "action": "run",
-        "csrf_token": csrf_token(researcher, "/researcher/queries"),
-    }
-    ran = researcher.post("/researcher/queries", data=form)
-    assert ran.status_code == 303
-    answer = researcher.get(ran.headers["Location"]).text
+    researcher, location = _run_query(app, make_person, "Case", "gender")
+    answer = researcher.get(location).text
     assert "95% intervals (privacy unit: one case record)</caption>" in answer
     assert "Privacy unit: one case record. Zero-concentrated" in answer
     assert "one person" not in answer
-    lines = researcher.get(ran.headers["Location"] + ".csv").text.splitlines()
+    lines = researcher.get(location + ".csv").text.splitlines()
     assert len(lines) > 1 and all(line.endswith(",one case record") for line in lines[1:])
-    french = researcher.get(ran.headers["Location"], headers={"Accept-Language": "fr"}).text
+    french = researcher.get(location, headers={"Accept-Language": "fr"}).text
     assert "(unité de confidentialité : un dossier de cas)</caption>" in french

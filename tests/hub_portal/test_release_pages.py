@@ -343,7 +343,10 @@ def test_a_release_under_a_case_record_policy_states_that_unit(
     assert '<dd id="privacy-unit">one case record</dd>' in text
     assert "(privacy unit: one case record)</caption>" in text
     assert "per privacy unit (one case record)" in text
-    assert "one person" not in text
+    assert "one person, up to" not in text
+    # The linkage count's own unit stays every record of a person, whatever the policy's.
+    assert "per privacy unit (one person (all their records, as the hub links them))" in text
     spanish = page(client, f"/releases/{release_id}", "es")
     assert '<dd id="privacy-unit">un registro de caso</dd>' in spanish
+    assert "(una persona (todos sus registros, tal como el hub los vincula))" in spanish
     assert "interval (privacy unit: one case record):" in page(client, "/")
