@@ -346,6 +346,8 @@ def test_a_release_under_a_case_record_policy_states_that_unit(
     assert "one person, up to" not in text
     # The linkage count's own unit stays every record of a person, whatever the policy's.
     assert "per privacy unit (one person (all their records, as the hub links them))" in text
+    caption = "(privacy unit: one person (all their records, as the hub links them))</caption>"
+    assert caption in section(text, "table-dp-people_in_several_sources")
     spanish = page(client, f"/releases/{release_id}", "es")
     assert '<dd id="privacy-unit">un registro de caso</dd>' in spanish
     assert "(una persona (todos sus registros, tal como el hub los vincula))" in spanish
