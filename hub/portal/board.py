@@ -27,7 +27,7 @@ from hub.db import get_session
 from hub.domain_errors import Conflict, HubError, InvalidInput, NotAuthorized
 from hub.errors import request_id
 from hub.portal.access import current_actor, needs
-from hub.services import policies, publication, releases
+from hub.services import policies, publication, releases, transparency
 from policies import REASON_CODES, Decision
 
 #: What a ballot's select sends: ``decision:reason_code``.
@@ -386,6 +386,7 @@ def _candidate_page(candidate_id: str, status: int = 200, **context: Any) -> Res
             charts=_report_charts(synthetic),
             spend=_spend_rows(row.spend, display_delta),
             display_delta=display_delta,
+            privacy_unit=transparency._candidate_unit(row),  # noqa: SLF001  # the log's reading
             review=review,
             votable=row.kind == releases.RELEASE and row.status == "candidate",
             ballot_choices=_ballot_choices(

@@ -23,7 +23,10 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 from flask import Flask, request, session
-from flask_babel import Babel, Domain, get_locale, gettext
+from flask_babel import Babel, Domain, get_locale, gettext, ngettext
+
+from disclosure_control.person import CASE_RECORD, PrivacyUnit
+from hub.services.releases import LINKAGE_UNIT
 
 #: The portal's languages, in the order the switch lists them: IOM's official languages and
 #: Arabic (CTDC's own pages are in French and Arabic too).
@@ -149,6 +152,39 @@ def extract_schema_texts(
         yield 1, None, item["title"], [f"title of the record schema's derived {item['name']}"]
 
 
+#: A person unit as :attr:`PrivacyUnit.description` words it (stored on answers and release notes).
+_PERSON_UNIT = re.compile(r"one person, up to (\d+) records?")
+#: How the case-record unit has been stored: its description, and the transparency log's name.
+_CASE_RECORD_UNITS = frozenset({CASE_RECORD.description, "case record"})
+
+
+def unit_words(unit: PrivacyUnit | str | None) -> str:
+    """Return a privacy unit in words in the request's language ("one person, up to 3 records").
+
+    :param unit: the unit, or its description as an answer or a release's notes stored it
+        (:attr:`PrivacyUnit.description`); None is the case record, the unit of everything
+        stored before the unit was recorded. A description this function does not know is
+        returned as stored, in English, rather than named wrongly.
+    """
+    if isinstance(unit, str):
+        if unit == LINKAGE_UNIT:  # the linkage count's: every record of a person, not c
+            linked: str = gettext("one person (all their records, as the hub links them)")
+            return linked
+        if unit in _CASE_RECORD_UNITS:
+            unit = CASE_RECORD
+        elif (person := _PERSON_UNIT.fullmatch(unit)) is not None:
+            unit = PrivacyUnit(int(person.group(1)))
+        else:
+            return unit
+    c = None if unit is None else unit.records_per_person
+    words: str = (
+        gettext("one case record")
+        if c is None
+        else ngettext("one person, up to %(num)d record", "one person, up to %(num)d records", c)
+    )
+    return words
+
+
 def init_app(app: Flask) -> None:
     """Install Flask-Babel and the page helpers that need the language."""
     PortalBabel(app, locale_selector=select_language)
@@ -162,4 +198,5 @@ def init_app(app: Flask) -> None:
             "languages": [(code, language_name(code)) for code in LANGUAGES],
             "country_name": lambda code: country_name(code, language),
             "translated_description": translated_description,
+            "unit_words": unit_words,
         }

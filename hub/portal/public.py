@@ -105,6 +105,7 @@ def privacy() -> ResponseReturnValue:
         allowance=ledger.amount_json(Fraction(policy.researcher_rho), Fraction(0), display_delta),
         quasi_identifiers=[gettext(schema.field(name).title) for name in schema.quasi_identifiers],
         policy_version=policy.policy_version,
+        privacy_unit=policy.unit,
     )
 
 

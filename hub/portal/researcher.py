@@ -120,6 +120,7 @@ def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
             spends=SPENDS,
             max_group_by=MAX_GROUP_BY,
             budget=service.budget(db, actor, config),
+            privacy_unit=allowed.budget.unit,
             history=answers.list_answers(db, actor, limit=50),
             form=request.form,
             **context,
@@ -172,6 +173,7 @@ def answer(answer_id: str) -> ResponseReturnValue:
         row=row,
         answer=row.answer,
         budget=budget,
+        privacy_unit=service.rules(get_session(), current_app.config).budget.unit,
         chart=answer_chart(row.answer),
     )
 

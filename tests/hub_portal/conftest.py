@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub.actors import OPERATOR, PrincipalActor
 from hub.models import Organisation, Person, utcnow
-from hub.services import people, principals, publication
+from hub.services import people, policies, principals, publication
 from tests.conftest import Partner
 from tests.hub_releases.test_release import build, small_policy
 from tests.hub_uploads.test_uploads_api import post, sample_csv
@@ -151,3 +151,17 @@ def candidate_id(
     built = build(app, db_session, small_policy(), places, PrincipalActor.with_roles(builder))
     assert built.status == "candidate"
     return built.id
+
+
+#: The shipped policy's privacy unit (a person, c = 3), as its YAML text writes it.
+PERSON_UNIT_TEXT = "  unit: person\n  records_per_person: 3\n"
+
+
+@pytest.fixture
+def case_record_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Make the hub's first release policy the shipped one with the case record as its unit."""
+    text = policies.DEFAULT_POLICY.read_text("utf-8")
+    assert text.count(PERSON_UNIT_TEXT) == 1, "the shipped policy's unit changed"
+    path = tmp_path / "case_record.yaml"
+    path.write_text(text.replace(PERSON_UNIT_TEXT, "  unit: case record\n"), "utf-8")
+    monkeypatch.setattr(policies, "DEFAULT_POLICY", path)

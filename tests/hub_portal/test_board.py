@@ -71,7 +71,7 @@ def test_a_candidate_is_reviewed_published_and_retracted_through_the_pages(
     assert "k_anonymity" in text and "secondary_suppression" in text
     assert 'id="report-utility"' in text and 'id="report-risk"' in text
     assert 'id="tvd-by-order"' in text and 'id="attacks"' in text
-    assert "Privacy unit: one case record" in text
+    assert "Privacy unit: one person, up to 3 records" in text, "the policy it was built under"
     assert "releases:release:charge" in text, "the audit trail shows the charge"
     overview = second.get("/board").text
     assert path in overview

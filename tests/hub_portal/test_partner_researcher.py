@@ -125,6 +125,10 @@ def test_a_researcher_previews_runs_and_spends(app: APIFlask, make_person: MakeP
     assert {label for label, _, _ in drawn} == set(rows) and "Female" in rows
     spent = re.search(r'id="budget-spent" data-rho="([^"]+)"', answer)
     assert spent is not None and float(spent.group(1)) == pytest.approx(0.05, rel=1e-9)
+    # The default policy's unit, the person, on the answer's table and on the budget.
+    assert "95% intervals (privacy unit: one person, up to 3 records)</caption>" in answer
+    assert "Privacy unit: one person, up to 3 records. Zero-concentrated" in answer
+    assert "one case record" not in answer
     assert "You have not run a query yet." not in researcher.get("/researcher/queries").text
 
     download = researcher.get(ran.headers["Location"] + ".csv")
@@ -219,16 +223,20 @@ def test_the_form_offers_only_what_the_release_policy_lists(
     assert 'id="budget-spent" data-rho="0"' in refused.text
 
 
-def test_an_answer_by_country_is_a_map_of_its_released_values(
-    app: APIFlask, make_person: MakePerson
-) -> None:
+def _run_query(
+    app: APIFlask, make_person: MakePerson, org: str, group_by: str
+) -> tuple[FlaskClient, str]:
+    """A partner of ``org`` uploads the example file; a researcher runs a count by ``group_by``.
+
+    Returns the researcher's client and the answer's page.
+    """
     partner, researcher = _client(app), _client(app)
-    sign_in(partner, make_person("Map NGO", ["partner"]))
+    sign_in(partner, make_person(f"{org} NGO", ["partner"]))
     assert _upload(partner, "cases.csv", CTDC_FILE.read_bytes()).status_code == 303  # type: ignore[attr-defined]
-    sign_in(researcher, make_person("Map University", ["researcher"]))
+    sign_in(researcher, make_person(f"{org} University", ["researcher"]))
     form = {
         "measure": "count",
-        "group_by": "CountryOfExploitation",
+        "group_by": group_by,
         "spend_kind": "rho",
         "spend": "0.05",
         "action": "run",
@@ -236,7 +244,14 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
     }
     ran = researcher.post("/researcher/queries", data=form)
     assert ran.status_code == 303, ran.text[:300]
-    page = researcher.get(ran.headers["Location"]).text
+    return researcher, ran.headers["Location"]
+
+
+def test_an_answer_by_country_is_a_map_of_its_released_values(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    researcher, location = _run_query(app, make_person, "Map", "CountryOfExploitation")
+    page = researcher.get(location).text
     assert 'id="answer-chart"' in page and "Darker countries have larger released values" in page
     drawn = dict(
         re.findall(
@@ -244,7 +259,7 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
         )
     )
     # Each country of the CSV download is drawn with its released value, named in English.
-    lines = researcher.get(ran.headers["Location"] + ".csv").text.splitlines()[1:]
+    lines = researcher.get(location + ".csv").text.splitlines()[1:]
     released = {line.split(",")[0]: line.split(",")[1] for line in lines}
     names = {"UA": "Ukraine", "PH": "Philippines", "US": "United States"}
     shown = [code for code in released if code in names]
@@ -255,3 +270,18 @@ def test_an_answer_by_country_is_a_map_of_its_released_values(
             assert drawn[names[code]] == "suppressed"
         else:
             assert float(drawn[names[code]]) == float(value)
+
+
+@pytest.mark.usefixtures("case_record_policy")
+def test_an_answer_under_a_case_record_policy_states_that_unit(
+    app: APIFlask, make_person: MakePerson
+) -> None:
+    researcher, location = _run_query(app, make_person, "Case", "gender")
+    answer = researcher.get(location).text
+    assert "95% intervals (privacy unit: one case record)</caption>" in answer
+    assert "Privacy unit: one case record. Zero-concentrated" in answer
+    assert "one person" not in answer
+    lines = researcher.get(location + ".csv").text.splitlines()
+    assert len(lines) > 1 and all(line.endswith(",one case record") for line in lines[1:])
+    french = researcher.get(location, headers={"Accept-Language": "fr"}).text
+    assert "(unité de confidentialité : un dossier de cas)</caption>" in french

@@ -117,3 +117,22 @@ def test_a_browser_gets_an_error_page_in_its_language(client: FlaskClient) -> No
     # The API's clients keep their problem+json, whatever they accept.
     assert client.get("/v1/no-such-thing", headers=html).mimetype == "application/problem+json"
     assert client.get("/no-such-page").mimetype == "application/problem+json"
+
+
+def test_the_privacy_page_explains_the_policys_person_unit(client: FlaskClient) -> None:
+    page = client.get("/privacy", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "adding or removing any one person changes" in page
+    assert "The privacy unit is one person, up to 3 records: records that the hub links" in page
+    assert "at most 3 records of a person are counted" in page
+    assert "one case record" not in page
+    french = client.get("/privacy", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "L’unité de confidentialité est une personne, jusqu’à 3 dossiers :" in french
+    arabic = client.get("/privacy", headers={"Accept-Language": "ar"}).get_data(as_text=True)
+    assert "وحدة الخصوصية هي شخص واحد، بحد أقصى 3 سجلات:" in arabic
+
+
+@pytest.mark.usefixtures("case_record_policy")
+def test_the_privacy_page_explains_a_case_record_unit(client: FlaskClient) -> None:
+    page = client.get("/privacy", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "The privacy unit is one case record: one victim as reported by one partner." in page
+    assert "one person" not in page

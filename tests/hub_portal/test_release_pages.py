@@ -16,21 +16,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from hub.actors import PrincipalActor
 from hub.models import PublishedRelease
 from hub.services import publication
+from tests.conftest import Bearer, MakeClient
 from tests.hub_releases.conftest import accepted  # noqa: F401  # a fixture
 from tests.hub_releases.test_release import (  # noqa: F401  # places, published: fixtures
+    _board,
     as_active,
     build,
     default_document,
     download,
+    failed_checks,
     places,
     published,
     small_policy,
+    vote,
 )
 
 #: A mark of a chart: its accessible name says its category and its exact numbers.
@@ -185,11 +191,20 @@ def the_page_in_other_languages_and_the_home_page(client: FlaskClient, release_i
     assert '<html lang="ar" dir="rtl">' in arabic and "الإصدار 1" in arabic
     french = page(client, f"/releases/{release_id}", "fr")
     assert "Dossiers par Année d’enregistrement" in french
+    # The release's own privacy unit, from its published notes: the default policy's person.
+    english = page(client, f"/releases/{release_id}")
+    assert '<dd id="privacy-unit">one person, up to 3 records</dd>' in english
+    assert "(privacy unit: one person, up to 3 records)</caption>" in english
+    assert "per privacy unit (one person, up to 3 records)" in english
+    assert "one case record" not in english
+    assert '<dd id="privacy-unit">une personne, jusqu’à 3 dossiers</dd>' in french
+    assert '<dd id="privacy-unit">شخص واحد، بحد أقصى 3 سجلات</dd>' in arabic
     listed = page(client, "/releases")
     assert f'href="/releases/{release_id}"' in listed
     home = page(client, "/")
     assert f'href="/releases/{release_id}"' in home
     assert "No release has been published yet." not in home
+    assert "interval (privacy unit: one person, up to 3 records):" in home
     # Each headline is a published cell of a one-way DP table, with its interval.
     year = published_rows(client, f"/v1/releases/{release_id}/files/dp/counts_by_year.csv")
     largest = max(year, key=lambda r: float(r["count"]))
@@ -300,3 +315,40 @@ def _all_published_figures(root: Path) -> set[str]:
     for path in (root / "dp").glob("*.csv"):
         found |= _figures_of(path)
     return found
+
+
+def test_a_release_under_a_case_record_policy_states_that_unit(
+    app: APIFlask,
+    client: FlaskClient,
+    db_session: Session,
+    make_client: MakeClient,
+    bearer: Bearer,
+    accepted: int,  # noqa: F811
+    places: publication.Places,  # noqa: F811
+) -> None:
+    document = yaml.safe_load(small_policy().document)
+    document["privacy"]["unit"] = "case record"
+    del document["privacy"]["records_per_person"]
+    (builder, _), (_, second), (_, third) = _board(make_client, bearer, 3)
+    candidate = build(
+        app, db_session, as_active(document), places, PrincipalActor.with_roles(builder)
+    )
+    assert candidate.status == "candidate", failed_checks(candidate)
+    vote(client, second, candidate.id)
+    release_id = vote(client, third, candidate.id).get_json()["release"]
+    assert publication.get_release(db_session, release_id)["notes"]["privacy_unit"] == (
+        "one case record"
+    )
+    text = page(client, f"/releases/{release_id}")
+    assert '<dd id="privacy-unit">one case record</dd>' in text
+    assert "(privacy unit: one case record)</caption>" in text
+    assert "per privacy unit (one case record)" in text
+    assert "one person, up to" not in text
+    # The linkage count's own unit stays every record of a person, whatever the policy's.
+    assert "per privacy unit (one person (all their records, as the hub links them))" in text
+    caption = "(privacy unit: one person (all their records, as the hub links them))</caption>"
+    assert caption in section(text, "table-dp-people_in_several_sources")
+    spanish = page(client, f"/releases/{release_id}", "es")
+    assert '<dd id="privacy-unit">un registro de caso</dd>' in spanish
+    assert "(una persona (todos sus registros, tal como el hub los vincula))" in spanish
+    assert "interval (privacy unit: one case record):" in page(client, "/")

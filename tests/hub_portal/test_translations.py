@@ -45,17 +45,23 @@ def test_the_extraction_finds_the_templates_strings() -> None:
 def test_every_string_has_a_translation(language: str) -> None:
     with catalogue_path(language).open("rb") as handle:
         catalogue = read_po(handle, locale=language)
+    # A plural message is translated when every one of the language's plural forms is.
     translated = {
-        message.id: message.string
+        message.id if isinstance(message.id, str) else message.id[0]: message
         for message in catalogue
-        if message.id and message.string and not message.fuzzy
+        if message.id and message.string and all(message.string) and not message.fuzzy
     }
     missing = sorted(portal_strings() - set(translated))
     assert missing == [], f"{language}: untranslated strings {missing}"
-    for source, target in translated.items():
-        assert sorted(_PLACEHOLDER.findall(source)) == sorted(_PLACEHOLDER.findall(target)), (
-            f"{language}: the placeholders of {source!r} differ in {target!r}"
-        )
+    for message in translated.values():
+        sources = [message.id] if isinstance(message.id, str) else list(message.id)
+        targets = [message.string] if isinstance(message.string, str) else list(message.string)
+        if len(targets) > 1:
+            assert len(targets) == catalogue.num_plurals, f"{language}: {sources[0]!r}'s forms"
+        for target in targets:
+            assert sorted(_PLACEHOLDER.findall(sources[-1])) == sorted(
+                _PLACEHOLDER.findall(target)
+            ), f"{language}: the placeholders of {sources[-1]!r} differ in {target!r}"
 
 
 def test_a_missing_translation_is_caught(tmp_path: Path) -> None:
