@@ -9,8 +9,6 @@ neighbours (so the test can fail).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import polars as pl
 import pytest
@@ -33,6 +31,7 @@ from disclosure_control.person import (
     bound_contributions,
     person_keys,
 )
+from tests.dp.test_privacy import observed_loss as privacy_loss
 
 SCHEMA = {
     "gender": Field("gender", "string", ("Female", "Male", "Transgender/NonConforming")),
@@ -178,7 +177,6 @@ def test_an_answer_states_its_unit() -> None:
 # --- empirical privacy on neighbours that differ by one whole person -------------------------
 
 RUNS = 2000
-ALPHA = 1e-3
 DELTA = 1e-6
 C = 3
 VICTIM_RECORDS = 5
@@ -188,22 +186,8 @@ THRESHOLDS = range(6, 22)  # events {release >= t} above the true counts 5 to 10
 
 
 def observed_loss(first: np.ndarray, second: np.ndarray, delta: float) -> float:
-    """Return a (1 - ALPHA)-confidence lower bound on the epsilon the samples demonstrate."""
-    level = ALPHA / (4 * len(THRESHOLDS))
-    worst = 0.0
-    for big, small in ((first, second), (second, first)):
-        for threshold in THRESHOLDS:
-            hits_big = int((big >= threshold).sum())
-            hits_small = int((small >= threshold).sum())
-            big_low = stats.beta.ppf(level, hits_big, RUNS - hits_big + 1) if hits_big else 0.0
-            small_high = (
-                stats.beta.ppf(1 - level, hits_small + 1, RUNS - hits_small)
-                if hits_small < RUNS
-                else 1.0
-            )
-            if big_low - delta > 0:
-                worst = max(worst, math.log((big_low - delta) / small_high))
-    return worst
+    """Return the lower bound on epsilon the samples demonstrate, over this test's events."""
+    return privacy_loss(first, second, delta, THRESHOLDS)
 
 
 def neighbours() -> tuple[pl.DataFrame, pl.DataFrame]:

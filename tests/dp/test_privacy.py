@@ -12,6 +12,7 @@ claim is understated.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -36,19 +37,32 @@ SCHEMA = {"gender": Field("gender", "string", ("Female", "Male", "Transgender/No
 THRESHOLDS = range(8, 16)  # events {release >= t} around the true counts 10 and 11
 
 
-def observed_loss(first: np.ndarray, second: np.ndarray, delta: float) -> float:
-    """Return a (1 - ALPHA)-confidence lower bound on the epsilon the samples demonstrate."""
-    tests = 2 * len(THRESHOLDS)
-    level = ALPHA / (2 * tests)  # a one-sided bound on each of two frequencies per test
+def observed_loss(
+    first: np.ndarray,
+    second: np.ndarray,
+    delta: float,
+    thresholds: Sequence[float] = THRESHOLDS,
+    *,
+    both_tails: bool = False,
+) -> float:
+    """Return a (1 - ALPHA)-confidence lower bound on the epsilon the samples demonstrate.
+
+    The events are {release >= t} for each threshold (and {release < t} too with
+    ``both_tails``); each event's two frequencies get a one-sided Clopper-Pearson bound, at a
+    level shared out over every bound taken (Bonferroni), so the bound holds for all at once.
+    """
+    events = [(t, True) for t in thresholds] + [(t, False) for t in thresholds if both_tails]
+    runs = len(first)
+    level = ALPHA / (4 * len(events))  # two frequencies per event, each event both ways round
     worst = 0.0
     for big, small in ((first, second), (second, first)):
-        for threshold in THRESHOLDS:
-            hits_big = int((big >= threshold).sum())
-            hits_small = int((small >= threshold).sum())
-            big_low = stats.beta.ppf(level, hits_big, RUNS - hits_big + 1) if hits_big else 0.0
+        for threshold, above in events:
+            hits_big = int(((big >= threshold) if above else (big < threshold)).sum())
+            hits_small = int(((small >= threshold) if above else (small < threshold)).sum())
+            big_low = stats.beta.ppf(level, hits_big, runs - hits_big + 1) if hits_big else 0.0
             small_high = (
-                stats.beta.ppf(1 - level, hits_small + 1, RUNS - hits_small)
-                if hits_small < RUNS
+                stats.beta.ppf(1 - level, hits_small + 1, runs - hits_small)
+                if hits_small < runs
                 else 1.0
             )
             if big_low - delta > 0:

@@ -10,19 +10,16 @@ the claim of a record-level fit of the same spend on the same neighbours (so the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from disclosure_control.person import PERSON_COLUMN
 from disclosure_control.synth import Domain, MarginalSynthesizer
+from tests.dp.test_privacy import observed_loss as privacy_loss
 
 DOMAIN = Domain.from_schema({"a": ("x", "y"), "b": ("p", "q")})
 RUNS = 100
-ALPHA = 1e-3
 DELTA = 1e-6
 RHO = 0.01  # epsilon 0.6 at delta 1e-6
 C = 3
@@ -51,23 +48,8 @@ def share_of_x(synthesizer: MarginalSynthesizer, records: pd.DataFrame, seed: in
 
 
 def observed_loss(first: np.ndarray, second: np.ndarray) -> float:
-    """Return a (1 - ALPHA)-confidence lower bound on the epsilon the samples demonstrate."""
-    events = [(t, True) for t in THRESHOLDS] + [(t, False) for t in THRESHOLDS]
-    level = ALPHA / (4 * len(events))
-    worst = 0.0
-    for big, small in ((first, second), (second, first)):
-        for threshold, above in events:
-            hits_big = int(((big >= threshold) if above else (big < threshold)).sum())
-            hits_small = int(((small >= threshold) if above else (small < threshold)).sum())
-            big_low = stats.beta.ppf(level, hits_big, RUNS - hits_big + 1) if hits_big else 0.0
-            small_high = (
-                stats.beta.ppf(1 - level, hits_small + 1, RUNS - hits_small)
-                if hits_small < RUNS
-                else 1.0
-            )
-            if big_low - DELTA > 0:
-                worst = max(worst, math.log((big_low - DELTA) / small_high))
-    return worst
+    """Return the lower bound on epsilon the samples demonstrate (shares above and below)."""
+    return privacy_loss(first, second, DELTA, THRESHOLDS, both_tails=True)
 
 
 def samples(records_per_person: int | None) -> tuple[np.ndarray, np.ndarray, float]:
