@@ -201,6 +201,11 @@ class SynthesisModel:
             keep = None if self.forbidden is None else allowed(pool.records, self.forbidden, sizes)
             weights = pool_weights(pool, sizes, self.refinement, keep)
             if not weights.sum() > 0:
+                # On a small, noisy table the refinement's reweighting can vanish (every weight
+                # zero or not a number): draw from the network's own pool instead, which is
+                # post-processing of the same released counts.
+                weights = np.ones(len(pool.records)) if keep is None else keep.astype(np.float64)
+            if not weights.sum() > 0:
                 raise ValueError(_ALL_FORBIDDEN)
             drawn = rng.choice(len(pool.records), size=n_records, p=weights / weights.sum())
             compressed = pool.records[drawn]
