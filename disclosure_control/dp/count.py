@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import opendp.prelude as dp
 
+from disclosure_control.dp.calibrate import scale_for_loss
+from disclosure_control.dp.plan import CONFIDENCE
+
 dp.enable_features("contrib")
 
 __all__ = ["NoisyCount", "noisy_count"]
-
-#: The interval published with each count: 95%.
-_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ def _measurement(scale: float) -> dp.Measurement:
     return dp.m.make_gaussian(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=scale)
 
 
+def _loss(scale: float, sensitivity: int) -> float:
+    return float(_measurement(scale).map(sensitivity))  # type: ignore[no-untyped-call]  # opendp
+
+
 def noisy_count(true_count: int, rho: float, *, sensitivity: int = 1) -> NoisyCount:
     """Release ``true_count`` under rho-zCDP with OpenDP's discrete Gaussian mechanism.
 
@@ -58,14 +62,10 @@ def noisy_count(true_count: int, rho: float, *, sensitivity: int = 1) -> NoisyCo
     """
     if not rho > 0 or sensitivity < 1:
         raise ValueError("rho must be positive and the sensitivity at least 1")
-    scale = sensitivity / math.sqrt(2 * rho)
+    scale = scale_for_loss(lambda s: _loss(s, sensitivity), rho)
     measurement = _measurement(scale)
-    spent = float(measurement.map(sensitivity))  # type: ignore[no-untyped-call]  # opendp: untyped
-    while spent > rho:  # OpenDP rounds its map up: widen the noise until it fits the charge
-        scale = math.nextafter(scale, math.inf)
-        measurement = _measurement(scale)
-        spent = float(measurement.map(sensitivity))  # type: ignore[no-untyped-call]  # opendp: untyped
-    half = math.ceil(dp.discrete_gaussian_scale_to_accuracy(scale, _ALPHA))
+    spent = _loss(scale, sensitivity)
+    half = math.ceil(dp.discrete_gaussian_scale_to_accuracy(scale, 1 - CONFIDENCE))
     value = int(measurement(int(true_count)))
     return NoisyCount(
         value=max(value, 0),

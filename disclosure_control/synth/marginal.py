@@ -229,17 +229,20 @@ class MarginalSynthesizer:
         records: pd.DataFrame,
         progress: ProgressCallback | None = None,
         *,
-        seed: int | None = None,
+        bounding_seed: int | None = None,
     ) -> SynthesisModel:
         """Measure the records through OpenDP and fit the model.
 
         :param records: the analysis snapshot's case records, as strings, with the person key
             column when the unit is a person (without it each record is its own person).
         :param progress: called with ``("measure", done, total)`` as the run advances.
-        :param seed: seeds the draw of which records of a person beyond c are dropped (None:
-            a fresh seed kept nowhere).
+        :param bounding_seed: seeds the draw of which records of a person beyond c are dropped,
+            for tests only. Leave it None (a fresh seed kept nowhere) for anything released: the
+            bound is c-stable only while the draw is secret (a known seed makes which records of
+            the others are kept a known function of how many records there are, so removing
+            one person changes them).
         """
-        data = self.domain.encode(self._bounded(records, seed))
+        data = self.domain.encode(self._bounded(records, bounding_seed))
         names = self.domain.columns
         rounds = self.shares.per_round(self._record_rho * (1 - self.refine_share), len(names))
         refine_rounds = self._refine_rounds()

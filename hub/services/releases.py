@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -231,7 +232,7 @@ def build_synthetic(
         raise InvalidInput("there are no accepted records to synthesise from")
     # The records as CTDC writes them (booleans 1/0, missing empty): the domain's codes.
     coded = format_records(snapshot.records)[list(domain.columns)].reset_index(drop=True)
-    training, control = _split(_with_persons(coded, snapshot), request.holdout, request.seed)
+    training, control = _split(_with_persons(coded, snapshot), request.holdout)
     n_control = len(control)
     session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
 
@@ -285,7 +286,7 @@ def build_synthetic(
     candidate_id = candidate.id
     final = directory / candidate_id
     try:
-        model = synthesizer.fit(training, progress, seed=request.seed)
+        model = synthesizer.fit(training, progress)
         if progress is not None:
             progress("draw and evaluate", 0, 1)
         synthetic = model.sample(request.records, request.seed)
@@ -964,8 +965,8 @@ def _build_artefacts(
     settings = rules.release.synthetic
     if plans.synthesizer is not None and plans.synthetic_domain is not None and settings:
         columns = list(plans.synthetic_domain.columns)
-        training, control = _split(coded[[*columns, PERSON_COLUMN]], settings.holdout, seed)
-        model = plans.synthesizer.fit(training, progress, seed=seed)
+        training, control = _split(coded[[*columns, PERSON_COLUMN]], settings.holdout)
+        model = plans.synthesizer.fit(training, progress)
         stage("draw and evaluate", 0, 1)
         synthetic = model.sample(settings.records, seed)
         training, control = _without_persons(training), _without_persons(control)
@@ -1081,12 +1082,22 @@ def _without_persons(records: pd.DataFrame) -> pd.DataFrame:
     return records.drop(columns=[PERSON_COLUMN], errors="ignore")
 
 
-def _split(coded: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the records into the synthesizer's training set and a held-out control set."""
-    order = np.random.default_rng(seed).permutation(len(coded))
-    n_control = math.floor(holdout * len(coded))
-    control = coded.iloc[np.sort(order[:n_control])].reset_index(drop=True)
-    training = coded.iloc[np.sort(order[n_control:])].reset_index(drop=True)
+def _split(coded: pd.DataFrame, holdout: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the records, person by person, into the synthesizer's training set and a held-out
+    control set.
+
+    Whole persons go one way or the other (a person in both would make the control set look
+    like members and understate the attack's advantage), and the draw is fresh and kept
+    nowhere: a known seed would make which of the others' records are trained on a known
+    function of the record count, so removing one person would move others between the sets.
+    """
+    persons = person_keys(coded).to_numpy()
+    unique, inverse = np.unique(persons, return_inverse=True)
+    rng = np.random.default_rng(secrets.randbits(128))
+    to_control = rng.permutation(len(unique))[: math.floor(holdout * len(unique))]
+    in_control = np.isin(inverse, to_control)
+    control = coded.loc[in_control].reset_index(drop=True)
+    training = coded.loc[~in_control].reset_index(drop=True)
     return training, control
 
 

@@ -39,7 +39,7 @@ def neighbours() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def share_of_x(synthesizer: MarginalSynthesizer, records: pd.DataFrame, seed: int) -> float:
-    model = synthesizer.fit(records, seed=seed)
+    model = synthesizer.fit(records, bounding_seed=seed)
     try:
         drawn = model.sample(4000, 0)
     except ValueError:  # the model kept no value to draw from: an outcome like any other
@@ -58,14 +58,14 @@ def samples(records_per_person: int | None) -> tuple[np.ndarray, np.ndarray, flo
         np.array([share_of_x(synthesizer, data, seed) for seed in range(RUNS)])
         for data in neighbours()
     )
-    claimed = synthesizer.fit(neighbours()[0], seed=0).spend.epsilon
+    claimed = synthesizer.fit(neighbours()[0], bounding_seed=0).spend.epsilon
     return first, second, claimed
 
 
 def test_the_fit_spends_rho_for_one_person_and_scales_as_the_record_at_c_1() -> None:
     records = neighbours()[0]
-    person = MarginalSynthesizer(DOMAIN, 0.5, records_per_person=C).fit(records, seed=1)
-    one = MarginalSynthesizer(DOMAIN, 0.5, records_per_person=1).fit(records, seed=1)
+    person = MarginalSynthesizer(DOMAIN, 0.5, records_per_person=C).fit(records, bounding_seed=1)
+    one = MarginalSynthesizer(DOMAIN, 0.5, records_per_person=1).fit(records, bounding_seed=1)
     record = MarginalSynthesizer(DOMAIN, 0.5).fit(records.drop(columns=PERSON_COLUMN))
     # OpenDP's composition, taken at C records, states the person's loss: what a record-level
     # run of the same rho spends on one record, never more than rho.
@@ -76,7 +76,9 @@ def test_the_fit_spends_rho_for_one_person_and_scales_as_the_record_at_c_1() -> 
 
 
 def test_the_person_key_never_reaches_the_model() -> None:
-    model = MarginalSynthesizer(DOMAIN, 0.5, records_per_person=C).fit(neighbours()[0], seed=2)
+    model = MarginalSynthesizer(DOMAIN, 0.5, records_per_person=C).fit(
+        neighbours()[0], bounding_seed=2
+    )
     assert PERSON_COLUMN not in model.to_json()
     assert list(model.sample(50, 1).columns) == ["a", "b"]
 
