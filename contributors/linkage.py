@@ -291,7 +291,7 @@ def encode_all(
     encoder = _Encoder(_secret(secret), salted)
     out: list[bytes] = []
     numbers = rows if rows is not None else itertools.count(1)
-    for row, person in zip(numbers, people, strict=False):
+    for row, person in zip(numbers, people, strict=rows is not None):
         try:
             out.append(encoder.encode(person))
         except LinkageError as error:
@@ -353,7 +353,7 @@ def read_encodings(
     out: list[bytes | None] = []
     problems: list[tuple[int, str]] = []
     numbers = rows if rows is not None else itertools.count(1)
-    for row, cell in zip(numbers, cells, strict=False):
+    for row, cell in zip(numbers, cells, strict=rows is not None):
         try:
             out.append(_one_encoding((cell or "").strip()))
         except LinkageError as error:

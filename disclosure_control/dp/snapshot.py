@@ -58,15 +58,25 @@ class SnapshotError(ValueError):
         self.reason = reason
 
 
-def _part_person_keys(part: pl.DataFrame | pd.DataFrame, start: int) -> pl.Series:
-    # A part without keys: each record its own person, numbered across all parts.
-    if PERSON_COLUMN not in part.columns:
-        return (person_keys(part) + start).alias(PERSON_COLUMN)
+def _part_person_keys(
+    part: pl.DataFrame | pd.DataFrame, start: int, keyed: bool | None
+) -> tuple[pl.Series, bool]:
+    """Return a part's person keys, and whether it carried them.
+
+    Parts without keys number each record as its own person across all parts; parts with
+    keys keep them. Mixing the two could give a keyless record a linked person's key, so every
+    part must be like the first (``keyed``, None for the first part).
+    """
+    has_keys = PERSON_COLUMN in part.columns
+    if keyed is not None and has_keys != keyed:
+        raise ValueError("either every part of a part-by-part snapshot has person keys or none")
+    if not has_keys:
+        return (person_keys(part) + start).alias(PERSON_COLUMN), False
     column = part[PERSON_COLUMN]
     missing = column.isna().any() if isinstance(column, pd.Series) else column.null_count() > 0
     if missing:
         raise ValueError("every record of a part-by-part snapshot needs its person key")
-    return person_keys(part)
+    return person_keys(part), True
 
 
 def _part_draws(height: int, rng: np.random.Generator) -> pl.Series:
@@ -351,6 +361,7 @@ class Snapshot:
         snapshot._finalizer = weakref.finalize(snapshot, _remove_all, directory)
         height = 0
         rng = np.random.default_rng(secrets.randbits(128) if seed is None else seed)
+        keyed: bool | None = None
         try:
             for number, part in enumerate(parts):
                 try:
@@ -358,9 +369,8 @@ class Snapshot:
                 except SnapshotError as error:
                     rows = [height + row for row in error.rows]
                     raise SnapshotError(error.field, rows, error.reason) from None
-                typed = typed.with_columns(
-                    _part_person_keys(part, height), _part_draws(typed.height, rng)
-                )
+                keys, keyed = _part_person_keys(part, height, keyed)
+                typed = typed.with_columns(keys, _part_draws(typed.height, rng))
                 path = os.path.join(directory, f"part-{number:06d}.arrow")
                 _write_image(typed, path, "lz4")
                 snapshot._paths.append(path)

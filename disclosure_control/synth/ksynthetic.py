@@ -213,10 +213,12 @@ def k_synthetic(
     Records are first drawn column by column from the real counts (each value next to the
     record's values of the two most informative columns already drawn, :func:`_plan`), then
     the fields taking part in combinations of up to ``max_length`` recorded values that occur
-    fewer than ``k`` times in the real records are emptied, the most offending field first
-    (:func:`_suppress`), until none is left. Emptying fields only after whole records are
-    drawn, rather than refusing each value against the ones drawn before it, keeps the
-    columns drawn last (the countries, in CTDC's 2021 order) from being emptied for the rest.
+    fewer than ``k`` times in the real records are drawn again among the values that form no
+    such combination with the rest of their record, the most offending field first, and
+    emptied only where no value qualifies (:func:`_repair`), until none is left. Repairing
+    fields only after whole records are drawn, rather than refusing each value against the ones
+    drawn before it, keeps the columns drawn last (the countries, in CTDC's 2021 order) from
+    being emptied for the rest.
 
     :param records: the real case records, as strings.
     :param domain: the schema domain of the columns.

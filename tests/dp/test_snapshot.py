@@ -209,6 +209,10 @@ def test_parts_keep_their_linked_person_keys_and_refuse_incomplete_ones() -> Non
     broken[1][PERSON_COLUMN] = pd.array([9, None, 4], dtype="Int64")
     with pytest.raises(ValueError, match="needs its person key"):
         Snapshot.from_parts(broken, SCHEMA)
+    # A keyless part after a keyed one could be numbered onto a linked person's key.
+    mixed = [linked[0], partner_file()]
+    with pytest.raises(ValueError, match="every part .* has person keys or none"):
+        Snapshot.from_parts(mixed, SCHEMA)
     assert set(Path("/dev/shm").glob("ctdhub-snapshot-*")) == before  # noqa: S108
 
 

@@ -283,7 +283,9 @@ def test_a_new_upload_makes_a_new_snapshot_and_a_new_charge(
     from tests.hub_uploads.test_uploads_api import post, sample_csv
 
     first = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers).get_json()
-    assert post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code
+    assert (
+        post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code == 201
+    )
     second = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers)
     assert second.status_code == 201
     assert second.get_json()["snapshot_id"] != first["snapshot_id"]
@@ -386,7 +388,9 @@ def test_the_dp_snapshot_is_a_private_tmpfs_image_dropped_with_its_batch_set(
     assert image is not None and on_tmpfs(os.path.dirname(image))
     assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(image)).st_mode) == 0o700
-    assert post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code
+    assert (
+        post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code == 201
+    )
     second = client.post("/v1/queries", json=GENDER_COUNT, headers=researcher.headers)
     assert second.status_code == 201
     assert second.get_json()["snapshot_id"] != first.get_json()["snapshot_id"]
@@ -408,7 +412,9 @@ def test_past_the_snapshot_cap_a_query_scans_the_batches_lazily_for_the_same_ans
     snapshot, spend, privacy unit and accuracy (only the noise drawn differs)."""
     from tests.hub_uploads.test_uploads_api import post, sample_csv
 
-    assert post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code
+    assert (
+        post(client, partner_a.headers, sample_csv(ctdc_file, step=250, start=1)).status_code == 201
+    )
     capped = make_hub(SNAPSHOT_MAX_RECORDS="10")
     one, two = make_researcher("University"), make_researcher("Institute")
     lazy = capped.post("/v1/queries", json=GENDER_COUNT, headers=one.headers)

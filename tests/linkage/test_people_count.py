@@ -21,7 +21,8 @@ def test_noise_is_calibrated_to_rho_and_the_sensitivity() -> None:
     assert two.scale == pytest.approx(20.0) and two.rho <= 0.005
     # The 95% interval of a discrete Gaussian of scale 10 is about +-1.96 scales wide.
     assert abs((one.upper_95 - one.lower_95) / 2 - 1.96 * one.scale) <= 2
-    assert noisy_count(0, 0.005).value >= 0  # post-processed: never negative
+    # Post-processed: never negative (unclamped, about half of these draws would be).
+    assert all(noisy_count(0, 0.005).value >= 0 for _ in range(50))
     with pytest.raises(ValueError, match="rho must be positive"):
         noisy_count(5, 0.0)
 
