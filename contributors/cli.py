@@ -428,12 +428,9 @@ def prepare_upload(
     frame = read_table(data, filename=filename)
     carried: pd.Series | None = None
     if ENCODING_COLUMN in frame.columns:
-        if linkage_secret is not None:
-            raise _Stop(
-                f"the file holds linkage encodings already (column {ENCODING_COLUMN}, made by "
-                "prepare): send it without a linkage secret",
-                EXIT_INPUT,
-            )
+        # A file made by prepare sends its own encodings: a secret (say, one exported in the
+        # environment for prepare) is not used again, so nothing is encoded twice.
+        linkage_secret = None
         carried = pd.Series(
             read_encodings(
                 frame[ENCODING_COLUMN].fillna("").astype(str).tolist(),
