@@ -218,7 +218,9 @@ def run_floor(limit: int) -> dict[str, Any]:
     with DPSnapshot(dp_records, dp_schema, missing_values=schema.missing_values) as data:
         for table in rules.release.dp_tables:
             spec = QuerySpec(Measure("count"), SpendRequest(rho=table.rho), group_by=table.group_by)
-            plan = plan_query(spec, dp_schema, rho_range=(table.rho / 2, 2.0))
+            plan = plan_query(
+                spec, dp_schema, rho_range=(table.rho / 2, 2.0), unit=rules.privacy.privacy_unit
+            )
             dp_tables[table.name] = release(plan, data, nonnegative_counts=True)
     clock.lap("dp tables")
     settings = rules.release.synthetic
@@ -231,8 +233,9 @@ def run_floor(limit: int) -> dict[str, Any]:
         shares=BudgetShares(**settings.shares.model_dump()),
         max_cells=settings.max_cells,
         max_parents=settings.max_parents,
+        records_per_person=rules.privacy.records_per_person,
     )
-    training = coded[list(domain.columns)].sample(frac=0.9, random_state=2021)
+    training = coded[list(domain.columns)].sample(frac=1 - settings.holdout, random_state=2021)
     control = coded[list(domain.columns)].drop(training.index)
     model = synthesizer.fit(training.reset_index(drop=True))
     clock.lap("measure")
