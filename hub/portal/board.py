@@ -372,9 +372,9 @@ def _candidate_page(candidate_id: str, status: int = 200, **context: Any) -> Res
         candidate_id,
         quorum=policies.board_quorum(current_app.config),
     )
-    display_delta = policies.budget_policy(
-        policies.active_policy(db, current_app.config)
-    ).display_delta
+    display_delta = releases.display_delta_of(
+        row, policies.budget_policy(policies.active_policy(db, current_app.config)).display_delta
+    )
     return (
         render_template(
             "portal/board/candidate.html",
@@ -386,7 +386,7 @@ def _candidate_page(candidate_id: str, status: int = 200, **context: Any) -> Res
             charts=_report_charts(synthetic),
             spend=_spend_rows(row.spend, display_delta),
             display_delta=display_delta,
-            privacy_unit=transparency._candidate_unit(row),  # noqa: SLF001  # the log's reading
+            privacy_unit=transparency.candidate_unit(row),
             review=review,
             votable=row.kind == releases.RELEASE and row.status == "candidate",
             ballot_choices=_ballot_choices(

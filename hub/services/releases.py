@@ -175,6 +175,18 @@ def synthesis_domain(schema: RecordSchema, columns: Sequence[str] = ()) -> Domai
         raise InvalidInput(str(error)) from None
 
 
+def charged_under(policy: ledger.BudgetPolicy) -> dict[str, Any]:
+    """What a candidate's charge was made under, kept in its parameters: the privacy unit (the
+    transparency log and the board's page state it) and the delta epsilon is shown at."""
+    return {"privacy_unit": policy.unit.description, "display_delta": policy.display_delta}
+
+
+def display_delta_of(candidate: ReleaseCandidate, default: float) -> float:
+    """The delta a candidate's epsilons are shown at: its own, else ``default`` (older rows)."""
+    value = (candidate.parameters or {}).get("display_delta")
+    return float(value) if isinstance(value, int | float) else default
+
+
 def _request_json(request: SyntheticRequest, rho: float) -> dict[str, Any]:
     document = asdict(request)
     document["columns"] = list(request.columns)
@@ -237,7 +249,7 @@ def build_synthetic(
     session.rollback()  # end the read transaction: the ledger's lock starts a fresh one
 
     spend = PrivacySpend(rho, 0.0)
-    parameters = _request_json(request, rho)
+    parameters = _request_json(request, rho) | charged_under(policy)
     try:
         ledger.lock_dataset(session)
         balance = ledger.dataset_balance(session, policy)
@@ -707,7 +719,8 @@ def build_release(
             snapshot_id=snapshot.snapshot_id,
             status="building",
             created_by=actor.id if isinstance(actor, PrincipalActor) else None,
-            parameters={
+            parameters=charged_under(caps)
+            | {
                 "seed": seed,
                 # The document itself: publication states its licence, citation and terms.
                 "policy": rules.to_json(),

@@ -133,7 +133,7 @@ def _candidate_source(candidate: ReleaseCandidate, display_delta: float) -> _Sou
         rho,
         Fraction(0),
         display_delta,
-        _candidate_unit(candidate),
+        candidate_unit(candidate),
     ) | {
         "release_candidate": candidate.id,
         "charged_at": _when(candidate.created_at),
@@ -165,9 +165,16 @@ _RECORD_UNIT = "case record"
 """How the log has always named the case-record unit (entries written before the person unit)."""
 
 
-def _candidate_unit(candidate: ReleaseCandidate) -> str:
-    """The privacy unit a candidate was charged under, from the policy document it records."""
-    policy = (candidate.parameters or {}).get("policy")
+def candidate_unit(candidate: ReleaseCandidate) -> str:
+    """The privacy unit a candidate was charged under, as its charge recorded it.
+
+    Candidates charged before the unit was recorded name it through the policy document they
+    keep (full releases) or are case-record candidates (the log's old name for them).
+    """
+    parameters = candidate.parameters or {}
+    if isinstance(parameters.get("privacy_unit"), str):
+        return str(parameters["privacy_unit"])
+    policy = parameters.get("policy")
     privacy = policy.get("privacy") if isinstance(policy, dict) else None
     if isinstance(privacy, dict) and privacy.get("unit") == "person":
         return PrivacyUnit(int(privacy["records_per_person"])).description

@@ -18,7 +18,7 @@ from hub.cli import release
 from hub.crypto import Keyring
 from hub.domain_errors import InvalidInput, NotAuthorized
 from hub.models import AuditEvent, PrivacyLedger, ReleaseCandidate, ResearcherAllowance
-from hub.services import ledger, releases
+from hub.services import ledger, releases, transparency
 from hub.services.policies import active_policy, budget_policy
 from hub.services.releases import SyntheticRequest
 from tests.conftest import MakeClient
@@ -69,6 +69,14 @@ def test_a_candidate_charges_its_rho_exactly_and_keeps_its_files(
     # A release charges the dataset's ledger alone: no researcher's allowance is touched.
     assert db_session.execute(select(func.count()).select_from(ResearcherAllowance)).scalar() == 0
     assert tags(db_session)[-2:] == ["releases:synthetic:charge", "releases:synthetic:build"]
+    # The public log states the unit the synthesizer bounded (the default policy's person).
+    (logged,) = [
+        e["body"]
+        for e in transparency.entries(db_session)
+        if e["body"].get("release_candidate") == row.id
+    ]
+    assert logged["privacy_unit"] == "one person, up to 3 records"
+    assert transparency.candidate_unit(row) == logged["privacy_unit"]
 
     folder = tmp_path / row.id
     assert row.artefacts is not None
