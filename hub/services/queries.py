@@ -176,7 +176,9 @@ class DPSnapshotCache:
                 item = build()
                 self._items[key] = item
                 while len(self._items) > max(self.size, 1):
-                    self._items.popitem(last=False)[1].close()
+                    # Dropped, not closed: a query may still be scanning it (charged, measuring).
+                    # Its tmpfs image goes when the last reader lets go (Snapshot's finalizer).
+                    self._items.popitem(last=False)
             self._items.move_to_end(key)
             return item
 
