@@ -121,6 +121,12 @@ class PrivacyModel:
             raise ValueError("c applies to recursive (c, l)-diversity only (l_kind='recursive')")
 
     @property
+    def measured_l(self) -> int:
+        """Return the l at which a report measures recursive (c, l)-diversity's c (2 unless the
+        model itself is recursive)."""
+        return int(self.l) if self.l_kind == "recursive" and self.l is not None else 2
+
+    @property
     def sensitive_attributes(self) -> tuple[str, ...]:
         """Return the sensitive attributes named (none, one or several), in order."""
         return sensitive_attributes(self.sensitive)
@@ -1020,7 +1026,7 @@ def anonymise(
     chosen = min(tried, key=lambda name: tried[name].loss)
     outcome = tried[chosen]
     released, suppressed, cells, classes = _apply(frame, quasi_identifiers, lattice, outcome)
-    recursive_l = int(model.l) if model.l_kind == "recursive" and model.l is not None else 2
+    recursive_l = model.measured_l
     names = model.sensitive_attributes
     if any(frame[q].hasnans for q in quasi_identifiers):
         # A missing value and "" are one leaf to the hierarchies but two values to a group-by

@@ -59,6 +59,7 @@ from disclosure_control.evaluate import evaluate_release
 from disclosure_control.person import PERSON_COLUMN, person_keys
 from disclosure_control.sdc import (
     AnonymisationError,
+    Measures,
     SafeTable,
     TableError,
     TablePolicy,
@@ -67,6 +68,7 @@ from disclosure_control.sdc import (
     class_sizes,
     frequency_table,
     load_hierarchies,
+    measure,
 )
 from disclosure_control.synth import BudgetShares, Domain, MarginalSynthesizer, SynthesisModel
 from hub import audit
@@ -879,17 +881,31 @@ def _anonymised(
         "strategy": report.strategy,
         "levels": dict(report.levels),
         "records_in": report.records_in,
-        "records_kept": report.records_kept,
-        "records_suppressed": report.records_suppressed,
+        # The anonymiser's figures with the persons' suppression after it: what is published.
+        "records_kept": report.records_kept - by_person,
+        "records_suppressed": suppressed,
         "cells_suppressed": report.cells_suppressed,
         "cells_suppressed_by_field": dict(report.cells_suppressed_by_field),
         "classes": report.classes,
         "before": _plain(asdict(report.before)),
-        "after": _plain(asdict(report.after)),
+        "after": _plain(asdict(report.after if by_person == 0 else _measured(data, rules))),
         "information_loss": dict(report.information_loss),
         "records_suppressed_in_classes_of_fewer_than_k_people": by_person,
     }
     return data.reset_index(drop=True), summary, []
+
+
+def _measured(data: pd.DataFrame, rules: Policy) -> Measures:
+    """Measure the microdata as the anonymiser measures its output (after the persons' step)."""
+    micro = rules.microdata
+    sensitive = [] if micro.l_diversity is None else list(micro.l_diversity.attributes)
+    return measure(
+        data,
+        list(micro.quasi_identifiers),
+        sensitive,
+        micro.record_risk.threshold,
+        micro.privacy_model().measured_l,
+    )
 
 
 def _persons_at_least_k(data: pd.DataFrame, qis: Sequence[str], k: int) -> tuple[pd.DataFrame, int]:

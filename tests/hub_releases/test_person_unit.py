@@ -87,6 +87,13 @@ def test_a_release_over_linked_records_states_the_person_unit_and_never_writes_t
             assert PERSON_COLUMN not in path.read_text("utf-8", errors="replace"), path
     microdata = pd.read_csv(root / "files" / "microdata.csv")
     assert PERSON_COLUMN not in microdata.columns
+    # The figures the notes publish count what the persons' step withheld too.
+    summary = (candidate.report or {})["microdata"]
+    assert summary["records_kept"] == len(microdata)
+    assert summary["records_kept"] + summary["records_suppressed"] == summary["records_in"]
+    assert summary["records_suppressed"] >= summary[
+        "records_suppressed_in_classes_of_fewer_than_k_people"
+    ]
 
 
 def test_a_query_over_linked_records_states_the_unit_and_never_returns_the_key(
