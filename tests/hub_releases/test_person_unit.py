@@ -91,9 +91,10 @@ def test_a_release_over_linked_records_states_the_person_unit_and_never_writes_t
     summary = (candidate.report or {})["microdata"]
     assert summary["records_kept"] == len(microdata)
     assert summary["records_kept"] + summary["records_suppressed"] == summary["records_in"]
-    assert summary["records_suppressed"] >= summary[
-        "records_suppressed_in_classes_of_fewer_than_k_people"
-    ]
+    assert (
+        summary["records_suppressed"]
+        >= summary["records_suppressed_in_classes_of_fewer_than_k_people"]
+    )
 
 
 def test_a_query_over_linked_records_states_the_unit_and_never_returns_the_key(
