@@ -74,6 +74,9 @@ __all__ = [
 FORMAT = 1
 #: The most dimensions a table (safe or DP) may cross, as ``disclosure_control.sdc`` builds them.
 MAX_DIMENSIONS = 4
+MAX_SHEET_RECORDS = 1_048_575
+"""The most records one file may hold: every file is also published as XLSX, whose worksheet
+holds 1,048,576 rows with the header."""
 _ROLE_PSEUDONYM = "pseudonym"
 #: What a citation text may name in braces; the hub fills them in when it publishes.
 CITATION_FIELDS = ("release_id", "release_version", "policy_version", "published")
@@ -533,7 +536,7 @@ class Synthetic(_Section):
     """
 
     rho: PositiveRho
-    records: Annotated[int, Field(strict=True, ge=1, le=10_000_000)]
+    records: Annotated[int, Field(strict=True, ge=1, le=MAX_SHEET_RECORDS)]
     columns: OptionalSchemaFields = ()
     holdout: Annotated[float, Field(strict=True, ge=0, lt=0.5, allow_inf_nan=False)] = 0.1
     max_cells: Annotated[int, Field(strict=True, ge=2)] = 20_000

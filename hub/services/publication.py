@@ -55,6 +55,7 @@ from hub.models import (
 from hub.services import transparency
 from hub.services.policies import record_fields
 from policies import Decision, Policy, Review, ReviewState, Vote, VoteRefused, validate_policy
+from policies.document import MAX_SHEET_RECORDS
 
 if TYPE_CHECKING:
     from hub.services.releases import BuiltRelease
@@ -113,7 +114,7 @@ def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The most rows a worksheet holds, its header included (Excel's limit).
-XLSX_MAX_ROWS = 1_048_576
+XLSX_MAX_ROWS = MAX_SHEET_RECORDS + 1  # the header's row and the records'
 #: xlsxwriter's options for published sheets: every ``str`` is written as text (never read as a
 #: formula, a URL or a number), rows stream to disk as they are written (constant memory).
 _XLSX_OPTIONS = {

@@ -237,6 +237,12 @@ def test_yaml_problems_carry_their_line(default_text: str, fields: RecordFields)
     assert [(p.path, p.line) for p in caught.value.problems] == [("tables.cell_threshold", line)]
     assert f"tables.cell_threshold (line {line}): Input should be greater" in str(caught.value)
 
+    # More synthetic records than a worksheet holds: refused before any build is charged.
+    with pytest.raises(PolicyError) as caught:
+        load_policy(default_text.replace("records: 100000", "records: 2000000"), fields)
+    assert [p.path for p in caught.value.problems] == ["release.synthetic.records"]
+    assert "less than or equal to 1048575" in str(caught.value)
+
 
 @pytest.mark.parametrize(
     ("text", "reason"),
