@@ -11,6 +11,7 @@ or the ledger. A retracted release shows a notice and no file.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +26,13 @@ from sqlalchemy.orm import Session
 from contributors.schema import load_schema
 from hub import jobs
 from hub.db import get_session
+from hub.domain_errors import HubError
 from hub.portal.access import public
 from hub.portal.charts import PageChart, answer_chart, chartable, code_label, country_fields
 from hub.portal.i18n import current_language
 from hub.services import publication
+
+log = logging.getLogger("ctdhub.portal")
 
 #: Kinds of the published data files charted on a release's page (publication's own words).
 DP_TABLE, SAFE_TABLE = "differentially private table", "safe frequency table"
@@ -337,7 +341,14 @@ def latest_release(session: Session) -> tuple[dict[str, Any] | None, list[Headli
     if release is None:
         return None, []
     headlines = []
-    for table in released_tables(session, release):
+    try:
+        tables = released_tables(session, release)
+    except HubError:
+        # A file missing or altered on disk: the home page stays up without headlines; the
+        # release's own page and its downloads say what is wrong.
+        log.warning("release %s: its files do not match its manifest", release["id"])
+        return release, []
+    for table in tables:
         if table.kind != DP_TABLE or len(table.dimensions) != 1:
             continue
         known = [c for c in table.cells if c.value is not None and c.key[table.dimensions[0]]]

@@ -1115,7 +1115,8 @@ def release_file(session: Session, release_id: str, path: str, published: Path) 
     file must still match its SHA-256.
 
     :raises hub.domain_errors.NotFound: for an unknown release or path, or a retracted release.
-    :raises hub.domain_errors.Conflict: if the file on disk no longer matches its manifest.
+    :raises hub.domain_errors.Conflict: if the file on disk is missing or no longer matches its
+        manifest.
     """
     row = session.get(PublishedRelease, release_id)
     if row is None:
@@ -1127,6 +1128,8 @@ def release_file(session: Session, release_id: str, path: str, published: Path) 
     if path not in manifest:
         raise NotFound("the release has no such file")
     file = published / row.id / path
+    if not file.is_file():
+        raise Conflict("the release's file is missing from the hub's store", code="missing")
     if path != MANIFEST and sha256_file(file) != manifest[path]:
         raise Conflict("the file no longer matches the release's manifest", code="tampered")
     return file

@@ -92,12 +92,39 @@ def test_a_published_release_on_the_public_pages(
     client: FlaskClient,
     db_session: Session,
     published: dict[str, Any],  # noqa: F811
+    places: publication.Places,  # noqa: F811
 ) -> None:
-    """One release built for three checks (a build is the slow part)."""
+    """One release built for four checks (a build is the slow part)."""
     release_id = published["release"]
     every_dp_table_is_drawn_from_its_published_file(client, db_session, release_id)
     suppressed_cells_are_marked_and_never_drawn_as_zero(client, release_id)
     the_page_in_other_languages_and_the_home_page(client, release_id)
+    a_missing_or_altered_file_is_a_clear_refusal(client, places, release_id)
+
+
+def a_missing_or_altered_file_is_a_clear_refusal(
+    client: FlaskClient,
+    places: publication.Places,  # noqa: F811
+    release_id: str,
+) -> None:
+    """A file gone or changed on disk: the home page stays up without headlines, and the
+    release's page and the download say so (409), never a 500 and never the changed numbers."""
+    folder = places.published / release_id
+    table = next(p for p in sorted(folder.rglob("dp/*.csv")) if "by_year" in p.name)
+    original = table.read_bytes()
+    download_url = f"/v1/releases/{release_id}/files/{table.relative_to(folder)}"
+    try:
+        for damage in (table.unlink, lambda: table.write_bytes(original.replace(b"1", b"7"))):
+            damage()
+            home = client.get("/")
+            assert home.status_code == 200 and release_id in home.get_data(as_text=True)
+            assert client.get(f"/releases/{release_id}").status_code == 409
+            answer = client.get(download_url)
+            assert answer.status_code == 409
+            assert answer.get_json()["code"] in ("missing", "tampered")
+    finally:
+        table.write_bytes(original)
+    assert client.get(f"/releases/{release_id}").status_code == 200
 
 
 def every_dp_table_is_drawn_from_its_published_file(
