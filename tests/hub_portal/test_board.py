@@ -92,6 +92,15 @@ def test_a_candidate_is_reviewed_published_and_retracted_through_the_pages(
     # A ballot the rules cannot read is refused plainly, never a 500.
     garbled = _ballot(third, votes, path, "approve:not_a_reason")
     assert garbled.status_code == 400 and 'role="alert"' in garbled.text
+    # A member's comment is shown to the others as text: markup in it never runs.
+    hostile = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    assert _ballot(third, votes, path, "comment:note", text=hostile).status_code == 303
+    shown = second.get(path).text
+    assert "<script>alert(1)" not in shown and "<img src=x" not in shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown  # shown, escaped
+    # An unknown candidate or release is not found, not an error.
+    assert second.get("/board/candidates/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert second.get("/board/releases/00000000-0000-0000-0000-000000000000").status_code == 404
 
     done = _ballot(third, votes, path, "approve:risk_acceptable")
     assert done.status_code == 303
