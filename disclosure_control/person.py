@@ -18,6 +18,7 @@ for one person.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -42,6 +43,9 @@ DRAW_COLUMN = "_draw"
 """A hub-internal column of seeded draws: a person's records are kept in the order of their draw."""
 MAX_RECORDS_PER_PERSON = 100
 """The largest contribution bound a policy may set (the noise grows in proportion to it)."""
+
+
+_PERSON_WORDS = re.compile(r"one person, up to (\d+) records?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,26 @@ class PrivacyUnit:
         if c is None:
             return "one case record"
         return f"one person, up to {c} record{'s' if c != 1 else ''}"
+
+    @classmethod
+    def from_description(cls, text: str) -> PrivacyUnit | None:
+        """Return the unit a :attr:`description` (as answers and notes store it) names, or None.
+
+        The transparency log's old name of the case record, "case record", is read too.
+
+        >>> PrivacyUnit.from_description("one person, up to 3 records")
+        PrivacyUnit(records_per_person=3)
+        >>> PrivacyUnit.from_description("case record") == CASE_RECORD
+        True
+        >>> PrivacyUnit.from_description("one group") is None
+        True
+        """
+        if text in (CASE_RECORD.description, "case record"):
+            return CASE_RECORD
+        person = _PERSON_WORDS.fullmatch(text)
+        if person is None or not 1 <= int(person.group(1)) <= MAX_RECORDS_PER_PERSON:
+            return None
+        return cls(int(person.group(1)))
 
     @property
     def bounded(self) -> bool:

@@ -25,7 +25,7 @@ from babel.support import NullTranslations, Translations
 from flask import Flask, request, session
 from flask_babel import Babel, Domain, get_locale, gettext, ngettext
 
-from disclosure_control.person import CASE_RECORD, PrivacyUnit
+from disclosure_control.person import PrivacyUnit
 from hub.services.releases import LINKAGE_UNIT
 
 #: The portal's languages, in the order the switch lists them: IOM's official languages and
@@ -152,12 +152,6 @@ def extract_schema_texts(
         yield 1, None, item["title"], [f"title of the record schema's derived {item['name']}"]
 
 
-#: A person unit as :attr:`PrivacyUnit.description` words it (stored on answers and release notes).
-_PERSON_UNIT = re.compile(r"one person, up to (\d+) records?")
-#: How the case-record unit has been stored: its description, and the transparency log's name.
-_CASE_RECORD_UNITS = frozenset({CASE_RECORD.description, "case record"})
-
-
 def unit_words(unit: PrivacyUnit | str | None) -> str:
     """Return a privacy unit in words in the request's language ("one person, up to 3 records").
 
@@ -170,12 +164,10 @@ def unit_words(unit: PrivacyUnit | str | None) -> str:
         if unit == LINKAGE_UNIT:  # the linkage count's: every record of a person, not c
             linked: str = gettext("one person (all their records, as the hub links them)")
             return linked
-        if unit in _CASE_RECORD_UNITS:
-            unit = CASE_RECORD
-        elif (person := _PERSON_UNIT.fullmatch(unit)) is not None:
-            unit = PrivacyUnit(int(person.group(1)))
-        else:
+        named = PrivacyUnit.from_description(unit)
+        if named is None:
             return unit
+        unit = named
     c = None if unit is None else unit.records_per_person
     words: str = (
         gettext("one case record")
