@@ -1077,8 +1077,11 @@ def _linkage_count_plan(policy: Policy) -> dict[str, PrivacySpend]:
 def _linkage_count(snapshot: Snapshot, rules: Policy) -> dict[str, Any] | None:
     """Measure, after the charge, how many people appear in more than one partner's records.
 
-    One person added or removed (all their records) changes the count by at most one, as long
-    as the links between the other records stand; the note says so.
+    The unit is a person as the hub links them: one such group of records added or removed
+    changes the count by at most one while the links between the other records stand. That is
+    weaker than one survivor: a survivor whose records the hub links into other people's groups
+    (one case re-sent, each copy matching another group) merges those groups, and removing only
+    their own records can change the count by more than one. The note says so.
     """
     count = rules.release.linkage_count
     if count is None:
@@ -1093,9 +1096,11 @@ def _linkage_count(snapshot: Snapshot, rules: Policy) -> dict[str, Any] | None:
         "rho": answer.rho,
         "mechanism": f"discrete Gaussian, scale {answer.scale:.4g}, sensitivity 1",
         "assumes": (
-            "one person changes the count by at most one: their own records, linked by keyed "
-            "Bloom-filter encodings the partners made; the links between other people's "
-            "records are taken to stand without them"
+            "one person as the hub links them (a group of records joined by keyed Bloom-filter "
+            "encodings the partners made, or by one case number) changes the count by at most "
+            "one, while the links between the other records stand; a survivor whose records "
+            "the hub joined to other people's groups is protected only as part of the merged "
+            "group, and the greedy matching is not proven to keep the others' links"
         ),
     }
 
