@@ -186,7 +186,8 @@ def run_floor(limit: int) -> dict[str, Any]:
     from disclosure_control.sdc import anonymise, frequency_table, load_hierarchies
     from disclosure_control.sdc.hierarchies import with_derived_attributes
     from disclosure_control.synth import BudgetShares, MarginalSynthesizer
-    from hub.services.releases import HIERARCHIES, release_dp_schema, synthesis_domain
+    from hub.services.queries import query_schema
+    from hub.services.releases import HIERARCHIES, synthesis_domain
     from policies import check_candidate
 
     records = _records(limit)
@@ -212,7 +213,7 @@ def run_floor(limit: int) -> dict[str, Any]:
         for t in rules.tables.frequency_tables
     }
     clock.lap("safe tables")
-    dp_schema = release_dp_schema(schema)
+    dp_schema = dict(query_schema())
     dp_records = records.assign(exploitationType=coded["exploitationType"].to_numpy())
     dp_tables = {}
     with DPSnapshot(dp_records, dp_schema, missing_values=schema.missing_values) as data:

@@ -39,7 +39,6 @@ from sqlalchemy.orm import Session
 
 from contributors.normalise import BOOLEAN_SPELLING, format_records
 from contributors.schema import RecordSchema, load_schema
-from disclosure_control.dp import Field as DPField
 from disclosure_control.dp import (
     Measure,
     PrivacySpend,
@@ -544,15 +543,6 @@ HIERARCHIES = Path(__file__).resolve().parents[2] / "config" / "hierarchies"
 BATCH_COLUMN = "ctdhub:batch"
 
 
-def release_dp_schema(schema: RecordSchema) -> dict[str, DPField]:
-    """Return the DP schema release tables are planned on: the researchers' query schema
-    (:func:`hub.services.queries.query_schema`), derived attributes included.
-
-    :param schema: the record schema (the one the query schema is built from).
-    """
-    return dict(query_schema())
-
-
 @dataclass(frozen=True)
 class _Plans:
     """What a policy's release spends, planned before anything is charged."""
@@ -566,7 +556,7 @@ class _Plans:
 
 def _plans(policy: Policy, schema: RecordSchema) -> _Plans:
     """Plan every DP artefact of ``policy`` (no data read), refusing a plan OpenDP cannot make."""
-    dp_schema = release_dp_schema(schema)
+    dp_schema = dict(query_schema())
     cap = float(policy.privacy.dataset_cap.rho)
     tables: dict[str, QueryPlan] = {}
     charged: dict[str, PrivacySpend] = {}
@@ -979,7 +969,7 @@ def _build_artefacts(
 
     dp_tables: dict[str, DPRelease] = {}
     if plans.dp_tables:
-        dp_schema = release_dp_schema(schema)
+        dp_schema = dict(query_schema())
         dp_records = with_derived(snapshot.records.reset_index(drop=True))
         with DPSnapshot(dp_records, dp_schema, missing_values=schema.missing_values) as data:
             for index, (name, plan) in enumerate(plans.dp_tables.items()):
