@@ -30,7 +30,7 @@ __all__ = [
     "THRESHOLD",
     "link",
     "people_in_several_sources",
-    "person_keys",
+    "link_persons",
     "to_bits",
 ]
 
@@ -122,7 +122,7 @@ def link(
     return sorted(sorted((int(d), int(r)) for d, r in group) for group in groups)
 
 
-def person_keys(
+def link_persons(
     encodings: Sequence[bytes | None],
     sources: Sequence[object],
     cases: Sequence[object] | None = None,
@@ -152,7 +152,7 @@ def person_keys(
     >>> maria = encode(Person("Maria", "Silva", "1990-05-17"), "s" * 32)
     >>> typo = encode(Person("Marai", "Silva", "1990-05-17"), "s" * 32)
     >>> joao = encode(Person("Joao", "Souza", "1971-01-01"), "s" * 32)
-    >>> person_keys([maria, None, joao, typo, None], [0, 0, 0, 1, 1], ["a", "b", "c", "d", "b"])
+    >>> link_persons([maria, None, joao, typo, None], [0, 0, 0, 1, 1], ["a", "b", "c", "d", "b"])
     [0, 1, 2, 0, 1]
     """
     parent = list(range(len(encodings)))

@@ -26,7 +26,7 @@ from contributors.schema import load_schema
 from disclosure_control.person import PERSON_COLUMN
 from hub.crypto import Keyring
 from hub.models import RecordBatch, Upload
-from hub.services.linkage import people_in_several_sources, person_keys
+from hub.services.linkage import link_persons, people_in_several_sources
 from hub.services.uploads import open_record_batch
 
 
@@ -120,7 +120,7 @@ def live_record_parts(
         frame = open_record_batch(keyring, session.get_one(RecordBatch, batch_id), organisation_id)
         _linkage_inputs(frame, batch_id, organisation_id, case_field, encodings, sources, cases)
         del frame
-    keys = person_keys(encodings, sources, cases)
+    keys = link_persons(encodings, sources, cases)
     del encodings
     start = 0
     for batch_id, organisation_id in rows:
@@ -182,7 +182,7 @@ def analysis_snapshot(session: Session, keyring: Keyring, cache: SnapshotCache) 
         records = pd.concat(frames, ignore_index=True)
     else:
         records = _empty_frame()
-    keys = person_keys(encodings, sources, cases)
+    keys = link_persons(encodings, sources, cases)
     records[PERSON_COLUMN] = pd.Series(keys, index=records.index, dtype="int64")
     several = people_in_several_sources(keys, partners)
     snapshot = Snapshot(

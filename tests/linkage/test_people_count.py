@@ -9,7 +9,7 @@ import pytest
 from bench.linkage_people import duplicates, people
 from contributors.linkage import encode_all
 from disclosure_control.dp.count import noisy_count
-from hub.services.linkage import people_in_several_sources, person_keys
+from hub.services.linkage import link_persons, people_in_several_sources
 
 SECRET = "linkage-secret-shared-by-partners-0001"
 
@@ -29,7 +29,7 @@ def test_noise_is_calibrated_to_rho_and_the_sensitivity() -> None:
 
 def _several(records: list[tuple[bytes | None, int, str, str]]) -> int:
     encodings = [r[0] for r in records]
-    keys = person_keys(encodings, [r[1] for r in records], [(r[2], r[3]) for r in records])
+    keys = link_persons(encodings, [r[1] for r in records], [(r[2], r[3]) for r in records])
     return people_in_several_sources(keys, [r[2] for r in records])
 
 
