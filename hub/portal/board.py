@@ -161,12 +161,19 @@ def _ballot_choices(decisions: tuple[Decision, ...]) -> list[dict[str, Any]]:
     ]
 
 
+_MOST_WORDS = 5000
+
+
 def _ballot() -> tuple[str, str, str]:
     """Read a ballot form: (decision, reason code, words)."""
     found = _BALLOT.match(request.form.get("ballot", ""))
     if found is None:
         raise InvalidInput("choose a decision and its reason", code="bad_reason")
-    return found.group(1), found.group(2), request.form.get("text", "")[:5000]
+    text = request.form.get("text", "")
+    if len(text) > _MOST_WORDS:
+        # Refused, never cut short: the API takes at most as much (hub.api.policies).
+        raise InvalidInput(f"your words are at most {_MOST_WORDS} characters", code="bad_reason")
+    return found.group(1), found.group(2), text
 
 
 def _shown(value: Any) -> str:

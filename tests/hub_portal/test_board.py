@@ -98,6 +98,9 @@ def test_a_candidate_is_reviewed_published_and_retracted_through_the_pages(
     shown = second.get(path).text
     assert "<script>alert(1)" not in shown and "<img src=x" not in shown
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown  # shown, escaped
+    # Words beyond what the API takes are refused, never cut short in silence.
+    long = _ballot(third, votes, path, "comment:note", text="x" * 5001)
+    assert long.status_code == 400 and "at most 5000 characters" in long.text
     # An unknown candidate or release is not found, not an error.
     assert second.get("/board/candidates/00000000-0000-0000-0000-000000000000").status_code == 404
     assert second.get("/board/releases/00000000-0000-0000-0000-000000000000").status_code == 404
