@@ -64,6 +64,7 @@ from contributors.normalise import (
     ValidationReport,
     ValidationResult,
     format_records,
+    row_numbers,
     validate_records,
 )
 from contributors.pseudonym import (
@@ -434,7 +435,7 @@ def prepare_upload(
         carried = pd.Series(
             read_encodings(
                 frame[ENCODING_COLUMN].fillna("").astype(str).tolist(),
-                rows=[int(label) + 1 for label in frame.index],
+                rows=row_numbers(frame).tolist(),
             ),
             index=frame.index,
             dtype=object,

@@ -46,6 +46,7 @@ __all__ = [
     "ValidationReport",
     "ValidationResult",
     "format_records",
+    "row_numbers",
     "validate_records",
     "value_class",
 ]
@@ -587,13 +588,13 @@ def _typed_array(column: _Column, keep: npt.NDArray[np.bool_]) -> Any:
     return strings.take(codes)
 
 
-def _row_numbers(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
+def row_numbers(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
     """Return each row's number: its index + 1 where the index counts rows from 0 (as
     :func:`contributors.formats.read_table` leaves it when empty rows were left out), else its
     position + 1.
 
     >>> frame = pd.DataFrame({"gender": ["Female", "Male"]}, index=[0, 3])
-    >>> _row_numbers(frame).tolist(), _row_numbers(frame.reset_index(drop=True)).tolist()
+    >>> row_numbers(frame).tolist(), row_numbers(frame.reset_index(drop=True)).tolist()
     ([1, 4], [1, 2])
     """
     index = frame.index
@@ -710,7 +711,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema | None = None) ->
     bad = [column.state() == _INVALID for column in ordered]
     rejected = np.logical_or.reduce(bad) if bad else np.zeros(rows, dtype=bool)
     accepted = ~np.asarray(rejected, dtype=bool)
-    errors, not_listed, tally = _collect_errors(ordered, bad, _row_numbers(frame))
+    errors, not_listed, tally = _collect_errors(ordered, bad, row_numbers(frame))
     records = pd.DataFrame(
         {column.spec.name: _typed_array(column, accepted) for column in ordered},
         index=pd.RangeIndex(int(accepted.sum())),

@@ -30,7 +30,7 @@ from contributors import consent, formats
 from contributors.consent import CONSENT_REASONS, DEFAULT_LAWFUL_BASIS, LAWFUL_BASES
 from contributors.formats import FormatError, LimitExceeded, ReadLimits, read_table
 from contributors.linkage import ENCODING_COLUMN, EncodingError, read_encodings
-from contributors.normalise import ValidationResult, validate_records
+from contributors.normalise import ValidationResult, row_numbers, validate_records
 from contributors.pseudonym import PSEUDONYM_PATTERN
 from contributors.schema import RecordSchema, load_schema
 from contributors.verdict import refusal
@@ -509,8 +509,8 @@ def _take_encodings(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[bytes | Non
         return frame, None
     cells = frame[ENCODING_COLUMN].fillna("").astype(str).tolist()
     try:
-        # The reader numbers data rows from 0 in the frame's index (empty rows left out).
-        encodings = read_encodings(cells, rows=[int(label) + 1 for label in frame.index])
+        # Numbered as the validation report numbers the file's rows (empty rows left out).
+        encodings = read_encodings(cells, rows=row_numbers(frame).tolist())
     except EncodingError as error:
         raise ValidationFailed(
             str(error),
